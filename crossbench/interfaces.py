@@ -1,0 +1,246 @@
+"""The component interfaces of the pipeline and the typed search-space parameters.
+
+    item text / ids  -> ItemEncoder -> item vectors (one domain)
+    user history     -> UserEncoder -> one vector per user per domain
+    per-domain users -> Fusion      -> one vector per user for the target domain
+    users x items    -> Scorer      -> scores
+    whole models     -> Recommender (fit on a split, score users x target items)
+
+Components are built by the ``factory`` of a :class:`ComponentSpec` that a plugin returns
+from a hook. Every hyperparameter is an explicit keyword argument of the factory; the
+``search_space`` names a subset of them with typed ranges for tuning.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from crossbench.data.model import CrossDomainData
+    from crossbench.data.protocols import Split
+    from crossbench.registry import Registry
+
+
+# --------------------------------------------------------------------------- search space
+
+
+@dataclass(frozen=True)
+class IntParam:
+    """An integer hyperparameter in ``[low, high]``, optionally sampled on a log scale."""
+
+    name: str
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+
+
+@dataclass(frozen=True)
+class FloatParam:
+    """A float hyperparameter in ``[low, high]``, optionally sampled on a log scale."""
+
+    name: str
+    low: float
+    high: float
+    log: bool = False
+
+
+@dataclass(frozen=True)
+class CategoricalParam:
+    """A hyperparameter taking one of ``choices``."""
+
+    name: str
+    choices: tuple[Any, ...]
+
+
+Param = Union[IntParam, FloatParam, CategoricalParam]
+
+
+# --------------------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """What a plugin registers: a named factory, its description and its search space.
+
+    ``factory`` takes keyword arguments only. For item and user encoders it is called as
+    ``factory(context=..., domain=..., **hyperparameters)``; for fusions and scorers as
+    ``factory(context=..., **hyperparameters)``; for datasets and recommenders as
+    ``factory(**hyperparameters)``.
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+    search_space: tuple[Param, ...] = ()
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The factory's hyperparameters and their defaults (``inspect.Parameter.empty`` if none)."""
+        skip = {"context", "domain"}
+        out: dict[str, Any] = {}
+        for p in inspect.signature(self.factory).parameters.values():
+            if p.name in skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            out[p.name] = p.default
+        return out
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A ranking metric computed per user from the ranks of that user's relevant items.
+
+    ``compute(ranks, n_relevant, k)`` receives ``ranks``, a float64 tensor ``[users, R]`` of
+    0-based ranks of each relevant item under the pessimistic tie rule (``inf`` for padding
+    and for items ranked at ``k`` or below), ``n_relevant`` (``[users]``, the number of
+    relevant items) and the cut-off ``k``; it returns one float64 value per user.
+    """
+
+    name: str
+    compute: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+    description: str = ""
+    higher_is_better: bool = True
+
+
+# --------------------------------------------------------------------------- contexts
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a component may know when it is built: the training data only, never the test set."""
+
+    data: CrossDomainData
+    target: str
+    dim: int
+    cache_dir: Path
+
+
+@dataclass(frozen=True)
+class RunEnv:
+    """How a recommender is fitted: device, seed, threads, progress display, plugin registry."""
+
+    registry: Registry
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+    progress: bool = True
+    cache_dir: Path = Path(".crossbench-cache")
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """What fitting did: epochs run, the best epoch on validation, and the validation score."""
+
+    epochs: int = 0
+    best_epoch: int = 0
+    valid_score: float | None = None
+    valid_metric: str | None = None
+    history: tuple[float, ...] = ()
+
+
+# --------------------------------------------------------------------------- components
+
+
+class Dataset(abc.ABC):
+    """A source of cross-domain data. ``load`` returns a validated :class:`CrossDomainData`."""
+
+    @abc.abstractmethod
+    def load(self) -> CrossDomainData:
+        """Read (and where needed, generate) the data."""
+
+
+class ItemEncoder(nn.Module, abc.ABC):
+    """Maps item indices of one domain to vectors of size ``dim``."""
+
+    dim: int
+
+    @abc.abstractmethod
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        """``items``: int64 tensor of any shape -> float tensor of that shape plus ``[dim]``."""
+
+    def all_items(self) -> torch.Tensor:
+        """Vectors of every item of the domain, ``[n_items, dim]``."""
+        n = int(getattr(self, "n_items"))
+        device = next(self.parameters()).device if any(True for _ in self.parameters()) else None
+        return self.forward(torch.arange(n, device=device))
+
+
+class UserEncoder(nn.Module, abc.ABC):
+    """Encodes a user's history in one domain into one vector."""
+
+    @abc.abstractmethod
+    def forward(self, users: torch.Tensor, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``users`` ``[B]``; ``history`` ``[B, L, dim]`` item vectors, oldest first;
+        ``mask`` ``[B, L]`` true where a position holds an item. Returns ``[B, dim]``."""
+
+
+class Fusion(nn.Module, abc.ABC):
+    """Combines per-domain user vectors into one user vector for the target domain."""
+
+    #: False for fusions that only ever read the target domain (the trainer then trains
+    #: on target-domain interactions alone).
+    cross_domain: bool = True
+
+    @abc.abstractmethod
+    def forward(
+        self,
+        vectors: Mapping[str, torch.Tensor],
+        present: Mapping[str, torch.Tensor],
+        target: str,
+    ) -> torch.Tensor:
+        """``vectors[d]`` ``[B, dim]`` per domain; ``present[d]`` ``[B]`` bool, true where the
+        user has history in ``d``. Returns the ``[B, dim]`` user vector for ``target``."""
+
+
+class Scorer(nn.Module, abc.ABC):
+    """Scores users against items."""
+
+    @abc.abstractmethod
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Pairwise: ``users`` ``[B, dim]`` and ``items`` ``[B, ..., dim]`` -> ``[B, ...]``."""
+
+    def score_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Full ranking: ``users`` ``[B, dim]`` against ``items`` ``[N, dim]`` -> ``[B, N]``."""
+        return self.forward(users[:, None, :].expand(-1, items.shape[0], -1), items[None].expand(users.shape[0], -1, -1))
+
+
+class Recommender(abc.ABC):
+    """A whole model: fitted on a split's training data, scores users against the target catalogue."""
+
+    @abc.abstractmethod
+    def fit(self, split: Split, *, env: RunEnv) -> FitReport:
+        """Learn from ``split.train`` (and select on ``split.valid``, never ``split.test``)."""
+
+    @abc.abstractmethod
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores ``[len(users), n_target_items]`` (float32, higher is better) on the fit device."""
+
+    def describe(self) -> Mapping[str, Any]:
+        """Components and hyperparameters for the run record."""
+        return {}
+
+
+def check_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str) -> None:
+    """Raise a :class:`CrossbenchError` if ``params`` names a hyperparameter ``spec`` lacks."""
+    from crossbench.errors import CrossbenchError, closest
+
+    sig = inspect.signature(spec.factory)
+    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    known = spec.hyperparameters()
+    for key in params:
+        if key not in known:
+            near = closest(key, known)
+            hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
+            valid = ", ".join(sorted(known)) or "none"
+            raise CrossbenchError(
+                f"{where}: {spec.name!r} has no hyperparameter {key!r}{hint} (valid: {valid})"
+            )
+
+

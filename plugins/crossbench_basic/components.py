@@ -1,0 +1,136 @@
+"""The first components: ID embeddings, mean pooling, target-only and shared fusion, dot."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from crossbench.interfaces import (
+    BuildContext,
+    ComponentSpec,
+    FloatParam,
+    Fusion,
+    ItemEncoder,
+    Scorer,
+    UserEncoder,
+)
+
+
+class IdItemEncoder(ItemEncoder):
+    """One learned vector per item."""
+
+    def __init__(self, *, n_items: int, dim: int, init_std: float = 0.1) -> None:
+        super().__init__()
+        self.n_items, self.dim = n_items, dim
+        self.embedding = nn.Embedding(n_items, dim)
+        nn.init.normal_(self.embedding.weight, std=init_std)
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        return self.embedding(items)
+
+    def all_items(self) -> torch.Tensor:
+        return self.embedding.weight
+
+
+def id_item_encoder(*, context: BuildContext, domain: str, init_std: float = 0.1) -> IdItemEncoder:
+    """ID embedding of ``context.dim`` per item of ``domain``."""
+    return IdItemEncoder(n_items=context.data.domain(domain).n_items, dim=context.dim, init_std=init_std)
+
+
+class MeanUserEncoder(UserEncoder):
+    """Masked mean of the history's item vectors (zeros for an empty history)."""
+
+    def forward(self, users: torch.Tensor, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        w = mask.to(history.dtype).unsqueeze(-1)
+        return (history * w).sum(1) / w.sum(1).clamp(min=1.0)
+
+
+def mean_user_encoder(*, context: BuildContext, domain: str) -> MeanUserEncoder:
+    """Mean pooling of the items a user interacted with in ``domain``."""
+    return MeanUserEncoder()
+
+
+class IdUserEncoder(UserEncoder):
+    """One learned vector per user (and domain); ignores the history (matrix factorisation)."""
+
+    def __init__(self, *, n_users: int, dim: int, init_std: float = 0.1) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(n_users, dim)
+        nn.init.normal_(self.embedding.weight, std=init_std)
+
+    def forward(self, users: torch.Tensor, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.embedding(users)
+
+
+def id_user_encoder(*, context: BuildContext, domain: str, init_std: float = 0.1) -> IdUserEncoder:
+    """A user-ID embedding per domain, as in matrix factorisation."""
+    return IdUserEncoder(n_users=context.data.n_users, dim=context.dim, init_std=init_std)
+
+
+class TargetOnlyFusion(Fusion):
+    """Uses the target domain's user vector alone: no transfer."""
+
+    cross_domain = False
+
+    def forward(self, vectors: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor], target: str) -> torch.Tensor:
+        return vectors[target]
+
+
+class SharedFusion(Fusion):
+    """The mean of the user's vectors over every domain where the user has history.
+
+    With per-domain encoders trained jointly on all domains, this is one shared user
+    representation (as in collective matrix factorisation): a user cold in the target
+    domain is represented by the other domains alone.
+    """
+
+    def forward(self, vectors: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor], target: str) -> torch.Tensor:
+        total = torch.zeros_like(vectors[target])
+        count = torch.zeros_like(vectors[target][:, :1])
+        for d, v in vectors.items():
+            w = present[d].to(v.dtype).unsqueeze(-1)
+            total = total + v * w
+            count = count + w
+        return total / count.clamp(min=1.0)
+
+
+def target_only_fusion(*, context: BuildContext) -> TargetOnlyFusion:
+    """No fusion: the target-domain user vector."""
+    return TargetOnlyFusion()
+
+
+def shared_fusion(*, context: BuildContext) -> SharedFusion:
+    """Average of the per-domain user vectors the user has."""
+    return SharedFusion()
+
+
+class DotScorer(Scorer):
+    """Inner product."""
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return (users.unsqueeze(-2) * items).sum(-1)
+
+    def score_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return users @ items.T
+
+
+def dot_scorer(*, context: BuildContext) -> DotScorer:
+    """Inner product of user and item vectors."""
+    return DotScorer()
+
+
+ID_ITEM_ENCODER = ComponentSpec(
+    "id", id_item_encoder, "learned ID embedding per item",
+    (FloatParam("init_std", 0.01, 0.5, log=True),),
+)
+MEAN_USER_ENCODER = ComponentSpec("mean", mean_user_encoder, "mean of the history's item vectors")
+ID_USER_ENCODER = ComponentSpec(
+    "user-id", id_user_encoder, "learned ID embedding per user and domain (matrix factorisation)",
+    (FloatParam("init_std", 0.01, 0.5, log=True),),
+)
+TARGET_ONLY_FUSION = ComponentSpec("target-only", target_only_fusion, "target-domain user vector only (no transfer)")
+SHARED_FUSION = ComponentSpec("shared", shared_fusion, "mean of the user's per-domain vectors (shared user, CMF-style)")
+DOT_SCORER = ComponentSpec("dot", dot_scorer, "inner product")
+

@@ -1,0 +1,112 @@
+"""Whole-model recommenders: Popularity and the named compositions of basic components."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from crossbench.data.protocols import Split
+from crossbench.interfaces import CategoricalParam, ComponentSpec, FitReport, FloatParam, IntParam, Recommender, RunEnv
+from crossbench.train import ComponentRef, ComposedRecommender
+
+
+class Popularity(Recommender):
+    """Scores each target item by its number of training interactions."""
+
+    def fit(self, split: Split, *, env: RunEnv) -> FitReport:
+        dom = split.train.domain(split.target)
+        counts = np.bincount(dom.interactions["item"].to_numpy(), minlength=dom.n_items)
+        self.counts = torch.as_tensor(counts, dtype=torch.float32, device=env.device)
+        return FitReport()
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        return self.counts.unsqueeze(0).expand(len(users), -1)
+
+    def describe(self) -> dict[str, Any]:
+        return {"components": {"recommender": {"name": "popularity", "params": {}}}}
+
+
+def popularity() -> Popularity:
+    """Most popular target items first, the same list for everyone."""
+    return Popularity()
+
+
+TRAINING_SPACE = (
+    IntParam("dim", 16, 128, log=True),
+    FloatParam("lr", 1e-4, 3e-2, log=True),
+    FloatParam("l2", 1e-8, 1e-3, log=True),
+    IntParam("negatives", 1, 16, log=True),
+    CategoricalParam("batch_size", (256, 512, 1024, 2048)),
+)
+
+
+def composed(
+    *,
+    item_encoder: ComponentRef | str = "id",
+    user_encoder: ComponentRef | str = "mean",
+    fusion: ComponentRef | str = "shared",
+    scorer: ComponentRef | str = "dot",
+    dim: int = 64,
+    epochs: int = 30,
+    batch_size: int = 1024,
+    lr: float = 5e-3,
+    l2: float = 1e-6,
+    negatives: int = 4,
+    history_length: int = 50,
+    target_history_dropout: float = 0.5,
+    patience: int = 3,
+) -> ComposedRecommender:
+    """Any composition of registered item encoder, user encoder, fusion and scorer."""
+    return ComposedRecommender(
+        item_encoder=item_encoder, user_encoder=user_encoder, fusion=fusion, scorer=scorer, dim=dim,
+        epochs=epochs, batch_size=batch_size, lr=lr, l2=l2, negatives=negatives,
+        history_length=history_length, target_history_dropout=target_history_dropout, patience=patience,
+    )
+
+
+def mf(
+    *, dim: int = 64, epochs: int = 30, batch_size: int = 1024, lr: float = 5e-3, l2: float = 1e-6,
+    negatives: int = 4, patience: int = 3,
+) -> ComposedRecommender:
+    """Target-only matrix factorisation (BPR): user-ID and item-ID embeddings, dot product."""
+    return composed(
+        item_encoder="id", user_encoder="user-id", fusion="target-only", scorer="dot", dim=dim, epochs=epochs,
+        batch_size=batch_size, lr=lr, l2=l2, negatives=negatives, patience=patience,
+    )
+
+
+def shared_mean(
+    *, dim: int = 64, epochs: int = 30, batch_size: int = 1024, lr: float = 5e-3, l2: float = 1e-6,
+    negatives: int = 4, history_length: int = 50, target_history_dropout: float = 0.5, patience: int = 3,
+) -> ComposedRecommender:
+    """Cross-domain: item-ID embeddings per domain, mean-pooled histories, shared-user fusion."""
+    return composed(
+        item_encoder="id", user_encoder="mean", fusion="shared", scorer="dot", dim=dim, epochs=epochs,
+        batch_size=batch_size, lr=lr, l2=l2, negatives=negatives, history_length=history_length,
+        target_history_dropout=target_history_dropout, patience=patience,
+    )
+
+
+def cmf(
+    *, dim: int = 64, epochs: int = 30, batch_size: int = 1024, lr: float = 5e-3, l2: float = 1e-6,
+    negatives: int = 4, target_history_dropout: float = 0.5, patience: int = 3,
+) -> ComposedRecommender:
+    """Collective MF: user-ID embeddings per domain averaged into one shared user vector."""
+    return composed(
+        item_encoder="id", user_encoder="user-id", fusion="shared", scorer="dot", dim=dim, epochs=epochs,
+        batch_size=batch_size, lr=lr, l2=l2, negatives=negatives,
+        target_history_dropout=target_history_dropout, patience=patience,
+    )
+
+
+_DROPOUT = (FloatParam("target_history_dropout", 0.0, 0.9),)
+
+RECOMMENDERS = (
+    ComponentSpec("popularity", popularity, "most popular target items (non-personalised baseline)"),
+    ComponentSpec("composed", composed, "any composition of registered components (set each by name)", TRAINING_SPACE + _DROPOUT),
+    ComponentSpec("mf", mf, "target-only BPR matrix factorisation", TRAINING_SPACE),
+    ComponentSpec("shared-mean", shared_mean, "cross-domain: mean-pooled per-domain histories, shared-user fusion", TRAINING_SPACE + _DROPOUT),
+    ComponentSpec("cmf", cmf, "collective matrix factorisation: per-domain user IDs fused into one user", TRAINING_SPACE + _DROPOUT),
+)

@@ -1,0 +1,1 @@
+"""Loaders of public cross-domain data formats (Amazon, Douban, MovieLens, RecBole atomic, CSV/Parquet)."""

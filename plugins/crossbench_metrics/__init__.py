@@ -1,0 +1,1 @@
+"""Further ranking and beyond-accuracy metrics."""

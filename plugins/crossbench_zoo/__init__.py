@@ -1,0 +1,1 @@
+"""The model zoo: text item encoders, sequence user encoders, fusions, scorers, CDR baselines."""

@@ -93,20 +93,44 @@ class ComponentSpec:
         return out
 
 
+#: What a metric's ``compute`` receives; see :class:`MetricSpec`.
+METRIC_INPUTS = ("ranks", "graded", "top_items", "item_counts")
+
+
 @dataclass(frozen=True)
 class MetricSpec:
-    """A ranking metric computed per user from the ranks of that user's relevant items.
+    """A metric of a ranked list, computed per user (or once per catalogue).
 
-    ``compute(ranks, n_relevant, k)`` receives ``ranks``, a float64 tensor ``[users, R]`` of
-    0-based ranks of each relevant item under the pessimistic tie rule (``inf`` for padding
-    and for items ranked at ``k`` or below), ``n_relevant`` (``[users]``, the number of
-    relevant items) and the cut-off ``k``; it returns one float64 value per user.
+    ``inputs`` says what ``compute`` receives (all tensors float64 unless stated):
+
+    - ``"ranks"`` (default): ``compute(ranks, n_relevant, k)``. ``ranks`` ``[users, R]``
+      holds the 0-based rank of each relevant item under the pessimistic tie rule
+      (``inf`` for padding and for items not ranked within the top ``k``);
+      ``n_relevant`` ``[users]`` counts the relevant items. Returns ``[users]``.
+    - ``"graded"``: ``compute(ranks, gains, k)``; ``gains`` ``[users, R]`` is the grade of
+      each relevant item (``0`` for padding), aligned with ``ranks``. Returns ``[users]``.
+    - ``"top_items"``: ``compute(top_items, popularity, k)``; ``top_items`` ``[users, k]``
+      int64 item indices of each user's top ``k`` (``-1`` where fewer than ``k`` items
+      could be recommended); ``popularity`` ``[n_items]`` training interaction counts.
+      Returns ``[users]``.
+    - ``"item_counts"``: ``compute(counts, n_users, k)``; ``counts`` ``[n_items]`` int64, how
+      many users' top ``k`` hold each item. Returns a 0-dim tensor: one value for the run
+      (no per-user values, so no paired tests).
     """
 
     name: str
-    compute: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+    compute: Callable[..., torch.Tensor]
     description: str = ""
     higher_is_better: bool = True
+    inputs: str = "ranks"
+
+    def __post_init__(self) -> None:
+        if self.inputs not in METRIC_INPUTS:
+            from crossbench.errors import CrossbenchError
+
+            raise CrossbenchError(
+                f"metric {self.name!r}: inputs={self.inputs!r} is not known; use one of {', '.join(METRIC_INPUTS)}"
+            )
 
 
 # --------------------------------------------------------------------------- contexts
@@ -131,6 +155,10 @@ class RunEnv:
     seed: int = 0
     progress: bool = True
     cache_dir: Path = Path(".crossbench-cache")
+    #: run the forward passes of composed models under bf16 autocast (CUDA only; ignored on CPU)
+    bf16: bool = False
+    #: where composed models write their best checkpoint (``None``: no checkpoint file)
+    checkpoint_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +170,18 @@ class FitReport:
     valid_score: float | None = None
     valid_metric: str | None = None
     history: tuple[float, ...] = ()
+    #: torch intra-op threads during fitting (``torch.get_num_threads()``), recorded beside the timings
+    threads: int | None = None
+    #: seconds spent in training steps (validation excluded) and the training samples they processed
+    train_seconds: float | None = None
+    train_samples: int = 0
+
+    @property
+    def samples_per_second(self) -> float | None:
+        """Training throughput: positive training pairs per second of training steps."""
+        if not self.train_seconds:
+            return None
+        return self.train_samples / self.train_seconds
 
 
 # --------------------------------------------------------------------------- components

@@ -1,19 +1,36 @@
 """Composed models (item encoder + user encoder + fusion + scorer) and their trainer.
 
-Training is BPR with sampled negatives over the training interactions of every domain the
-fusion reads (only the target domain for target-only fusions). For a positive pair
-``(u, i)`` in domain ``d`` the user's history in ``d`` is used with ``i`` masked out, so the
-model never sees the item it must rank. With probability ``target_history_dropout`` the
-whole history in ``d`` is hidden, which teaches cross-domain fusions the cold-start case.
+Training runs over the training interactions of every domain the fusion reads (only the
+target domain for target-only fusions). For a positive pair ``(u, i)`` in domain ``d`` the
+user's history in ``d`` is used with ``i`` masked out, so the model never sees the item it
+must rank. With probability ``target_history_dropout`` the whole history in ``d`` is hidden,
+which teaches cross-domain fusions the cold-start case.
+
+Losses:
+
+* ``bpr``: Bayesian personalised ranking against ``negatives`` uniformly sampled items per
+  positive.
+* ``softmax``: sampled softmax; each positive is classified against the other positives of
+  its batch (in-batch negatives; repeats of the same item are masked) plus
+  ``sampled_negatives`` uniformly sampled items shared by the batch.
+
 Model selection is early stopping on the validation ground truth; the test set is never
-read here.
+read here. Training is seeded and deterministic on CPU; on CUDA the forward passes can run
+under bf16 autocast (``RunEnv.bf16``). Checkpoints are plain tensors and primitives, saved
+atomically and loaded with ``torch.load(..., weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import os
+import tempfile
+import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +40,7 @@ from torch import nn
 
 from crossbench.data.model import CrossDomainData
 from crossbench.data.protocols import GroundTruth, Split
-from crossbench.errors import CrossbenchError
+from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.evaluate.ranking import evaluate
 from crossbench.interfaces import (
     BuildContext,
@@ -38,6 +55,9 @@ from crossbench.interfaces import (
     check_kwargs,
 )
 from crossbench.progress import progress_bar
+
+LOSSES = ("bpr", "softmax")
+CHECKPOINT_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -70,6 +90,23 @@ class TrainConfig:
     patience: int = 3
     valid_metric: str = "ndcg"
     valid_k: int = 10
+    loss: str = "bpr"
+    sampled_negatives: int = 256
+
+    def check(self) -> None:
+        """Raise a :class:`CrossbenchError` naming every out-of-range setting."""
+        problems = []
+        if self.loss not in LOSSES:
+            problems.append(unknown_name_message("loss", self.loss, LOSSES))
+        for name in ("dim", "epochs", "batch_size", "history_length", "patience"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.negatives < 1 or self.sampled_negatives < 0:
+            problems.append(f"negatives must be >= 1 and sampled_negatives >= 0, got {self.negatives}, {self.sampled_negatives}")
+        if not 0.0 <= self.target_history_dropout < 1.0:
+            problems.append(f"target_history_dropout must be in [0, 1), got {self.target_history_dropout}")
+        if problems:
+            raise CrossbenchError("training settings: " + "; ".join(problems))
 
 
 def build_histories(data: CrossDomainData, length: int) -> dict[str, torch.Tensor]:
@@ -95,6 +132,11 @@ def train_items(data: CrossDomainData, domain: str) -> GroundTruth:
     return GroundTruth.from_pairs(inter["user"].to_numpy(), inter["item"].to_numpy())
 
 
+def reads_history(encoder: nn.Module) -> bool:
+    """False for user encoders that declare ``uses_history = False`` (e.g. user-ID embeddings)."""
+    return bool(getattr(encoder, "uses_history", True))
+
+
 class ComposedModel(nn.Module):
     """Item encoders and user encoders per domain, one fusion, one scorer."""
 
@@ -115,17 +157,25 @@ class ComposedModel(nn.Module):
     def domains_for(self, target: str) -> list[str]:
         return list(self.item_encoders) if self.fusion.cross_domain else [target]
 
-    def user_vectors(self, users: torch.Tensor, histories: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor], target: str) -> torch.Tensor:
-        vectors, present = {}, {}
+    def user_vectors(
+        self,
+        users: torch.Tensor,
+        histories: Mapping[str, torch.Tensor],
+        masks: Mapping[str, torch.Tensor],
+        target: str,
+        present: Mapping[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Encode every domain's history and fuse. ``present[d]`` defaults to ``masks[d].any(1)``."""
+        vectors, pres = {}, {}
         for d, hist in histories.items():
             item_vecs = self.item_encoders[d](hist.clamp(min=0))
             vectors[d] = self.user_encoders[d](users, item_vecs, masks[d])
-            present[d] = masks[d].any(1)
-        return self.fusion(vectors, present, target)
+            pres[d] = present[d] if present is not None else masks[d].any(1)
+        return self.fusion(vectors, pres, target)
 
 
 class ComposedRecommender(Recommender):
-    """A recommender assembled from registered components and trained with BPR."""
+    """A recommender assembled from registered components and trained with BPR or sampled softmax."""
 
     def __init__(
         self,
@@ -143,6 +193,8 @@ class ComposedRecommender(Recommender):
         history_length: int = 50,
         target_history_dropout: float = 0.5,
         patience: int = 3,
+        loss: str = "bpr",
+        sampled_negatives: int = 256,
     ) -> None:
         as_ref = lambda r: r if isinstance(r, ComponentRef) else ComponentRef(str(r))  # noqa: E731
         self.refs = {
@@ -154,6 +206,7 @@ class ComposedRecommender(Recommender):
         self.config = TrainConfig(
             dim=dim, epochs=epochs, batch_size=batch_size, lr=lr, l2=l2, negatives=negatives,
             history_length=history_length, target_history_dropout=target_history_dropout, patience=patience,
+            loss=loss, sampled_negatives=sampled_negatives,
         )
         self.model: ComposedModel | None = None
 
@@ -165,6 +218,7 @@ class ComposedRecommender(Recommender):
 
     def check(self, env: RunEnv, *, where: str) -> None:
         """Resolve every component name and hyperparameter, before any work is done."""
+        self.config.check()
         for kind, ref in self.refs.items():
             spec: ComponentSpec = env.registry.get(kind, ref.name)
             check_kwargs(spec, ref.params, where=where)
@@ -185,14 +239,30 @@ class ComposedRecommender(Recommender):
         )
         return model.to(env.device)
 
+    def _prepare(self, split: Split, env: RunEnv) -> ComposedModel:
+        """Build the model and the per-user state that scoring needs."""
+        self.check(env, where="model")
+        model = self.build(split, env)
+        self.model, self.target, self.device = model, split.target, env.device
+        self.bf16 = bool(env.bf16) and env.device.type == "cuda"
+        self.histories = {d: h.to(env.device) for d, h in build_histories(split.train, self.config.history_length).items()}
+        self.counts = {
+            d: torch.as_tensor(
+                np.bincount(split.train.domain(d).interactions["user"].to_numpy(), minlength=split.train.n_users),
+                device=env.device,
+            )
+            for d in split.train.domain_names
+        }
+        return model
+
+    def _autocast(self) -> Any:
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16) if self.bf16 else nullcontext()
+
     # -- fitting --------------------------------------------------------------------------
 
     def fit(self, split: Split, *, env: RunEnv) -> FitReport:
         cfg = self.config
-        self.check(env, where="model")
-        model = self.build(split, env)
-        self.model, self.target, self.device = model, split.target, env.device
-        self.histories = {d: h.to(env.device) for d, h in build_histories(split.train, cfg.history_length).items()}
+        model = self._prepare(split, env)
         domains = model.domains_for(split.target)
         pairs = {
             d: (
@@ -208,8 +278,9 @@ class ComposedRecommender(Recommender):
         metric = env.registry.metrics([cfg.valid_metric])
         exclude = train_items(split.train, split.target)
         n_target = split.train.domain(split.target).n_items
+        step = self._bpr_step if cfg.loss == "bpr" else self._softmax_step
         best, best_state, best_epoch, bad, history = -1.0, None, 0, 0, []
-        epochs_run = 0
+        epochs_run, train_seconds, samples = 0, 0.0, 0
         for epoch in range(1, cfg.epochs + 1):
             epochs_run = epoch
             model.train()
@@ -219,14 +290,20 @@ class ComposedRecommender(Recommender):
                 perm = torch.randperm(n, generator=gen, device=env.device)
                 batches += [(d, perm[s : s + cfg.batch_size]) for s in range(0, n, cfg.batch_size)]
             order = torch.randperm(len(batches), generator=gen, device="cpu").tolist()
+            _sync(env.device)
+            t0 = time.perf_counter()
             with progress_bar(order, label=f"epoch {epoch:>3}", enabled=env.progress) as bar:
                 for b in bar:
                     d, idx = batches[b]
-                    loss = self._bpr_step(model, d, pairs[d][0][idx], pairs[d][1][idx], n_items[d], gen)
+                    with self._autocast():
+                        loss = step(model, d, pairs[d][0][idx], pairs[d][1][idx], n_items[d], gen)
                     if opt is not None and loss.requires_grad:
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
                         opt.step()
+                    samples += len(idx)
+            _sync(env.device)
+            train_seconds += time.perf_counter() - t0
             if split.valid.n_users == 0:
                 continue
             model.eval()
@@ -246,30 +323,75 @@ class ComposedRecommender(Recommender):
         if best_state is not None:
             model.load_state_dict(best_state)
         model.eval()
+        if env.checkpoint_dir is not None:
+            self.save_checkpoint(Path(env.checkpoint_dir) / "model.pt")
         return FitReport(
             epochs=epochs_run, best_epoch=best_epoch, valid_score=best if history else None,
             valid_metric=f"{cfg.valid_metric}@{cfg.valid_k}", history=tuple(history),
+            threads=torch.get_num_threads(), train_seconds=train_seconds, train_samples=samples,
         )
+
+    def _inputs(
+        self, model: ComposedModel, domain: str, users: torch.Tensor, pos: torch.Tensor | None, gen: torch.Generator | None
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Histories, masks and presence per domain for ``users`` ranking in ``domain``.
+
+        When training (``pos`` given) the positive item is masked out of the user's history in
+        ``domain`` and, for cross-domain fusions, that history is hidden entirely with
+        probability ``target_history_dropout``. User encoders that do not read histories get an
+        empty ``[B, 0]`` history; presence then comes from the interaction counts.
+        """
+        cfg = self.config
+        drop = None
+        if pos is not None and model.fusion.cross_domain and cfg.target_history_dropout > 0:
+            drop = torch.rand(len(users), generator=gen, device=users.device) < cfg.target_history_dropout
+        hists, masks, present = {}, {}, {}
+        for d in model.domains_for(domain):
+            if reads_history(model.user_encoders[d]):
+                h = self.histories[d][users]
+                m = h >= 0
+                if pos is not None and d == domain:
+                    m &= h != pos[:, None]
+                    if drop is not None:
+                        m &= ~drop[:, None]
+                p = m.any(1)
+            else:
+                h = torch.zeros(len(users), 0, dtype=torch.long, device=users.device)
+                m = torch.zeros(len(users), 0, dtype=torch.bool, device=users.device)
+                p = self.counts[d][users] > (1 if pos is not None and d == domain else 0)
+                if drop is not None and d == domain:
+                    p &= ~drop
+            hists[d], masks[d], present[d] = h, m, p
+        return hists, masks, present
 
     def _bpr_step(self, model: ComposedModel, domain: str, users: torch.Tensor, pos: torch.Tensor, n_items: int, gen: torch.Generator) -> torch.Tensor:
         cfg = self.config
-        hists, masks = {}, {}
-        for d in model.domains_for(domain):
-            h = self.histories[d][users]
-            m = h >= 0
-            if d == domain:
-                m &= h != pos[:, None]
-                if model.fusion.cross_domain and cfg.target_history_dropout > 0:
-                    drop = torch.rand(len(users), generator=gen, device=users.device) < cfg.target_history_dropout
-                    m &= ~drop[:, None]
-            hists[d], masks[d] = h, m
-        u = model.user_vectors(users, hists, masks, domain)
+        hists, masks, present = self._inputs(model, domain, users, pos, gen)
+        u = model.user_vectors(users, hists, masks, domain, present)
         neg = torch.randint(0, n_items, (len(users), cfg.negatives), generator=gen, device=users.device)
         items = model.item_encoders[domain](torch.cat([pos[:, None], neg], dim=1))  # [B, 1+n, dim]
-        s = model.scorer(u, items)
+        s = model.scorer(u, items).float()
         loss = -F.logsigmoid(s[:, :1] - s[:, 1:]).mean()
         if cfg.l2 > 0:
-            loss = loss + cfg.l2 * (u.pow(2).sum() + items.pow(2).sum()) / len(users)
+            loss = loss + cfg.l2 * (u.float().pow(2).sum() + items.float().pow(2).sum()) / len(users)
+        return loss
+
+    def _softmax_step(self, model: ComposedModel, domain: str, users: torch.Tensor, pos: torch.Tensor, n_items: int, gen: torch.Generator) -> torch.Tensor:
+        cfg = self.config
+        hists, masks, present = self._inputs(model, domain, users, pos, gen)
+        u = model.user_vectors(users, hists, masks, domain, present)
+        neg = torch.randint(0, n_items, (cfg.sampled_negatives,), generator=gen, device=users.device)
+        cand = torch.cat([pos, neg])  # [B + S]
+        items = model.item_encoders[domain](cand)  # [B + S, dim]
+        s = model.scorer.score_all(u, items).float()  # [B, B + S]
+        b = len(users)
+        # another row's positive (or a sampled item) equal to this row's positive is not a negative
+        clash = cand[None, :] == pos[:, None]
+        clash[torch.arange(b, device=users.device), torch.arange(b, device=users.device)] = False
+        s = s.masked_fill(clash, float("-inf"))
+        loss = F.cross_entropy(s, torch.arange(b, device=users.device))
+        if cfg.l2 > 0:
+            loss = loss + cfg.l2 * (u.float().pow(2).sum() + items[:b].float().pow(2).sum()) / b
         return loss
 
     # -- scoring --------------------------------------------------------------------------
@@ -279,9 +401,58 @@ class ComposedRecommender(Recommender):
             raise CrossbenchError("score() called before fit()")
         model = self.model
         users = users.to(self.device)
-        with torch.no_grad():
-            hists = {d: self.histories[d][users] for d in model.domains_for(self.target)}
-            masks = {d: h >= 0 for d, h in hists.items()}
-            u = model.user_vectors(users, hists, masks, self.target)
+        with torch.no_grad(), self._autocast():
+            hists, masks, present = self._inputs(model, self.target, users, None, None)
+            u = model.user_vectors(users, hists, masks, self.target, present)
             items = model.item_encoders[self.target].all_items()
             return model.scorer.score_all(u, items).float()
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def save_checkpoint(self, path: Path) -> Path:
+        """Write the fitted model's weights and description to ``path`` atomically."""
+        if self.model is None:
+            raise CrossbenchError("save_checkpoint() called before fit()")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        payload = {"format": CHECKPOINT_FORMAT, "describe": json.dumps(self.describe(), sort_keys=True), "state": state}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def load_checkpoint(self, path: Path, split: Split, *, env: RunEnv) -> None:
+        """Rebuild the model for ``split`` and load weights saved by :meth:`save_checkpoint`.
+
+        Only tensors and primitives are read (``weights_only=True``); a checkpoint of another
+        configuration is refused with the difference named.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise CrossbenchError(f"checkpoint {str(path)!r} does not exist; fit the model with a checkpoint_dir first")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise CrossbenchError(f"checkpoint {str(path)!r} could not be read safely: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+            raise CrossbenchError(f"checkpoint {str(path)!r} is not a crossbench checkpoint of format {CHECKPOINT_FORMAT}")
+        saved = json.loads(payload["describe"])
+        mine = json.loads(json.dumps(self.describe(), sort_keys=True))
+        if saved != mine:
+            diff = sorted(k for k in set(saved["training"]) | set(mine["training"]) if saved["training"].get(k) != mine["training"].get(k))
+            what = f"training settings differ: {diff}" if diff else "components differ"
+            raise CrossbenchError(f"checkpoint {str(path)!r} was saved by another configuration ({what}); build the same model")
+        model = self._prepare(split, env)
+        model.load_state_dict(payload["state"])
+        model.eval()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

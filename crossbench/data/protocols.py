@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from crossbench.data.model import CrossDomainData
-from crossbench.errors import CrossbenchError
+from crossbench.errors import CrossbenchError, closest, unknown_name_message
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,11 @@ class Split:
     valid: GroundTruth
     test: GroundTruth
     params: Mapping[str, object] = field(default_factory=dict)
+    #: True when every target-domain interaction of the test and validation users is held
+    #: out (cold-start): the audit then checks that none of them reaches training.
+    cold: bool = False
+    #: Temporal protocols: every training interaction, in every domain, is before this time.
+    cut_time: int | None = None
 
     def fingerprint(self) -> str:
         """sha256 of the training data, the ground truth and the protocol parameters."""
@@ -122,4 +128,126 @@ class ColdStart:
             name=target.name, interactions=inter[~held].reset_index(drop=True), items=target.items
         )
         params = {"test_fraction": self.test_fraction, "valid_fraction": self.valid_fraction, "seed": self.seed}
-        return Split(protocol=self.name, target=self.target, train=data.with_domains(domains), valid=valid, test=test, params=params)
+        return Split(
+            protocol=self.name, target=self.target, train=data.with_domains(domains), valid=valid, test=test,
+            params=params, cold=True,
+        )
+
+
+@dataclass(frozen=True)
+class Warm:
+    """Warm leave-one-out by time, under one global time cut.
+
+    The cut ``T`` is ``cut_time`` if given, else the target-domain timestamp below which a
+    ``cut_quantile`` share of target interactions lies. Training keeps the interactions of
+    *every* domain made before ``T``, so no domain's future reaches training. Each user's
+    last target item before ``T`` (when they have at least two) is their validation item
+    and leaves training; a user who still has target history in training is a test user
+    with the first target item at or after ``T`` that they had not met before. The split is
+    deterministic; ``seed`` is accepted for a uniform interface and changes nothing.
+    """
+
+    target: str
+    cut_quantile: float = 0.9
+    cut_time: int | None = None
+    seed: int = 0
+
+    name = "warm"
+
+    def split(self, data: CrossDomainData) -> Split:
+        if self.cut_time is None and not 0 < self.cut_quantile < 1:
+            raise CrossbenchError(f"warm: cut_quantile must be in (0, 1), got {self.cut_quantile}")
+        target = data.domain(self.target)
+        inter = target.interactions
+        ts = inter["timestamp"].to_numpy(dtype=np.int64)
+        if self.cut_time is not None:
+            cut = int(self.cut_time)
+        else:
+            ordered = np.sort(ts)
+            cut = int(ordered[min(int(np.floor(self.cut_quantile * len(ordered))), len(ordered) - 1)])
+        if cut <= ordered_min(ts):
+            raise CrossbenchError(
+                f"warm: the time cut {cut} leaves no target interaction of {self.target!r} before it; "
+                "raise cut_quantile or cut_time (are the timestamps all equal?)"
+            )
+        # rows sorted by (user, timestamp, item): the order of time, ties by item index
+        order = np.lexsort((inter["item"].to_numpy(), ts, inter["user"].to_numpy()))
+        users = inter["user"].to_numpy()[order]
+        items = inter["item"].to_numpy()[order]
+        times = ts[order]
+        before = times < cut
+        n_items = target.n_items
+        # validation: last item before the cut, for users with two or more distinct items there
+        pre_u, pre_i = users[before], items[before]
+        pair_pre = np.unique(pre_u * n_items + pre_i)
+        distinct = np.bincount((pair_pre // n_items).astype(np.int64), minlength=data.n_users)
+        last_pos = np.flatnonzero(np.r_[pre_u[1:] != pre_u[:-1], True]) if len(pre_u) else np.zeros(0, np.int64)
+        cand_u, cand_i = pre_u[last_pos], pre_i[last_pos]
+        has_valid = distinct[cand_u] >= 2
+        valid_u, valid_i = cand_u[has_valid], cand_i[has_valid]
+        valid_keys = valid_u * n_items + valid_i
+        train_mask = before & ~np.isin(users * n_items + items, valid_keys)
+        train_keys = np.unique(users[train_mask] * n_items + items[train_mask])
+        warm_users = np.unique(users[train_mask])
+        # test: first new item at or after the cut, for users with target history in training
+        after = ~before & np.isin(users, warm_users)
+        keys_after = users * n_items + items
+        fresh = after & ~np.isin(keys_after, train_keys) & ~np.isin(keys_after, valid_keys)
+        fu, fi = users[fresh], items[fresh]
+        first = np.flatnonzero(np.r_[True, fu[1:] != fu[:-1]]) if len(fu) else np.zeros(0, np.int64)
+        test = GroundTruth.from_pairs(fu[first], fi[first])
+        valid = GroundTruth.from_pairs(valid_u, valid_i)
+        if test.n_users == 0:
+            raise CrossbenchError(
+                f"warm: no user of {self.target!r} has target history before the cut {cut} and a new item after it; "
+                "lower cut_quantile or cut_time"
+            )
+        domains = {}
+        for name, dom in data.domains.items():
+            frame = dom.interactions
+            if name == self.target:
+                keep = np.zeros(len(frame), dtype=bool)
+                keep[order[train_mask]] = True
+            else:
+                keep = frame["timestamp"].to_numpy(dtype=np.int64) < cut
+            domains[name] = type(dom)(name=dom.name, interactions=frame[keep].reset_index(drop=True), items=dom.items)
+        params = {"cut_quantile": self.cut_quantile, "cut_time": cut}
+        return Split(
+            protocol=self.name, target=self.target, train=data.with_domains(domains), valid=valid, test=test,
+            params=params, cut_time=cut,
+        )
+
+
+def ordered_min(values: np.ndarray) -> int:
+    return int(values.min()) if len(values) else 0
+
+
+PROTOCOLS: dict[str, type] = {"cold-start": ColdStart, "warm": Warm}
+
+
+def make_protocol(name: str, *, target: str, seed: int, **params: object) -> ColdStart | Warm:
+    """The protocol called ``name`` for one ``target`` domain; unknown names or parameters are errors."""
+    if name not in PROTOCOLS:
+        raise CrossbenchError(unknown_name_message("protocol", name, PROTOCOLS))
+    cls = PROTOCOLS[name]
+    fields = {f.name for f in dataclasses.fields(cls)} - {"target", "seed"}
+    for key in params:
+        if key not in fields:
+            near = closest(key, fields)
+            hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
+            raise CrossbenchError(f"protocol {name!r} has no parameter {key!r}{hint} (valid: {', '.join(sorted(fields))})")
+    return cls(target=target, seed=seed, **params)  # type: ignore[no-any-return]
+
+
+def resolve_targets(data: CrossDomainData, targets: str | Sequence[str] | None) -> list[str]:
+    """Target domains: ``None`` -> the dataset's default (else its last domain); ``"all"`` -> every
+    domain in turn (dual/multi-target); otherwise the names given (comma-separated or a list)."""
+    if targets is None:
+        default = data.meta.get("default_target")
+        return [str(default) if default in data.domains else data.domain_names[-1]]
+    names = [t.strip() for t in targets.split(",")] if isinstance(targets, str) else [str(t) for t in targets]
+    if names == ["all"]:
+        return data.domain_names
+    for t in names:
+        data.domain(t)
+    return names

@@ -1,0 +1,250 @@
+"""The ``crossbench`` command."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import click
+
+from crossbench import __version__
+from crossbench.errors import CrossbenchError, unknown_name_message
+from crossbench.experiment import (
+    DEFAULT_EXPERIMENT,
+    DatasetRef,
+    Experiment,
+    ModelRef,
+    ProtocolRef,
+    RunOptions,
+    load_experiment,
+    parse_assignment,
+    run_experiment,
+)
+from crossbench.leaderboard import render_markdown
+from crossbench.plugins import get_plugin_manager
+from crossbench.registry import KINDS, NOUNS, Registry
+from crossbench.results import load_records, write_text_atomic
+
+
+@dataclass
+class CliState:
+    """Shared by every command: extra in-process plugins (for embedding and tests) and the registry."""
+
+    extra_plugins: Sequence[object] = ()
+    _registry: Registry | None = field(default=None, repr=False)
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = Registry(get_plugin_manager(self.extra_plugins))
+        return self._registry
+
+
+class _Group(click.Group):
+    """Turns :class:`CrossbenchError` into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CrossbenchError as exc:
+            click.echo(f"crossbench: error: {exc}", err=True)
+            ctx.exit(2)
+
+
+def _state() -> CliState:
+    ctx = click.get_current_context()
+    if not isinstance(ctx.obj, CliState):
+        ctx.obj = CliState()
+    return ctx.obj
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="crossbench")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """crossbench: benchmark cross-domain recommenders fairly and reproducibly.
+
+    Run `crossbench run` for the default benchmark, `crossbench list models` to see what
+    can be compared, and `crossbench plugins` for the installed plugins.
+    """
+    if not isinstance(ctx.obj, CliState):
+        ctx.obj = CliState()
+
+
+@cli.command()
+@click.argument("experiment_file", required=False, type=click.Path(path_type=Path))
+@click.option("--dataset", "dataset", help="Registered dataset name (see `crossbench list datasets`).")
+@click.option("--dataset-param", "dataset_params", multiple=True, metavar="KEY=VALUE", help="Dataset hyperparameter (repeatable).")
+@click.option("--model", "models", multiple=True, help="Registered model name (repeatable; see `crossbench list models`).")
+@click.option("--model-param", "model_params", multiple=True, metavar="[MODEL.]KEY=VALUE", help="Hyperparameter for every model that has it, or for MODEL only (repeatable).")
+@click.option("--protocol", help="Protocol name (default: cold-start).")
+@click.option("--target", "targets", multiple=True, help="Target domain (repeatable, or 'all'); default: the dataset's.")
+@click.option("--protocol-param", "protocol_params", multiple=True, metavar="KEY=VALUE", help="Protocol parameter, e.g. test_fraction=0.2.")
+@click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2.")
+@click.option("--ks", help="Comma-separated cut-offs, e.g. 10,20.")
+@click.option("--metrics", "metrics", help="Comma-separated metric names.")
+@click.option("--output", "output", type=click.Path(path_type=Path), help="Results folder (default: crossbench-results/NAME).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--threads", type=int, help="torch CPU threads (recorded in every run record).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".crossbench-cache"), show_default=True, help="Cache for encoded item text.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def run(
+    experiment_file: Path | None, dataset: str | None, dataset_params: tuple[str, ...], models: tuple[str, ...],
+    model_params: tuple[str, ...], protocol: str | None, targets: tuple[str, ...], protocol_params: tuple[str, ...],
+    seeds: str | None, ks: str | None, metrics: str | None, output: Path | None, device: str, threads: int | None,
+    cache_dir: Path, quiet: bool,
+) -> None:
+    """Run a benchmark and print its leaderboard.
+
+    With no arguments: the default benchmark (synthetic data, cold-start protocol, Popularity
+    vs target-only MF vs a cross-domain model). With EXPERIMENT_FILE (TOML): that experiment.
+    Options override either.
+    """
+    state = _state()
+    exp = load_experiment(experiment_file) if experiment_file else DEFAULT_EXPERIMENT
+    if experiment_file is None and (dataset or models):
+        exp = replace(exp, name="custom")
+    exp = _apply_options(
+        exp, dataset=dataset, dataset_params=dataset_params, models=models, model_params=model_params,
+        protocol=protocol, targets=targets, protocol_params=protocol_params, seeds=seeds, ks=ks, metrics=metrics,
+        registry=state.registry,
+    )
+    out = output or Path("crossbench-results") / exp.name
+    command = "crossbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["run"] else None
+    options = RunOptions(output_dir=out, device=device, threads=threads, progress=not quiet, cache_dir=cache_dir, command=command)
+    log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    records, markdown = run_experiment(exp, registry=state.registry, options=options, log=log)
+    click.echo(markdown)
+    click.echo(f"{len(records)} run record(s) and leaderboard.md written to {out}", err=True)
+
+
+def _split_csv(text: str, kind: type, option: str) -> tuple[Any, ...]:
+    try:
+        values = tuple(kind(part.strip()) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise CrossbenchError(f"{option} {text!r}: expected comma-separated {kind.__name__}s") from None
+    if not values:
+        raise CrossbenchError(f"{option}: no values given")
+    return values
+
+
+def _apply_options(
+    exp: Experiment, *, dataset: str | None, dataset_params: tuple[str, ...], models: tuple[str, ...],
+    model_params: tuple[str, ...], protocol: str | None, targets: tuple[str, ...], protocol_params: tuple[str, ...],
+    seeds: str | None, ks: str | None, metrics: str | None, registry: Registry,
+) -> Experiment:
+    if dataset:
+        exp = replace(exp, dataset=DatasetRef(dataset, {}))
+    if dataset_params:
+        params = dict(exp.dataset.params)
+        params.update(parse_assignment(a, option="--dataset-param") for a in dataset_params)
+        exp = replace(exp, dataset=replace(exp.dataset, params=params))
+    if models:
+        exp = replace(exp, models=tuple(ModelRef(m) for m in models))
+    if model_params:
+        exp = replace(exp, models=_model_params(exp.models, model_params, registry))
+    if protocol or targets or protocol_params:
+        p = exp.protocol
+        params = dict(p.params)
+        params.update(parse_assignment(a, option="--protocol-param") for a in protocol_params)
+        exp = replace(
+            exp,
+            protocol=ProtocolRef(protocol or p.name, ("all",) if targets == ("all",) else (tuple(targets) or p.targets), params),
+        )
+    if seeds:
+        exp = replace(exp, seeds=_split_csv(seeds, int, "--seeds"))
+    if ks:
+        exp = replace(exp, ks=_split_csv(ks, int, "--ks"))
+    if metrics:
+        exp = replace(exp, metrics=_split_csv(metrics, str, "--metrics"))
+    return exp
+
+
+def _model_params(models: tuple[ModelRef, ...], assignments: tuple[str, ...], registry: Registry) -> tuple[ModelRef, ...]:
+    """Apply ``KEY=VALUE`` to every model that has KEY, or ``LABEL.KEY=VALUE`` to one model."""
+    out = {m.display: dict(m.params) for m in models}
+    for text in assignments:
+        scope = None
+        head, sep, _ = text.partition("=")
+        if sep and "." in head:
+            scope, _, rest = text.partition(".")
+            text = rest
+            if scope not in out:
+                raise CrossbenchError(unknown_name_message("model label in --model-param", scope, out))
+        key, value = parse_assignment(text, option="--model-param")
+        takers = [m for m in models if (scope is None or m.display == scope)
+                  and key in registry.get("recommenders", m.name).hyperparameters()]
+        if not takers:
+            names = ", ".join(m.display for m in models)
+            raise CrossbenchError(f"--model-param {key}: none of the models ({names}) has a hyperparameter {key!r}; "
+                                  f"see `crossbench list models` and each model's factory")
+        for m in takers:
+            out[m.display][key] = value
+    return tuple(replace(m, params=out[m.display]) for m in models)
+
+
+@cli.command("list")
+@click.argument("kind", type=click.Choice([*KINDS, "models"]))
+def list_(kind: str) -> None:
+    """List registered components of KIND with the plugin that provides each."""
+    kind = "recommenders" if kind == "models" else kind
+    reg = _state().registry
+    rows = [(e.spec.name, e.plugin, e.spec.description) for e in reg.entries(kind)]
+    if not rows:
+        click.echo(f"no {NOUNS[kind]}s registered")
+        return
+    width = max(len(r[0]) for r in rows)
+    pw = max(len(r[1]) for r in rows)
+    for name, plugin, desc in rows:
+        click.echo(f"{name:<{width}}  {plugin:<{pw}}  {desc}")
+
+
+@cli.command()
+def plugins() -> None:
+    """List every loaded plugin with its package and version."""
+    pm = _state().registry.pm
+    rows = pm.plugin_distributions()  # type: ignore[attr-defined]
+    for name, dist, version in rows:
+        click.echo(f"{name}\t{dist}\t{version}")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--output", type=click.Path(path_type=Path), help="Write the Markdown here.")
+@click.option("--check", "check", type=click.Path(path_type=Path), help="Fail if this file differs from the regenerated table.")
+def leaderboard(paths: tuple[Path, ...], output: Path | None, check: Path | None) -> None:
+    """Build the Markdown leaderboard from run records (files or results folders)."""
+    records = load_records(paths)
+    commands = {r.get("command") for r in records if r.get("command")}
+    markdown = render_markdown(records, command=commands.pop() if len(commands) == 1 else None)
+    if check is not None:
+        current = check.read_text(encoding="utf-8") if check.exists() else ""
+        if current != markdown:
+            raise CrossbenchError(f"{check} is out of date with its run records; regenerate it with --output {check}")
+        click.echo(f"{check} is up to date")
+        return
+    if output is not None:
+        write_text_atomic(output, markdown)
+    click.echo(markdown)
+
+
+def build_cli(state: CliState | None = None) -> click.Group:
+    """The command group with plugin-provided commands added."""
+    state = state or CliState()
+    state.registry.pm.hook.crossbench_commands(cli=cli)
+    return cli
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point."""
+    state = CliState()
+    try:
+        group = build_cli(state)
+    except CrossbenchError as exc:
+        click.echo(f"crossbench: error: {exc}", err=True)
+        sys.exit(2)
+    group.main(args=list(argv) if argv is not None else None, prog_name="crossbench", obj=state)

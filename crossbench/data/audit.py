@@ -1,0 +1,134 @@
+"""The leakage audit that every split passes before a model sees it.
+
+:func:`audit_split` checks a :class:`Split` and raises :class:`LeakageError` naming the leak
+and an example (raw user and item ids):
+
+- ``test-pairs-in-train``: a test (user, item) pair is among the target training interactions;
+- ``valid-pairs-in-train``: a validation pair is among the target training interactions;
+- ``test-in-selection``: a test pair is in the validation ground truth, or (cold-start) a test
+  user is a validation user, so model selection could read test ids;
+- ``cold-user-target-in-train``: (cold-start) a test or validation user still has target
+  interactions in training;
+- ``after-cut-in-train``: (temporal protocols) a training interaction of any domain is at or
+  after the time cut;
+- ``ground-truth-range``: a ground-truth user or item index is out of range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from crossbench.data.protocols import GroundTruth, Split
+from crossbench.errors import CrossbenchError
+
+
+class LeakageError(CrossbenchError):
+    """A split leaks held-out information into training or model selection."""
+
+    def __init__(self, check: str, message: str) -> None:
+        super().__init__(f"leakage audit failed [{check}]: {message}")
+        self.check = check
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """What the audit checked on a split that passed."""
+
+    protocol: str
+    target: str
+    checks: tuple[str, ...]
+    fingerprint: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"protocol": self.protocol, "target": self.target, "checks": list(self.checks), "passed": True,
+                "fingerprint": self.fingerprint}
+
+
+def _pairs(truth: GroundTruth) -> tuple[np.ndarray, np.ndarray]:
+    counts = np.diff(truth.indptr)
+    return np.repeat(truth.users, counts).astype(np.int64), truth.items.astype(np.int64)
+
+
+def _example(split: Split, users: np.ndarray, items: np.ndarray, hit: np.ndarray, n: int = 3) -> str:
+    target = split.train.domain(split.target)
+    idx = np.flatnonzero(hit)[:n]
+    shown = [f"(user {split.train.user_ids[users[k]]!s}, item {target.items['item_id'].iloc[items[k]]!s})" for k in idx]
+    return f"{int(hit.sum())} pair(s), e.g. {', '.join(shown)}"
+
+
+def audit_split(split: Split) -> AuditReport:
+    """Check ``split`` for every kind of leak; raise :class:`LeakageError` on the first found."""
+    train = split.train
+    target = train.domain(split.target)
+    n_items = target.n_items
+    where = f"{split.protocol} split of {train.name!r}, target {split.target!r}"
+    checks = []
+
+    for label, truth in (("test", split.test), ("validation", split.valid)):
+        u, i = _pairs(truth)
+        if len(u) and (u.min() < 0 or u.max() >= train.n_users or i.min() < 0 or i.max() >= n_items):
+            raise LeakageError("ground-truth-range", f"{where}: {label} ground truth has indices out of range")
+    checks.append("ground-truth-range")
+
+    tu, ti = _pairs(split.test)
+    vu, vi = _pairs(split.valid)
+    tr = target.interactions
+    train_keys = np.unique(tr["user"].to_numpy(dtype=np.int64) * n_items + tr["item"].to_numpy(dtype=np.int64))
+    hit = np.isin(tu * n_items + ti, train_keys)
+    if hit.any():
+        raise LeakageError(
+            "test-pairs-in-train", f"{where}: test pairs are in the training interactions: {_example(split, tu, ti, hit)}"
+        )
+    checks.append("test-pairs-in-train")
+    hit = np.isin(vu * n_items + vi, train_keys)
+    if hit.any():
+        raise LeakageError(
+            "valid-pairs-in-train",
+            f"{where}: validation pairs are in the training interactions: {_example(split, vu, vi, hit)}",
+        )
+    checks.append("valid-pairs-in-train")
+
+    hit = np.isin(tu * n_items + ti, vu * n_items + vi)
+    if hit.any():
+        raise LeakageError(
+            "test-in-selection",
+            f"{where}: test pairs are in the validation ground truth that model selection reads: {_example(split, tu, ti, hit)}",
+        )
+    if split.cold:
+        both = np.intersect1d(split.test.users, split.valid.users)
+        if len(both):
+            raise LeakageError(
+                "test-in-selection",
+                f"{where}: {len(both)} test user(s) are also validation users, so model selection sees their "
+                f"target items (e.g. user {train.user_ids[both[0]]!s})",
+            )
+    checks.append("test-in-selection")
+
+    if split.cold:
+        train_users = tr["user"].to_numpy(dtype=np.int64)
+        for label, truth in (("test", split.test), ("validation", split.valid)):
+            leaked = np.intersect1d(truth.users, train_users)
+            if len(leaked):
+                raise LeakageError(
+                    "cold-user-target-in-train",
+                    f"{where}: {len(leaked)} cold {label} user(s) still have target-domain interactions in training "
+                    f"(e.g. user {train.user_ids[leaked[0]]!s}); all their target interactions must be held out",
+                )
+        checks.append("cold-user-target-in-train")
+
+    if split.cut_time is not None:
+        for name, dom in train.domains.items():
+            ts = dom.interactions["timestamp"].to_numpy(dtype=np.int64)
+            late = ts >= split.cut_time
+            if late.any():
+                k = int(np.argmax(late))
+                row = dom.interactions.iloc[k]
+                raise LeakageError(
+                    "after-cut-in-train",
+                    f"{where}: {int(late.sum())} training interaction(s) of domain {name!r} are at or after the time cut "
+                    f"{split.cut_time} (e.g. user {train.user_ids[int(row['user'])]!s} at {int(row['timestamp'])})",
+                )
+        checks.append("after-cut-in-train")
+    return AuditReport(protocol=split.protocol, target=split.target, checks=tuple(checks), fingerprint=split.fingerprint())

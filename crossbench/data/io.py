@@ -1,0 +1,294 @@
+"""Reading local data files with errors that name the file, the line and the column.
+
+Every reader here either returns a complete frame or raises a :class:`DataFileError`
+saying which file, which line (1-based, counting the header) or column was wrong, and
+what to do. Gzip-compressed files (``.gz``) are read transparently.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import pandas as pd
+
+from crossbench.errors import CrossbenchError, closest
+
+JSON_CHUNK = 200_000
+
+
+class DataFileError(CrossbenchError):
+    """A data file is missing, malformed or not in the expected encoding."""
+
+
+def require_file(path: Path, *, what: str, hint: str = "") -> Path:
+    """``path`` if it is a readable file, else a :class:`DataFileError` naming it."""
+    if not path.is_file():
+        near = closest(path.name, [p.name for p in path.parent.iterdir()]) if path.parent.is_dir() else []
+        msg = f"{what}: file {str(path)!r} not found"
+        if near:
+            msg += f"; files nearby: {', '.join(near)}"
+        if hint:
+            msg += f"; {hint}"
+        raise DataFileError(msg)
+    return path
+
+
+def find_file(directory: Path, candidates: Sequence[str], *, what: str) -> Path:
+    """The first of ``candidates`` (file names, also tried with ``.gz``) present in ``directory``."""
+    if not directory.is_dir():
+        raise DataFileError(f"{what}: directory {str(directory)!r} not found; pass path=DIR with the data files")
+    for name in candidates:
+        for suffix in ("", ".gz"):
+            p = directory / f"{name}{suffix}"
+            if p.is_file():
+                return p
+    present = sorted(p.name for p in directory.iterdir())
+    near = sorted({n for c in candidates for n in closest(c, present)})
+    msg = f"{what}: none of {', '.join(candidates)} found in {str(directory)!r}"
+    msg += f"; did you mean {', '.join(near)}?" if near else f" (it holds: {', '.join(present[:12]) or 'nothing'})"
+    raise DataFileError(msg)
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def locate_decode_error(path: Path, encoding: str) -> tuple[int, int, str]:
+    """``(line, byte offset, reason)`` of the first bytes of ``path`` that do not decode."""
+    offset = 0
+    decoder_name = encoding
+    with _open_binary(path) as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                raw.decode(decoder_name)
+            except UnicodeDecodeError as exc:
+                return lineno, offset + exc.start, exc.reason
+            offset += len(raw)
+    return 0, offset, "unknown"
+
+
+def encoding_error(path: Path, encoding: str, *, option: str = "encoding") -> DataFileError:
+    """A :class:`DataFileError` naming where ``path`` stops being valid ``encoding``."""
+    line, offset, reason = locate_decode_error(path, encoding)
+    other = "latin-1" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else "utf-8"
+    return DataFileError(
+        f"{path}: line {line} (byte offset {offset}) is not valid {encoding} ({reason}); "
+        f"pass the file's encoding, e.g. --dataset-param {option}={other}"
+    )
+
+
+_LINE = re.compile(r"line (\d+)")
+
+
+def read_delimited(
+    path: Path,
+    *,
+    sep: str,
+    names: Sequence[str] | None = None,
+    header: bool = True,
+    encoding: str = "utf-8",
+    quoting: int = csv.QUOTE_MINIMAL,
+    usecols: Sequence[int] | Sequence[str] | None = None,
+    what: str = "data file",
+    encoding_option: str = "encoding",
+) -> pd.DataFrame:
+    """Read a delimited text file as strings; the index is the 1-based line number of each row.
+
+    Blank lines are dropped. Rows with too many fields are errors naming the line; rows with
+    too few show up as missing values, which :func:`require_values` reports by line.
+    """
+    require_file(path, what=what)
+    engine = "c" if len(sep) == 1 else "python"
+    try:
+        frame = pd.read_csv(
+            path,
+            sep=sep,
+            names=list(names) if names is not None else None,
+            header=0 if header else None,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[],
+            encoding=encoding,
+            quoting=quoting,
+            usecols=list(usecols) if usecols is not None else None,
+            skip_blank_lines=False,
+            engine=engine,
+            compression="infer",
+        )
+    except UnicodeDecodeError:
+        raise encoding_error(path, encoding, option=encoding_option) from None
+    except pd.errors.EmptyDataError:
+        raise DataFileError(f"{what}: {path} is empty") from None
+    except (pd.errors.ParserError, ValueError) as exc:
+        m = _LINE.search(str(exc))
+        where = f"line {m.group(1)}" if m else "a row"
+        raise DataFileError(f"{path}: {where} is malformed ({str(exc).strip()}); fix or remove that row") from None
+    except LookupError as exc:
+        raise DataFileError(f"{what}: {exc}; pass a known encoding (e.g. utf-8, latin-1)") from None
+    frame.index = np.arange(len(frame)) + (2 if header else 1)
+    # pandas reads a blank line as a row of empty strings (or NaN under names=): drop those
+    if len(frame):
+        blank = frame.apply(lambda col: col.isna() | (col == "")).all(axis=1)
+        frame = frame[~blank.to_numpy()]
+    frame.columns = [str(c).strip().strip('"') for c in frame.columns]
+    return frame
+
+
+def require_columns(frame: pd.DataFrame, columns: Sequence[str], *, path: Path | str, option: str = "") -> None:
+    """Error naming ``path`` and each missing column, with the columns that are there."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        near = {c: closest(c, map(str, frame.columns)) for c in missing}
+        hints = "; ".join(f"{c!r}: did you mean {', '.join(map(repr, n))}?" for c, n in near.items() if n)
+        msg = f"{path}: missing column(s) {', '.join(map(repr, missing))} (columns present: {', '.join(map(str, frame.columns))})"
+        if hints:
+            msg += f"; {hints}"
+        if option:
+            msg += f"; {option}"
+        raise DataFileError(msg)
+
+
+def require_values(frame: pd.DataFrame, columns: Sequence[str], *, path: Path | str) -> None:
+    """Error naming the first line where one of ``columns`` is missing or empty."""
+    for col in columns:
+        values = frame[col]
+        bad = values.isna() | (values.astype(str).str.strip() == "")
+        if bad.any():
+            line = frame.index[int(np.argmax(bad.to_numpy()))]
+            raise DataFileError(f"{path}: line {line}: column {col!r} is empty or the row has too few fields")
+
+
+def to_number(values: pd.Series, *, path: Path | str, column: str, integer: bool = False) -> np.ndarray:
+    """Convert strings to float64 (or int64); the first value that is not a number is an error by line."""
+    num = pd.to_numeric(values, errors="coerce")
+    bad = num.isna().to_numpy()
+    if bad.any():
+        pos = int(np.argmax(bad))
+        raise DataFileError(
+            f"{path}: line {values.index[pos]}: column {column!r} holds {values.iloc[pos]!r}, which is not a number"
+        )
+    arr = num.to_numpy(dtype=np.float64)
+    if integer:
+        return np.floor(arr).astype(np.int64)
+    return arr
+
+
+def to_seconds(values: pd.Series, *, path: Path | str, column: str) -> np.ndarray:
+    """Timestamps as int64 seconds: numbers are taken as Unix seconds, other strings parsed as dates."""
+    num = pd.to_numeric(values, errors="coerce")
+    if not num.isna().any():
+        return np.floor(num.to_numpy(dtype=np.float64)).astype(np.int64)
+    parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        pos = int(np.argmax(bad))
+        raise DataFileError(
+            f"{path}: line {values.index[pos]}: column {column!r} holds {values.iloc[pos]!r}, "
+            "which is neither a Unix time nor a date"
+        )
+    return (parsed.astype("datetime64[s, UTC]").astype("int64")).to_numpy(dtype=np.int64)
+
+
+def iter_json_lines(path: Path, *, encoding: str = "utf-8", what: str = "JSON lines file") -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for each non-blank line; a bad line is an error naming it."""
+    require_file(path, what=what)
+    with _open_binary(path) as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode(encoding)
+            except UnicodeDecodeError:
+                raise encoding_error(path, encoding) from None
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataFileError(f"{path}: line {lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise DataFileError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj
+
+
+def read_json_lines(
+    path: Path, fields: Sequence[str], *, required: Sequence[str] = (), encoding: str = "utf-8", what: str = "JSON lines file"
+) -> pd.DataFrame:
+    """Read ``fields`` of each JSON object of ``path`` into a frame indexed by line number.
+
+    Uses pandas' chunked JSON reader; a chunk that fails is re-read line by line so the
+    error names the bad line. ``required`` fields missing from a line are errors.
+    """
+    require_file(path, what=what)
+    parts: list[pd.DataFrame] = []
+    try:
+        with _open_binary(path) as raw:
+            text = io.TextIOWrapper(raw, encoding=encoding)
+            start = 1
+            while True:
+                lines = []
+                for _ in range(JSON_CHUNK):
+                    line = text.readline()
+                    if not line:
+                        break
+                    lines.append(line)
+                if not lines:
+                    break
+                parts.append(_json_chunk(lines, start, fields, path))
+                start += len(lines)
+    except UnicodeDecodeError:
+        raise encoding_error(path, encoding) from None
+    frame = pd.concat(parts) if parts else pd.DataFrame(columns=list(fields))
+    for col in fields:
+        if col not in frame.columns:
+            frame[col] = None
+    frame = frame[list(fields)]
+    if not len(frame):
+        raise DataFileError(f"{what}: {path} is empty")
+    for col in required:
+        missing = frame[col].isna().to_numpy()
+        if missing.all():
+            raise DataFileError(f"{path}: no line has the field {col!r} (is this the right file?)")
+        if missing.any():
+            raise DataFileError(f"{path}: line {frame.index[int(np.argmax(missing))]}: field {col!r} is missing")
+    return frame
+
+
+def _json_chunk(lines: list[str], start: int, fields: Sequence[str], path: Path) -> pd.DataFrame:
+    keep = [(start + k, ln) for k, ln in enumerate(lines) if ln.strip()]
+    if not keep:
+        return pd.DataFrame(columns=list(fields))
+    try:
+        frame = pd.read_json(io.StringIO("".join(ln for _, ln in keep)), lines=True, dtype=False, convert_dates=False)
+        if len(frame) != len(keep):
+            raise ValueError("row count mismatch")
+    except ValueError:
+        for lineno, ln in keep:
+            try:
+                obj = json.loads(ln)
+            except json.JSONDecodeError as exc:
+                raise DataFileError(f"{path}: line {lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise DataFileError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
+        rows = [json.loads(ln) for _, ln in keep]
+        frame = pd.DataFrame.from_records([{f: r.get(f) for f in fields} for r in rows])
+    frame = frame[[c for c in fields if c in frame.columns]]
+    frame.index = np.array([n for n, _ in keep])
+    return frame
+
+
+def join_text(value: object) -> str:
+    """Flatten a text field that may be a string, a list of strings or missing."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, (list, tuple)):
+        return " ".join(join_text(v) for v in value if v is not None).strip()
+    if isinstance(value, dict):
+        return " ".join(f"{k}: {join_text(v)}" for k, v in value.items()).strip()
+    return re.sub(r"\s+", " ", str(value)).strip()

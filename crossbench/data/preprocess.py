@@ -1,0 +1,227 @@
+"""Preprocessing raw interactions into a :class:`CrossDomainData`, every step recorded.
+
+A loader reads its files into one long frame of raw interactions (columns ``domain``,
+``user``, ``item``, ``timestamp`` and optionally ``rating``) and an optional item table
+(``domain``, ``item``, ``title``, ``text``), then calls :func:`build`. The steps, in order:
+
+1. ``min_rating``: keep interactions rated at least ``min_rating`` (explicit -> implicit);
+2. ``deduplicate``: one interaction per (domain, user, item), the earliest;
+3. ``kcore``: per domain, repeatedly drop users and items with fewer than ``k`` interactions;
+4. ``min_overlap``: every domain must share at least ``min_overlap`` users with the others;
+5. ``remap_ids``: raw ids -> dense indices (users shared across domains by equal raw id);
+6. ``item_text``: item titles and descriptions joined to the item table.
+
+Each step appends a plain dict (name, parameters, rows/users/items before and after) to
+``meta["preprocessing"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crossbench.data.model import CrossDomainData
+from crossbench.errors import CrossbenchError
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The preprocessing a loader applies; every field is an explicit dataset parameter."""
+
+    min_rating: float | None = None
+    deduplicate: bool = True
+    kcore: int = 0
+    min_overlap: int = 1
+
+    def check(self, *, dataset: str) -> None:
+        if self.kcore < 0:
+            raise CrossbenchError(f"dataset {dataset!r}: kcore must be >= 0, got {self.kcore}")
+        if self.min_overlap < 0:
+            raise CrossbenchError(f"dataset {dataset!r}: min_overlap must be >= 0, got {self.min_overlap}")
+
+
+def _counts(frame: pd.DataFrame) -> dict[str, int]:
+    if not len(frame):
+        return {"rows": 0, "users": 0, "items": 0}
+    return {
+        "rows": len(frame),
+        "users": int(frame["user"].nunique()),
+        "items": int(frame[["domain", "item"]].drop_duplicates().shape[0]),
+    }
+
+
+def _record(steps: list[dict[str, Any]], name: str, params: Mapping[str, Any], before: pd.DataFrame, after: pd.DataFrame) -> None:
+    b, a = _counts(before), _counts(after)
+    steps.append(
+        {
+            "step": name,
+            "params": dict(params),
+            "rows_before": b["rows"], "rows_after": a["rows"],
+            "users_before": b["users"], "users_after": a["users"],
+            "items_before": b["items"], "items_after": a["items"],
+        }
+    )
+
+
+def _check_domains(frame: pd.DataFrame, domains: Sequence[str], *, dataset: str, step: str, before: Mapping[str, int]) -> None:
+    present = frame["domain"].value_counts()
+    for d in domains:
+        if int(present.get(d, 0)) == 0:
+            raise CrossbenchError(
+                f"dataset {dataset!r}: domain {d!r} has no interactions left after {step} "
+                f"(it had {before.get(d, 0)} before); relax that setting or drop the domain"
+            )
+
+
+def threshold(frame: pd.DataFrame, min_rating: float, *, dataset: str) -> pd.DataFrame:
+    """Interactions with ``rating >= min_rating``."""
+    if "rating" not in frame.columns or frame["rating"].isna().all():
+        raise CrossbenchError(
+            f"dataset {dataset!r}: min_rating={min_rating} needs ratings, but the data has none; set min_rating to none"
+        )
+    return frame[frame["rating"].to_numpy() >= min_rating]
+
+
+def deduplicate(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (domain, user, item): the earliest (ties: first in file order)."""
+    order = frame.sort_values("timestamp", kind="stable")
+    return order.drop_duplicates(["domain", "user", "item"], keep="first").sort_index()
+
+
+def kcore(frame: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Per domain, drop users and items with fewer than ``k`` interactions until none are left."""
+    if k <= 1:
+        return frame
+    parts = []
+    for _, part in frame.groupby("domain", sort=False):
+        while len(part):
+            ucount = part.groupby("user")["user"].transform("size").to_numpy()
+            icount = part.groupby("item")["item"].transform("size").to_numpy()
+            keep = (ucount >= k) & (icount >= k)
+            if keep.all():
+                break
+            part = part[keep]
+        parts.append(part)
+    return pd.concat(parts).sort_index() if parts else frame
+
+
+def overlap_counts(frame: pd.DataFrame, domains: Sequence[str]) -> dict[str, int]:
+    """For each domain, how many of its users are active in at least one other domain."""
+    users = {d: set(frame.loc[frame["domain"] == d, "user"]) for d in domains}
+    out = {}
+    for d in domains:
+        others: set[object] = set().union(*(users[o] for o in domains if o != d))
+        out[d] = len(users[d] & others)
+    return out
+
+
+def check_overlap(frame: pd.DataFrame, domains: Sequence[str], min_overlap: int, *, dataset: str) -> None:
+    """Error unless each domain shares ``min_overlap`` users with the other domains."""
+    if min_overlap <= 0 or len(domains) < 2:
+        return
+    counts = overlap_counts(frame, domains)
+    for d in domains:
+        if counts[d] < min_overlap:
+            others = [o for o in domains if o != d]
+            raise CrossbenchError(
+                f"dataset {dataset!r}: domain {d!r} shares {counts[d]} users with {', '.join(map(repr, others))} "
+                f"(min_overlap={min_overlap}); cross-domain transfer needs users active in both; "
+                "check that user ids match across the files, or choose other domains"
+            )
+
+
+def build(
+    name: str,
+    interactions: pd.DataFrame,
+    items: pd.DataFrame | None,
+    *,
+    domains: Sequence[str],
+    preprocessing: Preprocessing,
+    meta: Mapping[str, Any] | None = None,
+    sources: Mapping[str, str] | None = None,
+) -> CrossDomainData:
+    """Apply the preprocessing steps to raw frames and return the validated data.
+
+    ``domains`` gives the domain order; ``sources`` maps each domain to the file(s) it came
+    from, for messages and the record.
+    """
+    preprocessing.check(dataset=name)
+    steps: list[dict[str, Any]] = []
+    frame = interactions.reset_index(drop=True)
+    frame["user"] = frame["user"].astype(str)
+    frame["item"] = frame["item"].astype(str)
+    read_counts = frame["domain"].value_counts().to_dict()
+    for d in domains:
+        if int(read_counts.get(d, 0)) == 0:
+            where = f" ({sources[d]})" if sources and d in sources else ""
+            raise CrossbenchError(f"dataset {name!r}: domain {d!r} has no interactions in its file{where}")
+    _record(steps, "read", {"domains": list(domains), "sources": dict(sources or {})}, frame, frame)
+    for step, active, fn, params in (
+        ("min_rating", preprocessing.min_rating is not None,
+         lambda f: threshold(f, float(preprocessing.min_rating or 0), dataset=name), {"min_rating": preprocessing.min_rating}),
+        ("deduplicate", preprocessing.deduplicate, deduplicate, {"keep": "earliest"}),
+        ("kcore", preprocessing.kcore > 1, lambda f: kcore(f, preprocessing.kcore), {"k": preprocessing.kcore}),
+    ):
+        if not active:
+            continue
+        before_counts = frame["domain"].value_counts().to_dict()
+        after = fn(frame)
+        _check_domains(after, domains, dataset=name, step=f"{step}={next(iter(params.values()))}", before=before_counts)
+        _record(steps, step, params, frame, after)
+        frame = after
+    check_overlap(frame, domains, preprocessing.min_overlap, dataset=name)
+    _record(steps, "min_overlap", {"min_overlap": preprocessing.min_overlap, "overlap": overlap_counts(frame, domains)}, frame, frame)
+    item_table = None
+    if items is not None and len(items):
+        item_table = items.copy()
+        item_table["item"] = item_table["item"].astype(str)
+        item_table = item_table[item_table["domain"].isin(list(domains))]
+        # keep only items that still have interactions: the catalogue is what was interacted with
+        kept = frame[["domain", "item"]].drop_duplicates()
+        item_table = item_table.merge(kept, on=["domain", "item"], how="inner")
+    data = CrossDomainData.from_frames(name, frame, item_table, domain_order=list(domains))
+    steps.append(
+        {
+            "step": "remap_ids",
+            "params": {"users": "shared across domains by equal raw id, sorted", "items": "per domain, sorted raw id"},
+            "rows_before": len(frame), "rows_after": sum(d.n_interactions for d in data.domains.values()),
+            "users_before": int(frame["user"].nunique()), "users_after": data.n_users,
+            "items_before": int(frame[["domain", "item"]].drop_duplicates().shape[0]),
+            "items_after": sum(d.n_items for d in data.domains.values()),
+        }
+    )
+    with_text = {
+        d: int(((dom.items["title"].astype(str) != "") | (dom.items["text"].astype(str) != "")).sum())
+        for d, dom in data.domains.items()
+    }
+    steps.append({"step": "item_text", "params": {"items_with_text": with_text, "fields": "title. text"}})
+    full_meta = dict(meta or {})
+    full_meta["preprocessing"] = steps
+    full_meta.setdefault("default_target", list(domains)[-1])
+    return CrossDomainData(name=data.name, user_ids=data.user_ids, domains=data.domains, meta=full_meta).validate()
+
+
+def as_domains(value: Sequence[str] | str, *, dataset: str) -> tuple[str, ...]:
+    """Normalize a domain list given as a sequence or a comma-separated string."""
+    names = tuple(s.strip() for s in value.split(",")) if isinstance(value, str) else tuple(str(s).strip() for s in value)
+    names = tuple(n for n in names if n)
+    if not names:
+        raise CrossbenchError(f"dataset {dataset!r}: no domains given; pass e.g. --dataset-param domains=A,B")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise CrossbenchError(f"dataset {dataset!r}: domain(s) {dupes} listed twice")
+    return names
+
+
+def empty_items() -> pd.DataFrame:
+    """An item table with no rows."""
+    return pd.DataFrame({"domain": pd.Series(dtype=object), "item": pd.Series(dtype=object),
+                         "title": pd.Series(dtype=object), "text": pd.Series(dtype=object)})
+
+
+def int_array(values: Sequence[int]) -> np.ndarray:
+    return np.asarray(values, dtype=np.int64)

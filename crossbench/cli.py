@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from crossbench import __version__
+from crossbench.data.cli import data_group
 from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.experiment import (
     DEFAULT_EXPERIMENT,
@@ -149,7 +150,8 @@ def _apply_options(
         exp = replace(exp, models=_model_params(exp.models, model_params, registry))
     if protocol or targets or protocol_params:
         p = exp.protocol
-        params = dict(p.params)
+        # parameters of another protocol do not carry over when the protocol changes
+        params = dict(p.params) if protocol in (None, p.name) else {}
         params.update(parse_assignment(a, option="--protocol-param") for a in protocol_params)
         exp = replace(
             exp,
@@ -230,6 +232,9 @@ def leaderboard(paths: tuple[Path, ...], output: Path | None, check: Path | None
     if output is not None:
         write_text_atomic(output, markdown)
     click.echo(markdown)
+
+
+cli.add_command(data_group)
 
 
 def build_cli(state: CliState | None = None) -> click.Group:

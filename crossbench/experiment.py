@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from crossbench.data.model import CrossDomainData
-from crossbench.data.protocols import PROTOCOLS, Split, make_protocol
+from crossbench.data.audit import audit_split
+from crossbench.data.protocols import PROTOCOLS, Split, make_protocol, resolve_targets
 from crossbench.errors import CrossbenchError, closest, unknown_name_message
 from crossbench.evaluate import evaluate
 from crossbench.evaluate.peruser import save_per_user
@@ -219,18 +219,6 @@ def validate(exp: Experiment, registry: Registry) -> None:
         raise CrossbenchError(f"chunk_size must be positive, got {exp.chunk_size}")
 
 
-def resolve_targets(exp: Experiment, data: CrossDomainData) -> list[str]:
-    """The target domains to evaluate, in order."""
-    if exp.protocol.targets == ("all",):
-        return data.domain_names
-    if exp.protocol.targets:
-        for t in exp.protocol.targets:
-            data.domain(t)
-        return list(exp.protocol.targets)
-    default = data.meta.get("default_target")
-    return [str(default)] if default else [data.domain_names[-1]]
-
-
 # ------------------------------------------------------------------------------ running
 
 
@@ -283,7 +271,7 @@ def run_experiment(
     t_load = time.perf_counter()
     data = registry.get("datasets", exp.dataset.name).factory(**exp.dataset.params).load()
     load_s = time.perf_counter() - t_load
-    targets = resolve_targets(exp, data)
+    targets = resolve_targets(data, list(exp.protocol.targets) or None)
     metrics = registry.metrics(exp.metrics)
     env_info = environment()
     plugins = [
@@ -299,9 +287,11 @@ def run_experiment(
             for seed in exp.seeds:
                 split = make_protocol(exp.protocol.name, target=target, seed=seed, **exp.protocol.params).split(data)
                 split_fp = split.fingerprint()
+                audit = audit_split(split).to_dict()
                 for m in exp.models:
                     log(f"{m.display}: target {target}, seed {seed}")
                     rec = _run_one(exp, m, split, split_fp, seed=seed, registry=registry, device=device, options=options, metrics=metrics, staging=staging)
+                    rec["protocol"]["audit"] = audit
                     rec.update(
                         schema=SCHEMA_VERSION,
                         experiment=exp.name,

@@ -51,7 +51,7 @@ def get_plugin_manager(extra_plugins: Iterable[object] = (), *, load_entry_point
     if load_entry_points:
         _load_entry_points(pm)
     for plugin in extra_plugins:
-        pm.register(plugin)
+        pm.register(plugin, name=_plugin_name(pm, plugin))
     pm.check_pending()
     return pm
 
@@ -75,3 +75,13 @@ def _load_entry_points(pm: PluginManager) -> None:
         if ep.dist is not None:
             pm.distributions[ep.name] = (ep.dist.name, ep.dist.version)
 
+
+
+def _plugin_name(pm: PluginManager, plugin: object) -> str:
+    """A readable, unique name for a plugin registered in process (module or class name)."""
+    base = getattr(plugin, "__name__", None) or type(plugin).__qualname__
+    name, n = str(base), 1
+    while pm.has_plugin(name) or pm.is_blocked(name):
+        n += 1
+        name = f"{base}#{n}"
+    return name

@@ -12,9 +12,10 @@ import gzip
 import io
 import json
 import re
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -58,7 +59,7 @@ def find_file(directory: Path, candidates: Sequence[str], *, what: str) -> Path:
 
 
 def _open_binary(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # type: ignore[return-value]
 
 
 def locate_decode_error(path: Path, encoding: str) -> tuple[int, int, str]:
@@ -99,21 +100,25 @@ def read_delimited(
     usecols: Sequence[int] | Sequence[str] | None = None,
     what: str = "data file",
     encoding_option: str = "encoding",
+    numeric: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Read a delimited text file as strings; the index is the 1-based line number of each row.
 
     Blank lines are dropped. Rows with too many fields are errors naming the line; rows with
     too few show up as missing values, which :func:`require_values` reports by line.
+    ``numeric`` columns are parsed as float64 directly (much less memory for big files);
+    if one holds a non-number the file is read again as text so the error can name the line.
     """
     require_file(path, what=what)
     engine = "c" if len(sep) == 1 else "python"
+    dtype: Any = defaultdict(lambda: str, {c: "float64" for c in numeric}) if numeric else str
     try:
         frame = pd.read_csv(
             path,
             sep=sep,
             names=list(names) if names is not None else None,
             header=0 if header else None,
-            dtype=str,
+            dtype=dtype,
             keep_default_na=False,
             na_values=[],
             encoding=encoding,
@@ -127,7 +132,14 @@ def read_delimited(
         raise encoding_error(path, encoding, option=encoding_option) from None
     except pd.errors.EmptyDataError:
         raise DataFileError(f"{what}: {path} is empty") from None
-    except (pd.errors.ParserError, ValueError) as exc:
+    except pd.errors.ParserError as exc:
+        m = _LINE.search(str(exc))
+        where = f"line {m.group(1)}" if m else "a row"
+        raise DataFileError(f"{path}: {where} is malformed ({str(exc).strip()}); fix or remove that row") from None
+    except ValueError as exc:
+        if numeric:
+            return read_delimited(path, sep=sep, names=names, header=header, encoding=encoding, quoting=quoting,
+                                  usecols=usecols, what=what, encoding_option=encoding_option)
         m = _LINE.search(str(exc))
         where = f"line {m.group(1)}" if m else "a row"
         raise DataFileError(f"{path}: {where} is malformed ({str(exc).strip()}); fix or remove that row") from None
@@ -136,8 +148,14 @@ def read_delimited(
     frame.index = np.arange(len(frame)) + (2 if header else 1)
     # pandas reads a blank line as a row of empty strings (or NaN under names=): drop those
     if len(frame):
-        blank = frame.apply(lambda col: col.isna() | (col == "")).all(axis=1)
-        frame = frame[~blank.to_numpy()]
+        blank = np.ones(len(frame), dtype=bool)
+        for col in frame.columns:
+            values = frame[col]
+            blank &= (values.isna() | (values == "")).to_numpy() if values.dtype != np.float64 else values.isna().to_numpy()
+            if not blank.any():
+                break
+        if blank.any():
+            frame = frame[~blank]
     frame.columns = [str(c).strip().strip('"') for c in frame.columns]
     return frame
 
@@ -160,9 +178,11 @@ def require_values(frame: pd.DataFrame, columns: Sequence[str], *, path: Path | 
     """Error naming the first line where one of ``columns`` is missing or empty."""
     for col in columns:
         values = frame[col]
-        bad = values.isna() | (values.astype(str).str.strip() == "")
+        bad = values.isna().to_numpy().copy()
+        if values.dtype != np.float64:
+            bad |= (values == "").to_numpy()
         if bad.any():
-            line = frame.index[int(np.argmax(bad.to_numpy()))]
+            line = frame.index[int(np.argmax(bad))]
             raise DataFileError(f"{path}: line {line}: column {col!r} is empty or the row has too few fields")
 
 
@@ -182,19 +202,23 @@ def to_number(values: pd.Series, *, path: Path | str, column: str, integer: bool
 
 
 def to_seconds(values: pd.Series, *, path: Path | str, column: str) -> np.ndarray:
-    """Timestamps as int64 seconds: numbers are taken as Unix seconds, other strings parsed as dates."""
+    """Timestamps as int64 seconds: numbers are Unix seconds, other strings are parsed as dates (UTC)."""
     num = pd.to_numeric(values, errors="coerce")
-    if not num.isna().any():
-        return np.floor(num.to_numpy(dtype=np.float64)).astype(np.int64)
-    parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
-    bad = parsed.isna().to_numpy()
-    if bad.any():
-        pos = int(np.argmax(bad))
-        raise DataFileError(
-            f"{path}: line {values.index[pos]}: column {column!r} holds {values.iloc[pos]!r}, "
-            "which is neither a Unix time nor a date"
-        )
-    return (parsed.astype("datetime64[s, UTC]").astype("int64")).to_numpy(dtype=np.int64)
+    is_num = num.notna().to_numpy()
+    out = np.zeros(len(values), dtype=np.int64)
+    out[is_num] = np.floor(num.to_numpy(dtype=np.float64)[is_num]).astype(np.int64)
+    if not is_num.all():
+        text = values[~is_num]
+        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+        bad = parsed.isna().to_numpy()
+        if bad.any():
+            pos = int(np.argmax(bad))
+            raise DataFileError(
+                f"{path}: line {text.index[pos]}: column {column!r} holds {text.iloc[pos]!r}, "
+                "which is neither a Unix time nor a date"
+            )
+        out[~is_num] = parsed.astype("datetime64[s, UTC]").astype("int64").to_numpy(dtype=np.int64)
+    return out
 
 
 def iter_json_lines(path: Path, *, encoding: str = "utf-8", what: str = "JSON lines file") -> Iterator[tuple[int, dict]]:
@@ -265,17 +289,17 @@ def _json_chunk(lines: list[str], start: int, fields: Sequence[str], path: Path)
     if not keep:
         return pd.DataFrame(columns=list(fields))
     try:
-        frame = pd.read_json(io.StringIO("".join(ln for _, ln in keep)), lines=True, dtype=False, convert_dates=False)
+        frame = pd.read_json(io.StringIO("".join(ln for _, ln in keep)), lines=True, dtype=False)
         if len(frame) != len(keep):
             raise ValueError("row count mismatch")
-    except ValueError:
+    except (ValueError, TypeError):
         for lineno, ln in keep:
             try:
                 obj = json.loads(ln)
             except json.JSONDecodeError as exc:
                 raise DataFileError(f"{path}: line {lineno}, column {exc.colno}: not valid JSON ({exc.msg})") from None
             if not isinstance(obj, dict):
-                raise DataFileError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
+                raise DataFileError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}") from None
         rows = [json.loads(ln) for _, ln in keep]
         frame = pd.DataFrame.from_records([{f: r.get(f) for f in fields} for r in rows])
     frame = frame[[c for c in fields if c in frame.columns]]

@@ -47,11 +47,7 @@ class Preprocessing:
 def _counts(frame: pd.DataFrame) -> dict[str, int]:
     if not len(frame):
         return {"rows": 0, "users": 0, "items": 0}
-    return {
-        "rows": len(frame),
-        "users": int(frame["user"].nunique()),
-        "items": int(frame[["domain", "item"]].drop_duplicates().shape[0]),
-    }
+    return {"rows": len(frame), "users": int(frame["_u"].nunique()), "items": int(frame["_i"].nunique())}
 
 
 def _record(steps: list[dict[str, Any]], name: str, params: Mapping[str, Any], before: pd.DataFrame, after: pd.DataFrame) -> None:
@@ -88,19 +84,21 @@ def threshold(frame: pd.DataFrame, min_rating: float, *, dataset: str) -> pd.Dat
 
 def deduplicate(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (domain, user, item): the earliest (ties: first in file order)."""
+    keys = ["_i", "_u"] if "_i" in frame.columns else ["domain", "user", "item"]
     order = frame.sort_values("timestamp", kind="stable")
-    return order.drop_duplicates(["domain", "user", "item"], keep="first").sort_index()
+    return order.drop_duplicates(keys, keep="first").sort_index()
 
 
 def kcore(frame: pd.DataFrame, k: int) -> pd.DataFrame:
     """Per domain, drop users and items with fewer than ``k`` interactions until none are left."""
     if k <= 1:
         return frame
+    ucol, icol = ("_u", "_i") if "_i" in frame.columns else ("user", "item")
     parts = []
     for _, part in frame.groupby("domain", sort=False):
         while len(part):
-            ucount = part.groupby("user")["user"].transform("size").to_numpy()
-            icount = part.groupby("item")["item"].transform("size").to_numpy()
+            ucount = part.groupby(ucol)[ucol].transform("size").to_numpy()
+            icount = part.groupby(icol)[icol].transform("size").to_numpy()
             keep = (ucount >= k) & (icount >= k)
             if keep.all():
                 break
@@ -111,11 +109,13 @@ def kcore(frame: pd.DataFrame, k: int) -> pd.DataFrame:
 
 def overlap_counts(frame: pd.DataFrame, domains: Sequence[str]) -> dict[str, int]:
     """For each domain, how many of its users are active in at least one other domain."""
-    users = {d: set(frame.loc[frame["domain"] == d, "user"]) for d in domains}
+    col = "_u" if "_u" in frame.columns else "user"
+    users = {d: pd.unique(frame.loc[frame["domain"] == d, col]) for d in domains}
     out = {}
     for d in domains:
-        others: set[object] = set().union(*(users[o] for o in domains if o != d))
-        out[d] = len(users[d] & others)
+        rest = [users[o] for o in domains if o != d]
+        others = pd.unique(pd.concat([pd.Series(r) for r in rest])) if rest else []
+        out[d] = int(pd.Series(users[d]).isin(others).sum())
     return out
 
 
@@ -154,6 +154,10 @@ def build(
     frame = interactions.reset_index(drop=True)
     frame["user"] = frame["user"].astype(str)
     frame["item"] = frame["item"].astype(str)
+    # integer codes make every step fast: users globally, items per (domain, item)
+    frame["_u"] = pd.factorize(frame["user"])[0]
+    dcode = pd.factorize(frame["domain"])[0].astype(np.int64)
+    frame["_i"] = dcode * (int(frame["item"].size) + 1) + pd.factorize(frame["item"])[0]
     read_counts = frame["domain"].value_counts().to_dict()
     for d in domains:
         if int(read_counts.get(d, 0)) == 0:
@@ -174,7 +178,8 @@ def build(
         _record(steps, step, params, frame, after)
         frame = after
     check_overlap(frame, domains, preprocessing.min_overlap, dataset=name)
-    _record(steps, "min_overlap", {"min_overlap": preprocessing.min_overlap, "overlap": overlap_counts(frame, domains)}, frame, frame)
+    overlap = overlap_counts(frame, domains)
+    _record(steps, "min_overlap", {"min_overlap": preprocessing.min_overlap, "overlap": overlap}, frame, frame)
     item_table = None
     if items is not None and len(items):
         item_table = items.copy()
@@ -183,15 +188,16 @@ def build(
         # keep only items that still have interactions: the catalogue is what was interacted with
         kept = frame[["domain", "item"]].drop_duplicates()
         item_table = item_table.merge(kept, on=["domain", "item"], how="inner")
+    counts = _counts(frame)
+    frame = frame.drop(columns=["_u", "_i"])
     data = CrossDomainData.from_frames(name, frame, item_table, domain_order=list(domains))
     steps.append(
         {
             "step": "remap_ids",
             "params": {"users": "shared across domains by equal raw id, sorted", "items": "per domain, sorted raw id"},
-            "rows_before": len(frame), "rows_after": sum(d.n_interactions for d in data.domains.values()),
-            "users_before": int(frame["user"].nunique()), "users_after": data.n_users,
-            "items_before": int(frame[["domain", "item"]].drop_duplicates().shape[0]),
-            "items_after": sum(d.n_items for d in data.domains.values()),
+            "rows_before": counts["rows"], "rows_after": sum(d.n_interactions for d in data.domains.values()),
+            "users_before": counts["users"], "users_after": data.n_users,
+            "items_before": counts["items"], "items_after": sum(d.n_items for d in data.domains.values()),
         }
     )
     with_text = {
@@ -216,12 +222,3 @@ def as_domains(value: Sequence[str] | str, *, dataset: str) -> tuple[str, ...]:
         raise CrossbenchError(f"dataset {dataset!r}: domain(s) {dupes} listed twice")
     return names
 
-
-def empty_items() -> pd.DataFrame:
-    """An item table with no rows."""
-    return pd.DataFrame({"domain": pd.Series(dtype=object), "item": pd.Series(dtype=object),
-                         "title": pd.Series(dtype=object), "text": pd.Series(dtype=object)})
-
-
-def int_array(values: Sequence[int]) -> np.ndarray:
-    return np.asarray(values, dtype=np.int64)

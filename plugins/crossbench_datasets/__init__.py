@@ -1,1 +1,247 @@
-"""Loaders of public cross-domain data formats (Amazon, Douban, MovieLens, RecBole atomic, CSV/Parquet)."""
+"""Loaders of public cross-domain data formats: Amazon 2018/2023, Douban, MovieLens, RecBole atomic, CSV/Parquet.
+
+Every factory takes the data location (``path``), the domains, the preprocessing
+(``min_rating``, ``deduplicate``, ``kcore``, ``min_overlap``) and format options as explicit
+keyword arguments, and returns a dataset whose ``load()`` reads the local files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from crossbench import hookimpl
+from crossbench.data.fetch import Download, data_path
+from crossbench.data.preprocess import Preprocessing, as_domains
+from crossbench.interfaces import ComponentSpec
+from crossbench_datasets.amazon import Amazon2018Dataset, Amazon2023Dataset
+from crossbench_datasets.douban import DoubanDataset
+from crossbench_datasets.movielens import MovieLensDataset
+from crossbench_datasets.recbole import RecBoleDataset
+from crossbench_datasets.tabular import TabularDataset
+
+#: MovieLens 1M; the md5 is the one GroupLens publishes for ml-1m.zip
+ML1M = Download(
+    url="https://files.grouplens.org/datasets/movielens/ml-1m.zip",
+    filename="ml-1m.zip",
+    md5="c4d9eecfca2ab87c1945afe126590906",
+    subdir="ml-1m",
+)
+#: MovieLens latest-small: no checksum is published for this changing release; recorded on first download
+ML_LATEST_SMALL = Download(
+    url="https://files.grouplens.org/datasets/movielens/ml-latest-small.zip",
+    filename="ml-latest-small.zip",
+    subdir="ml-latest-small",
+)
+
+
+def _opt(value: str | None) -> str | None:
+    """An optional column name: ``None``, ``""``, ``"none"`` and ``"null"`` mean no such column."""
+    return None if value is None or str(value).strip().lower() in ("", "none", "null") else str(value)
+
+
+def _prep(min_rating: float | None, deduplicate: bool, kcore: int, min_overlap: int) -> Preprocessing:
+    return Preprocessing(
+        min_rating=None if min_rating is None else float(min_rating), deduplicate=bool(deduplicate),
+        kcore=int(kcore), min_overlap=int(min_overlap),
+    )
+
+
+def amazon2018(
+    *,
+    path: str,
+    domains: Sequence[str] = ("Books", "Movies_and_TV"),
+    format: str = "auto",
+    meta: bool = True,
+    min_rating: float | None = None,
+    deduplicate: bool = True,
+    kcore: int = 0,
+    min_overlap: int = 1,
+    encoding: str = "utf-8",
+) -> Amazon2018Dataset:
+    """Amazon Reviews 2018 categories in ``path`` (CATEGORY.csv, CATEGORY_5.json, meta_CATEGORY.json)."""
+    return Amazon2018Dataset(
+        path=path, domains=as_domains(domains, dataset="amazon2018"), format=format, meta=bool(meta),
+        encoding=encoding, preprocessing=_prep(min_rating, deduplicate, kcore, min_overlap),
+    )
+
+
+def amazon2023(
+    *,
+    path: str,
+    domains: Sequence[str] = ("Books", "Movies_and_TV"),
+    item_field: str = "parent_asin",
+    meta: bool = True,
+    min_rating: float | None = None,
+    deduplicate: bool = True,
+    kcore: int = 0,
+    min_overlap: int = 1,
+    encoding: str = "utf-8",
+) -> Amazon2023Dataset:
+    """Amazon Reviews 2023 categories in ``path`` (CATEGORY.jsonl, meta_CATEGORY.jsonl)."""
+    return Amazon2023Dataset(
+        path=path, domains=as_domains(domains, dataset="amazon2023"), item_field=item_field, meta=bool(meta),
+        encoding=encoding, preprocessing=_prep(min_rating, deduplicate, kcore, min_overlap),
+    )
+
+
+def douban(
+    *,
+    path: str,
+    domains: Sequence[str] = ("book", "movie"),
+    file_pattern: str = "{domain}reviews_cleaned.txt",
+    min_rating: float | None = None,
+    deduplicate: bool = True,
+    kcore: int = 0,
+    min_overlap: int = 1,
+    encoding: str = "utf-8",
+) -> DoubanDataset:
+    """Douban book/movie/music review files in ``path``."""
+    return DoubanDataset(
+        path=path, domains=as_domains(domains, dataset="douban"), file_pattern=file_pattern, encoding=encoding,
+        preprocessing=_prep(min_rating, deduplicate, kcore, min_overlap),
+    )
+
+
+def recbole(
+    *,
+    path: str,
+    domains: Sequence[str],
+    user_field: str = "user_id",
+    item_field: str = "item_id",
+    time_field: str | None = "timestamp",
+    rating_field: str | None = "rating",
+    title_field: str | None = None,
+    text_fields: Sequence[str] | None = None,
+    min_rating: float | None = None,
+    deduplicate: bool = True,
+    kcore: int = 0,
+    min_overlap: int = 1,
+    encoding: str = "utf-8",
+) -> RecBoleDataset:
+    """RecBole atomic files: PATH/NAME/NAME.inter (and .item) for each domain NAME."""
+    return RecBoleDataset(
+        path=path, domains=as_domains(domains, dataset="recbole"), user_field=user_field, item_field=item_field,
+        time_field=_opt(time_field), rating_field=_opt(rating_field), title_field=_opt(title_field),
+        text_fields=None if text_fields is None else as_domains(text_fields, dataset="recbole"),
+        encoding=encoding, preprocessing=_prep(min_rating, deduplicate, kcore, min_overlap),
+    )
+
+
+def movielens(
+    *,
+    path: str,
+    domains: Sequence[str] = ("Comedy", "Drama"),
+    genre_rule: str = "first",
+    min_rating: float | None = None,
+    deduplicate: bool = True,
+    kcore: int = 0,
+    min_overlap: int = 1,
+    encoding: str | None = None,
+) -> MovieLensDataset:
+    """MovieLens (ratings.dat/movies.dat or ratings.csv/movies.csv) in ``path``, one domain per genre."""
+    return MovieLensDataset(
+        path=path, domains=as_domains(domains, dataset="movielens"), genre_rule=genre_rule, encoding=_opt(encoding),
+        preprocessing=_prep(min_rating, deduplicate, kcore, min_overlap),
+    )
+
+
+def _cached_movielens(name: str, download: Download, path: str | None, **kw: Any) -> MovieLensDataset:
+    ds = movielens(path=path or str(data_path(name, download)), **kw)
+    if path is None:
+        ds = dataclasses.replace(ds, missing_hint=f"download it with `crossbench data fetch {name}` or pass path=DIR")
+    return ds
+
+
+def movielens_1m(
+    *,
+    path: str | None = None,
+    domains: Sequence[str] = ("Comedy", "Drama"),
+    genre_rule: str = "first",
+    min_rating: float | None = None,
+    deduplicate: bool = True,
+    kcore: int = 0,
+    min_overlap: int = 1,
+) -> MovieLensDataset:
+    """MovieLens 1M from the cache (``crossbench data fetch movielens-1m``) or from ``path``."""
+    return _cached_movielens(
+        "movielens-1m", ML1M, path, domains=domains, genre_rule=genre_rule,
+        min_rating=min_rating, deduplicate=deduplicate, kcore=kcore, min_overlap=min_overlap,
+    )
+
+
+movielens_1m.downloads = (ML1M,)  # type: ignore[attr-defined]
+
+
+def movielens_latest_small(
+    *,
+    path: str | None = None,
+    domains: Sequence[str] = ("Comedy", "Drama"),
+    genre_rule: str = "first",
+    min_rating: float | None = None,
+    deduplicate: bool = True,
+    kcore: int = 0,
+    min_overlap: int = 1,
+) -> MovieLensDataset:
+    """MovieLens latest-small from the cache (``crossbench data fetch movielens-latest-small``) or from ``path``."""
+    return _cached_movielens(
+        "movielens-latest-small", ML_LATEST_SMALL, path, domains=domains,
+        genre_rule=genre_rule, min_rating=min_rating, deduplicate=deduplicate, kcore=kcore, min_overlap=min_overlap,
+    )
+
+
+movielens_latest_small.downloads = (ML_LATEST_SMALL,)  # type: ignore[attr-defined]
+
+
+def tabular(
+    *,
+    path: str,
+    domains: Sequence[str] = (),
+    items_path: str | None = None,
+    user_col: str = "user",
+    item_col: str = "item",
+    domain_col: str = "domain",
+    time_col: str | None = "timestamp",
+    rating_col: str | None = None,
+    item_id_col: str = "item",
+    item_domain_col: str = "domain",
+    title_col: str | None = "title",
+    text_cols: Sequence[str] = ("text",),
+    sep: str = ",",
+    min_rating: float | None = None,
+    deduplicate: bool = True,
+    kcore: int = 0,
+    min_overlap: int = 1,
+    encoding: str = "utf-8",
+) -> TabularDataset:
+    """A CSV or Parquet interaction table (columns named by the ``*_col`` options); ``domains=()`` keeps all."""
+    doms = as_domains(domains, dataset="tabular") if domains else ()
+    texts = tuple(text_cols.split(",")) if isinstance(text_cols, str) else tuple(text_cols)
+    return TabularDataset(
+        path=path, domains=doms, items_path=items_path, user_col=user_col, item_col=item_col, domain_col=domain_col,
+        time_col=_opt(time_col), rating_col=_opt(rating_col), item_id_col=item_id_col, item_domain_col=item_domain_col,
+        title_col=_opt(title_col), text_cols=tuple(t for t in texts if t), sep=sep, encoding=encoding,
+        preprocessing=_prep(min_rating, deduplicate, kcore, min_overlap),
+    )
+
+
+@hookimpl
+def crossbench_datasets() -> list[ComponentSpec]:
+    return [
+        ComponentSpec("amazon2018", amazon2018, "Amazon Reviews 2018 categories (ratings CSV or 5-core JSON, meta JSON)"),
+        ComponentSpec("amazon2023", amazon2023, "Amazon Reviews 2023 categories (reviews and meta JSONL)"),
+        ComponentSpec("douban", douban, "Douban book / movie / music ratings"),
+        ComponentSpec("recbole", recbole, "RecBole atomic files, one .inter (+ .item) per domain"),
+        ComponentSpec("movielens", movielens, "MovieLens ratings with genres as domains"),
+        ComponentSpec("movielens-1m", movielens_1m, "MovieLens 1M, downloadable: crossbench data fetch movielens-1m"),
+        ComponentSpec("movielens-latest-small", movielens_latest_small,
+                      "MovieLens latest-small, downloadable: crossbench data fetch movielens-latest-small"),
+        ComponentSpec("tabular", tabular, "any CSV or Parquet interaction table with a column mapping"),
+    ]
+
+
+__all__ = [
+    "Amazon2018Dataset", "Amazon2023Dataset", "DoubanDataset", "MovieLensDataset", "RecBoleDataset", "TabularDataset",
+    "amazon2018", "amazon2023", "douban", "movielens", "movielens_1m", "recbole", "tabular",
+]

@@ -189,6 +189,65 @@ def _model_params(models: tuple[ModelRef, ...], assignments: tuple[str, ...], re
     return tuple(replace(m, params=out[m.display]) for m in models)
 
 
+@cli.command()
+@click.argument("experiment_file", required=False, type=click.Path(path_type=Path))
+@click.option("--dataset", "dataset", help="Registered dataset name.")
+@click.option("--dataset-param", "dataset_params", multiple=True, metavar="KEY=VALUE", help="Dataset hyperparameter (repeatable).")
+@click.option("--model", "models", multiple=True, help="Registered model name (repeatable).")
+@click.option("--model-param", "model_params", multiple=True, metavar="[MODEL.]KEY=VALUE", help="Fixed hyperparameter (not tuned).")
+@click.option("--protocol", help="Protocol name (default: cold-start).")
+@click.option("--target", "targets", multiple=True, help="Target domain.")
+@click.option("--protocol-param", "protocol_params", multiple=True, metavar="KEY=VALUE", help="Protocol parameter.")
+@click.option("--seeds", help="Comma-separated seeds; tuning uses the first one's validation users.")
+@click.option("--ks", help="Comma-separated cut-offs for the final runs.")
+@click.option("--metrics", "metrics", help="Comma-separated metric names for the final runs.")
+@click.option("--trials", type=int, default=20, show_default=True, help="Optuna trials per model (the same for every model).")
+@click.option("--objective", default="ndcg@10", show_default=True, help="Validation metric to maximise, as NAME@K.")
+@click.option("--output", "output", type=click.Path(path_type=Path), help="Results folder (default: crossbench-results/NAME-tuned).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--threads", type=int, help="torch CPU threads.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".crossbench-cache"), show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def tune(
+    experiment_file: Path | None, dataset: str | None, dataset_params: tuple[str, ...], models: tuple[str, ...],
+    model_params: tuple[str, ...], protocol: str | None, targets: tuple[str, ...], protocol_params: tuple[str, ...],
+    seeds: str | None, ks: str | None, metrics: str | None, trials: int, objective: str, output: Path | None,
+    device: str, threads: int | None, cache_dir: Path, quiet: bool,
+) -> None:
+    """Tune each model's search space with Optuna on the validation users, then run the benchmark.
+
+    Every model gets --trials trials; the test users are never seen while tuning. The run
+    records keep the chosen hyperparameters and the tuning budget.
+    """
+    from crossbench.tuning import tune_experiment
+
+    state = _state()
+    exp = load_experiment(experiment_file) if experiment_file else DEFAULT_EXPERIMENT
+    exp = _apply_options(
+        exp, dataset=dataset, dataset_params=dataset_params, models=models, model_params=model_params,
+        protocol=protocol, targets=targets, protocol_params=protocol_params, seeds=seeds, ks=ks, metrics=metrics,
+        registry=state.registry,
+    )
+    name, _, k = objective.partition("@")
+    if not k.isdigit():
+        raise CrossbenchError(f"--objective {objective!r}: expected NAME@K, e.g. ndcg@10")
+    exp = replace(exp, name=f"{exp.name}-tuned")
+    out = output or Path("crossbench-results") / exp.name
+    command = "crossbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["tune"] else None
+    options = RunOptions(output_dir=out, device=device, threads=threads, progress=not quiet, cache_dir=cache_dir, command=command)
+    log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+    tuned, results = tune_experiment(exp, registry=state.registry, options=options, trials=trials, metric=name, k=int(k), log=log)
+    records, markdown = run_experiment(tuned, registry=state.registry, options=options, log=log, tuning=results)
+    click.echo(markdown)
+    for label, res in results.items():
+        click.echo(f"{label}: best {res.metric} on validation {res.best_value:.4f} with {dict(res.params)}", err=True)
+    click.echo(f"{len(records)} run record(s) and leaderboard.md written to {out}", err=True)
+
+
 @cli.command("list")
 @click.argument("kind", type=click.Choice([*KINDS, "models"]))
 def list_(kind: str) -> None:

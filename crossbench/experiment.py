@@ -255,6 +255,7 @@ def run_experiment(
     registry: Registry,
     options: RunOptions,
     log: Callable[[str], None] = lambda _msg: None,
+    tuning: Mapping[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], str]:
     """Run every (target, seed, model); write records and the leaderboard all at once at the end.
 
@@ -292,6 +293,8 @@ def run_experiment(
                     log(f"{m.display}: target {target}, seed {seed}")
                     rec = _run_one(exp, m, split, split_fp, seed=seed, registry=registry, device=device, options=options, metrics=metrics, staging=staging)
                     rec["protocol"]["audit"] = audit
+                    if tuning and m.display in tuning:
+                        rec["model"]["tuning"] = tuning[m.display].to_dict()
                     rec.update(
                         schema=SCHEMA_VERSION,
                         experiment=exp.name,

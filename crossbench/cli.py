@@ -81,7 +81,7 @@ def cli(ctx: click.Context) -> None:
 @click.option("--dataset", "dataset", help="Registered dataset name (see `crossbench list datasets`).")
 @click.option("--dataset-param", "dataset_params", multiple=True, metavar="KEY=VALUE", help="Dataset hyperparameter (repeatable).")
 @click.option("--model", "models", multiple=True, help="Registered model name (repeatable; see `crossbench list models`).")
-@click.option("--model-param", "model_params", multiple=True, metavar="[MODEL.]KEY=VALUE", help="Hyperparameter for every model that has it, or for MODEL only (repeatable).")
+@click.option("--model-param", "model_params", multiple=True, metavar="[MODEL.]KEY=VALUE", help="Model hyperparameter (repeatable).")
 @click.option("--protocol", help="Protocol name (default: cold-start).")
 @click.option("--target", "targets", multiple=True, help="Target domain (repeatable, or 'all'); default: the dataset's.")
 @click.option("--protocol-param", "protocol_params", multiple=True, metavar="KEY=VALUE", help="Protocol parameter, e.g. test_fraction=0.2.")

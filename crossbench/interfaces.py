@@ -199,6 +199,7 @@ class ItemEncoder(nn.Module, abc.ABC):
     """Maps item indices of one domain to vectors of size ``dim``."""
 
     dim: int
+    n_items: int
 
     @abc.abstractmethod
     def forward(self, items: torch.Tensor) -> torch.Tensor:
@@ -206,7 +207,7 @@ class ItemEncoder(nn.Module, abc.ABC):
 
     def all_items(self) -> torch.Tensor:
         """Vectors of every item of the domain, ``[n_items, dim]``."""
-        n = int(getattr(self, "n_items"))
+        n = int(self.n_items)
         device = next(self.parameters()).device if any(True for _ in self.parameters()) else None
         return self.forward(torch.arange(n, device=device))
 

@@ -91,7 +91,7 @@ def environment() -> dict[str, Any]:
         "pandas": pandas.__version__,
         "crossbench": crossbench.__version__,
         "git_commit": git_commit(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 
 

@@ -88,7 +88,7 @@ def tune_experiment(
             continue
         t0 = time.perf_counter()
 
-        def objective(trial: optuna.Trial, m: ModelRef = m, space: list[Param] = space) -> float:
+        def objective(trial: optuna.Trial, m: ModelRef = m, space: list[Param] = space, spec: Any = spec) -> float:
             params = {**m.params, **{p.name: suggest(trial, p) for p in space}}
             model = spec.factory(**params)
             env = RunEnv(registry=registry, device=device, seed=seed, progress=False, cache_dir=options.cache_dir)

@@ -318,7 +318,7 @@ def run_experiment(
                     rec["timings"]["peak_rss_mb"] = peak_rss_mb()
                     records.append(rec)
                     write_json_atomic(staging / "runs" / rec["file"], rec)
-        markdown = render_markdown(records, command=options.command)
+        markdown = render_markdown(records, command=options.command, record_dir=staging / "runs")
         write_text_atomic(staging / "leaderboard.md", markdown)
         _publish(staging, options.output_dir)
     finally:
@@ -378,9 +378,16 @@ def _run_one(
 
 
 def _publish(staging: Path, output_dir: Path) -> None:
-    """Move staged files into ``output_dir`` (records of the same name are replaced)."""
-    (output_dir / "runs").mkdir(parents=True, exist_ok=True)
-    for f in sorted((staging / "runs").iterdir()):
-        f.replace(output_dir / "runs" / f.name)
-    (staging / "leaderboard.md").replace(output_dir / "leaderboard.md")
+    """Replace ``output_dir``'s records and leaderboard with the staged ones.
 
+    The folder then describes this run alone, so ``crossbench leaderboard`` on it rebuilds
+    the same table. Records of an earlier run there are removed.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    old = output_dir / "runs"
+    if old.exists():
+        trash = Path(tempfile.mkdtemp(prefix=".old-runs-", dir=output_dir))
+        old.replace(trash / "runs")
+        shutil.rmtree(trash, ignore_errors=True)
+    (staging / "runs").replace(old)
+    (staging / "leaderboard.md").replace(output_dir / "leaderboard.md")

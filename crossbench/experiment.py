@@ -323,6 +323,8 @@ def run_experiment(
         _publish(staging, options.output_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    for rec in records:
+        registry.pm.hook.crossbench_run_finished(record=rec, path=options.output_dir / "runs" / rec["file"])
     return records, markdown
 
 

@@ -170,3 +170,18 @@ def test_run_record_contents_and_leaderboard_regeneration(tmp_path):
     out = invoke(["leaderboard", str(res), "--check", str(res / "leaderboard.md")])
     assert out.exit_code == 2 and "out of date" in out.output
     assert not list(tmp_path.glob(".res.staging-*"))
+
+
+class Listener:
+    seen: list = []
+
+    @hookimpl
+    def crossbench_run_finished(self, record, path):
+        Listener.seen.append((record["model"]["label"], path.exists()))
+
+
+def test_run_finished_hook_sees_published_records(tmp_path):
+    Listener.seen = []
+    out = invoke(["run", "--model", "popularity", *SMALL, "--output", str(tmp_path / "r")], CliState(extra_plugins=[Listener()]))
+    assert out.exit_code == 0, out.output
+    assert Listener.seen == [("popularity", True)]

@@ -7,8 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from crossbench_basic.metrics import METRICS as BASIC
-from crossbench_metrics.measures import METRICS as MORE
 from ir_measures import AP, R, nDCG
 
 from crossbench.data.model import CrossDomainData, Domain
@@ -20,6 +18,8 @@ from crossbench.evaluate.peruser import load_per_user, save_per_user
 from crossbench.evaluate.sampled import draw_negatives, evaluate_sampled, require_same_mode
 from crossbench.plugins import get_plugin_manager
 from crossbench.registry import Registry
+from crossbench_basic.metrics import METRICS as BASIC
+from crossbench_metrics.measures import METRICS as MORE
 
 SPECS = {m.name: m for m in (*BASIC, *MORE)}
 

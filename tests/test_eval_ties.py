@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from crossbench_basic.metrics import METRICS as BASIC
-from crossbench_metrics.measures import METRICS as MORE
 
 from crossbench.data.protocols import GroundTruth
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate import evaluate, ties
+from crossbench_basic.metrics import METRICS as BASIC
+from crossbench_metrics.measures import METRICS as MORE
 
 SPECS = {m.name: m for m in (*BASIC, *MORE)}
 

@@ -12,12 +12,12 @@ import ir_measures
 import numpy as np
 import pytest
 import torch
-from crossbench_basic.metrics import METRICS as BASIC
-from crossbench_metrics.measures import METRICS as MORE
 from ir_measures import AP, RR, P, R, Success, nDCG
 
 from crossbench.data.protocols import GroundTruth
 from crossbench.evaluate import evaluate
+from crossbench_basic.metrics import METRICS as BASIC
+from crossbench_metrics.measures import METRICS as MORE
 
 SPECS = {m.name: m for m in (*BASIC, *MORE)}
 KS = (1, 3, 5, 10, 20, 100)

@@ -1,5 +1,5 @@
-"""Full-ranking evaluation."""
+"""Full-ranking evaluation, per-user results, breakdowns, sampled evaluation and statistics."""
 
-from crossbench.evaluate.ranking import EvalResult, evaluate, relevant_ranks
+from crossbench.evaluate.ranking import EvalResult, chunk_size_for, evaluate, group_key, relevant_ranks
 
-__all__ = ["EvalResult", "evaluate", "relevant_ranks"]
+__all__ = ["EvalResult", "chunk_size_for", "evaluate", "group_key", "relevant_ranks"]

@@ -1,34 +1,69 @@
-"""Per-user metric values, kept beside each run record for paired comparisons."""
+"""Per-user metric values, kept beside each run record for paired comparisons.
+
+One compressed ``.npz`` per run: ``users`` (int64), one float64 array per ``"metric@k"``
+key aligned with it, the catalogue-level values as ``catalog:<key>`` scalars, and a JSON
+``meta`` string holding the mode (``full`` or ``sampled``) and the sampling parameters. The
+run record references the file by path and sha256 (returned by :func:`save_per_user`).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from crossbench.errors import CrossbenchError
 from crossbench.evaluate.ranking import EvalResult
+
+_CATALOG = "catalog:"
+_RESERVED = ("users", "meta")
 
 
 def save_per_user(result: EvalResult, path: Path) -> str:
-    """Write ``result``'s users and per-user values to ``path`` (``.npz``) atomically; return its sha256."""
+    """Write ``result`` to ``path`` (``.npz``) atomically; return the file's sha256."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {"users": np.asarray(result.users, dtype=np.int64)}
+    for key, values in result.per_user.items():
+        if key in _RESERVED or key.startswith(_CATALOG):
+            raise CrossbenchError(f"metric key {key!r} clashes with a reserved name of the per-user file")
+        arrays[key] = np.asarray(values, dtype=np.float64)
+    for key, value in result.catalog.items():
+        arrays[_CATALOG + key] = np.asarray(value, dtype=np.float64)
+    arrays["meta"] = np.asarray(json.dumps({"mode": result.mode, "sampling": dict(result.sampling)}, sort_keys=True))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, users=result.users, **{k: v for k, v in result.per_user.items()})
+            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return file_sha256(path)
 
 
-def load_per_user(path: Path) -> EvalResult:
-    """Read a file written by :func:`save_per_user`."""
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_per_user(path: Path, *, sha256: str | None = None) -> EvalResult:
+    """Read a file written by :func:`save_per_user`; with ``sha256``, refuse a file whose hash differs."""
+    path = Path(path)
+    if sha256 is not None and file_sha256(path) != sha256:
+        raise CrossbenchError(f"{path}: sha256 does not match the run record; the per-user file was changed or replaced")
     with np.load(path, allow_pickle=False) as z:
         users = z["users"]
-        per_user = {k: z[k] for k in z.files if k != "users"}
-    return EvalResult(users=users, per_user=per_user)
+        per_user = {k: z[k] for k in z.files if k not in _RESERVED and not k.startswith(_CATALOG)}
+        catalog = {k[len(_CATALOG) :]: float(z[k]) for k in z.files if k.startswith(_CATALOG)}
+        meta: dict[str, Any] = json.loads(str(z["meta"])) if "meta" in z.files else {"mode": "full", "sampling": {}}
+    return EvalResult(users=users, per_user=per_user, catalog=catalog, mode=str(meta["mode"]), sampling=dict(meta["sampling"]))

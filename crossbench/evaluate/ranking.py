@@ -1,62 +1,69 @@
 """Full-ranking evaluation over the whole target catalogue.
 
-Tie rule (pessimistic, deterministic): an item ties with another when their scores are
-equal. Among tied items every non-relevant item is ranked above every relevant one, and
-tied relevant items are ordered by item index. So a model that gives everything the same
-score gets no credit, and no result depends on the chunk size or the thread count.
-
-Only the ranks of relevant items that land in the top ``max(ks)`` are needed; they are
-found from ``torch.topk`` values: every item scoring above the ``K``-th value is among the
-top ``K``, and the items equal to it are counted over the full row.
+Users are scored in chunks: ``score_fn`` returns one chunk's ``[users, n_items]`` scores,
+the chunk's training items are set to ``-inf`` with one indexed write, ``torch.topk`` keeps
+the top ``max(ks) + 1`` of each row, and the ranks of the relevant items follow from those
+values under the tie rule of :mod:`crossbench.evaluate.ties`. Memory is bounded by one chunk
+of users times the catalogue; every value is exact and independent of the chunk size.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from crossbench.data.protocols import GroundTruth
+from crossbench.errors import CrossbenchError
+from crossbench.evaluate import ties
+from crossbench.evaluate.csr import DeviceRows, row_lookup, sorted_rows
 from crossbench.interfaces import MetricSpec
 from crossbench.progress import progress_bar
+
+#: Bytes of working memory per score in a chunk: the float32 scores plus the score
+#: function's own temporaries and topk's workspace (a conservative factor of 3).
+BYTES_PER_SCORE = 12
 
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Per-user values (``metric@k`` -> array aligned with ``users``) and their means."""
+    """Per-user values (``"metric@k"`` -> array aligned with ``users``), catalogue-level values and their means.
+
+    ``mode`` is ``"full"`` (every item ranked) or ``"sampled"``; sampled results carry their
+    sampling parameters and sample hash in ``sampling`` and every key names the sampling
+    (see :mod:`crossbench.evaluate.sampled`). Per-user values are ``NaN`` where a metric is
+    undefined for a user (an item group without relevant items for that user).
+    """
 
     users: np.ndarray
     per_user: Mapping[str, np.ndarray]
+    catalog: Mapping[str, float] = field(default_factory=dict)
+    mode: str = "full"
+    sampling: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def means(self) -> dict[str, float]:
-        return {key: float(values.mean()) if len(values) else float("nan") for key, values in self.per_user.items()}
+        """Mean over users (ignoring ``NaN``) of each per-user metric, plus the catalogue metrics."""
+        out = {key: _nanmean(values) for key, values in self.per_user.items()}
+        out.update({key: float(v) for key, v in self.catalog.items()})
+        return out
 
 
-def relevant_ranks(scores: torch.Tensor, relevant: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor:
-    """0-based ranks of ``relevant`` items under the pessimistic tie rule; ``inf`` past ``k``.
+def _nanmean(values: np.ndarray) -> float:
+    ok = ~np.isnan(values)
+    return float(values[ok].mean()) if ok.any() else float("nan")
 
-    ``scores`` ``[B, N]``; ``relevant`` ``[B, R]`` item indices (sorted ascending within a row,
-    padding anywhere is masked by ``valid`` ``[B, R]``). Returns float64 ``[B, R]``.
-    """
-    n_items = scores.shape[1]
-    k = min(k, n_items)
-    top = torch.topk(scores, k, dim=1, sorted=True).values  # [B, k]
-    kth = top[:, -1:]  # [B, 1]
-    s = scores.gather(1, relevant.clamp(0, n_items - 1))  # [B, R]
-    greater = (top.unsqueeze(1) > s.unsqueeze(2)).sum(2)
-    eq_top = (top.unsqueeze(1) == s.unsqueeze(2)).sum(2)
-    eq_kth = (scores == kth).sum(1, keepdim=True)
-    eq_all = torch.where(s == kth, eq_kth, eq_top)
-    same = (s.unsqueeze(2) == s.unsqueeze(1)) & valid.unsqueeze(1)  # [B, R, R]
-    rel_eq = same.sum(2)
-    order = torch.arange(relevant.shape[1], device=scores.device)
-    rel_before = (same & (order.view(1, 1, -1) < order.view(1, -1, 1))).sum(2)
-    rank = (greater + (eq_all - rel_eq) + rel_before).to(torch.float64)
-    inside = valid & (s >= kth) & (rank < k)
-    return torch.where(inside, rank, torch.full_like(rank, float("inf")))
+
+def chunk_size_for(n_items: int, memory_budget_bytes: int) -> int:
+    """Users per chunk so that one chunk's scores and temporaries fit ``memory_budget_bytes``."""
+    return max(1, int(memory_budget_bytes) // (BYTES_PER_SCORE * max(n_items, 1)))
+
+
+def group_key(key: str, group: str) -> str:
+    """The key of ``key`` (``"recall@10"``) restricted to the relevant items of an item group."""
+    return f"{key}[{group}]"
 
 
 def evaluate(
@@ -71,65 +78,186 @@ def evaluate(
     device: torch.device | str = "cpu",
     progress: bool = False,
     label: str = "evaluating",
+    grades: np.ndarray | None = None,
+    item_popularity: np.ndarray | None = None,
+    item_groups: Mapping[str, np.ndarray] | None = None,
+    memory_budget_bytes: int | None = None,
 ) -> EvalResult:
-    """Rank every item for every user of ``truth`` and compute ``metrics`` at each ``k``.
+    """Rank every item for every user of ``truth`` and compute ``metrics`` at each ``k`` of ``ks``.
 
-    ``score_fn(users)`` returns ``[len(users), n_items]`` scores. Items in ``exclude`` (the
-    users' training items) are masked out before ranking. Memory is bounded by one chunk.
+    ``score_fn(users)`` returns ``[len(users), n_items]`` scores (a fresh tensor: views are
+    copied before masking). Items in ``exclude`` (the users' training items) are never
+    ranked. ``grades`` (float, aligned with ``truth.items``, all > 0) grade the held-out
+    items for graded metrics; without it every held-out item has grade 1.
+    ``item_popularity`` (``[n_items]`` training interaction counts) feeds ``top_items``
+    metrics. ``item_groups`` maps a group name to a boolean ``[n_items]`` mask: each
+    ``ranks``/``graded`` metric is also computed against the group's relevant items only,
+    under the key ``"metric@k[group]"``. ``memory_budget_bytes``, when given, sets the
+    chunk size instead of ``chunk_size`` (see :func:`chunk_size_for`).
     """
+    ks = _check_ks(ks)
+    metrics = dict(metrics)
+    plan = _Plan.build(metrics, item_popularity, n_items)
+    grades_arr = _check_inputs(truth, n_items, grades)
+    _check_exclude(exclude, n_items)
+    groups = {name: _mask(name, m, n_items) for name, m in (item_groups or {}).items()}
+    if memory_budget_bytes is not None:
+        chunk_size = chunk_size_for(n_items, memory_budget_bytes)
+    if chunk_size < 1:
+        raise CrossbenchError(f"chunk_size must be at least 1, got {chunk_size}")
     device = torch.device(device)
     kmax = max(ks)
-    out: dict[str, list[np.ndarray]] = {f"{m}@{k}": [] for m in metrics for k in ks}
-    ex_lookup = _lookup(exclude) if exclude is not None else None
+    popularity = torch.as_tensor(np.asarray(item_popularity, dtype=np.float64), device=device) if plan.lists else None
+    group_masks = {name: torch.as_tensor(m, device=device) for name, m in groups.items()}
+    keys = [f"{m}@{k}" for m, spec in metrics.items() if spec.inputs != "item_counts" for k in ks]
+    keys += [group_key(f"{m}@{k}", g) for g in groups for m in plan.relevance for k in ks]
+    out: dict[str, list[torch.Tensor]] = {key: [] for key in keys}  # kept on the device until the end
+    counts = {k: torch.zeros(n_items, dtype=torch.int64, device=device) for k in ks} if plan.counts else {}
+    ex_rows = row_lookup(exclude, truth.users) if exclude is not None else None
+    ex_dev = DeviceRows(exclude.indptr, exclude.items, device) if exclude is not None else None
+    rel_items, rel_grades = sorted_rows(truth, grades_arr)
+    truth_dev = DeviceRows(truth.indptr, rel_items, device, values=rel_grades)
+    # One padded width for every chunk, so that row sums never depend on the chunk's makeup.
+    width = max(int(np.diff(truth.indptr).max()) if truth.n_users else 0, 1)
     with progress_bar(range(0, truth.n_users, chunk_size), label=label, enabled=progress) as chunks:
         for start in chunks:
             stop = min(start + chunk_size, truth.n_users)
-            users = torch.as_tensor(truth.users[start:stop], device=device)
-            with torch.no_grad():
-                scores = score_fn(users).to(device=device, dtype=torch.float32)
-            if scores.shape != (stop - start, n_items):
-                raise ValueError(f"score function returned shape {tuple(scores.shape)}, expected {(stop - start, n_items)}")
-            if torch.isnan(scores).any():
-                raise ValueError("score function returned NaN scores")
-            if ex_lookup is not None:
-                rows, cols = _rows(exclude, ex_lookup, truth.users[start:stop])  # type: ignore[arg-type]
-                if len(rows):
-                    scores[torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device)] = float("-inf")
-            rel, valid, n_rel = _padded(truth, start, stop, device)
-            ranks = relevant_ranks(scores, rel, valid, kmax)
-            for k in ks:
-                ranks_k = torch.where(ranks < k, ranks, torch.full_like(ranks, float("inf")))
-                for name, spec in metrics.items():
-                    out[f"{name}@{k}"].append(spec.compute(ranks_k, n_rel, k).double().cpu().numpy())
-    per_user = {key: np.concatenate(parts) if parts else np.zeros(0) for key, parts in out.items()}
-    return EvalResult(users=truth.users.copy(), per_user=per_user)
+            scores = _chunk_scores(score_fn, truth.users[start:stop], n_items, device)
+            if ex_dev is not None and ex_rows is not None:
+                rows, cols = ex_dev.take(ex_rows[start:stop])
+                scores.view(-1).index_fill_(0, rows * n_items + cols, ties.NEG_INF)
+            rel, valid, g = truth_dev.padded(start, stop, width, n_items)
+            top = ties.top_k(scores, kmax)
+            if plan.relevance:
+                _relevance(out, metrics, plan, scores, top, rel, valid, g, ks, None)
+                for name, gm in group_masks.items():
+                    in_group = valid & gm[rel.clamp(0, n_items - 1)]
+                    _relevance(out, metrics, plan, scores, top, rel, in_group, g, ks, name)
+            if plan.lists or plan.counts:
+                items = ties.top_items(scores, top, rel, valid, g)
+                for k in ks:
+                    kk = min(k, items.shape[1])
+                    for name in plan.lists:
+                        out[f"{name}@{k}"].append(metrics[name].compute(items[:, :kk], popularity, k).to(torch.float64))
+                    if plan.counts:
+                        listed = items[:, :kk].reshape(-1)
+                        listed = listed[listed >= 0]
+                        counts[k] += torch.bincount(listed, minlength=n_items)
+    per_user = {key: _np(torch.cat(parts)) if parts else np.zeros(0) for key, parts in out.items()}
+    catalog = {
+        f"{name}@{k}": float(metrics[name].compute(counts[k], truth.n_users, k)) for name in plan.counts for k in ks
+    }
+    return EvalResult(users=truth.users.copy(), per_user=per_user, catalog=catalog)
 
 
-def _padded(truth: GroundTruth, start: int, stop: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    lengths = np.diff(truth.indptr[start : stop + 1])
-    width = max(int(lengths.max()) if len(lengths) else 1, 1)
-    rel = np.zeros((stop - start, width), dtype=np.int64)
-    mask = np.arange(width)[None, :] < lengths[:, None]
-    rel[mask] = truth.items[truth.indptr[start] : truth.indptr[stop]]
-    return (
-        torch.as_tensor(rel, device=device),
-        torch.as_tensor(mask, device=device),
-        torch.as_tensor(lengths, device=device, dtype=torch.float64),
-    )
+@dataclass(frozen=True)
+class _Plan:
+    relevance: tuple[str, ...]
+    lists: tuple[str, ...]
+    counts: tuple[str, ...]
+
+    @classmethod
+    def build(cls, metrics: Mapping[str, MetricSpec], popularity: np.ndarray | None, n_items: int) -> _Plan:
+        rel = tuple(n for n, s in metrics.items() if s.inputs in ("ranks", "graded"))
+        lists = tuple(n for n, s in metrics.items() if s.inputs == "top_items")
+        counts = tuple(n for n, s in metrics.items() if s.inputs == "item_counts")
+        if lists and popularity is None:
+            raise CrossbenchError(
+                f"metric(s) {', '.join(lists)} need item popularity; pass item_popularity= (training interaction "
+                "counts per target item) to evaluate()"
+            )
+        if lists and np.asarray(popularity).shape != (n_items,):
+            raise CrossbenchError(f"item_popularity has shape {np.asarray(popularity).shape}, expected ({n_items},)")
+        return cls(rel, lists, counts)
 
 
-def _lookup(gt: GroundTruth) -> dict[int, int]:
-    return {int(u): j for j, u in enumerate(gt.users)}
+def _relevance(
+    out: dict[str, list[torch.Tensor]],
+    metrics: Mapping[str, MetricSpec],
+    plan: _Plan,
+    scores: torch.Tensor,
+    top: ties.TopK,
+    rel: torch.Tensor,
+    valid: torch.Tensor,
+    g: torch.Tensor,
+    ks: Sequence[int],
+    group: str | None,
+) -> None:
+    ranks = ties.relevant_ranks(scores, top, rel, valid, g)
+    n_rel = valid.sum(1).to(torch.float64)
+    gains = torch.where(valid, g, torch.zeros_like(g))
+    empty = n_rel == 0
+    for k in ks:
+        ranks_k = torch.where(ranks < k, ranks, torch.full_like(ranks, float("inf")))
+        for name in plan.relevance:
+            spec = metrics[name]
+            second = gains if spec.inputs == "graded" else n_rel
+            values = spec.compute(ranks_k, second, k).to(torch.float64)
+            if group is not None:
+                values = torch.where(empty, torch.full_like(values, float("nan")), values)
+            key = f"{name}@{k}" if group is None else group_key(f"{name}@{k}", group)
+            out[key].append(values)
 
 
-def _rows(gt: GroundTruth, lookup: dict[int, int], users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    rows, cols = [], []
-    for r, u in enumerate(users):
-        j = lookup.get(int(u))
-        if j is not None:
-            items = gt.items_of(j)
-            rows.append(np.full(len(items), r))
-            cols.append(items)
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(rows), np.concatenate(cols)
+def _np(t: torch.Tensor) -> np.ndarray:
+    return np.asarray(t.detach().to(torch.float64).cpu().numpy())
+
+
+def _chunk_scores(
+    score_fn: Callable[[torch.Tensor], torch.Tensor], users: np.ndarray, n_items: int, device: torch.device
+) -> torch.Tensor:
+    with torch.no_grad():
+        scores = score_fn(torch.as_tensor(users, device=device))
+    if tuple(scores.shape) != (len(users), n_items):
+        raise CrossbenchError(
+            f"the score function returned shape {tuple(scores.shape)} for {len(users)} users, expected {(len(users), n_items)}"
+        )
+    if scores.device != device or scores.dtype != torch.float32:
+        scores = scores.to(device=device, dtype=torch.float32)
+    elif scores._is_view() or not scores.is_contiguous():
+        scores = scores.clone(memory_format=torch.contiguous_format)
+    if not scores.is_contiguous():
+        scores = scores.contiguous()
+    return scores
+
+
+def _check_ks(ks: Sequence[int]) -> list[int]:
+    ks = [int(k) for k in ks]
+    if not ks or min(ks) < 1:
+        raise CrossbenchError(f"cut-offs ks must be positive integers, got {list(ks)}")
+    return sorted(set(ks))
+
+
+def _check_exclude(exclude: GroundTruth | None, n_items: int) -> None:
+    if exclude is not None and len(exclude.items) and (exclude.items.min() < 0 or exclude.items.max() >= n_items):
+        raise CrossbenchError(
+            f"excluded (training) item indices must lie in [0, {n_items}); found {exclude.items.min()}..{exclude.items.max()}"
+        )
+
+
+def _check_inputs(truth: GroundTruth, n_items: int, grades: np.ndarray | None) -> np.ndarray:
+    if len(truth.items) and (truth.items.min() < 0 or truth.items.max() >= n_items):
+        raise CrossbenchError(
+            f"ground-truth item indices must lie in [0, {n_items}); found {truth.items.min()}..{truth.items.max()}"
+        )
+    if grades is None:
+        return np.ones(len(truth.items), dtype=np.float64)
+    g = np.asarray(grades, dtype=np.float64)
+    if g.shape != truth.items.shape:
+        raise CrossbenchError(f"grades has shape {g.shape}; it must align with the ground truth's items {truth.items.shape}")
+    if len(g) and not (g > 0).all():
+        raise CrossbenchError("grades must all be > 0: drop held-out items judged non-relevant from the ground truth")
+    return g
+
+
+def _mask(name: str, m: np.ndarray, n_items: int) -> np.ndarray:
+    m = np.asarray(m)
+    if m.dtype != bool or m.shape != (n_items,):
+        raise CrossbenchError(f"item group {name!r} must be a boolean mask of shape ({n_items},), got {m.dtype} {m.shape}")
+    return m
+
+
+def relevant_ranks(scores: torch.Tensor, relevant: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor:
+    """0-based ranks of ``relevant`` items (``[B, R]``, ascending per row) under the tie rule; ``inf`` past ``k``."""
+    top = ties.top_k(scores, k)
+    return ties.relevant_ranks(scores, top, relevant, valid, torch.ones_like(relevant, dtype=torch.float64))

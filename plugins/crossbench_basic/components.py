@@ -55,6 +55,9 @@ def mean_user_encoder(*, context: BuildContext, domain: str) -> MeanUserEncoder:
 class IdUserEncoder(UserEncoder):
     """One learned vector per user (and domain); ignores the history (matrix factorisation)."""
 
+    #: the trainer skips gathering histories for encoders that never read them
+    uses_history = False
+
     def __init__(self, *, n_users: int, dim: int, init_std: float = 0.1) -> None:
         super().__init__()
         self.embedding = nn.Embedding(n_users, dim)

@@ -57,12 +57,15 @@ def composed(
     history_length: int = 50,
     target_history_dropout: float = 0.5,
     patience: int = 3,
+    loss: str = "bpr",
+    sampled_negatives: int = 256,
 ) -> ComposedRecommender:
     """Any composition of registered item encoder, user encoder, fusion and scorer."""
     return ComposedRecommender(
         item_encoder=item_encoder, user_encoder=user_encoder, fusion=fusion, scorer=scorer, dim=dim,
         epochs=epochs, batch_size=batch_size, lr=lr, l2=l2, negatives=negatives,
         history_length=history_length, target_history_dropout=target_history_dropout, patience=patience,
+        loss=loss, sampled_negatives=sampled_negatives,
     )
 
 

@@ -1,0 +1,156 @@
+"""Full-ranking evaluation throughput against the machine's bound for the same shapes.
+
+For each shape (users x items, embedding size d) this times ``crossbench.evaluate.evaluate``
+with a dot-product score function, and, on the same chunks and thread count, the bound:
+the matrix product ``users x d @ d x items`` plus ``torch.topk`` of the same width alone.
+It prints users per second for both and their ratio. ``--million`` instead evaluates 1M
+users over 100k items once and reports the peak resident memory.
+
+    python benchmarks/eval_throughput.py [--device cpu|cuda] [--shapes 10000x50000,100000x100000]
+
+The last line printed is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "plugins"), str(ROOT / "benchmarks")]
+
+from synthetic_eval_data import make_eval_data  # noqa: E402
+
+from crossbench.data.protocols import GroundTruth  # noqa: E402
+from crossbench.evaluate import chunk_size_for, evaluate  # noqa: E402
+from crossbench_basic.metrics import METRICS as BASIC  # noqa: E402
+from crossbench_metrics.measures import METRICS as MORE  # noqa: E402
+
+METRICS = {m.name: m for m in (*BASIC, *MORE) if m.inputs == "ranks"}  # recall ndcg hr mrr map precision
+KS = (5, 10, 20)
+
+
+def make_data(n_users: int, n_items: int, dim: int, seed: int = 0):
+    """User/item vectors and the held-out and training items as ground truths (see synthetic_eval_data)."""
+    d = make_eval_data(n_users, n_items, dim, seed)
+    uid = np.arange(n_users, dtype=np.int64)
+    return (torch.from_numpy(d.user_vectors), torch.from_numpy(d.item_vectors),
+            GroundTruth(uid, d.test_indptr, d.test_items), GroundTruth(uid, d.train_indptr, d.train_items))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_ours(users, items, truth, train, chunk: int, device: torch.device) -> float:
+    def score(u: torch.Tensor) -> torch.Tensor:
+        return users[u] @ items.T
+
+    sync(device)
+    t0 = time.perf_counter()
+    evaluate(score, truth, n_items=items.shape[0], metrics=METRICS, ks=KS, exclude=train, chunk_size=chunk, device=device)
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def time_bound(users, items, chunk: int, device: torch.device) -> float:
+    k = max(KS)
+    sync(device)
+    t0 = time.perf_counter()
+    for s in range(0, users.shape[0], chunk):
+        scores = users[s : s + chunk] @ items.T
+        torch.topk(scores, k, dim=1)
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def bench_shape(n_users: int, n_items: int, dim: int, device: torch.device, budget: int, repeat: int) -> dict:
+    users, items, truth, train = make_data(n_users, n_items, dim)
+    users, items = users.to(device), items.to(device)
+    chunk = chunk_size_for(n_items, budget)
+    # warm up both paths on a slice
+    time_bound(users[: 2 * chunk], items, chunk, device)
+    w = min(2 * chunk, n_users)
+    small = GroundTruth(truth.users[:w], truth.indptr[: w + 1], truth.items[: truth.indptr[w]])
+    time_ours(users, items, small, train, chunk, device)
+    ours, bound = [], []
+    for _ in range(repeat):
+        bound.append(time_bound(users, items, chunk, device))
+        ours.append(time_ours(users, items, truth, train, chunk, device))
+    t_ours, t_bound = min(ours), min(bound)
+    return {
+        "users": n_users, "items": n_items, "dim": dim, "chunk_size": chunk,
+        "ours_s": round(t_ours, 3), "bound_s": round(t_bound, 3),
+        "ours_users_per_s": round(n_users / t_ours, 1), "bound_users_per_s": round(n_users / t_bound, 1),
+        "ratio_to_bound": round(t_bound / t_ours, 4),
+        "all_ours_s": [round(x, 3) for x in ours], "all_bound_s": [round(x, 3) for x in bound],
+    }
+
+
+def million(device: torch.device, budget: int, dim: int) -> dict:
+    n_users, n_items = 1_000_000, 100_000
+    users, items, truth, train = make_data(n_users, n_items, dim, seed=1)
+    users, items = users.to(device), items.to(device)
+    chunk = chunk_size_for(n_items, budget)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    res = evaluate(lambda u: users[u] @ items.T, truth, n_items=n_items, metrics=METRICS, ks=KS, exclude=train,
+                   chunk_size=chunk, device=device)
+    sync(device)
+    wall = time.perf_counter() - t0
+    out = {
+        "users": n_users, "items": n_items, "dim": dim, "chunk_size": chunk, "wall_s": round(wall, 1),
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+        "ndcg@10": round(res.means["ndcg@10"], 6),
+    }
+    if device.type == "cuda":
+        out["peak_cuda_allocated_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--shapes", default="10000x50000,100000x100000")
+    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--budget-mib", type=int, default=None, help="memory budget per chunk (default 1024 on CPU; on CUDA 8192, 2048 with --million)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--million", action="store_true", help="evaluate 1M users x 100k items once and report peak memory")
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    default_mib = 1024 if device.type != "cuda" else (2048 if a.million else 8192)
+    budget = (a.budget_mib or default_mib) * 2**20
+    report: dict = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "metrics": sorted(METRICS), "ks": list(KS),
+        "budget_mib": budget // 2**20,
+    }
+    if a.million:
+        report["million"] = million(device, budget, a.dim)
+        print(f"1M users x 100k items: {report['million']}", flush=True)
+    else:
+        report["shapes"] = []
+        for shape in a.shapes.split(","):
+            nu, ni = (int(x) for x in shape.lower().split("x"))
+            r = bench_shape(nu, ni, a.dim, device, budget, a.repeat)
+            report["shapes"].append(r)
+            print(f"{nu} users x {ni} items, d={a.dim}: ours {r['ours_users_per_s']:.0f} users/s, bound "
+                  f"{r['bound_users_per_s']:.0f} users/s, ratio {r['ratio_to_bound']:.3f} (chunk {r['chunk_size']})", flush=True)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

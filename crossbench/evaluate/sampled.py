@@ -1,0 +1,169 @@
+"""Sampled evaluation: each relevant item ranked against N sampled negatives, only when asked for.
+
+Sampled metrics are not full-ranking metrics: they can reverse which of two models wins
+(Krichene and Rendle, KDD 2020). So a sampled result is marked everywhere it goes: its
+``mode`` is ``"sampled"``, its ``sampling`` holds the strategy, the number of negatives,
+the seed and the sha256 of the sample, and every key names the sampling, e.g.
+``"ndcg@10:sampled-uniform-100"``, so a table can never put it in a full-ranking column.
+:func:`require_same_mode` refuses to compare results of different modes or samples.
+
+Negatives are drawn per user without replacement from the items that are neither held out
+for that user nor excluded (training items): ``uniform``ly, or with probability
+proportional to training ``popularity`` (successive sampling, by the Gumbel top-N trick).
+The draw goes in fixed blocks of users seeded by ``(seed, block)``, so it depends on the
+seed alone, not on the evaluation's chunk size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from crossbench.data.protocols import GroundTruth
+from crossbench.errors import CrossbenchError
+from crossbench.evaluate import ties
+from crossbench.evaluate.csr import DeviceRows, csr_take, row_lookup, sorted_rows
+from crossbench.evaluate.ranking import EvalResult, _check_inputs, _check_ks, _chunk_scores
+from crossbench.interfaces import MetricSpec
+
+STRATEGIES = ("uniform", "popularity")
+_BLOCK = 256
+
+
+@dataclass(frozen=True)
+class NegativeSample:
+    """Sampled negatives ``items`` ``[n_users, n_negatives]``, aligned with the ground truth's users."""
+
+    items: np.ndarray
+    strategy: str
+    n_negatives: int
+    seed: int
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(np.ascontiguousarray(self.items, dtype=np.int64).tobytes()).hexdigest()
+
+    @property
+    def tag(self) -> str:
+        return f"sampled-{self.strategy}-{self.n_negatives}"
+
+    def describe(self) -> dict[str, object]:
+        return {"strategy": self.strategy, "n_negatives": self.n_negatives, "seed": self.seed, "sha256": self.sha256}
+
+
+def sampled_key(key: str, sample: NegativeSample) -> str:
+    """The result key of ``key`` (``"ndcg@10"``) under ``sample``: ``"ndcg@10:sampled-uniform-100"``."""
+    return f"{key}:{sample.tag}"
+
+
+def draw_negatives(
+    truth: GroundTruth,
+    *,
+    n_items: int,
+    n_negatives: int,
+    strategy: str = "uniform",
+    popularity: np.ndarray | None = None,
+    exclude: GroundTruth | None = None,
+    seed: int = 0,
+) -> NegativeSample:
+    """Draw ``n_negatives`` distinct negatives per user of ``truth`` (see the module docstring)."""
+    if strategy not in STRATEGIES:
+        from crossbench.errors import unknown_name_message
+
+        raise CrossbenchError(unknown_name_message("negative sampling strategy", strategy, STRATEGIES))
+    if n_negatives < 1:
+        raise CrossbenchError(f"n_negatives must be at least 1, got {n_negatives}")
+    if strategy == "popularity":
+        if popularity is None or np.asarray(popularity).shape != (n_items,):
+            raise CrossbenchError(f"popularity sampling needs popularity= of shape ({n_items},) (training counts per item)")
+        log_w = np.log(np.asarray(popularity, dtype=np.float64), where=np.asarray(popularity) > 0,
+                       out=np.full(n_items, -np.inf))
+    else:
+        log_w = np.zeros(n_items)
+    ex_rows = row_lookup(exclude, truth.users) if exclude is not None else None
+    out = np.empty((truth.n_users, n_negatives), dtype=np.int64)
+    for b, start in enumerate(range(0, truth.n_users, _BLOCK)):
+        stop = min(start + _BLOCK, truth.n_users)
+        rng = np.random.default_rng([seed, b])
+        keys = log_w[None, :] - np.log(-np.log(rng.random((stop - start, n_items))))
+        rows, cols = csr_take(truth.indptr, truth.items, np.arange(start, stop))
+        keys[rows, cols] = -np.inf
+        if ex_rows is not None and exclude is not None:
+            rows, cols = csr_take(exclude.indptr, exclude.items, ex_rows[start:stop])
+            keys[rows, cols] = -np.inf
+        allowed = np.isfinite(keys).sum(1)
+        if allowed.min() < n_negatives:
+            j = start + int(np.argmin(allowed))
+            raise CrossbenchError(
+                f"user {truth.users[j]} has only {allowed.min()} items left to sample from, fewer than "
+                f"n_negatives={n_negatives}; lower n_negatives"
+            )
+        top = np.argpartition(-keys, n_negatives - 1, axis=1)[:, :n_negatives]
+        out[start:stop] = np.sort(top, axis=1)
+    return NegativeSample(items=out, strategy=strategy, n_negatives=n_negatives, seed=seed)
+
+
+def evaluate_sampled(
+    score_fn: Callable[[torch.Tensor], torch.Tensor],
+    truth: GroundTruth,
+    *,
+    n_items: int,
+    metrics: Mapping[str, MetricSpec],
+    ks: Sequence[int],
+    sample: NegativeSample,
+    chunk_size: int = 1024,
+    device: torch.device | str = "cpu",
+    grades: np.ndarray | None = None,
+) -> EvalResult:
+    """Rank each user's relevant items among themselves and the user's sampled negatives.
+
+    The tie rule is the full-ranking one. Only ``ranks`` and ``graded`` metrics apply.
+    """
+    ks = _check_ks(ks)
+    bad = [name for name, spec in metrics.items() if spec.inputs not in ("ranks", "graded")]
+    if bad:
+        raise CrossbenchError(f"metric(s) {', '.join(bad)} need the full ranking; they are not defined under sampled evaluation")
+    if sample.items.shape[0] != truth.n_users:
+        raise CrossbenchError(f"the negative sample covers {sample.items.shape[0]} users, the ground truth {truth.n_users}")
+    g_all = _check_inputs(truth, n_items, grades)
+    device = torch.device(device)
+    width = max(int(np.diff(truth.indptr).max()) if truth.n_users else 0, 1)
+    rel_items, rel_grades = sorted_rows(truth, g_all)
+    truth_dev = DeviceRows(truth.indptr, rel_items, device, values=rel_grades)
+    n_neg = sample.n_negatives
+    out: dict[str, list[np.ndarray]] = {sampled_key(f"{m}@{k}", sample): [] for m in metrics for k in ks}
+    for start in range(0, truth.n_users, chunk_size):
+        stop = min(start + chunk_size, truth.n_users)
+        scores = _chunk_scores(score_fn, truth.users[start:stop], n_items, device)
+        rel, valid, g = truth_dev.padded(start, stop, width, n_items)
+        neg = torch.as_tensor(sample.items[start:stop], device=device)
+        cand = torch.cat([neg, rel.clamp(max=n_items - 1)], dim=1)
+        sub = scores.gather(1, cand)
+        pad = torch.cat([torch.ones_like(neg, dtype=torch.bool), valid], dim=1)
+        sub = torch.where(pad, sub, torch.full_like(sub, ties.NEG_INF))
+        positions = torch.arange(n_neg, n_neg + width, device=device).expand(stop - start, width)
+        top = ties.top_k(sub, max(ks))
+        ranks = ties.relevant_ranks(sub, top, positions, valid, g)
+        n_rel = valid.sum(1).to(torch.float64)
+        gains = torch.where(valid, g, torch.zeros_like(g))
+        for k in ks:
+            ranks_k = torch.where(ranks < k, ranks, torch.full_like(ranks, float("inf")))
+            for name, spec in metrics.items():
+                values = spec.compute(ranks_k, gains if spec.inputs == "graded" else n_rel, k)
+                out[sampled_key(f"{name}@{k}", sample)].append(values.detach().to(torch.float64).cpu().numpy())
+    per_user = {key: np.concatenate(parts) if parts else np.zeros(0) for key, parts in out.items()}
+    return EvalResult(users=truth.users.copy(), per_user=per_user, mode="sampled", sampling=sample.describe())
+
+
+def require_same_mode(results: Sequence[EvalResult]) -> None:
+    """Raise unless all ``results`` are full-ranking, or all were sampled with the same sample."""
+    kinds = {(r.mode, str(r.sampling.get("sha256", ""))) for r in results}
+    if len(kinds) > 1:
+        raise CrossbenchError(
+            "cannot compare full-ranking and sampled results (or results of different samples): "
+            f"found {sorted(kinds)}; evaluate every run the same way"
+        )

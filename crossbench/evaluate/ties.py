@@ -1,0 +1,145 @@
+"""The tie rule and the exact ranking kernels shared by full and sampled evaluation.
+
+Tie rule (deterministic, pessimistic): items are ordered by score, highest first. Among
+items with equal scores, every non-relevant item comes before every relevant one; tied
+relevant items come in order of increasing grade (so the lowest-graded first; with binary
+relevance all grades are 1), then of increasing item index; tied non-relevant items come
+in order of increasing item index. An item scored ``-inf`` (every excluded training item
+is) is never retrieved, wherever it would stand.
+
+A model gains nothing from a tie, and the order is a total order fixed by the scores and
+the ground truth alone, so no result depends on the chunk size, the thread count or the
+device's ``topk`` tie-breaking.
+
+Only the top ``K`` matters, so the kernels work from ``torch.topk(scores, K + 1)``: every
+item scoring above the ``K``-th value lies in the top-K values, and when the ``(K+1)``-th
+value differs from the ``K``-th no tie crosses the cut-off. Rows where one does (rare with
+real-valued scores) are counted over the whole row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from crossbench.errors import CrossbenchError
+
+NEG_INF = float("-inf")
+
+
+@dataclass(frozen=True)
+class TopK:
+    """``torch.topk`` of one chunk, with the rows whose ``K``-th value ties past the cut-off."""
+
+    values: torch.Tensor  # [B, kq] float, descending (kq = min(K + 1, N))
+    indices: torch.Tensor  # [B, kq] int64
+    k: int  # the cut-off K, at most N
+    ambiguous: torch.Tensor  # [B] bool: the (K+1)-th value equals the K-th
+
+    @property
+    def kth(self) -> torch.Tensor:
+        return self.values[:, self.k - 1 : self.k]
+
+
+def top_k(scores: torch.Tensor, k: int) -> TopK:
+    """Top ``k`` (+1) of each row of ``scores`` ``[B, N]``; rejects NaN scores."""
+    n = scores.shape[1]
+    kk = min(k, n)
+    kq = min(kk + 1, n)
+    values, indices = torch.topk(scores, kq, dim=1, largest=True, sorted=True)
+    # topk orders NaN above every number, so a row holding NaN shows it first.
+    if values.shape[0] and bool(torch.isnan(values[:, 0]).any()):
+        raise CrossbenchError(
+            "the score function returned NaN scores; fix the model (or its inputs) so that every score is a number"
+        )
+    if kq > kk:
+        ambiguous = values[:, kk] == values[:, kk - 1]
+    else:
+        ambiguous = torch.zeros(values.shape[0], dtype=torch.bool, device=values.device)
+    return TopK(values=values, indices=indices, k=kk, ambiguous=ambiguous)
+
+
+def relevant_ranks(
+    scores: torch.Tensor, top: TopK, relevant: torch.Tensor, valid: torch.Tensor, grades: torch.Tensor
+) -> torch.Tensor:
+    """0-based ranks of the ``relevant`` items of each row under the tie rule; ``inf`` past ``top.k``.
+
+    ``relevant`` ``[B, R]`` item indices, ascending within a row over its ``valid`` entries;
+    ``grades`` ``[B, R]`` float64 (any value on padding). Returns float64 ``[B, R]``.
+    """
+    b, r = relevant.shape
+    if r == 0:
+        return torch.zeros((b, 0), dtype=torch.float64, device=scores.device)
+    s = scores.gather(1, relevant.clamp(0, scores.shape[1] - 1))
+    s = torch.where(valid, s, torch.full_like(s, NEG_INF))
+    neg_top = (-top.values[:, : top.k]).contiguous()  # ascending
+    neg_s = (-s).contiguous()
+    greater = torch.searchsorted(neg_top, neg_s, right=False)  # items scored above s
+    equal = torch.searchsorted(neg_top, neg_s, right=True) - greater  # items scored s (exact when s > K-th)
+    if bool(top.ambiguous.any()):
+        rows = top.ambiguous.nonzero().squeeze(1)
+        kth = top.kth[rows]
+        full = (scores[rows] == kth).sum(1, keepdim=True)
+        equal[rows] = torch.where(s[rows] == kth, full, equal[rows])
+    # Relevant items in tie order: score desc, grade asc, index asc (positions are in index order).
+    g = torch.where(valid, grades.to(torch.float64), torch.zeros_like(grades, dtype=torch.float64))
+    by_grade = torch.sort(g, dim=1, stable=True).indices
+    by_score = torch.sort(neg_s.gather(1, by_grade), dim=1, stable=True).indices
+    perm = by_grade.gather(1, by_score)
+    sorted_neg = neg_s.gather(1, perm).contiguous()
+    left = torch.searchsorted(sorted_neg, sorted_neg, right=False)
+    right = torch.searchsorted(sorted_neg, sorted_neg, right=True)
+    pos = torch.arange(r, device=scores.device).expand(b, r)
+    before = torch.empty_like(left).scatter_(1, perm, pos - left)  # tied relevant items ahead of it
+    group = torch.empty_like(left).scatter_(1, perm, right - left)  # tied relevant items, itself included
+    rank = greater + (equal - group).clamp(min=0) + before
+    inside = valid & (s > NEG_INF) & (rank < top.k)
+    inf = torch.full(rank.shape, float("inf"), dtype=torch.float64, device=rank.device)
+    return torch.where(inside, rank.to(torch.float64), inf)
+
+
+def _order(values: torch.Tensor, items: torch.Tensor, is_rel: torch.Tensor, grade: torch.Tensor) -> torch.Tensor:
+    """Permutation of each row into tie-rule order: score desc, non-relevant first, grade asc, index asc."""
+    perm = torch.sort(items, dim=1, stable=True).indices
+    for key in (grade, is_rel.to(torch.int8), -values):
+        perm = perm.gather(1, torch.sort(key.gather(1, perm), dim=1, stable=True).indices)
+    return perm
+
+
+def top_items(scores: torch.Tensor, top: TopK, relevant: torch.Tensor, valid: torch.Tensor, grades: torch.Tensor) -> torch.Tensor:
+    """Each row's top ``top.k`` item indices in tie-rule order, int64 ``[B, K]``; ``-1`` for ``-inf`` items.
+
+    ``relevant`` must be ascending within each row with padding (``valid`` false) at the end.
+    """
+    n = scores.shape[1]
+    rel = torch.where(valid, relevant, torch.full_like(relevant, n))
+    g = grades.to(torch.float64)
+
+    def membership(items: torch.Tensor, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        rr = rel if rows is None else rel[rows]
+        gg = g if rows is None else g[rows]
+        if rr.shape[1] == 0:
+            return torch.zeros_like(items, dtype=torch.bool), torch.zeros_like(items, dtype=torch.float64)
+        pos = torch.searchsorted(rr.contiguous(), items.contiguous()).clamp(max=rr.shape[1] - 1)
+        hit = rr.gather(1, pos) == items
+        return hit, torch.where(hit, gg.gather(1, pos), torch.zeros_like(items, dtype=torch.float64))
+
+    vals = top.values[:, : top.k]
+    items = top.indices[:, : top.k]
+    is_rel, grade = membership(items, None)
+    out = items.gather(1, _order(vals, items, is_rel, grade))
+    out_vals = vals  # sorted descending already; reordering happens only within equal values
+    if bool(top.ambiguous.any()):
+        for row in top.ambiguous.nonzero().squeeze(1).tolist():
+            kth = top.values[row, top.k - 1]
+            above = top.indices[row, : top.k][top.values[row, : top.k] > kth]
+            tied = (scores[row] == kth).nonzero().squeeze(1)
+            cand = torch.cat([above, tied]).unsqueeze(0)
+            cv = scores[row].gather(0, cand[0]).unsqueeze(0)
+            rows = torch.tensor([row], device=scores.device)
+            hit, gr = membership(cand, rows)
+            chosen = cand.gather(1, _order(cv, cand, hit, gr))[:, : top.k]
+            out[row] = chosen[0]
+    final_vals = scores.gather(1, out) if bool(top.ambiguous.any()) else out_vals
+    return torch.where(final_vals > NEG_INF, out, torch.full_like(out, -1))

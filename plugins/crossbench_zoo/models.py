@@ -1,0 +1,162 @@
+"""Named compositions of zoo components, and the reference attention-fusion big model.
+
+Each factory takes explicit keyword arguments and returns a :class:`ComposedRecommender`
+(trained by crossbench's trainer), so every method is tuned and trained the same way.
+"""
+
+from __future__ import annotations
+
+from crossbench.interfaces import CategoricalParam, ComponentSpec, FloatParam, IntParam
+from crossbench.train import ComponentRef, ComposedRecommender
+
+TRAINING_SPACE = (
+    IntParam("dim", 16, 128, log=True),
+    FloatParam("lr", 1e-4, 3e-2, log=True),
+    FloatParam("l2", 1e-8, 1e-3, log=True),
+    IntParam("negatives", 1, 16, log=True),
+    CategoricalParam("batch_size", (256, 512, 1024, 2048)),
+    FloatParam("target_history_dropout", 0.0, 0.9),
+)
+
+
+def _id_composition(
+    fusion: ComponentRef, user_encoder: ComponentRef | str, *, dim: int, epochs: int, batch_size: int, lr: float, l2: float,
+    negatives: int, history_length: int, target_history_dropout: float, patience: int,
+) -> ComposedRecommender:
+    return ComposedRecommender(
+        item_encoder="id", user_encoder=user_encoder, fusion=fusion, scorer="dot", dim=dim, epochs=epochs,
+        batch_size=batch_size, lr=lr, l2=l2, negatives=negatives, history_length=history_length,
+        target_history_dropout=target_history_dropout, patience=patience,
+    )
+
+
+def emcdr(
+    *, dim: int = 64, hidden: int = 128, epochs: int = 30, batch_size: int = 1024, lr: float = 5e-3, l2: float = 1e-6,
+    negatives: int = 4, history_length: int = 50, target_history_dropout: float = 0.5, patience: int = 3,
+) -> ComposedRecommender:
+    """EMCDR-style: per-domain user vectors, an MLP maps source to target vectors for cold users."""
+    return _id_composition(
+        ComponentRef("emcdr", {"hidden": hidden}), "mean", dim=dim, epochs=epochs, batch_size=batch_size, lr=lr,
+        l2=l2, negatives=negatives, history_length=history_length, target_history_dropout=target_history_dropout, patience=patience,
+    )
+
+
+def ptupcdr(
+    *, dim: int = 64, hidden: int = 64, epochs: int = 30, batch_size: int = 1024, lr: float = 5e-3, l2: float = 1e-6,
+    negatives: int = 4, history_length: int = 50, target_history_dropout: float = 0.5, patience: int = 3,
+) -> ComposedRecommender:
+    """PTUPCDR-style: a meta network generates each user's source-to-target bridge from their source history."""
+    return _id_composition(
+        ComponentRef("ptupcdr", {"hidden": hidden}), "mean", dim=dim, epochs=epochs, batch_size=batch_size, lr=lr,
+        l2=l2, negatives=negatives, history_length=history_length, target_history_dropout=target_history_dropout, patience=patience,
+    )
+
+
+def cd_concat(
+    *, dim: int = 64, hidden: int = 128, epochs: int = 30, batch_size: int = 1024, lr: float = 5e-3, l2: float = 1e-6,
+    negatives: int = 4, history_length: int = 50, target_history_dropout: float = 0.5, patience: int = 3,
+) -> ComposedRecommender:
+    """Mean-pooled per-domain histories, concatenated and fused by an MLP."""
+    return _id_composition(
+        ComponentRef("concat", {"hidden": hidden}), "mean", dim=dim, epochs=epochs, batch_size=batch_size, lr=lr,
+        l2=l2, negatives=negatives, history_length=history_length, target_history_dropout=target_history_dropout, patience=patience,
+    )
+
+
+def cd_gating(
+    *, dim: int = 64, epochs: int = 30, batch_size: int = 1024, lr: float = 5e-3, l2: float = 1e-6,
+    negatives: int = 4, history_length: int = 50, target_history_dropout: float = 0.5, patience: int = 3,
+) -> ComposedRecommender:
+    """Mean-pooled per-domain histories fused by a learned element-wise gate."""
+    return _id_composition(
+        ComponentRef("gating"), "mean", dim=dim, epochs=epochs, batch_size=batch_size, lr=lr,
+        l2=l2, negatives=negatives, history_length=history_length, target_history_dropout=target_history_dropout, patience=patience,
+    )
+
+
+def cd_attention(
+    *, dim: int = 64, heads: int = 4, epochs: int = 30, batch_size: int = 1024, lr: float = 5e-3, l2: float = 1e-6,
+    negatives: int = 4, history_length: int = 50, target_history_dropout: float = 0.5, patience: int = 3,
+) -> ComposedRecommender:
+    """Mean-pooled per-domain ID histories fused by cross-domain multi-head attention (no text)."""
+    return _id_composition(
+        ComponentRef("attention", {"heads": heads}), "mean", dim=dim, epochs=epochs, batch_size=batch_size, lr=lr,
+        l2=l2, negatives=negatives, history_length=history_length, target_history_dropout=target_history_dropout, patience=patience,
+    )
+
+
+def sasrec(
+    *, dim: int = 64, layers: int = 2, heads: int = 2, dropout: float = 0.1, epochs: int = 30, batch_size: int = 1024,
+    lr: float = 2e-3, l2: float = 1e-6, negatives: int = 4, history_length: int = 50, patience: int = 3,
+) -> ComposedRecommender:
+    """Target-only causal Transformer over ID histories (SASRec-style), trained with BPR."""
+    return _id_composition(
+        ComponentRef("target-only"), ComponentRef("transformer", {"layers": layers, "heads": heads, "dropout": dropout}),
+        dim=dim, epochs=epochs, batch_size=batch_size, lr=lr, l2=l2, negatives=negatives, history_length=history_length,
+        target_history_dropout=0.0, patience=patience,
+    )
+
+
+def lm_attention(
+    *,
+    model_path: str | None = None,
+    dim: int = 64,
+    n_experts: int = 8,
+    adapter_dropout: float = 0.1,
+    layers: int = 1,
+    heads: int = 2,
+    fusion_heads: int = 4,
+    dropout: float = 0.1,
+    scorer: str = "cosine",
+    temperature: float = 0.1,
+    loss: str = "softmax",
+    sampled_negatives: int = 256,
+    epochs: int = 20,
+    batch_size: int = 512,
+    lr: float = 2e-3,
+    l2: float = 0.0,
+    negatives: int = 4,
+    history_length: int = 20,
+    target_history_dropout: float = 0.5,
+    patience: int = 3,
+) -> ComposedRecommender:
+    """The reference big model: frozen language-model item text embeddings with a whitening + MoE
+    adapter, a causal Transformer user encoder per domain, cross-domain multi-head attention
+    fusion and a cosine (or dot) scorer, trained with sampled softmax."""
+    score = ComponentRef("cosine", {"temperature": temperature}) if scorer == "cosine" else ComponentRef(scorer)
+    return ComposedRecommender(
+        item_encoder=ComponentRef("text", {"model_path": model_path, "n_experts": n_experts, "dropout": adapter_dropout}),
+        user_encoder=ComponentRef("transformer", {"layers": layers, "heads": heads, "dropout": dropout}),
+        fusion=ComponentRef("attention", {"heads": fusion_heads, "dropout": dropout}),
+        scorer=score, dim=dim, epochs=epochs, batch_size=batch_size, lr=lr, l2=l2, negatives=negatives,
+        history_length=history_length, target_history_dropout=target_history_dropout, patience=patience,
+        loss=loss, sampled_negatives=sampled_negatives,
+    )
+
+
+LM_ATTENTION_SPACE = (
+    CategoricalParam("dim", (32, 64, 128)),
+    FloatParam("lr", 3e-4, 1e-2, log=True),
+    IntParam("layers", 1, 3),
+    IntParam("n_experts", 2, 16, log=True),
+    FloatParam("dropout", 0.0, 0.3),
+    FloatParam("temperature", 0.03, 0.3, log=True),
+    CategoricalParam("scorer", ("cosine", "dot")),
+    CategoricalParam("loss", ("softmax", "bpr")),
+    CategoricalParam("batch_size", (256, 512, 1024)),
+    FloatParam("target_history_dropout", 0.2, 0.8),
+)
+
+RECOMMENDERS = (
+    ComponentSpec("emcdr", emcdr, "EMCDR-style source-to-target MLP mapping for cold users (trained jointly)", TRAINING_SPACE),
+    ComponentSpec("ptupcdr", ptupcdr, "PTUPCDR-style personalised bridge from a meta network (trained jointly)", TRAINING_SPACE),
+    ComponentSpec("cd-concat", cd_concat, "per-domain mean-pooled histories, concat + MLP fusion", TRAINING_SPACE),
+    ComponentSpec("cd-gating", cd_gating, "per-domain mean-pooled histories, gated fusion", TRAINING_SPACE),
+    ComponentSpec("cd-attention", cd_attention, "per-domain mean-pooled ID histories, cross-domain attention fusion", TRAINING_SPACE),
+    ComponentSpec("sasrec", sasrec, "target-only causal Transformer over ID histories (SASRec-style)", TRAINING_SPACE[:-1]),
+    ComponentSpec(
+        "lm-attention", lm_attention,
+        "reference big model: LM text embeddings + MoE adapter, Transformer per domain, cross-domain attention",
+        LM_ATTENTION_SPACE,
+    ),
+)

@@ -1,0 +1,62 @@
+"""Scorers: cosine similarity with a temperature, and an MLP over user-item pairs."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from crossbench.interfaces import BuildContext, Scorer
+
+
+class CosineScorer(Scorer):
+    """``cos(u, i) / temperature``."""
+
+    def __init__(self, *, temperature: float) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return (F.normalize(users, dim=-1).unsqueeze(-2) * F.normalize(items, dim=-1)).sum(-1) / self.temperature
+
+    def score_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return F.normalize(users, dim=-1) @ F.normalize(items, dim=-1).T / self.temperature
+
+
+class MlpScorer(Scorer):
+    """An MLP over ``[u, i, u * i]`` plus the dot product (so it starts as a dot scorer).
+
+    Full ranking is computed over blocks of items so that the ``[users, items, 3 dim]``
+    features never exceed ``max_elements`` numbers at once.
+    """
+
+    def __init__(self, *, dim: int, hidden: int, max_elements: int = 1 << 24) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3 * dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+        self.max_elements = max_elements
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        u = users.unsqueeze(-2).expand_as(items)
+        feats = torch.cat([u, items, u * items], dim=-1)
+        return self.net(feats).squeeze(-1) + (u * items).sum(-1)
+
+    def score_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        b, n, d = users.shape[0], items.shape[0], users.shape[1]
+        block = max(1, self.max_elements // max(1, b * 3 * d))
+        parts = []
+        for start in range(0, n, block):
+            chunk = items[start : start + block]
+            parts.append(self.forward(users, chunk.unsqueeze(0).expand(b, -1, -1)))
+        return torch.cat(parts, dim=1) if parts else users.new_zeros(b, 0)
+
+
+def cosine_scorer(*, context: BuildContext, temperature: float = 0.1) -> CosineScorer:
+    """Cosine similarity divided by ``temperature``."""
+    return CosineScorer(temperature=temperature)
+
+
+def mlp_scorer(*, context: BuildContext, hidden: int = 64) -> MlpScorer:
+    """MLP over user and item vectors and their product, plus the dot product; chunked full ranking."""
+    return MlpScorer(dim=context.dim, hidden=hidden)

@@ -275,6 +275,7 @@ class ComposedRecommender(Recommender):
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=cfg.lr) if params else None
         gen = torch.Generator(device=env.device).manual_seed(env.seed)
+        order_gen = torch.Generator().manual_seed(env.seed)  # batch order is drawn on the CPU
         metric = env.registry.metrics([cfg.valid_metric])
         exclude = train_items(split.train, split.target)
         n_target = split.train.domain(split.target).n_items
@@ -289,7 +290,7 @@ class ComposedRecommender(Recommender):
                 n = len(pairs[d][0])
                 perm = torch.randperm(n, generator=gen, device=env.device)
                 batches += [(d, perm[s : s + cfg.batch_size]) for s in range(0, n, cfg.batch_size)]
-            order = torch.randperm(len(batches), generator=gen, device="cpu").tolist()
+            order = torch.randperm(len(batches), generator=order_gen).tolist()
             _sync(env.device)
             t0 = time.perf_counter()
             with progress_bar(order, label=f"epoch {epoch:>3}", enabled=env.progress) as bar:

@@ -177,3 +177,32 @@ def test_item_group_metrics_judge_only_the_groups_items():
             grouped = res.per_user[f"{m}@5[{name}]"]
             np.testing.assert_array_equal(grouped[pos], alone.per_user[f"{m}@5"])
             assert np.isnan(np.delete(grouped, pos)).all()
+
+
+def test_device_and_host_row_expansion_agree():
+    from crossbench.evaluate.csr import DeviceRows
+
+    rng = np.random.default_rng(9)
+    lengths = rng.integers(0, 6, size=40)
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    items = rng.integers(0, 100, size=int(indptr[-1]))
+    values = rng.random(len(items))
+    host = DeviceRows(indptr, items, torch.device("cpu"), values=values, on_host=True)
+    dev = DeviceRows(indptr, items, torch.device("cpu"), values=values, on_host=False)
+    rows = np.array([3, -1, 0, 39, 7, 7, -1])
+    for a, b in zip(host.take(rows), dev.take(rows, torch.as_tensor(rows))):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for a, b in zip(host.padded(5, 31, 6, 100), dev.padded(5, 31, 6, 100)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_launching_ahead_changes_nothing(monkeypatch):
+    import crossbench.evaluate.ranking as ranking
+
+    data = _random(8, n_users=100)
+    plain = _run(*data, chunk_size=9)
+    monkeypatch.setattr(ranking, "_lookahead", lambda device: True)
+    ahead = _run(*data, chunk_size=9)
+    assert ahead.catalog == plain.catalog
+    for key, values in plain.per_user.items():
+        np.testing.assert_array_equal(ahead.per_user[key], values)

@@ -54,52 +54,65 @@ def sorted_rows(gt: GroundTruth, values: np.ndarray) -> tuple[np.ndarray, np.nda
 class DeviceRows:
     """CSR rows (``indptr`` on the host, ``items`` and optional ``values`` on ``device``)."""
 
-    def __init__(self, indptr: np.ndarray, items: np.ndarray, device: torch.device, values: np.ndarray | None = None) -> None:
+    def __init__(
+        self, indptr: np.ndarray, items: np.ndarray, device: torch.device, values: np.ndarray | None = None,
+        *, on_host: bool | None = None,
+    ) -> None:
         self.indptr = np.asarray(indptr, dtype=np.int64)
         self.device = device
-        self.on_host = device.type == "cpu"  # numpy does the expansion faster than small torch kernels there
+        # On the CPU numpy expands rows faster than small torch kernels; elsewhere the device does it.
+        self.on_host = device.type == "cpu" if on_host is None else on_host
         self.np_items = np.asarray(items, dtype=np.int64)
         self.np_values = None if values is None else np.asarray(values, dtype=np.float64)
         self.items = torch.as_tensor(np.asarray(items, dtype=np.int64), device=device)
+        self.indptr_dev = torch.as_tensor(self.indptr, device=device)
         self.values = None if values is None else torch.as_tensor(np.asarray(values, dtype=np.float64), device=device)
 
-    def _expand(self, starts: np.ndarray, lengths: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(row in chunk, offset within row, index into ``items``) of every entry, on the device."""
-        total = int(lengths.sum())
-        dev = self.device
-        lens = torch.as_tensor(lengths, device=dev)
-        row = torch.repeat_interleave(torch.arange(len(lengths), device=dev), lens, output_size=total)
-        first = torch.as_tensor(np.cumsum(lengths) - lengths, device=dev)
-        offset = torch.arange(total, device=dev) - first[row]
-        index = torch.as_tensor(starts, device=dev)[row] + offset
-        return row, offset, index
+    def _expand(self, starts: torch.Tensor, lengths: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(row in chunk, offset within row, index into ``items``) of every entry; all on the device.
 
-    def take(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """(row in chunk, item) of every entry of the rows ``rows`` (-1 = none), on the device."""
+        ``total`` (the entry count) comes from the host copy of ``indptr``, so nothing waits on the device.
+        """
+        dev = self.device
+        row = torch.repeat_interleave(torch.arange(lengths.shape[0], device=dev), lengths, output_size=total)
+        first = torch.cumsum(lengths, 0) - lengths
+        offset = torch.arange(total, device=dev) - first[row]
+        return row, offset, starts[row] + offset
+
+    def take(self, rows: np.ndarray, rows_on_device: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row in chunk, item) of every entry of the rows ``rows`` (-1 = none), on the device.
+
+        ``rows_on_device``, the same rows already on the device, spares a host-to-device copy.
+        """
         if self.on_host:
             row_np, items_np = csr_take(self.indptr, self.np_items, rows)
             return torch.from_numpy(row_np), torch.from_numpy(items_np)
-        present = rows >= 0
-        safe = np.maximum(rows, 0)
-        starts = np.where(present, self.indptr[safe], 0)
-        lengths = np.where(present, self.indptr[safe + 1] - starts, 0)
-        row, _, index = self._expand(starts, lengths)
+        present_np = rows >= 0
+        safe_np = np.maximum(rows, 0)
+        total = int(np.where(present_np, self.indptr[safe_np + 1] - self.indptr[safe_np], 0).sum())
+        r = rows_on_device if rows_on_device is not None else torch.as_tensor(rows, device=self.device)
+        present = r >= 0
+        safe = r.clamp(min=0)
+        starts = torch.where(present, self.indptr_dev[safe], 0)
+        lengths = torch.where(present, self.indptr_dev[safe + 1] - starts, 0)
+        row, _, index = self._expand(starts, lengths, total)
         return row, self.items[index]
 
     def padded(self, start: int, stop: int, width: int, fill: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Rows ``start:stop`` as ``[B, width]`` items (``fill`` as padding, at the end), valid mask, values."""
-        starts = self.indptr[start:stop]
-        lengths = self.indptr[start + 1 : stop + 1] - starts
         if self.on_host:
-            return self._padded_host(start, stop, width, fill, lengths)
-        row, offset, index = self._expand(starts, lengths)
+            starts_np = self.indptr[start:stop]
+            return self._padded_host(start, stop, width, fill, self.indptr[start + 1 : stop + 1] - starts_np)
+        starts = self.indptr_dev[start:stop]
+        lengths = self.indptr_dev[start + 1 : stop + 1] - starts
+        row, offset, index = self._expand(starts, lengths, int(self.indptr[stop] - self.indptr[start]))
         b = stop - start
         items = torch.full((b, width), fill, dtype=torch.int64, device=self.device)
         items[row, offset] = self.items[index]
         values = torch.zeros((b, width), dtype=torch.float64, device=self.device)
         if self.values is not None:
             values[row, offset] = self.values[index]
-        valid = torch.arange(width, device=self.device)[None, :] < torch.as_tensor(lengths, device=self.device)[:, None]
+        valid = torch.arange(width, device=self.device)[None, :] < lengths[:, None]
         return items, valid, values
 
     def _padded_host(

@@ -9,6 +9,7 @@ of users times the catalogue; every value is exact and independent of the chunk 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -23,7 +24,9 @@ from crossbench.interfaces import MetricSpec
 from crossbench.progress import progress_bar
 
 #: Bytes of working memory per score in a chunk: the float32 scores plus the score
-#: function's own temporaries and topk's workspace (a conservative factor of 3).
+#: function's own temporaries and topk's workspace (a conservative factor of 3; on CUDA,
+#: where the next chunk is launched before the current one is finished, it also covers
+#: the two chunks' scores alive at once).
 BYTES_PER_SCORE = 12
 
 
@@ -115,39 +118,98 @@ def evaluate(
     counts = {k: torch.zeros(n_items, dtype=torch.int64, device=device) for k in ks} if plan.counts else {}
     ex_rows = row_lookup(exclude, truth.users) if exclude is not None else None
     ex_dev = DeviceRows(exclude.indptr, exclude.items, device) if exclude is not None else None
+    ex_rows_dev = torch.as_tensor(ex_rows, device=device) if ex_rows is not None else None
+    users_dev = torch.as_tensor(np.asarray(truth.users, dtype=np.int64), device=device)
+    nan_seen = torch.zeros((), dtype=torch.bool, device=device)
     rel_items, rel_grades = sorted_rows(truth, grades_arr)
     truth_dev = DeviceRows(truth.indptr, rel_items, device, values=rel_grades)
     # One padded width for every chunk, so that row sums never depend on the chunk's makeup.
     width = max(int(np.diff(truth.indptr).max()) if truth.n_users else 0, 1)
+    def launch(start: int) -> _Pending:
+        """Score, mask and take the top K of one chunk (asynchronous on an accelerator)."""
+        nonlocal nan_seen
+        stop = min(start + chunk_size, truth.n_users)
+        scores = _chunk_scores(score_fn, users_dev[start:stop], n_items, device)
+        if ex_dev is not None and ex_rows is not None and ex_rows_dev is not None:
+            rows, cols = ex_dev.take(ex_rows[start:stop], ex_rows_dev[start:stop])
+            scores.view(-1).index_fill_(0, rows * n_items + cols, ties.NEG_INF)
+        top = ties.top_k(scores, kmax, check_nan=False)
+        nan_seen = nan_seen | torch.isnan(top.values[:, 0]).any()  # checked once at the end
+        return _Pending.launched(start, stop, scores, top)
+
+    def finish(p: _Pending) -> None:
+        """Ranks, metrics and top-K lists of a launched chunk."""
+        scores, top = p.scores, p.resolve()
+        rel, valid, g = truth_dev.padded(p.start, p.stop, width, n_items)
+        if plan.relevance:
+            _relevance(out, metrics, plan, scores, top, rel, valid, g, ks, None)
+            for name, gm in group_masks.items():
+                in_group = valid & gm[rel.clamp(0, n_items - 1)]
+                _relevance(out, metrics, plan, scores, top, rel, in_group, g, ks, name)
+        if plan.lists or plan.counts:
+            items = ties.top_items(scores, top, rel, valid, g)
+            for k in ks:
+                kk = min(k, items.shape[1])
+                for name in plan.lists:
+                    out[f"{name}@{k}"].append(metrics[name].compute(items[:, :kk], popularity, k).to(torch.float64))
+                if plan.counts:  # shifted by one so that -1 (nothing listed) lands in a dropped bin
+                    counts[k] += torch.bincount(items[:, :kk].reshape(-1) + 1, minlength=n_items + 1)[1:]
+
+    # On an accelerator the next chunk is launched before this one is finished, so that its
+    # matrix product and top-K run while the host issues this chunk's small kernels.
+    lookahead = _lookahead(device)
+    pending: _Pending | None = None
     with progress_bar(range(0, truth.n_users, chunk_size), label=label, enabled=progress) as chunks:
         for start in chunks:
-            stop = min(start + chunk_size, truth.n_users)
-            scores = _chunk_scores(score_fn, truth.users[start:stop], n_items, device)
-            if ex_dev is not None and ex_rows is not None:
-                rows, cols = ex_dev.take(ex_rows[start:stop])
-                scores.view(-1).index_fill_(0, rows * n_items + cols, ties.NEG_INF)
-            rel, valid, g = truth_dev.padded(start, stop, width, n_items)
-            top = ties.top_k(scores, kmax)
-            if plan.relevance:
-                _relevance(out, metrics, plan, scores, top, rel, valid, g, ks, None)
-                for name, gm in group_masks.items():
-                    in_group = valid & gm[rel.clamp(0, n_items - 1)]
-                    _relevance(out, metrics, plan, scores, top, rel, in_group, g, ks, name)
-            if plan.lists or plan.counts:
-                items = ties.top_items(scores, top, rel, valid, g)
-                for k in ks:
-                    kk = min(k, items.shape[1])
-                    for name in plan.lists:
-                        out[f"{name}@{k}"].append(metrics[name].compute(items[:, :kk], popularity, k).to(torch.float64))
-                    if plan.counts:
-                        listed = items[:, :kk].reshape(-1)
-                        listed = listed[listed >= 0]
-                        counts[k] += torch.bincount(listed, minlength=n_items)
+            current = launch(start)
+            if not lookahead:
+                finish(current)
+                continue
+            if pending is not None:
+                finish(pending)
+            pending = current
+    if pending is not None:
+        finish(pending)
+    if bool(nan_seen):
+        raise CrossbenchError(ties.NAN_MESSAGE)
     per_user = {key: _np(torch.cat(parts)) if parts else np.zeros(0) for key, parts in out.items()}
     catalog = {
         f"{name}@{k}": float(metrics[name].compute(counts[k], truth.n_users, k)) for name in plan.counts for k in ks
     }
     return EvalResult(users=truth.users.copy(), per_user=per_user, catalog=catalog)
+
+
+def _lookahead(device: torch.device) -> bool:
+    """Whether to launch chunk i+1 before finishing chunk i (worth it where kernels run asynchronously)."""
+    return device.type == "cuda"
+
+
+@dataclass
+class _Pending:
+    """A launched chunk: its scores and top K, and (on CUDA) a flag copied back without waiting."""
+
+    start: int
+    stop: int
+    scores: torch.Tensor
+    top: ties.TopK
+    flag: torch.Tensor
+    event: torch.cuda.Event | None
+
+    @classmethod
+    def launched(cls, start: int, stop: int, scores: torch.Tensor, top: ties.TopK) -> _Pending:
+        flag = top.ambiguous.any()
+        event = None
+        if scores.device.type == "cuda":
+            flag = flag.to("cpu", non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+        return cls(start, stop, scores, top, flag, event)
+
+    def resolve(self) -> ties.TopK:
+        """The top K with its "any tie across the cut-off" flag read (waiting for this chunk only)."""
+        if self.event is not None:
+            self.event.synchronize()
+        return dataclasses.replace(self.top, any_ambiguous=bool(self.flag))
 
 
 @dataclass(frozen=True)
@@ -204,7 +266,7 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 def _chunk_scores(
-    score_fn: Callable[[torch.Tensor], torch.Tensor], users: np.ndarray, n_items: int, device: torch.device
+    score_fn: Callable[[torch.Tensor], torch.Tensor], users: np.ndarray | torch.Tensor, n_items: int, device: torch.device
 ) -> torch.Tensor:
     with torch.no_grad():
         scores = score_fn(torch.as_tensor(users, device=device))

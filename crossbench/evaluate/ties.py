@@ -26,6 +26,7 @@ import torch
 from crossbench.errors import CrossbenchError
 
 NEG_INF = float("-inf")
+NAN_MESSAGE = "the score function returned NaN scores; fix the model (or its inputs) so that every score is a number"
 
 
 @dataclass(frozen=True)
@@ -36,23 +37,25 @@ class TopK:
     indices: torch.Tensor  # [B, kq] int64
     k: int  # the cut-off K, at most N
     ambiguous: torch.Tensor  # [B] bool: the (K+1)-th value equals the K-th
+    any_ambiguous: bool | None = None  # ambiguous.any(), when already read back from the device
+
+    def has_ambiguous(self) -> bool:
+        return bool(self.ambiguous.any()) if self.any_ambiguous is None else self.any_ambiguous
 
     @property
     def kth(self) -> torch.Tensor:
         return self.values[:, self.k - 1 : self.k]
 
 
-def top_k(scores: torch.Tensor, k: int) -> TopK:
-    """Top ``k`` (+1) of each row of ``scores`` ``[B, N]``; rejects NaN scores."""
+def top_k(scores: torch.Tensor, k: int, *, check_nan: bool = True) -> TopK:
+    """Top ``k`` (+1) of each row of ``scores`` ``[B, N]``; rejects NaN scores unless the caller checks them."""
     n = scores.shape[1]
     kk = min(k, n)
     kq = min(kk + 1, n)
     values, indices = torch.topk(scores, kq, dim=1, largest=True, sorted=True)
     # topk orders NaN above every number, so a row holding NaN shows it first.
-    if values.shape[0] and bool(torch.isnan(values[:, 0]).any()):
-        raise CrossbenchError(
-            "the score function returned NaN scores; fix the model (or its inputs) so that every score is a number"
-        )
+    if check_nan and values.shape[0] and bool(torch.isnan(values[:, 0]).any()):
+        raise CrossbenchError(NAN_MESSAGE)
     if kq > kk:
         ambiguous = values[:, kk] == values[:, kk - 1]
     else:
@@ -77,7 +80,7 @@ def relevant_ranks(
     neg_s = (-s).contiguous()
     greater = torch.searchsorted(neg_top, neg_s, right=False)  # items scored above s
     equal = torch.searchsorted(neg_top, neg_s, right=True) - greater  # items scored s (exact when s > K-th)
-    if bool(top.ambiguous.any()):
+    if top.has_ambiguous():
         rows = top.ambiguous.nonzero().squeeze(1)
         kth = top.kth[rows]
         full = (scores[rows] == kth).sum(1, keepdim=True)
@@ -130,7 +133,7 @@ def top_items(scores: torch.Tensor, top: TopK, relevant: torch.Tensor, valid: to
     is_rel, grade = membership(items, None)
     out = items.gather(1, _order(vals, items, is_rel, grade))
     out_vals = vals  # sorted descending already; reordering happens only within equal values
-    if bool(top.ambiguous.any()):
+    if top.has_ambiguous():
         for row in top.ambiguous.nonzero().squeeze(1).tolist():
             kth = top.values[row, top.k - 1]
             above = top.indices[row, : top.k][top.values[row, : top.k] > kth]
@@ -141,5 +144,5 @@ def top_items(scores: torch.Tensor, top: TopK, relevant: torch.Tensor, valid: to
             hit, gr = membership(cand, rows)
             chosen = cand.gather(1, _order(cv, cand, hit, gr))[:, : top.k]
             out[row] = chosen[0]
-    final_vals = scores.gather(1, out) if bool(top.ambiguous.any()) else out_vals
+    final_vals = scores.gather(1, out) if top.has_ambiguous() else out_vals
     return torch.where(final_vals > NEG_INF, out, torch.full_like(out, -1))

@@ -71,11 +71,12 @@ def composed(
 
 def mf(
     *, dim: int = 64, epochs: int = 30, batch_size: int = 1024, lr: float = 5e-3, l2: float = 1e-6,
-    negatives: int = 4, patience: int = 3,
+    negatives: int = 4, patience: int = 3, init_std: float = 0.1,
 ) -> ComposedRecommender:
     """Target-only matrix factorisation (BPR): user-ID and item-ID embeddings, dot product."""
     return composed(
-        item_encoder="id", user_encoder="user-id", fusion="target-only", scorer="dot", dim=dim, epochs=epochs,
+        item_encoder=ComponentRef("id", {"init_std": init_std}), user_encoder=ComponentRef("user-id", {"init_std": init_std}),
+        fusion="target-only", scorer="dot", dim=dim, epochs=epochs,
         batch_size=batch_size, lr=lr, l2=l2, negatives=negatives, patience=patience,
     )
 
@@ -94,11 +95,12 @@ def shared_mean(
 
 def cmf(
     *, dim: int = 64, epochs: int = 30, batch_size: int = 1024, lr: float = 5e-3, l2: float = 1e-6,
-    negatives: int = 4, target_history_dropout: float = 0.5, patience: int = 3,
+    negatives: int = 4, target_history_dropout: float = 0.5, patience: int = 3, init_std: float = 0.1,
 ) -> ComposedRecommender:
     """Collective MF: user-ID embeddings per domain averaged into one shared user vector."""
     return composed(
-        item_encoder="id", user_encoder="user-id", fusion="shared", scorer="dot", dim=dim, epochs=epochs,
+        item_encoder=ComponentRef("id", {"init_std": init_std}), user_encoder=ComponentRef("user-id", {"init_std": init_std}),
+        fusion="shared", scorer="dot", dim=dim, epochs=epochs,
         batch_size=batch_size, lr=lr, l2=l2, negatives=negatives,
         target_history_dropout=target_history_dropout, patience=patience,
     )
@@ -109,7 +111,10 @@ _DROPOUT = (FloatParam("target_history_dropout", 0.0, 0.9),)
 RECOMMENDERS = (
     ComponentSpec("popularity", popularity, "most popular target items (non-personalised baseline)"),
     ComponentSpec("composed", composed, "any composition of registered components (set each by name)", TRAINING_SPACE + _DROPOUT),
-    ComponentSpec("mf", mf, "target-only BPR matrix factorisation", TRAINING_SPACE),
+    ComponentSpec("mf", mf, "target-only BPR matrix factorisation", TRAINING_SPACE + (FloatParam("init_std", 0.005, 0.2, log=True),)),
     ComponentSpec("shared-mean", shared_mean, "cross-domain: mean-pooled per-domain histories, shared-user fusion", TRAINING_SPACE + _DROPOUT),
-    ComponentSpec("cmf", cmf, "collective matrix factorisation: per-domain user IDs fused into one user", TRAINING_SPACE + _DROPOUT),
+    ComponentSpec(
+        "cmf", cmf, "collective matrix factorisation: per-domain user IDs fused into one user",
+        TRAINING_SPACE + _DROPOUT + (FloatParam("init_std", 0.005, 0.2, log=True),),
+    ),
 )

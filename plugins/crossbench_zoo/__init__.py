@@ -40,7 +40,10 @@ def crossbench_fusions() -> list[ComponentSpec]:
     return [
         ComponentSpec("concat", fusions.concat_fusion, "concatenate per-domain vectors, MLP", (IntParam("hidden", 32, 256, log=True),)),
         ComponentSpec("gating", fusions.gating_fusion, "element-wise gate between target and mapped source vectors"),
-        ComponentSpec("attention", fusions.attention_fusion, "cross-domain multi-head attention (target query over all domains)", (CategoricalParam("heads", (1, 2, 4)),)),
+        ComponentSpec(
+            "attention", fusions.attention_fusion, "cross-domain multi-head attention (target query over all domains)",
+            (CategoricalParam("heads", (1, 2, 4)),),
+        ),
         ComponentSpec("emcdr", fusions.emcdr_fusion, "EMCDR-style MLP mapping source -> target for cold users", (IntParam("hidden", 32, 256, log=True),)),
         ComponentSpec("ptupcdr", fusions.ptupcdr_fusion, "PTUPCDR-style personalised bridge from a meta network", (IntParam("hidden", 16, 128, log=True),)),
     ]

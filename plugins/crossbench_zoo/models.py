@@ -100,32 +100,34 @@ def sasrec(
 def lm_attention(
     *,
     model_path: str | None = None,
+    item_ids: bool = True,
     dim: int = 64,
-    n_experts: int = 8,
-    adapter_dropout: float = 0.1,
+    n_experts: int = 4,
+    adapter_dropout: float = 0.0,
     layers: int = 1,
     heads: int = 2,
     fusion_heads: int = 4,
     dropout: float = 0.1,
-    scorer: str = "cosine",
+    scorer: str = "dot",
     temperature: float = 0.1,
-    loss: str = "softmax",
+    loss: str = "bpr",
     sampled_negatives: int = 256,
-    epochs: int = 20,
-    batch_size: int = 512,
-    lr: float = 2e-3,
-    l2: float = 0.0,
+    epochs: int = 30,
+    batch_size: int = 1024,
+    lr: float = 5e-3,
+    l2: float = 1e-6,
     negatives: int = 4,
     history_length: int = 20,
     target_history_dropout: float = 0.5,
     patience: int = 3,
 ) -> ComposedRecommender:
-    """The reference big model: frozen language-model item text embeddings with a whitening + MoE
-    adapter, a causal Transformer user encoder per domain, cross-domain multi-head attention
-    fusion and a cosine (or dot) scorer, trained with sampled softmax."""
+    """The reference big model: frozen language-model item text embeddings through a whitening +
+    MoE adapter (plus an item-ID embedding when ``item_ids``), a causal Transformer user encoder
+    per domain, cross-domain multi-head attention fusion, and a dot (or cosine) scorer."""
+    text = {"model_path": model_path, "n_experts": n_experts, "dropout": adapter_dropout}
     score = ComponentRef("cosine", {"temperature": temperature}) if scorer == "cosine" else ComponentRef(scorer)
     return ComposedRecommender(
-        item_encoder=ComponentRef("text", {"model_path": model_path, "n_experts": n_experts, "dropout": adapter_dropout}),
+        item_encoder=ComponentRef("text-id" if item_ids else "text", text),
         user_encoder=ComponentRef("transformer", {"layers": layers, "heads": heads, "dropout": dropout}),
         fusion=ComponentRef("attention", {"heads": fusion_heads, "dropout": dropout}),
         scorer=score, dim=dim, epochs=epochs, batch_size=batch_size, lr=lr, l2=l2, negatives=negatives,
@@ -141,8 +143,9 @@ LM_ATTENTION_SPACE = (
     IntParam("n_experts", 2, 16, log=True),
     FloatParam("dropout", 0.0, 0.3),
     FloatParam("temperature", 0.03, 0.3, log=True),
-    CategoricalParam("scorer", ("cosine", "dot")),
-    CategoricalParam("loss", ("softmax", "bpr")),
+    CategoricalParam("scorer", ("dot", "cosine")),
+    CategoricalParam("item_ids", (True, False)),
+    CategoricalParam("loss", ("bpr", "softmax")),
     CategoricalParam("batch_size", (256, 512, 1024)),
     FloatParam("target_history_dropout", 0.2, 0.8),
 )

@@ -115,7 +115,8 @@ class ItemKNN(_ItemItem):
         return out
 
     def describe(self) -> dict[str, Any]:
-        return {"components": {"recommender": {"name": self.name, "params": {"k": self.k, "shrink": self.shrink, "alpha": self.alpha, "domains": self.domains}}}}
+        params = {"k": self.k, "shrink": self.shrink, "alpha": self.alpha, "domains": self.domains}
+        return {"components": {"recommender": {"name": self.name, "params": params}}}
 
 
 class EASE(_ItemItem):

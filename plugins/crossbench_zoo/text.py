@@ -230,18 +230,34 @@ class TextItemEncoder(ItemEncoder):
         self.register_buffer("text", text_vectors.float(), persistent=False)
         self.adapter = MoEAdapter(in_dim=text_vectors.shape[1], out_dim=dim, n_experts=n_experts, dropout=dropout)
         self.id_embedding: nn.Embedding | None = None
+        self._memo: tuple[tuple[object, ...], torch.Tensor] | None = None
         if with_id:
             self.id_embedding = nn.Embedding(self.n_items, dim)
             nn.init.normal_(self.id_embedding.weight, std=init_std)
 
     def all_items(self) -> torch.Tensor:
+        # The catalogue is adapted once per parameter update: a training step that encodes
+        # histories and candidates reuses one result (the key holds the parameters' in-place
+        # version counters, which every optimiser step advances, and the mode).
+        key = (self.training, torch.is_grad_enabled(), torch.is_autocast_enabled(), *(p._version for p in self.parameters()))
+        if self._memo is not None and self._memo[0] == key:
+            return self._memo[1]
         out = self.adapter(self.text)
         if self.id_embedding is not None:
             out = out + self.id_embedding.weight
+        self._memo = (key, out)
         return out
 
+    def train(self, mode: bool = True) -> TextItemEncoder:
+        self._memo = None
+        return super().train(mode)
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        self._memo = None  # moved to another device or dtype
+        return super()._apply(fn, recurse)
+
     def forward(self, items: torch.Tensor) -> torch.Tensor:
-        if items.numel() >= self.n_items:  # cheaper to adapt the catalogue once and gather
+        if 2 * items.numel() >= self.n_items:  # cheaper to adapt the catalogue once and gather
             return self.all_items()[items]
         out = self.adapter(self.text[items])
         if self.id_embedding is not None:

@@ -88,6 +88,8 @@ def cli(ctx: click.Context) -> None:
 @click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2.")
 @click.option("--ks", help="Comma-separated cut-offs, e.g. 10,20.")
 @click.option("--metrics", "metrics", help="Comma-separated metric names.")
+@click.option("--sampled", "sampled", type=int, help="Sampled evaluation: N negatives per user (labelled 'sampled'; default: full ranking).")
+@click.option("--sampling", type=click.Choice(["uniform", "popularity"]), help="How --sampled negatives are drawn.")
 @click.option("--output", "output", type=click.Path(path_type=Path), help="Results folder (default: crossbench-results/NAME).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=int, help="torch CPU threads (recorded in every run record).")
@@ -96,8 +98,8 @@ def cli(ctx: click.Context) -> None:
 def run(
     experiment_file: Path | None, dataset: str | None, dataset_params: tuple[str, ...], models: tuple[str, ...],
     model_params: tuple[str, ...], protocol: str | None, targets: tuple[str, ...], protocol_params: tuple[str, ...],
-    seeds: str | None, ks: str | None, metrics: str | None, output: Path | None, device: str, threads: int | None,
-    cache_dir: Path, quiet: bool,
+    seeds: str | None, ks: str | None, metrics: str | None, sampled: int | None, sampling: str | None,
+    output: Path | None, device: str, threads: int | None, cache_dir: Path, quiet: bool,
 ) -> None:
     """Run a benchmark and print its leaderboard.
 
@@ -114,6 +116,10 @@ def run(
         protocol=protocol, targets=targets, protocol_params=protocol_params, seeds=seeds, ks=ks, metrics=metrics,
         registry=state.registry,
     )
+    if sampled is not None:
+        exp = replace(exp, sampled_negatives=sampled)
+    if sampling is not None:
+        exp = replace(exp, sampling=sampling)
     out = output or Path("crossbench-results") / exp.name
     command = "crossbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["run"] else None
     options = RunOptions(output_dir=out, device=device, threads=threads, progress=not quiet, cache_dir=cache_dir, command=command)

@@ -19,7 +19,9 @@ from crossbench.data.audit import audit_split
 from crossbench.data.protocols import PROTOCOLS, Split, make_protocol, resolve_targets
 from crossbench.errors import CrossbenchError, closest, unknown_name_message
 from crossbench.evaluate import evaluate
+from crossbench.evaluate.groups import breakdown, head_tail, item_popularity, user_groups
 from crossbench.evaluate.peruser import save_per_user
+from crossbench.evaluate.sampled import STRATEGIES, draw_negatives, evaluate_sampled, sampled_key
 from crossbench.interfaces import RunEnv, check_kwargs
 from crossbench.leaderboard import render_markdown
 from crossbench.registry import Registry
@@ -69,6 +71,10 @@ class Experiment:
     ks: tuple[int, ...] = (10, 20)
     seeds: tuple[int, ...] = (0,)
     chunk_size: int = 1024
+    #: 0: full ranking (the default). N > 0: rank the relevant items among N sampled
+    #: negatives per user instead; such results are labelled "sampled" everywhere.
+    sampled_negatives: int = 0
+    sampling: str = "uniform"
 
 
 #: The benchmark ``crossbench run`` runs with no arguments.
@@ -84,7 +90,7 @@ DEFAULT_EXPERIMENT = Experiment(
 # ------------------------------------------------------------------------------ TOML
 
 
-_TOP_KEYS = {"name", "dataset", "protocol", "models", "metrics", "ks", "seeds", "chunk_size"}
+_TOP_KEYS = {"name", "dataset", "protocol", "models", "metrics", "ks", "seeds", "chunk_size", "sampled_negatives", "sampling"}
 
 
 def load_experiment(path: Path) -> Experiment:
@@ -145,6 +151,10 @@ def experiment_from_dict(raw: Mapping[str, Any], *, where: str) -> Experiment:
         kwargs["seeds"] = tuple(_expect_list(raw["seeds"], int, f"{where}: 'seeds'"))
     if "chunk_size" in raw:
         kwargs["chunk_size"] = _expect(raw["chunk_size"], int, f"{where}: 'chunk_size'")
+    if "sampled_negatives" in raw:
+        kwargs["sampled_negatives"] = _expect(raw["sampled_negatives"], int, f"{where}: 'sampled_negatives'")
+    if "sampling" in raw:
+        kwargs["sampling"] = _expect(raw["sampling"], str, f"{where}: 'sampling'")
     exp = Experiment(**kwargs)
     if not exp.models:
         raise CrossbenchError(f"{where}: no [[models]] given; add at least one, e.g. [[models]] name = \"popularity\"")
@@ -217,6 +227,14 @@ def validate(exp: Experiment, registry: Registry) -> None:
         raise CrossbenchError("at least one seed is needed")
     if exp.chunk_size < 1:
         raise CrossbenchError(f"chunk_size must be positive, got {exp.chunk_size}")
+    if exp.sampled_negatives < 0:
+        raise CrossbenchError(f"sampled_negatives must be 0 (full ranking) or positive, got {exp.sampled_negatives}")
+    if exp.sampling not in STRATEGIES:
+        raise CrossbenchError(unknown_name_message("sampling strategy", exp.sampling, STRATEGIES))
+    if exp.sampled_negatives:
+        full_only = [n for n, spec in registry.metrics(exp.metrics).items() if spec.inputs not in ("ranks", "graded")]
+        if full_only:
+            raise CrossbenchError(f"metric(s) {', '.join(full_only)} need the full ranking; drop them or set sampled_negatives = 0")
 
 
 # ------------------------------------------------------------------------------ running
@@ -339,12 +357,26 @@ def _run_one(
     report = model.fit(split, env=env)
     fit_s = time.perf_counter() - t0
     n_items = split.train.domain(split.target).n_items
+    exclude = train_items(split.train, split.target)
+    popularity = item_popularity(split.train, split.target)
     t1 = time.perf_counter()
-    result = evaluate(
-        model.score, split.test, n_items=n_items, metrics=metrics, ks=exp.ks,
-        exclude=train_items(split.train, split.target), chunk_size=exp.chunk_size, device=device,
-        progress=options.progress, label=f"evaluating {m.display}",
-    )
+    if exp.sampled_negatives:
+        sample = draw_negatives(
+            split.test, n_items=n_items, n_negatives=exp.sampled_negatives, strategy=exp.sampling,
+            popularity=popularity, exclude=exclude, seed=seed,
+        )
+        result = evaluate_sampled(
+            model.score, split.test, n_items=n_items, metrics=metrics, ks=exp.ks, sample=sample,
+            chunk_size=exp.chunk_size, device=device,
+        )
+        columns = [sampled_key(f"{name}@{k}", sample) for k in exp.ks for name in metrics]
+    else:
+        result = evaluate(
+            model.score, split.test, n_items=n_items, metrics=metrics, ks=exp.ks, exclude=exclude,
+            chunk_size=exp.chunk_size, device=device, progress=options.progress, label=f"evaluating {m.display}",
+            item_popularity=popularity, item_groups=head_tail(popularity),
+        )
+        columns = [f"{name}@{k}" for k in exp.ks for name in metrics]
     eval_s = time.perf_counter() - t1
     stem = f"{_slug(split.target)}-{_slug(m.display)}-seed{seed}"
     users_file = f"{stem}.users.npz"
@@ -370,12 +402,24 @@ def _run_one(
         "fit": dataclasses.asdict(report),
         "timings": {"fit_s": fit_s, "eval_s": eval_s, "eval_users_per_s": split.test.n_users / max(eval_s, 1e-9)},
         "evaluation": {
-            "mode": "full",
+            "mode": result.mode,
+            "sampling": dict(result.sampling),
             "ks": list(exp.ks),
-            "columns": [f"{name}@{k}" for k in exp.ks for name in metrics],
+            "columns": columns,
             "metrics": result.means,
+            "lower_is_better": [c for c, (name, _) in zip(columns, ((n, k) for k in exp.ks for n in metrics)) if not metrics[name].higher_is_better],
+            "user_groups": _finite_groups(breakdown(result, user_groups(split.train, split.target, result.users))),
             "per_user": {"path": users_file, "sha256": sha},
         },
+    }
+
+
+def _finite_groups(groups: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float | None]]:
+    """Drop empty user groups; undefined means become ``null`` (JSON has no NaN)."""
+    return {
+        name: {k: (None if v != v else v) for k, v in values.items()}
+        for name, values in groups.items()
+        if values.get("n_users", 0) > 0
     }
 
 

@@ -27,6 +27,14 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
 
+def _sampled_label(rec: dict[str, Any]) -> str:
+    ev = rec["evaluation"]
+    if ev.get("mode") != "sampled":
+        return ""
+    s = ev.get("sampling", {})
+    return f", sampled: {s.get('n_negatives')} {s.get('strategy')} negatives, sample {str(s.get('sha256', ''))[:12]}"
+
+
 def group_records(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str, str], list[dict[str, Any]]]:
     """Records grouped by (dataset, dataset fingerprint, protocol, target): one table each."""
     groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -34,7 +42,7 @@ def group_records(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str
         key = (
             rec["dataset"]["name"],
             rec["dataset"]["fingerprint"],
-            rec["protocol"]["name"] + (" (sampled)" if rec["evaluation"].get("mode") == "sampled" else ""),
+            rec["protocol"]["name"] + _sampled_label(rec),
             rec["protocol"]["target"],
         )
         groups[key].append(rec)
@@ -103,7 +111,8 @@ def leaderboard_table(records: Sequence[dict[str, Any]], *, record_dir: Path | N
             if key not in columns and all(key in r["evaluation"]["metrics"] for r in records):
                 columns.append(key)
     means = {m: {c: _mean([r["evaluation"]["metrics"][c] for r in rs]) for c in columns} for m, rs in by_model.items()}
-    best = {c: max(means[m][c] for m in by_model) for c in columns}
+    lower = {c for r in records for c in r["evaluation"].get("lower_is_better", [])}
+    best = {c: (min if c in lower else max)(means[m][c] for m in by_model) for c in columns}
     header = ["model", "seeds", *columns, "fit s"]
     rows = []
     order = list(by_model)
@@ -142,7 +151,12 @@ def render_markdown(records: Sequence[dict[str, Any]], *, command: str | None = 
             + (f" ({detail})" if detail else "")
             + f"; test users per split: {recs[0]['protocol']['n_test_users']}; split fingerprints "
             + ", ".join(f"`{s}`" for s in split_fps)
-            + ". Metrics on the test users, full ranking over the target catalogue, mean ± sample std over seeds; best in bold."
+            + (
+                ". SAMPLED evaluation: each relevant item is ranked among sampled negatives only; not comparable with full-ranking tables"
+                if "sampled" in protocol
+                else ". Metrics on the test users, full ranking over the target catalogue"
+            )
+            + ", mean ± sample std over seeds; best in bold."
         )
         out.append("")
         header, rows = leaderboard_table(recs, record_dir=record_dir)

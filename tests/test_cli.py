@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -185,3 +186,46 @@ def test_run_finished_hook_sees_published_records(tmp_path):
     out = invoke(["run", "--model", "popularity", *SMALL, "--output", str(tmp_path / "r")], CliState(extra_plugins=[Listener()]))
     assert out.exit_code == 0, out.output
     assert Listener.seen == [("popularity", True)]
+
+
+def test_sampled_evaluation_is_labelled_and_kept_apart(tmp_path):
+    out = invoke(["run", "--model", "popularity", *SMALL, "--sampled", "50", "--output", str(tmp_path / "s")])
+    assert out.exit_code == 0, out.output
+    (record_file,) = (tmp_path / "s" / "runs").glob("*.json")
+    rec = json.loads(record_file.read_text())
+    assert rec["evaluation"]["mode"] == "sampled"
+    assert rec["evaluation"]["sampling"]["n_negatives"] == 50 and len(rec["evaluation"]["sampling"]["sha256"]) == 64
+    assert all(key.endswith(":sampled-uniform-50") for key in rec["evaluation"]["metrics"])
+    board = (tmp_path / "s" / "leaderboard.md").read_text()
+    assert "sampled: 50 uniform negatives" in board and "SAMPLED evaluation" in board
+    # a full-ranking run of the same model goes into a separate table, never the same one
+    out = invoke(["run", "--model", "popularity", *SMALL, "--output", str(tmp_path / "f")])
+    full = json.loads(next((tmp_path / "f" / "runs").glob("*.json")).read_text())
+    from crossbench.leaderboard import render_markdown
+
+    text = render_markdown([rec, full])
+    assert text.count("## synthetic") == 2
+    bad = invoke(["run", "--model", "popularity", *SMALL, "--sampled", "50", "--metrics", "ndcg,coverage"])
+    assert bad.exit_code == 2 and "need the full ranking" in error_line(bad)
+
+
+def test_beyond_accuracy_columns_and_groups(tmp_path):
+    out = invoke(["run", "--model", "popularity", *SMALL, "--metrics", "ndcg,coverage,gini", "--ks", "10",
+                  "--output", str(tmp_path / "b")])
+    assert out.exit_code == 0, out.output
+    rec = json.loads(next((tmp_path / "b" / "runs").glob("*.json")).read_text())
+    metrics = rec["evaluation"]["metrics"]
+    # popularity recommends the same 10 items to everyone, up to items tied with the 10th
+    from crossbench.data.protocols import make_protocol
+    from crossbench_synthetic import synthetic
+
+    split = make_protocol("cold-start", target="movies", seed=0, test_fraction=0.5, valid_fraction=0.1).split(
+        synthetic(n_users=400, n_items=120).load()
+    )
+    counts = np.sort(np.bincount(split.train.domain("movies").interactions["item"], minlength=120))[::-1]
+    n_tied_or_above = int((counts >= counts[9]).sum())
+    assert 10 / 120 <= metrics["coverage@10"] <= n_tied_or_above / 120
+    assert round(metrics["coverage@10"] * 120, 9).is_integer()
+    assert rec["evaluation"]["lower_is_better"] == ["gini@10"]
+    groups = rec["evaluation"]["user_groups"]
+    assert groups["cold"]["n_users"] == rec["protocol"]["n_test_users"] and "warm" not in groups

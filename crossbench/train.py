@@ -405,7 +405,8 @@ class ComposedRecommender(Recommender):
         with torch.no_grad(), self._autocast():
             hists, masks, present = self._inputs(model, self.target, users, None, None)
             u = model.user_vectors(users, hists, masks, self.target, present)
-            items = model.item_encoders[self.target].all_items()
+            encoder: ItemEncoder = model.item_encoders[self.target]  # type: ignore[assignment]
+            items = encoder.all_items()
             return model.scorer.score_all(u, items).float()
 
     # -- checkpoints ----------------------------------------------------------------------

@@ -93,13 +93,14 @@ def cli(ctx: click.Context) -> None:
 @click.option("--output", "output", type=click.Path(path_type=Path), help="Results folder (default: crossbench-results/NAME).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=int, help="torch CPU threads (recorded in every run record).")
+@click.option("--bf16", is_flag=True, help="Train composed models under bf16 autocast on CUDA.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".crossbench-cache"), show_default=True, help="Cache for encoded item text.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def run(
     experiment_file: Path | None, dataset: str | None, dataset_params: tuple[str, ...], models: tuple[str, ...],
     model_params: tuple[str, ...], protocol: str | None, targets: tuple[str, ...], protocol_params: tuple[str, ...],
     seeds: str | None, ks: str | None, metrics: str | None, sampled: int | None, sampling: str | None,
-    output: Path | None, device: str, threads: int | None, cache_dir: Path, quiet: bool,
+    output: Path | None, device: str, threads: int | None, bf16: bool, cache_dir: Path, quiet: bool,
 ) -> None:
     """Run a benchmark and print its leaderboard.
 
@@ -122,7 +123,9 @@ def run(
         exp = replace(exp, sampling=sampling)
     out = output or Path("crossbench-results") / exp.name
     command = "crossbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["run"] else None
-    options = RunOptions(output_dir=out, device=device, threads=threads, progress=not quiet, cache_dir=cache_dir, command=command)
+    options = RunOptions(
+        output_dir=out, device=device, threads=threads, progress=not quiet, cache_dir=cache_dir, command=command, bf16=bf16
+    )
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     records, markdown = run_experiment(exp, registry=state.registry, options=options, log=log)
     click.echo(markdown)

@@ -250,6 +250,7 @@ class RunOptions:
     progress: bool = True
     cache_dir: Path = Path(".crossbench-cache")
     command: str | None = None
+    bf16: bool = False
 
 
 def pick_device(name: str) -> torch.device:
@@ -352,7 +353,7 @@ def _run_one(
 ) -> dict[str, Any]:
     torch.manual_seed(seed)
     model = registry.get("recommenders", m.name).factory(**m.params)
-    env = RunEnv(registry=registry, device=device, seed=seed, progress=options.progress, cache_dir=options.cache_dir)
+    env = RunEnv(registry=registry, device=device, seed=seed, progress=options.progress, cache_dir=options.cache_dir, bf16=options.bf16)
     t0 = time.perf_counter()
     report = model.fit(split, env=env)
     fit_s = time.perf_counter() - t0
@@ -400,7 +401,14 @@ def _run_one(
             "n_valid_users": int(split.valid.n_users),
         },
         "fit": dataclasses.asdict(report),
-        "timings": {"fit_s": fit_s, "eval_s": eval_s, "eval_users_per_s": split.test.n_users / max(eval_s, 1e-9)},
+        "timings": {
+            "fit_s": fit_s,
+            "train_s": report.train_seconds,
+            "train_samples_per_s": report.samples_per_second,
+            "fit_threads": report.threads,
+            "eval_s": eval_s,
+            "eval_users_per_s": split.test.n_users / max(eval_s, 1e-9),
+        },
         "evaluation": {
             "mode": result.mode,
             "sampling": dict(result.sampling),

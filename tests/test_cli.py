@@ -154,7 +154,7 @@ def test_run_record_contents_and_leaderboard_regeneration(tmp_path):
     assert out.exit_code == 0, out.output
     (record_file,) = (res / "runs").glob("*.json")
     record = json.loads(record_file.read_text())
-    assert record["threads"] == 1
+    assert record["threads"] == 1 and record["timings"]["fit_threads"] is None  # popularity has no training loop
     assert record["device"] == "cpu"
     assert len(record["dataset"]["fingerprint"]) == 64 and len(record["protocol"]["split_fingerprint"]) == 64
     assert record["environment"]["torch"] == torch.__version__

@@ -76,31 +76,53 @@ def cli(ctx: click.Context) -> None:
         ctx.obj = CliState()
 
 
+def _experiment_options(f: Any) -> Any:
+    """The options shared by `run` and `tune`: what to run, where, and how."""
+    options = [
+        click.argument("experiment_file", required=False, type=click.Path(path_type=Path)),
+        click.option("--dataset", "dataset", help="Registered dataset name (see `crossbench list datasets`)."),
+        click.option("--dataset-param", "dataset_params", multiple=True, metavar="KEY=VALUE", help="Dataset hyperparameter (repeatable)."),
+        click.option("--model", "models", multiple=True, help="Registered model name (repeatable; see `crossbench list models`)."),
+        click.option("--model-param", "model_params", multiple=True, metavar="[MODEL.]KEY=VALUE", help="Model hyperparameter (repeatable)."),
+        click.option("--protocol", help="Protocol name (default: cold-start)."),
+        click.option("--target", "targets", multiple=True, help="Target domain (repeatable, or 'all'); default: the dataset's."),
+        click.option("--protocol-param", "protocol_params", multiple=True, metavar="KEY=VALUE", help="Protocol parameter, e.g. test_fraction=0.2."),
+        click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
+        click.option("--ks", help="Comma-separated cut-offs, e.g. 10,20."),
+        click.option("--metrics", "metrics", help="Comma-separated metric names."),
+        click.option("--output", "output", type=click.Path(path_type=Path), help="Results folder (default: crossbench-results/NAME)."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+        click.option("--threads", type=int, help="torch CPU threads (recorded in every run record)."),
+        click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".crossbench-cache"), show_default=True,
+                     help="Cache for encoded item text."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
+    ]
+    for decorate in reversed(options):
+        f = decorate(f)
+    return f
+
+
+def _experiment(state: CliState, experiment_file: Path | None, selection: dict[str, Any]) -> Experiment:
+    """The experiment file (or the default benchmark) with the command-line selection applied."""
+    exp = load_experiment(experiment_file) if experiment_file else DEFAULT_EXPERIMENT
+    if experiment_file is None and (selection.get("dataset") or selection.get("models")):
+        exp = replace(exp, name="custom")
+    return _apply_options(exp, registry=state.registry, **selection)
+
+
+def _options(command: str, out: Path, *, device: str, threads: int | None, quiet: bool, cache_dir: Path, bf16: bool = False) -> RunOptions:
+    line = "crossbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == [command] else None
+    return RunOptions(output_dir=out, device=device, threads=threads, progress=not quiet, cache_dir=cache_dir, command=line, bf16=bf16)
+
+
 @cli.command()
-@click.argument("experiment_file", required=False, type=click.Path(path_type=Path))
-@click.option("--dataset", "dataset", help="Registered dataset name (see `crossbench list datasets`).")
-@click.option("--dataset-param", "dataset_params", multiple=True, metavar="KEY=VALUE", help="Dataset hyperparameter (repeatable).")
-@click.option("--model", "models", multiple=True, help="Registered model name (repeatable; see `crossbench list models`).")
-@click.option("--model-param", "model_params", multiple=True, metavar="[MODEL.]KEY=VALUE", help="Model hyperparameter (repeatable).")
-@click.option("--protocol", help="Protocol name (default: cold-start).")
-@click.option("--target", "targets", multiple=True, help="Target domain (repeatable, or 'all'); default: the dataset's.")
-@click.option("--protocol-param", "protocol_params", multiple=True, metavar="KEY=VALUE", help="Protocol parameter, e.g. test_fraction=0.2.")
-@click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2.")
-@click.option("--ks", help="Comma-separated cut-offs, e.g. 10,20.")
-@click.option("--metrics", "metrics", help="Comma-separated metric names.")
+@_experiment_options
 @click.option("--sampled", "sampled", type=int, help="Sampled evaluation: N negatives per user (labelled 'sampled'; default: full ranking).")
 @click.option("--sampling", type=click.Choice(["uniform", "popularity"]), help="How --sampled negatives are drawn.")
-@click.option("--output", "output", type=click.Path(path_type=Path), help="Results folder (default: crossbench-results/NAME).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--threads", type=int, help="torch CPU threads (recorded in every run record).")
 @click.option("--bf16", is_flag=True, help="Train composed models under bf16 autocast on CUDA.")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".crossbench-cache"), show_default=True, help="Cache for encoded item text.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def run(
-    experiment_file: Path | None, dataset: str | None, dataset_params: tuple[str, ...], models: tuple[str, ...],
-    model_params: tuple[str, ...], protocol: str | None, targets: tuple[str, ...], protocol_params: tuple[str, ...],
-    seeds: str | None, ks: str | None, metrics: str | None, sampled: int | None, sampling: str | None,
-    output: Path | None, device: str, threads: int | None, bf16: bool, cache_dir: Path, quiet: bool,
+    experiment_file: Path | None, output: Path | None, device: str, threads: int | None, cache_dir: Path, quiet: bool,
+    sampled: int | None, sampling: str | None, bf16: bool, **selection: Any,
 ) -> None:
     """Run a benchmark and print its leaderboard.
 
@@ -109,23 +131,13 @@ def run(
     Options override either.
     """
     state = _state()
-    exp = load_experiment(experiment_file) if experiment_file else DEFAULT_EXPERIMENT
-    if experiment_file is None and (dataset or models):
-        exp = replace(exp, name="custom")
-    exp = _apply_options(
-        exp, dataset=dataset, dataset_params=dataset_params, models=models, model_params=model_params,
-        protocol=protocol, targets=targets, protocol_params=protocol_params, seeds=seeds, ks=ks, metrics=metrics,
-        registry=state.registry,
-    )
+    exp = _experiment(state, experiment_file, selection)
     if sampled is not None:
         exp = replace(exp, sampled_negatives=sampled)
     if sampling is not None:
         exp = replace(exp, sampling=sampling)
     out = output or Path("crossbench-results") / exp.name
-    command = "crossbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["run"] else None
-    options = RunOptions(
-        output_dir=out, device=device, threads=threads, progress=not quiet, cache_dir=cache_dir, command=command, bf16=bf16
-    )
+    options = _options("run", out, device=device, threads=threads, quiet=quiet, cache_dir=cache_dir, bf16=bf16)
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     records, markdown = run_experiment(exp, registry=state.registry, options=options, log=log)
     click.echo(markdown)
@@ -199,51 +211,29 @@ def _model_params(models: tuple[ModelRef, ...], assignments: tuple[str, ...], re
 
 
 @cli.command()
-@click.argument("experiment_file", required=False, type=click.Path(path_type=Path))
-@click.option("--dataset", "dataset", help="Registered dataset name.")
-@click.option("--dataset-param", "dataset_params", multiple=True, metavar="KEY=VALUE", help="Dataset hyperparameter (repeatable).")
-@click.option("--model", "models", multiple=True, help="Registered model name (repeatable).")
-@click.option("--model-param", "model_params", multiple=True, metavar="[MODEL.]KEY=VALUE", help="Fixed hyperparameter (not tuned).")
-@click.option("--protocol", help="Protocol name (default: cold-start).")
-@click.option("--target", "targets", multiple=True, help="Target domain.")
-@click.option("--protocol-param", "protocol_params", multiple=True, metavar="KEY=VALUE", help="Protocol parameter.")
-@click.option("--seeds", help="Comma-separated seeds; tuning uses the first one's validation users.")
-@click.option("--ks", help="Comma-separated cut-offs for the final runs.")
-@click.option("--metrics", "metrics", help="Comma-separated metric names for the final runs.")
+@_experiment_options
 @click.option("--trials", type=int, default=20, show_default=True, help="Optuna trials per model (the same for every model).")
 @click.option("--objective", default="ndcg@10", show_default=True, help="Validation metric to maximise, as NAME@K.")
-@click.option("--output", "output", type=click.Path(path_type=Path), help="Results folder (default: crossbench-results/NAME-tuned).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--threads", type=int, help="torch CPU threads.")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".crossbench-cache"), show_default=True)
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 def tune(
-    experiment_file: Path | None, dataset: str | None, dataset_params: tuple[str, ...], models: tuple[str, ...],
-    model_params: tuple[str, ...], protocol: str | None, targets: tuple[str, ...], protocol_params: tuple[str, ...],
-    seeds: str | None, ks: str | None, metrics: str | None, trials: int, objective: str, output: Path | None,
-    device: str, threads: int | None, cache_dir: Path, quiet: bool,
+    experiment_file: Path | None, output: Path | None, device: str, threads: int | None, cache_dir: Path, quiet: bool,
+    trials: int, objective: str, **selection: Any,
 ) -> None:
     """Tune each model's search space with Optuna on the validation users, then run the benchmark.
 
-    Every model gets --trials trials; the test users are never seen while tuning. The run
-    records keep the chosen hyperparameters and the tuning budget.
+    Every model gets --trials trials; the test users are never seen while tuning (tuning uses
+    the first seed's validation users). The run records keep the chosen hyperparameters and
+    the tuning budget.
     """
     from crossbench.tuning import tune_experiment
 
     state = _state()
-    exp = load_experiment(experiment_file) if experiment_file else DEFAULT_EXPERIMENT
-    exp = _apply_options(
-        exp, dataset=dataset, dataset_params=dataset_params, models=models, model_params=model_params,
-        protocol=protocol, targets=targets, protocol_params=protocol_params, seeds=seeds, ks=ks, metrics=metrics,
-        registry=state.registry,
-    )
+    exp = _experiment(state, experiment_file, selection)
     name, _, k = objective.partition("@")
     if not k.isdigit():
         raise CrossbenchError(f"--objective {objective!r}: expected NAME@K, e.g. ndcg@10")
     exp = replace(exp, name=f"{exp.name}-tuned")
     out = output or Path("crossbench-results") / exp.name
-    command = "crossbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["tune"] else None
-    options = RunOptions(output_dir=out, device=device, threads=threads, progress=not quiet, cache_dir=cache_dir, command=command)
+    options = _options("tune", out, device=device, threads=threads, quiet=quiet, cache_dir=cache_dir)
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     if threads is not None:
         import torch

@@ -59,6 +59,17 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def git_commit() -> str | None:
     """The commit of the crossbench checkout, if it is one."""
     here = Path(crossbench.__file__).resolve().parent

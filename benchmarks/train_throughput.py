@@ -11,7 +11,7 @@ the same held-out items (RecBole's embeddings are mapped back to crossbench's id
 NDCG@10 values are directly comparable.
 
 Usage (RecBole in its own virtualenv; nothing of RecBole is imported by crossbench):
-    python benchmarks/train_throughput.py --recbole-python /work/recbole-venv/bin/python [--threads 2]
+    python benchmarks/train_throughput.py --recbole-python PATH/TO/recbole-venv/bin/python [--threads 2]
 Prints a table and one final JSON line.
 """
 
@@ -143,7 +143,7 @@ def run_recbole_worker(args: argparse.Namespace, work: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--recbole-python", default="/work/recbole-venv/bin/python")
+    ap.add_argument("--recbole-python", required=True, help="python of a virtualenv with recbole==1.2.1")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-users", type=int, default=6000)
     ap.add_argument("--dim", type=int, default=64)

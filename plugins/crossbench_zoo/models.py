@@ -112,14 +112,14 @@ def lm_attention(
     temperature: float = 0.1,
     loss: str = "bpr",
     sampled_negatives: int = 256,
-    epochs: int = 30,
+    epochs: int = 10,
     batch_size: int = 1024,
-    lr: float = 5e-3,
+    lr: float = 5e-4,
     l2: float = 1e-6,
     negatives: int = 4,
     history_length: int = 20,
     target_history_dropout: float = 0.5,
-    patience: int = 3,
+    patience: int = 2,
 ) -> ComposedRecommender:
     """The reference big model: frozen language-model item text embeddings through a whitening +
     MoE adapter (plus an item-ID embedding when ``item_ids``), a causal Transformer user encoder

@@ -42,39 +42,12 @@ TRAINING_SPACE = (
 )
 
 
-def composed(
-    *,
-    item_encoder: ComponentRef | str = "id",
-    user_encoder: ComponentRef | str = "mean",
-    fusion: ComponentRef | str = "shared",
-    scorer: ComponentRef | str = "dot",
-    dim: int = 64,
-    epochs: int = 30,
-    batch_size: int = 1024,
-    lr: float = 5e-3,
-    l2: float = 1e-6,
-    negatives: int = 4,
-    history_length: int = 50,
-    target_history_dropout: float = 0.5,
-    patience: int = 3,
-    loss: str = "bpr",
-    sampled_negatives: int = 256,
-) -> ComposedRecommender:
-    """Any composition of registered item encoder, user encoder, fusion and scorer."""
-    return ComposedRecommender(
-        item_encoder=item_encoder, user_encoder=user_encoder, fusion=fusion, scorer=scorer, dim=dim,
-        epochs=epochs, batch_size=batch_size, lr=lr, l2=l2, negatives=negatives,
-        history_length=history_length, target_history_dropout=target_history_dropout, patience=patience,
-        loss=loss, sampled_negatives=sampled_negatives,
-    )
-
-
 def mf(
     *, dim: int = 64, epochs: int = 30, batch_size: int = 1024, lr: float = 5e-3, l2: float = 1e-6,
     negatives: int = 4, patience: int = 3, init_std: float = 0.1,
 ) -> ComposedRecommender:
     """Target-only matrix factorisation (BPR): user-ID and item-ID embeddings, dot product."""
-    return composed(
+    return ComposedRecommender(
         item_encoder=ComponentRef("id", {"init_std": init_std}), user_encoder=ComponentRef("user-id", {"init_std": init_std}),
         fusion="target-only", scorer="dot", dim=dim, epochs=epochs,
         batch_size=batch_size, lr=lr, l2=l2, negatives=negatives, patience=patience,
@@ -86,7 +59,7 @@ def shared_mean(
     negatives: int = 4, history_length: int = 50, target_history_dropout: float = 0.5, patience: int = 3,
 ) -> ComposedRecommender:
     """Cross-domain: item-ID embeddings per domain, mean-pooled histories, shared-user fusion."""
-    return composed(
+    return ComposedRecommender(
         item_encoder="id", user_encoder="mean", fusion="shared", scorer="dot", dim=dim, epochs=epochs,
         batch_size=batch_size, lr=lr, l2=l2, negatives=negatives, history_length=history_length,
         target_history_dropout=target_history_dropout, patience=patience,
@@ -98,7 +71,7 @@ def cmf(
     negatives: int = 4, target_history_dropout: float = 0.5, patience: int = 3, init_std: float = 0.1,
 ) -> ComposedRecommender:
     """Collective MF: user-ID embeddings per domain averaged into one shared user vector."""
-    return composed(
+    return ComposedRecommender(
         item_encoder=ComponentRef("id", {"init_std": init_std}), user_encoder=ComponentRef("user-id", {"init_std": init_std}),
         fusion="shared", scorer="dot", dim=dim, epochs=epochs,
         batch_size=batch_size, lr=lr, l2=l2, negatives=negatives,
@@ -110,7 +83,7 @@ _DROPOUT = (FloatParam("target_history_dropout", 0.0, 0.9),)
 
 RECOMMENDERS = (
     ComponentSpec("popularity", popularity, "most popular target items (non-personalised baseline)"),
-    ComponentSpec("composed", composed, "any composition of registered components (set each by name)", TRAINING_SPACE + _DROPOUT),
+    ComponentSpec("composed", ComposedRecommender, "any composition of registered components (set each by name)", TRAINING_SPACE + _DROPOUT),
     ComponentSpec("mf", mf, "target-only BPR matrix factorisation", TRAINING_SPACE + (FloatParam("init_std", 0.005, 0.2, log=True),)),
     ComponentSpec("shared-mean", shared_mean, "cross-domain: mean-pooled per-domain histories, shared-user fusion", TRAINING_SPACE + _DROPOUT),
     ComponentSpec(

@@ -56,8 +56,11 @@ def run_models(
         model = registry.get("recommenders", name).factory(**overrides.get(name, {}))
         env = RunEnv(registry=registry, seed=seed, progress=progress, cache_dir=cache_dir)
         t0 = time.perf_counter()
-        model.fit(split, env=env)
+        report = model.fit(split, env=env)
         seconds[name] = time.perf_counter() - t0
+        if progress or report.history:
+            print(f"  seed={seed} {name}: epochs {report.epochs}, best {report.best_epoch}, "
+                  f"validation {[round(v, 4) for v in report.history]}", flush=True)
         res = evaluate(model.score, split.test, n_items=n_items, metrics=metrics, ks=[10], exclude=exclude)
         per_user[name] = res.per_user["ndcg@10"]
         recall[name] = float(res.per_user["recall@10"].mean())
@@ -109,6 +112,10 @@ def main() -> None:
     ap.add_argument("--history-length", type=int, default=20)
     ap.add_argument("--cache-dir", type=Path, default=Path("build/crossbench-cache"))
     ap.add_argument("--model-path", default=None, help="local HF model for lm-attention (default: shipped MiniLM)")
+    ap.add_argument(
+        "--set", dest="settings", action="append", default=[], metavar="MODEL.KEY=VALUE",
+        help="override one hyperparameter of one model (value parsed as JSON, else a string); repeatable",
+    )
     a = ap.parse_args()
     registry = Registry(get_plugin_manager())
     # every history-reading composition reads the same 20 most recent items per domain
@@ -118,6 +125,16 @@ def main() -> None:
     overrides["cmf"] = {"init_std": 0.02}
     if a.model_path:
         overrides[BIG]["model_path"] = a.model_path
+    for setting in a.settings:
+        model, _, assignment = setting.partition(".")
+        key, eq, raw = assignment.partition("=")
+        if not (model and key and eq):
+            ap.error(f"--set {setting!r}: expected MODEL.KEY=VALUE, e.g. --set lm-attention.loss=softmax")
+        try:
+            value: object = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        overrides.setdefault(model, {})[key] = value
     summaries = []
     for transfer in a.transfers:
         runs, secs = [], {m: [] for m in a.models}
@@ -143,7 +160,7 @@ def main() -> None:
             print(f"{m:<14} {nd[m]:.4f} ± {sd[m]:.4f} {s['recall@10'][m]:>10.4f} {s['fit_seconds'][m]:>7.1f}")  # type: ignore[index]
         print({k: v for k, v in s.items() if k not in ("ndcg@10", "ndcg@10_std", "fit_seconds", "recall@10")}, flush=True)
     print(json.dumps({"benchmark": "zoo_synthetic", "seeds": a.seeds, "n_users": a.n_users, "fraction": a.fraction,
-                      "threads": a.threads, "history_length": a.history_length, "results": summaries}))
+                      "threads": a.threads, "history_length": a.history_length, "overrides": overrides, "results": summaries}))
 
 
 if __name__ == "__main__":

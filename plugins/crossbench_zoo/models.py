@@ -6,6 +6,7 @@ Each factory takes explicit keyword arguments and returns a :class:`ComposedReco
 
 from __future__ import annotations
 
+from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.interfaces import CategoricalParam, ComponentSpec, FloatParam, IntParam
 from crossbench.train import ComponentRef, ComposedRecommender
 
@@ -104,6 +105,7 @@ def lm_attention(
     dim: int = 64,
     n_experts: int = 4,
     adapter_dropout: float = 0.0,
+    user_encoder: str = "transformer",
     layers: int = 1,
     heads: int = 2,
     fusion_heads: int = 4,
@@ -118,17 +120,21 @@ def lm_attention(
     l2: float = 1e-6,
     negatives: int = 4,
     history_length: int = 20,
-    target_history_dropout: float = 0.5,
+    target_history_dropout: float = 0.15,
     patience: int = 2,
 ) -> ComposedRecommender:
     """The reference big model: frozen language-model item text embeddings through a whitening +
     MoE adapter (plus an item-ID embedding when ``item_ids``), a causal Transformer user encoder
-    per domain, cross-domain multi-head attention fusion, and a dot (or cosine) scorer."""
+    per domain (``user_encoder="gru"`` or ``"mean"`` swap it), cross-domain multi-head attention
+    fusion, and a dot (or cosine) scorer."""
     text = {"model_path": model_path, "n_experts": n_experts, "dropout": adapter_dropout}
     score = ComponentRef("cosine", {"temperature": temperature}) if scorer == "cosine" else ComponentRef(scorer)
+    sequence = {"transformer": {"layers": layers, "heads": heads, "dropout": dropout}, "gru": {"layers": layers, "dropout": dropout}}
+    if user_encoder not in (*sequence, "mean"):
+        raise CrossbenchError(unknown_name_message("lm-attention user_encoder", user_encoder, (*sequence, "mean")))
     return ComposedRecommender(
         item_encoder=ComponentRef("text-id" if item_ids else "text", text),
-        user_encoder=ComponentRef("transformer", {"layers": layers, "heads": heads, "dropout": dropout}),
+        user_encoder=ComponentRef(user_encoder, sequence.get(user_encoder, {})),
         fusion=ComponentRef("attention", {"heads": fusion_heads, "dropout": dropout}),
         scorer=score, dim=dim, epochs=epochs, batch_size=batch_size, lr=lr, l2=l2, negatives=negatives,
         history_length=history_length, target_history_dropout=target_history_dropout, patience=patience,
@@ -139,6 +145,7 @@ def lm_attention(
 LM_ATTENTION_SPACE = (
     CategoricalParam("dim", (32, 64, 128)),
     FloatParam("lr", 3e-4, 1e-2, log=True),
+    CategoricalParam("user_encoder", ("transformer", "gru", "mean")),
     IntParam("layers", 1, 3),
     IntParam("n_experts", 2, 16, log=True),
     FloatParam("dropout", 0.0, 0.3),
@@ -147,7 +154,7 @@ LM_ATTENTION_SPACE = (
     CategoricalParam("item_ids", (True, False)),
     CategoricalParam("loss", ("bpr", "softmax")),
     CategoricalParam("batch_size", (256, 512, 1024)),
-    FloatParam("target_history_dropout", 0.2, 0.8),
+    FloatParam("target_history_dropout", 0.05, 0.8),
 )
 
 RECOMMENDERS = (

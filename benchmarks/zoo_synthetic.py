@@ -93,6 +93,10 @@ def summarise(transfer: float, runs: list[dict[str, np.ndarray]], models: list[s
         if BIG in models:
             p = 1.0 if best == BIG else paired_p(pooled[BIG], pooled[best], "two-sided")
             out["big_vs_best_p"] = p
+            if best == BIG and len(models) > 1:  # how far ahead: the runner-up and the paired test against it
+                second = max((m for m in models if m != BIG), key=lambda m: pooled[m].mean())
+                out["runner_up"] = second
+                out["big_vs_runner_up_p"] = paired_p(pooled[BIG], pooled[second], "two-sided")
             out["big_best_or_within_noise"] = best == BIG or p >= 0.05
     else:
         sig = {m: bool(pooled[m].mean() > pooled["popularity"].mean() and paired_p(pooled[m], pooled["popularity"], "greater") < 0.05) for m in cd}

@@ -246,8 +246,12 @@ class Scorer(nn.Module, abc.ABC):
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Pairwise: ``users`` ``[B, dim]`` and ``items`` ``[B, ..., dim]`` -> ``[B, ...]``."""
 
-    def score_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Full ranking: ``users`` ``[B, dim]`` against ``items`` ``[N, dim]`` -> ``[B, N]``."""
+    def score_all(self, users: torch.Tensor, items: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Full ranking: ``users`` ``[B, dim]`` against ``items`` ``[N, dim]`` -> ``[B, N]``.
+
+        ``out``, when given, is a float32 ``[B, N]`` tensor the scores may be written into
+        (and returned); a scorer is free to ignore it and return a new tensor.
+        """
         return self.forward(users[:, None, :].expand(-1, items.shape[0], -1), items[None].expand(users.shape[0], -1, -1))
 
 
@@ -259,8 +263,14 @@ class Recommender(abc.ABC):
         """Learn from ``split.train`` (and select on ``split.valid``, never ``split.test``)."""
 
     @abc.abstractmethod
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        """Scores ``[len(users), n_target_items]`` (float32, higher is better) on the fit device."""
+    def score(self, users: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores ``[len(users), n_target_items]`` (float32, higher is better) on the fit device.
+
+        ``out``, when given, is a float32 tensor of that shape on the fit device that the
+        evaluator reuses from chunk to chunk: write the scores into it and return it, and no
+        large score matrix is allocated per chunk. Ignoring it (returning a new tensor) is
+        allowed; a ``score`` without the keyword is called without it.
+        """
 
     def describe(self) -> Mapping[str, Any]:
         """Components and hyperparameters for the run record."""

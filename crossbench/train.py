@@ -397,7 +397,7 @@ class ComposedRecommender(Recommender):
 
     # -- scoring --------------------------------------------------------------------------
 
-    def score(self, users: torch.Tensor) -> torch.Tensor:
+    def score(self, users: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
         if self.model is None:
             raise CrossbenchError("score() called before fit()")
         model = self.model
@@ -407,7 +407,9 @@ class ComposedRecommender(Recommender):
             u = model.user_vectors(users, hists, masks, self.target, present)
             encoder: ItemEncoder = model.item_encoders[self.target]  # type: ignore[assignment]
             items = encoder.all_items()
-            return model.scorer.score_all(u, items).float()
+            if self.bf16:  # reduced-precision products; the float32 copy is a new tensor
+                return model.scorer.score_all(u, items).float()
+            return model.scorer.score_all(u, items, out=out).float()
 
     # -- checkpoints ----------------------------------------------------------------------
 

@@ -216,6 +216,10 @@ def test_scorer_contract(name: str, device: str, context: BuildContext, request:
         assert full.shape == (3, 7)
         torch.testing.assert_close(full[0, :4], scorer(users, pairs)[0], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(full[2, [1, 1, 2, 2]], scorer(users, pairs)[2], rtol=1e-5, atol=1e-5)
+        # the evaluator's reusable buffer: written into or ignored, the scores are the same
+        buffer = torch.full((3, 7), float("nan"), device=device)
+        into = scorer.score_all(users, catalogue, out=buffer)
+        assert torch.equal(into, full)
     if device == "cpu":
         again = build("scorers", name, context, request).eval()
         with torch.no_grad():

@@ -58,6 +58,21 @@ def test_ease_matches_closed_form(domains: str) -> None:
     np.testing.assert_allclose(model.score(torch.arange(5)).numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "name, params",
+    [("ease", {}), ("itemknn", {}), ("popularity", {}), ("mf", {"epochs": 1}), ("cd-attention", {"epochs": 1})],
+)
+def test_scores_written_into_the_evaluators_buffer_are_the_same(name: str, params: dict) -> None:
+    model = REGISTRY.get("recommenders", name).factory(**params)
+    model.fit(tiny_split(), env=RunEnv(registry=REGISTRY))
+    users = torch.tensor([4, 0, 2])
+    fresh = model.score(users)
+    buffer = torch.full(fresh.shape, float("nan"))
+    into = model.score(users, out=buffer)
+    assert torch.equal(into, fresh)
+    assert torch.equal(buffer, fresh)  # every built-in model fills the buffer on CPU
+
+
 def test_itemknn_matches_asymmetric_cosine() -> None:
     x = matrix(["books", "movies"])
     g = x.T @ x

@@ -11,10 +11,10 @@ A model gains nothing from a tie, and the order is a total order fixed by the sc
 the ground truth alone, so no result depends on the chunk size, the thread count or the
 device's ``topk`` tie-breaking.
 
-Only the top ``K`` matters, so the kernels work from ``torch.topk(scores, K + 1)``: every
-item scoring above the ``K``-th value lies in the top-K values, and when the ``(K+1)``-th
-value differs from the ``K``-th no tie crosses the cut-off. Rows where one does (rare with
-real-valued scores) are counted over the whole row.
+Only the top ``K`` matters, so the kernels work from the top ``K + 1`` values of each row
+(:func:`exact_topk`): every item scoring above the ``K``-th value lies in the top-K values,
+and when the ``(K+1)``-th value differs from the ``K``-th no tie crosses the cut-off. Rows
+where one does (rare with real-valued scores) are counted over the whole row.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ import torch
 from crossbench.errors import CrossbenchError
 
 NEG_INF = float("-inf")
+#: Items per group in the two-stage top-K of :func:`exact_topk` (a power of two, so that the
+#: group maxima are one vectorised reduction).
+GROUP = 64
 NAN_MESSAGE = "the score function returned NaN scores; fix the model (or its inputs) so that every score is a number"
 
 
@@ -47,12 +50,46 @@ class TopK:
         return self.values[:, self.k - 1 : self.k]
 
 
+def exact_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` largest values of each row of ``scores`` ``[B, N]`` (descending) and their indices.
+
+    The values are exactly those of ``torch.topk(scores, k)`` (NaN counts as the largest, as
+    there); among tied values any of the tied indices may be returned, as with ``torch.topk``.
+    On CPU, for rows much longer than ``k``, it works in two stages, which costs about a
+    third of a full ``torch.topk``: split each row into groups of :data:`GROUP` items, take
+    each group's maximum, keep the ``k`` groups with the largest maxima, and take the top
+    ``k`` of their items (plus the items of the last, incomplete group).
+
+    Why that is exact: let ``t`` be the ``k``-th largest group maximum. Fewer than ``k``
+    groups have a maximum above ``t``, so all of them are kept, and with them every item
+    scoring above ``t``. If ``c`` items score above ``t`` and ``c >= k``, the top ``k`` are
+    all among them. Otherwise the top ``k`` are those ``c`` items and ``k - c`` items scoring
+    exactly ``t``; the kept groups whose maximum is ``t`` number ``k`` minus the groups with a
+    larger maximum, which is at least ``k - c`` (each of those groups holds a distinct item
+    above ``t``), and each holds an item scoring ``t``.
+    """
+    b, n = scores.shape
+    if scores.device.type != "cpu" or n < 4 * GROUP * k:
+        return torch.topk(scores, k, dim=1, largest=True, sorted=True)
+    n_groups = n // GROUP
+    main = n_groups * GROUP
+    maxima = scores[:, :main].reshape(b, n_groups, GROUP).amax(2)
+    groups = torch.topk(maxima, k, dim=1, largest=True, sorted=False).indices
+    offsets = torch.arange(GROUP, dtype=groups.dtype, device=groups.device)
+    candidates = (groups.unsqueeze(2) * GROUP + offsets).reshape(b, k * GROUP)
+    if main < n:
+        rest = torch.arange(main, n, dtype=groups.dtype, device=groups.device)
+        candidates = torch.cat([candidates, rest.expand(b, n - main)], dim=1)
+    values, where = torch.topk(scores.gather(1, candidates), k, dim=1, largest=True, sorted=True)
+    return values, candidates.gather(1, where)
+
+
 def top_k(scores: torch.Tensor, k: int, *, check_nan: bool = True) -> TopK:
     """Top ``k`` (+1) of each row of ``scores`` ``[B, N]``; rejects NaN scores unless the caller checks them."""
     n = scores.shape[1]
     kk = min(k, n)
     kq = min(kk + 1, n)
-    values, indices = torch.topk(scores, kq, dim=1, largest=True, sorted=True)
+    values, indices = exact_topk(scores, kq)
     # topk orders NaN above every number, so a row holding NaN shows it first.
     if check_nan and values.shape[0] and bool(torch.isnan(values[:, 0]).any()):
         raise CrossbenchError(NAN_MESSAGE)

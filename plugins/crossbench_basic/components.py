@@ -115,7 +115,9 @@ class DotScorer(Scorer):
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return (users.unsqueeze(-2) * items).sum(-1)
 
-    def score_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def score_all(self, users: torch.Tensor, items: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
+        if out is not None and users.dtype == items.dtype == out.dtype:
+            return torch.matmul(users, items.T, out=out)
         return users @ items.T
 
 

@@ -21,8 +21,9 @@ class Popularity(Recommender):
         self.counts = torch.as_tensor(counts, dtype=torch.float32, device=env.device)
         return FitReport()
 
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        return self.counts.unsqueeze(0).expand(len(users), -1)
+    def score(self, users: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
+        rows = self.counts.unsqueeze(0).expand(len(users), -1)
+        return rows if out is None else out.copy_(rows)
 
     def describe(self) -> dict[str, Any]:
         return {"components": {"recommender": {"name": "popularity", "params": {}}}}

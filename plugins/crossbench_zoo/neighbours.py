@@ -85,11 +85,11 @@ class _ItemItem(Recommender):
     def _weights(self, gram: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def score(self, users: torch.Tensor) -> torch.Tensor:
+    def score(self, users: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
         if self.weights is None:
             raise CrossbenchError(f"model {self.name!r}: score() called before fit()")
         x = self.rows.dense(users.cpu().numpy(), self.device)
-        return x @ self.weights
+        return x @ self.weights if out is None else torch.matmul(x, self.weights, out=out)
 
 
 class ItemKNN(_ItemItem):

@@ -19,8 +19,11 @@ class CosineScorer(Scorer):
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return (F.normalize(users, dim=-1).unsqueeze(-2) * F.normalize(items, dim=-1)).sum(-1) / self.temperature
 
-    def score_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return F.normalize(users, dim=-1) @ F.normalize(items, dim=-1).T / self.temperature
+    def score_all(self, users: torch.Tensor, items: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
+        u, i = F.normalize(users, dim=-1), F.normalize(items, dim=-1)
+        if out is not None and u.dtype == i.dtype == out.dtype:
+            return torch.matmul(u, i.T, out=out).div_(self.temperature)
+        return u @ i.T / self.temperature
 
 
 class MlpScorer(Scorer):
@@ -42,13 +45,19 @@ class MlpScorer(Scorer):
         feats = torch.cat([u, items, u * items], dim=-1)
         return self.net(feats).squeeze(-1) + (u * items).sum(-1)
 
-    def score_all(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def score_all(self, users: torch.Tensor, items: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
         b, n, d = users.shape[0], items.shape[0], users.shape[1]
         block = max(1, self.max_elements // max(1, b * 3 * d))
         parts = []
         for start in range(0, n, block):
             chunk = items[start : start + block]
-            parts.append(self.forward(users, chunk.unsqueeze(0).expand(b, -1, -1)))
+            part = self.forward(users, chunk.unsqueeze(0).expand(b, -1, -1))
+            if out is not None:
+                out[:, start : start + block] = part
+            else:
+                parts.append(part)
+        if out is not None:
+            return out
         return torch.cat(parts, dim=1) if parts else users.new_zeros(b, 0)
 
 

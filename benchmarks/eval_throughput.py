@@ -12,6 +12,11 @@ plus ``torch.topk`` (its top-K is a two-stage exact one, see ``crossbench.evalua
 ``--million`` instead evaluates 1M users over 100k items once and reports the peak
 resident memory.
 
+``--recbole-python PATH`` (a Python with RecBole 1.2.1 installed) also times RecBole's
+full-sort evaluation of the same data and vectors after each of this benchmark's repeats
+(``recbole_eval.py``, at RecBole's default batch and at 4096 users per batch), so that both
+are measured side by side, and prints crossbench's best over RecBole's best.
+
     python benchmarks/eval_throughput.py [--device cpu|cuda] [--shapes 10000x50000,100000x100000]
 
 The last line printed is one JSON object with every figure.
@@ -23,6 +28,7 @@ import argparse
 import json
 import platform
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -92,7 +98,18 @@ def time_bound(users, items, chunk: int, device: torch.device, *, kind: str) -> 
     return time.perf_counter() - t0
 
 
-def bench_shape(n_users: int, n_items: int, dim: int, device: torch.device, budget: int, repeat: int) -> dict:
+def recbole_once(python: str, n_users: int, n_items: int, dim: int, threads: int) -> dict[str, float]:
+    """Users per second of RecBole's evaluation at each batch setting, from one run of recbole_eval.py."""
+    cmd = [python, str(ROOT / "benchmarks" / "recbole_eval.py"), "--users", str(n_users), "--items", str(n_items),
+           "--dim", str(dim), "--threads", str(threads), "--batch-users", "default,4096"]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return {r["batch_users"]: float(r["users_per_s"]) for r in report["runs"]}
+
+
+def bench_shape(
+    n_users: int, n_items: int, dim: int, device: torch.device, budget: int, repeat: int, recbole: str | None = None
+) -> dict:
     users, items, truth, train = make_data(n_users, n_items, dim)
     users, items = users.to(device), items.to(device)
     chunk = chunk_size_for(n_items, budget)
@@ -105,13 +122,24 @@ def bench_shape(n_users: int, n_items: int, dim: int, device: torch.device, budg
     time_ours(users, items, small, train, chunk, device)
     ours: list[float] = []
     refs: dict[str, list[float]] = {kind: [] for kind in kinds}
+    peer: dict[str, list[float]] = {}
     for _ in range(repeat):  # interleaved, so that a change in outside load hits every figure alike
         for kind in kinds:
             refs[kind].append(time_bound(users, items, chunk, device, kind=kind))
         wall, means = time_ours(users, items, truth, train, chunk, device)
         ours.append(wall)
+        if recbole:
+            for setting, rate in recbole_once(recbole, n_users, n_items, dim, torch.get_num_threads()).items():
+                peer.setdefault(setting, []).append(rate)
     t_ours = min(ours)
     best = {kind: min(v) for kind, v in refs.items()}
+    side = {}
+    if peer:
+        side = {
+            "recbole_users_per_s": {s: max(v) for s, v in peer.items()},
+            "all_recbole_users_per_s": peer,
+            "speedup_over_recbole": {s: round(n_users / t_ours / max(v), 2) for s, v in peer.items()},
+        }
     return {
         "users": n_users, "items": n_items, "dim": dim, "chunk_size": chunk,
         "ours_s": round(t_ours, 3), "bound_s": round(best["bound"], 3),
@@ -125,6 +153,7 @@ def bench_shape(n_users: int, n_items: int, dim: int, device: torch.device, budg
         "all_ours_s": [round(x, 3) for x in ours],
         **{f"all_{kind}_s": [round(x, 3) for x in v] for kind, v in refs.items()},
         "means@10": means,
+        **side,
     }
 
 
@@ -159,6 +188,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--million", action="store_true", help="evaluate 1M users x 100k items once and report peak memory")
+    ap.add_argument("--recbole-python", default=None, help="a Python with RecBole: time its evaluation side by side")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -177,12 +207,15 @@ def main() -> None:
         report["shapes"] = []
         for shape in a.shapes.split(","):
             nu, ni = (int(x) for x in shape.lower().split("x"))
-            r = bench_shape(nu, ni, a.dim, device, budget, a.repeat)
+            r = bench_shape(nu, ni, a.dim, device, budget, a.repeat, a.recbole_python)
             report["shapes"].append(r)
             print(f"{nu} users x {ni} items, d={a.dim}: ours {r['ours_users_per_s']:.0f} users/s, bound "
                   f"{r['bound_users_per_s']:.0f} users/s, ratio {r['ratio_to_bound']:.3f}; fresh-tensor bound "
                   f"{r['bound_fresh_users_per_s']:.0f} (ratio {r['ratio_to_bound_fresh']:.3f}), product alone "
                   f"{r['matmul_users_per_s']:.0f} (ratio {r['ratio_to_matmul']:.3f}) (chunk {r['chunk_size']})", flush=True)
+            for setting, rate in r.get("recbole_users_per_s", {}).items():
+                print(f"  RecBole 1.2.1 at batch {setting}: {rate:.0f} users/s; crossbench is "
+                      f"{r['speedup_over_recbole'][setting]:.1f}x faster", flush=True)
     print(json.dumps(report))
 
 

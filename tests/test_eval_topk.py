@@ -66,8 +66,8 @@ def test_exact_topk_engages_the_two_stage_path(monkeypatch):
     monkeypatch.setattr(ties.torch, "topk", spy)
     s = torch.randn(3, 10 * GROUP * 11 + 5)
     exact_topk(s, 11)
-    # first the group maxima, then the kept groups' items plus the 5 left over: never a whole row
-    assert calls == [(3, 10 * 11), (3, 11 * GROUP + 5)]
+    # the group maxima, the kept groups' items, the 5 left over, the merge: never a whole row
+    assert calls == [(3, 10 * 11), (3, 11 * GROUP), (3, 5), (3, 11 + 5)]
 
 
 def _world(seed: int, n_users: int = 60):

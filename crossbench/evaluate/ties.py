@@ -58,7 +58,7 @@ def exact_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     On CPU, for rows much longer than ``k``, it works in two stages, which costs about a
     third of a full ``torch.topk``: split each row into groups of :data:`GROUP` items, take
     each group's maximum, keep the ``k`` groups with the largest maxima, and take the top
-    ``k`` of their items (plus the items of the last, incomplete group).
+    ``k`` of their items; the last, incomplete group's own top ``k`` are merged in.
 
     Why that is exact: let ``t`` be the ``k``-th largest group maximum. Fewer than ``k``
     groups have a maximum above ``t``, so all of them are kept, and with them every item
@@ -73,15 +73,17 @@ def exact_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
         return torch.topk(scores, k, dim=1, largest=True, sorted=True)
     n_groups = n // GROUP
     main = n_groups * GROUP
-    maxima = scores[:, :main].reshape(b, n_groups, GROUP).amax(2)
-    groups = torch.topk(maxima, k, dim=1, largest=True, sorted=False).indices
-    offsets = torch.arange(GROUP, dtype=groups.dtype, device=groups.device)
-    candidates = (groups.unsqueeze(2) * GROUP + offsets).reshape(b, k * GROUP)
-    if main < n:
-        rest = torch.arange(main, n, dtype=groups.dtype, device=groups.device)
-        candidates = torch.cat([candidates, rest.expand(b, n - main)], dim=1)
-    values, where = torch.topk(scores.gather(1, candidates), k, dim=1, largest=True, sorted=True)
-    return values, candidates.gather(1, where)
+    blocks = scores[:, :main].reshape(b, n_groups, GROUP)
+    groups = torch.topk(blocks.amax(2), k, dim=1, largest=True, sorted=False).indices  # [b, k]
+    kept = blocks.gather(1, groups.unsqueeze(2).expand(b, k, GROUP)).reshape(b, k * GROUP)
+    values, where = torch.topk(kept, k, dim=1, largest=True, sorted=True)
+    indices = groups.gather(1, where // GROUP) * GROUP + where % GROUP
+    if main < n:  # the last, incomplete group: its own top items, merged in
+        tail_values, tail_indices = torch.topk(scores[:, main:], min(k, n - main), dim=1, sorted=False)
+        both = torch.cat([values, tail_values], dim=1)
+        values, where = torch.topk(both, k, dim=1, largest=True, sorted=True)
+        indices = torch.cat([indices, tail_indices + main], dim=1).gather(1, where)
+    return values, indices
 
 
 def top_k(scores: torch.Tensor, k: int, *, check_nan: bool = True) -> TopK:

@@ -11,8 +11,8 @@ A score function that takes an ``out`` keyword is handed one reusable ``[chunk, 
 float32 buffer (two on an accelerator, where two chunks are in flight) and may write the
 scores there and return it. Large score matrices are then not allocated afresh for every
 chunk, which on CPU saves the operating system's page faults and zeroing: with
-64-dimensional vectors they took about a third of the time of the product plus its top-K. A score function
-without ``out`` (or one that returns another tensor) works as before.
+64-dimensional vectors they took about a third of the time of the product plus its top-K.
+A score function without ``out`` (or one that returns another tensor) works as before.
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ def evaluate(
     ``score_fn(users)`` returns ``[len(users), n_items]`` scores (a fresh tensor: views are
     copied before masking); if it takes an ``out`` keyword it is called as
     ``score_fn(users, out=buffer)`` with a reusable float32 buffer of that shape, which it
-    may fill and return (see the module's notes). Items in ``exclude`` (the users' training items) are never
-    ranked. ``grades`` (float, aligned with ``truth.items``, all > 0) grade the held-out
+    may fill and return (see the module's notes). Items in ``exclude`` (the users' training
+    items) are never ranked. ``grades`` (float, aligned with ``truth.items``, all > 0) grade the held-out
     items for graded metrics; without it every held-out item has grade 1.
     ``item_popularity`` (``[n_items]`` training interaction counts) feeds ``top_items``
     metrics. ``item_groups`` maps a group name to a boolean ``[n_items]`` mask: each

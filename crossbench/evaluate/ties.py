@@ -55,8 +55,8 @@ def exact_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
 
     The values are exactly those of ``torch.topk(scores, k)`` (NaN counts as the largest, as
     there); among tied values any of the tied indices may be returned, as with ``torch.topk``.
-    On CPU, for rows much longer than ``k``, it works in two stages, which costs about a
-    third of a full ``torch.topk``: split each row into groups of :data:`GROUP` items, take
+    On CPU, for rows much longer than ``k``, it works in two stages, which costs a third to
+    a half of a full ``torch.topk``: split each row into groups of :data:`GROUP` items, take
     each group's maximum, keep the ``k`` groups with the largest maxima, and take the top
     ``k`` of their items; the last, incomplete group's own top ``k`` are merged in.
 

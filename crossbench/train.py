@@ -407,9 +407,8 @@ class ComposedRecommender(Recommender):
             u = model.user_vectors(users, hists, masks, self.target, present)
             encoder: ItemEncoder = model.item_encoders[self.target]  # type: ignore[assignment]
             items = encoder.all_items()
-            if self.bf16:  # reduced-precision products; the float32 copy is a new tensor
-                return model.scorer.score_all(u, items).float()
-            return model.scorer.score_all(u, items, out=out).float()
+            # bf16 products cannot land in the float32 buffer; their float32 copy is a new tensor
+            return model.scorer.score_all(u, items, out=None if self.bf16 else out).float()
 
     # -- checkpoints ----------------------------------------------------------------------
 

@@ -48,17 +48,13 @@ class MlpScorer(Scorer):
     def score_all(self, users: torch.Tensor, items: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
         b, n, d = users.shape[0], items.shape[0], users.shape[1]
         block = max(1, self.max_elements // max(1, b * 3 * d))
-        parts = []
         for start in range(0, n, block):
             chunk = items[start : start + block]
             part = self.forward(users, chunk.unsqueeze(0).expand(b, -1, -1))
-            if out is not None:
-                out[:, start : start + block] = part
-            else:
-                parts.append(part)
-        if out is not None:
-            return out
-        return torch.cat(parts, dim=1) if parts else users.new_zeros(b, 0)
+            if out is None:
+                out = part.new_empty(b, n)
+            out[:, start : start + block] = part
+        return out if out is not None else users.new_zeros(b, 0)
 
 
 def cosine_scorer(*, context: BuildContext, temperature: float = 0.1) -> CosineScorer:

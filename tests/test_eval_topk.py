@@ -55,6 +55,20 @@ def test_exact_topk_returns_torch_topk_values(seed):
         assert (indices.sort(dim=1).values.diff(dim=1) != 0).all()  # distinct items
 
 
+@pytest.mark.parametrize("layout", ["rows_of_a_buffer", "transposed", "column_slice"])
+def test_exact_topk_on_views(layout):
+    """Rows taken from a larger buffer (storage offset), and non-contiguous views, give topk's values."""
+    g = torch.Generator().manual_seed(11)
+    base = torch.randint(0, 50, (9, 7_001), generator=g).float()
+    s = {"rows_of_a_buffer": base[3:8], "transposed": base.T.contiguous().T[2:6],
+         "column_slice": base[:, 1:6_998]}[layout]
+    for k in (1, 7, 21):
+        values, indices = exact_topk(s, k)
+        assert torch.equal(values, torch.topk(s, k, dim=1).values)
+        assert torch.equal(s.gather(1, indices), values)
+        assert (indices.sort(dim=1).values.diff(dim=1) != 0).all()
+
+
 def test_exact_topk_engages_the_two_stage_path(monkeypatch):
     calls = []
     real = torch.topk

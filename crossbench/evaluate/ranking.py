@@ -296,7 +296,7 @@ def _relevance(
     gains = torch.where(valid, g, torch.zeros_like(g))
     empty = n_rel == 0
     for k in ks:
-        ranks_k = torch.where(ranks < k, ranks, torch.full_like(ranks, float("inf")))
+        ranks_k = ranks.masked_fill(ranks >= k, float("inf"))
         for name in plan.relevance:
             spec = metrics[name]
             second = gains if spec.inputs == "graded" else n_rel

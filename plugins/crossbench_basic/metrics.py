@@ -1,41 +1,46 @@
-"""Recall, NDCG, HR and MRR at K from the 0-based ranks of relevant items (``inf`` = not in top K)."""
+"""Recall, NDCG, HR and MRR at K from the 0-based ranks of relevant items (``inf`` = not in top K).
+
+Each is a handful of whole-tensor operations per chunk of users: a rank of ``inf`` turns
+into a zero contribution through the arithmetic itself (``1 / log2(inf + 2) == 0``,
+``1 / (inf + 1) == 0``), with no masks.
+"""
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import torch
 
 from crossbench.interfaces import MetricSpec
 
 
-def _hits(ranks: torch.Tensor) -> torch.Tensor:
-    return torch.isfinite(ranks)
-
-
 def recall(ranks: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
     """Relevant items in the top K over all relevant items."""
-    return _hits(ranks).sum(1).double() / n_relevant.clamp(min=1)
+    return (ranks < k).sum(1).double() / n_relevant.clamp(min=1)
 
 
 def hit_rate(ranks: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
     """1 if any relevant item is in the top K."""
-    return _hits(ranks).any(1).double()
+    return (ranks < k).any(1).double()
+
+
+@lru_cache(maxsize=64)
+def ideal_dcg(k: int, device: torch.device) -> torch.Tensor:
+    """``[k]`` float64: entry ``j`` is the DCG of ``j + 1`` hits at the top (log2 discount)."""
+    positions = torch.arange(k, dtype=torch.float64, device=device)
+    return torch.cumsum(1.0 / torch.log2(positions + 2.0), 0)
 
 
 def ndcg(ranks: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
     """Binary NDCG: DCG of the hits over the DCG of an ideal list of min(|rel|, K) hits."""
-    gains = torch.where(_hits(ranks), 1.0 / torch.log2(ranks.clamp(max=1e12) + 2.0), torch.zeros_like(ranks))
-    dcg = gains.sum(1)
-    positions = torch.arange(k, dtype=torch.float64, device=ranks.device)
-    discounts = 1.0 / torch.log2(positions + 2.0)
-    ideal_cum = torch.cumsum(discounts, 0)
+    dcg = (1.0 / torch.log2(ranks + 2.0)).sum(1)
     n_ideal = n_relevant.clamp(min=1, max=k).long() - 1
-    return dcg / ideal_cum[n_ideal]
+    return dcg / ideal_dcg(k, ranks.device)[n_ideal]
 
 
 def mrr(ranks: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
     """Reciprocal rank of the first relevant item in the top K (0 if none)."""
-    first = ranks.min(1).values
-    return torch.where(torch.isfinite(first), 1.0 / (first + 1.0), torch.zeros_like(first))
+    return 1.0 / (ranks.amin(1) + 1.0)
 
 
 METRICS = (

@@ -18,21 +18,21 @@ from crossbench.interfaces import MetricSpec
 
 
 def _discount(ranks: torch.Tensor) -> torch.Tensor:
-    return torch.where(torch.isfinite(ranks), 1.0 / torch.log2(ranks.clamp(max=1e12) + 2.0), torch.zeros_like(ranks))
+    """``1 / log2(rank + 2)``; exactly 0 where the rank is ``inf`` (not retrieved)."""
+    return 1.0 / torch.log2(ranks + 2.0)
 
 
 def average_precision(ranks: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
     """AP@K: mean over relevant items of the precision at each one retrieved within K (÷|relevant|)."""
     ordered = torch.sort(ranks, dim=1).values  # hits first, ascending; inf after
-    hits = torch.isfinite(ordered)
     position = torch.arange(1, ranks.shape[1] + 1, dtype=torch.float64, device=ranks.device)
-    prec = torch.where(hits, position / (ordered.clamp(max=1e12) + 1.0), torch.zeros_like(ordered))
-    return prec.sum(1) / n_relevant.clamp(min=1)
+    # The j-th hit (1-based) at 0-based rank r contributes P@(r+1) = j / (r + 1); inf gives 0.
+    return (position / (ordered + 1.0)).sum(1) / n_relevant.clamp(min=1)
 
 
 def precision(ranks: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
     """Relevant items in the top K over K."""
-    return torch.isfinite(ranks).sum(1).to(torch.float64) / float(k)
+    return (ranks < k).sum(1).to(torch.float64) / float(k)
 
 
 def _graded_ndcg(ranks: torch.Tensor, gains: torch.Tensor, k: int) -> torch.Tensor:

@@ -75,7 +75,7 @@ def exact_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     main = n_groups * GROUP
     blocks = scores[:, :main].reshape(b, n_groups, GROUP)
     groups = torch.topk(blocks.amax(2), k, dim=1, largest=True, sorted=False).indices  # [b, k]
-    kept = _take_groups(scores, groups).reshape(b, k * GROUP)
+    kept = _take_groups(scores, blocks, groups).reshape(b, k * GROUP)
     values, where = torch.topk(kept, k, dim=1, largest=True, sorted=True)
     indices = groups.gather(1, where // GROUP) * GROUP + where % GROUP
     if main < n:  # the last, incomplete group: its own top items, merged in
@@ -86,8 +86,10 @@ def exact_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     return values, indices
 
 
-def _take_groups(scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+def _take_groups(scores: torch.Tensor, blocks: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """The items of group ``groups[r, j]`` of each row ``r`` of ``scores``, ``[B, k, GROUP]``.
+
+    ``blocks`` is ``scores``' whole groups as a ``[B, n_groups, GROUP]`` view.
 
     The kept groups lie scattered over a score matrix far larger than the cache, so this
     copies each as one 256-byte run: ``index_select`` over a view whose row ``i`` is the
@@ -96,7 +98,6 @@ def _take_groups(scores: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """
     b, k = groups.shape
     if not scores.is_contiguous():
-        blocks = scores[:, : (scores.shape[1] // GROUP) * GROUP].unflatten(1, (-1, GROUP))
         return blocks.gather(1, groups.unsqueeze(2).expand(b, k, GROUP))
     n = scores.shape[1]
     starts = torch.arange(0, b * n, n, device=scores.device).unsqueeze(1) + groups * GROUP

@@ -172,10 +172,22 @@ def test_score_buffer_changes_no_metric(mode, lookahead, monkeypatch):
           "item_popularity": np.arange(300.0)}
     base = evaluate(lambda u: users[u] @ items.T, truth, chunk_size=1000, **kw)
     monkeypatch.setattr(ranking, "_lookahead", lambda device: lookahead)
+    allocated: list[int] = []
+    real_empty = torch.empty
+
+    def counting_empty(*args, **kwargs):
+        t = real_empty(*args, **kwargs)
+        if t.shape[-1:] == (300,) and t.dtype == torch.float32:
+            allocated.append(t.shape[0])
+        return t
+
+    monkeypatch.setattr(ranking.torch, "empty", counting_empty)
     for chunk in (1, 10, 97):
         fn = _Dot(users, items, mode)
+        allocated.clear()
         res = evaluate(fn, truth, chunk_size=chunk, **kw)
         assert len(fn.buffers) == (2 if lookahead and chunk < 97 else 1)  # reused, never one per chunk
+        assert allocated == [chunk] * len(fn.buffers)  # a second buffer only when a next chunk exists
         assert res.catalog == base.catalog
         for key, values in base.per_user.items():
             np.testing.assert_array_equal(res.per_user[key], values, err_msg=f"{key}, chunk {chunk}")

@@ -137,10 +137,11 @@ def evaluate(
     # One padded width for every chunk, so that row sums never depend on the chunk's makeup.
     width = max(int(np.diff(truth.indptr).max()) if truth.n_users else 0, 1)
     # On an accelerator the next chunk is launched before this one is finished, so that its
-    # matrix product and top-K run while the host issues this chunk's small kernels.
+    # matrix product and top-K run while the host issues this chunk's small kernels. A second
+    # buffer is allocated only when there is a next chunk.
     lookahead = _lookahead(device)
     buffers = _ScoreBuffers.for_(score_fn, rows=min(chunk_size, truth.n_users), n_items=n_items, device=device,
-                                 count=2 if lookahead else 1)
+                                 count=2 if lookahead and truth.n_users > chunk_size else 1)
 
     def launch(start: int) -> _Pending:
         """Score, mask and take the top K of one chunk (asynchronous on an accelerator)."""

@@ -173,15 +173,14 @@ def test_score_buffer_changes_no_metric(mode, lookahead, monkeypatch):
     base = evaluate(lambda u: users[u] @ items.T, truth, chunk_size=1000, **kw)
     monkeypatch.setattr(ranking, "_lookahead", lambda device: lookahead)
     allocated: list[int] = []
-    real_empty = torch.empty
+    real_for = ranking._ScoreBuffers.for_
 
-    def counting_empty(*args, **kwargs):
-        t = real_empty(*args, **kwargs)
-        if t.shape[-1:] == (300,) and t.dtype == torch.float32:
-            allocated.append(t.shape[0])
-        return t
+    def counting_for(score_fn, **kwargs):
+        made = real_for(score_fn, **kwargs)
+        allocated.extend(slot.shape[0] for slot in made.slots)
+        return made
 
-    monkeypatch.setattr(ranking.torch, "empty", counting_empty)
+    monkeypatch.setattr(ranking._ScoreBuffers, "for_", counting_for)
     for chunk in (1, 10, 97):
         fn = _Dot(users, items, mode)
         allocated.clear()

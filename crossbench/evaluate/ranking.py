@@ -8,8 +8,8 @@ ranks of the relevant items follow from those values under the tie rule of
 catalogue; every value is exact and independent of the chunk size.
 
 A score function that takes an ``out`` keyword is handed one reusable ``[chunk, n_items]``
-float32 buffer (two on an accelerator, where two chunks are in flight) and may write the
-scores there and return it. Large score matrices are then not allocated afresh for every
+float32 buffer (on an accelerator, where two chunks are in flight, two when there is
+more than one chunk) and may write the scores there and return it. Large score matrices are then not allocated afresh for every
 chunk, which on CPU saves the operating system's page faults and zeroing: with
 64-dimensional vectors they took about a third of the time of the product plus its top-K.
 A score function without ``out`` (or one that returns another tensor) works as before.

@@ -23,6 +23,7 @@ import math
 import os
 import random
 import re
+import sqlite3
 import tempfile
 import time
 import warnings
@@ -59,9 +60,72 @@ _DEFAULT_DRIVERS: dict[str, tuple[str, ...]] = {"postgresql": ("psycopg2", "psyc
 
 # A server that drops idle connections (or a worker suspended for a while) must not break the
 # next write: connections are checked before use and renewed after half an hour.
-_SERVER_ENGINE_KWARGS: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 1800, "connect_args": {"connect_timeout": 10}}
+_SERVER_ENGINE_KWARGS: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 1800}
+# PostgreSQL sessions commit without waiting for the WAL flush: a trial costs ~19 commits, and
+# waiting for each flush doubled the storage's cost per trial. A server crash can then lose
+# the last fraction of a second of commits (never corrupt the database): at worst a trial's
+# last update, whose trial the heartbeat check runs again.
+_POSTGRES_CONNECT_ARGS: dict[str, Any] = {"connect_timeout": 10, "options": "-c synchronous_commit=off"}
+_MYSQL_CONNECT_ARGS: dict[str, Any] = {"connect_timeout": 10}
 # SQLite serialises writers with a file lock; wait for it rather than failing at once.
-_SQLITE_ENGINE_KWARGS: dict[str, Any] = {"connect_args": {"timeout": 60}}
+_SQLITE_LOCK_TIMEOUT_S = 60
+# File systems on which SQLite's write-ahead log must not be used (it needs shared memory on one host).
+_NETWORK_FILESYSTEMS = frozenset({
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "lustre", "gpfs", "beegfs",
+    "fuse.sshfs", "fuse.glusterfs", "fuse.ceph", "fuse.s3fs", "fuse.gcsfuse",
+})
+
+
+def _filesystem_type(path: Path) -> str | None:
+    """The type of the file system holding ``path`` (Linux ``/proc/mounts``), or ``None`` if unknown."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    target = str(path.resolve())
+    best, fstype = "", None
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > len(best):
+            best, fstype = point, fields[2]
+    return fstype
+
+
+@dataclass(frozen=True)
+class _SqliteConnector:
+    """Opens the SQLite file: a lock timeout, and on a local disk the write-ahead log.
+
+    WAL with ``synchronous=NORMAL`` syncs the disk at checkpoints rather than at every commit
+    (about 5x cheaper per trial than SQLite's default rollback journal); a power cut can undo
+    the last commits but not corrupt the file. On a network file system (where WAL is unsafe)
+    the file keeps SQLite's default journal.
+    """
+
+    path: str
+    wal: bool
+
+    def __call__(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=_SQLITE_LOCK_TIMEOUT_S, check_same_thread=False)
+        if self.wal:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+
+def _engine_kwargs(spec: StorageSpec) -> dict[str, Any]:
+    """SQLAlchemy engine settings for ``spec`` (see the notes above on each)."""
+    if spec.kind == "sqlite":
+        path = spec.path
+        if path is None:  # :memory:
+            return {}
+        wal = _filesystem_type(path.parent) not in _NETWORK_FILESYSTEMS
+        return {"creator": _SqliteConnector(str(path), wal)}
+    connect_args = _POSTGRES_CONNECT_ARGS if spec.url.lower().startswith("postgresql") else _MYSQL_CONNECT_ARGS
+    return {**_SERVER_ENGINE_KWARGS, "connect_args": dict(connect_args)}
 
 
 @dataclass(frozen=True)
@@ -244,8 +308,11 @@ def open_storage(
     ``Study.optimize`` only: a loop built on ``Study.ask``/``Study.tell`` must call
     ``storage.record_heartbeat(trial._trial_id)`` itself, or its trials are never found stale.
     Server connections are checked before each use and recycled every 30 minutes, so workers on
-    other machines survive a server restart or idle-connection timeouts. Workers that open a
-    fresh database at the same moment race to create Optuna's tables; the losers retry.
+    other machines survive a server restart or idle-connection timeouts; PostgreSQL sessions
+    commit asynchronously (``synchronous_commit=off``: a server crash may lose the last fraction
+    of a second of commits, never corrupt). A SQLite file on a local disk uses the write-ahead
+    log with ``synchronous=NORMAL``. Workers that open a fresh database at the same moment race
+    to create Optuna's tables; the losers retry.
 
     A journal file (``kind`` ``"journal"``) opens as :class:`optuna.storages.JournalStorage` over
     a :class:`~optuna.storages.journal.JournalFileBackend` with a
@@ -272,7 +339,7 @@ def open_storage(
             raise CrossbenchError(f"cannot create the folder of tuning storage {spec.display!r}: {exc.strerror or exc}") from None
     import sqlalchemy.exc
 
-    kwargs: dict[str, Any] = {"engine_kwargs": dict(_SQLITE_ENGINE_KWARGS if spec.kind == "sqlite" else _SERVER_ENGINE_KWARGS)}
+    kwargs: dict[str, Any] = {"engine_kwargs": _engine_kwargs(spec)}
     if heartbeat_interval is not None:
         kwargs["heartbeat_interval"] = heartbeat_interval
         kwargs["grace_period"] = grace_period

@@ -132,6 +132,24 @@ def test_open_default_creates_folder_and_has_heartbeats(tmp_path: Path) -> None:
     assert (tmp_path / "new" / "tuning.db").is_file()
 
 
+def test_sqlite_on_a_local_disk_uses_the_write_ahead_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    open_storage(resolve_storage(f"sqlite:///{tmp_path}/local.db", results_dir=tmp_path))
+    assert sqlite3.connect(tmp_path / "local.db").execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    monkeypatch.setattr(studies, "_filesystem_type", lambda path: "nfs4")
+    open_storage(resolve_storage(f"sqlite:///{tmp_path}/remote.db", results_dir=tmp_path))
+    assert sqlite3.connect(tmp_path / "remote.db").execute("PRAGMA journal_mode").fetchone() == ("delete",)
+
+
+def test_server_engine_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(studies, "_module_available", lambda name: True)
+    pg = studies._engine_kwargs(resolve_storage("postgresql://u:pw@h/db", results_dir=tmp_path))
+    assert pg["pool_pre_ping"] is True and pg["connect_args"]["options"] == "-c synchronous_commit=off"
+    my = studies._engine_kwargs(resolve_storage("mysql+pymysql://u:pw@h/db", results_dir=tmp_path))
+    assert my["pool_pre_ping"] is True and "options" not in my["connect_args"]
+
+
 def test_open_journal_has_no_heartbeat(tmp_path: Path) -> None:
     storage = open_storage(resolve_storage(f"{tmp_path}/t.log", results_dir=tmp_path), heartbeat_interval=5)
     assert isinstance(storage, optuna.storages.JournalStorage)

@@ -1,10 +1,19 @@
-"""Markdown leaderboards built from run records alone."""
+"""Markdown leaderboards and pairwise significance tables built from run records alone.
+
+Significance is tested over test users, never over (user, seed) pairs: in the cold-start
+protocol every seed splits the same users anew, so one user can be a test user in several
+seeds. Each user's per-user values are first averaged over the seeds whose test set holds
+them (:func:`crossbench.evaluate.stats.user_means_over_seeds`), then two models are compared
+by a paired t-test over users, Holm-adjusted over the table's comparisons.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +21,23 @@ import numpy as np
 from tabulate import tabulate
 
 from crossbench.evaluate.peruser import load_per_user
-from crossbench.evaluate.stats import holm, paired_ttest, paired_values
+from crossbench.evaluate.stats import holm, paired_ttest, paired_users, user_means_over_seeds
+
+#: One section's per-user ``(users, values)`` by (file, metric key): each file is read and hash-checked once per key.
+PerUserCache = dict[tuple[Path, str], tuple[np.ndarray, np.ndarray]]
+
+TEST_TEXT = (
+    "two-sided paired t-test over test users, each user's values averaged over the seeds whose test set "
+    "holds them (each user counted once)"
+)
+TUNING_TEXT = (
+    "Tuning: each tuned row was tuned per split on that split's validation users with the budget "
+    "shown; `defaults` rows were not tuned."
+)
+LEGACY_TUNING_TEXT = (
+    " Cells marked `*` come from records of the earlier tuner, which tuned once, on one split's "
+    "validation users, and used the result for every seed."
+)
 
 
 def _fmt(values: Sequence[float]) -> str:
@@ -25,6 +50,10 @@ def _fmt(values: Sequence[float]) -> str:
 
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
+
+
+def _fmt_p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _sampled_label(rec: dict[str, Any]) -> str:
@@ -49,81 +78,218 @@ def group_records(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str
     return dict(groups)
 
 
-def _per_user(rec: dict[str, Any], key: str, record_dir: Path | None) -> tuple[np.ndarray, np.ndarray] | None:
-    info = rec["evaluation"].get("per_user")
-    base = record_dir or (Path(rec["_path"]).parent if "_path" in rec else None)
-    if not info or base is None or not (base / info["path"]).exists():
-        return None
-    result = load_per_user(base / info["path"], sha256=info.get("sha256"))
-    if key not in result.per_user:
-        return None
-    return result.users, result.per_user[key]
-
-
-def significance(
-    by_model: dict[str, list[dict[str, Any]]], best: str, key: str, record_dir: Path | None
-) -> dict[str, float] | None:
-    """Holm-adjusted p-values of paired t-tests of each model against ``best`` on ``key``.
-
-    Per-user values are paired within each seed's split and pooled over seeds. ``None`` when
-    a per-user file is missing.
-    """
-    best_runs = {r["seed"]: r for r in by_model[best]}
-    raw: dict[str, float] = {}
-    for label, runs in by_model.items():
-        if label == best:
-            continue
-        xs, ys = [], []
-        for r in runs:
-            other = best_runs.get(r["seed"])
-            if other is None or other["protocol"]["split_fingerprint"] != r["protocol"]["split_fingerprint"]:
-                continue
-            a, b = _per_user(other, key, record_dir), _per_user(r, key, record_dir)
-            if a is None or b is None:
-                return None
-            x, y = paired_values(a[0], a[1], b[0], b[1])
-            xs.append(x)
-            ys.append(y)
-        if not xs or sum(len(x) for x in xs) < 2:
-            return None
-        raw[label] = paired_ttest(np.concatenate(xs), np.concatenate(ys)).pvalue
-    adjusted = holm(list(raw.values()))
-    return dict(zip(raw, (float(p) for p in adjusted)))
-
-
-def _fmt_p(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def leaderboard_table(records: Sequence[dict[str, Any]], *, record_dir: Path | None = None) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: one row per model label, metrics as mean ± sample std over seeds, best in bold.
-
-    The last column is the Holm-adjusted p-value of a paired t-test (over test users, pooled
-    over seeds) of each model against the best one on the primary metric (NDCG at the
-    smallest K, else the first column).
-    """
+def _by_model(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for rec in records:
         by_model[rec["model"]["label"]].append(rec)
+    return dict(by_model)
+
+
+def _columns(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Metric keys every record has, in the records' column order."""
     columns: list[str] = []
     for rec in records:
         for key in rec["evaluation"].get("columns") or sorted(rec["evaluation"]["metrics"]):
             if key not in columns and all(key in r["evaluation"]["metrics"] for r in records):
                 columns.append(key)
+    return columns
+
+
+def _primary(columns: Sequence[str]) -> str:
+    """The metric rows are ranked and tested on: the first ``ndcg@`` column, else the first column."""
+    return next((c for c in columns if c.startswith("ndcg@")), columns[0])
+
+
+def _ranked(by_model: dict[str, list[dict[str, Any]]], key: str) -> list[str]:
+    """Model labels by their mean of ``key`` over seeds, best first."""
+    means = {m: _mean([r["evaluation"]["metrics"][key] for r in rs]) for m, rs in by_model.items()}
+    return sorted(by_model, key=lambda m: -means[m])
+
+
+# --------------------------------------------------------------------------- per-user values
+
+
+def _per_user(
+    rec: dict[str, Any], key: str, record_dir: Path | None, cache: PerUserCache | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The run's ``(users, values)`` of ``key`` from its per-user file; ``None`` when it has none."""
+    info = rec["evaluation"].get("per_user")
+    base = record_dir or (Path(rec["_path"]).parent if "_path" in rec else None)
+    if not info or base is None or not (base / info["path"]).exists():
+        return None
+    path = base / info["path"]
+    if cache is not None and (path, key) in cache:
+        return cache[(path, key)]
+    result = load_per_user(path, sha256=info.get("sha256"))
+    if key not in result.per_user:
+        return None
+    if cache is not None:
+        cache[(path, key)] = (result.users, result.per_user[key])
+    return result.users, result.per_user[key]
+
+
+def matched_user_means(
+    runs_a: Sequence[dict[str, Any]],
+    runs_b: Sequence[dict[str, Any]],
+    key: str,
+    *,
+    record_dir: Path | None = None,
+    cache: PerUserCache | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(users, means of A, means of B)`` of ``key``, one entry per test user, users sorted.
+
+    Only seeds where both models have a run on the same split (same split fingerprint) are
+    used; within each, users are lined up by id and a user undefined (``NaN``) in either run
+    is dropped for that seed. Each user's values are then averaged, for A and for B, over
+    the same seeds: those whose test set holds the user. ``None`` when a per-user file is
+    missing; empty arrays when the two models share no split.
+    """
+    b_by_seed = {r["seed"]: r for r in runs_b}
+    seeds_a: list[tuple[np.ndarray, np.ndarray]] = []
+    seeds_b: list[tuple[np.ndarray, np.ndarray]] = []
+    for ra in runs_a:
+        rb = b_by_seed.get(ra["seed"])
+        if rb is None or rb["protocol"]["split_fingerprint"] != ra["protocol"]["split_fingerprint"]:
+            continue
+        a, b = _per_user(ra, key, record_dir, cache), _per_user(rb, key, record_dir, cache)
+        if a is None or b is None:
+            return None
+        users, x, y = paired_users(a[0], a[1], b[0], b[1])
+        seeds_a.append((users, x))
+        seeds_b.append((users, y))
+    if not seeds_a:
+        empty = np.empty(0)
+        return empty.astype(np.int64), empty, empty
+    users, mean_a = user_means_over_seeds(seeds_a)
+    _, mean_b = user_means_over_seeds(seeds_b)
+    return users, mean_a, mean_b
+
+
+def significance(
+    by_model: dict[str, list[dict[str, Any]]],
+    best: str,
+    key: str,
+    record_dir: Path | None,
+    cache: PerUserCache | None = None,
+) -> dict[str, float] | None:
+    """Holm-adjusted p-values of each model against ``best`` on ``key`` (see :func:`matched_user_means`).
+
+    A paired t-test over test users of the per-user means over seeds, Holm-adjusted over the
+    models compared with the best. ``None`` when a per-user file is missing or a model shares
+    fewer than 2 test users with the best.
+    """
+    raw: dict[str, float] = {}
+    for label, runs in by_model.items():
+        if label == best:
+            continue
+        matched = matched_user_means(by_model[best], runs, key, record_dir=record_dir, cache=cache)
+        if matched is None or matched[0].size < 2:
+            return None
+        raw[label] = paired_ttest(matched[1], matched[2]).pvalue
+    adjusted = holm(list(raw.values()))
+    return dict(zip(raw, (float(p) for p in adjusted)))
+
+
+# --------------------------------------------------------------------------- tuning
+
+
+@dataclass(frozen=True)
+class _Tuning:
+    """One tuning study as a leaderboard cell reads it."""
+
+    study: str
+    budget: str
+    pruned: int
+    failed: int
+    sampler: str
+    legacy: bool
+
+
+def _read_tuning(tuning: Any) -> _Tuning | None:
+    """The study a record's ``model.tuning`` describes; ``None`` when the run was not tuned."""
+    if not isinstance(tuning, dict) or not tuning or tuning.get("tuned") is False:
+        return None
+    sampler = str(tuning.get("sampler") or "").removeprefix("optuna ").removesuffix("Sampler")
+    identity = json.dumps(tuning, sort_keys=True, default=str)
+    if "budget" not in tuning and "tuned" not in tuning:  # the earlier flat form: "trials" were completed
+        return _Tuning(identity, f"{int(tuning.get('trials') or 0)} trials", 0, 0, sampler, legacy=True)
+    budget = tuning.get("budget") or {}
+    parts = []
+    if budget.get("trials") is not None:
+        parts.append(f"{int(budget['trials'])} trials")
+    if budget.get("timeout_s") is not None:
+        parts.append(f"{float(budget['timeout_s']):g} s")
+    text = " or ".join(parts) or f"{int(tuning.get('trials_complete') or 0)} trials"
+    if tuning.get("study"):
+        identity = f"{tuning.get('storage')}|{tuning['study']}"
+    return _Tuning(
+        identity, text, int(tuning.get("trials_pruned") or 0), int(tuning.get("trials_failed") or 0), sampler, legacy=False
+    )
+
+
+def tuned_cell(runs: Sequence[dict[str, Any]]) -> str:
+    """How one model row was tuned: ``defaults``, or the budget, pruned/failed trials and sampler.
+
+    Seeds that share one study (the same tuning) count once; several studies show their
+    count, e.g. ``3×20 trials (5 pruned), TPE``, with the pruned and failed trials summed.
+    """
+    studies: dict[str, _Tuning] = {}
+    untuned = 0
+    for rec in runs:
+        t = _read_tuning(rec["model"].get("tuning"))
+        if t is None:
+            untuned += 1
+        else:
+            studies.setdefault(t.study, t)
+    if not studies:
+        return "defaults"
+    counts: dict[str, int] = defaultdict(int)
+    for t in studies.values():
+        counts[t.budget] += 1
+    text = " + ".join(b if len(studies) == 1 else f"{n}×{b}" for b, n in counts.items())
+    pruned, failed = sum(t.pruned for t in studies.values()), sum(t.failed for t in studies.values())
+    notes = [f"{pruned} pruned"] * (pruned > 0) + [f"{failed} failed"] * (failed > 0)
+    if notes:
+        text += f" ({', '.join(notes)})"
+    samplers = sorted({t.sampler for t in studies.values() if t.sampler})
+    if samplers:
+        text += ", " + "/".join(samplers)
+    if any(t.legacy for t in studies.values()):
+        text += "*"
+    if untuned:
+        text += f"; defaults for {untuned} seed{'s' * (untuned > 1)}"
+    return text
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def leaderboard_table(
+    records: Sequence[dict[str, Any]], *, record_dir: Path | None = None, cache: PerUserCache | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: one row per model label, metrics as mean ± sample std over seeds, best in bold.
+
+    After the fit time comes how the row was tuned (:func:`tuned_cell`), and last, when every
+    run has its per-user file, the Holm-adjusted p-value of each model against the best one
+    on the primary metric (NDCG at the smallest K, else the first column) by
+    :func:`significance`.
+    """
+    by_model = _by_model(records)
+    columns = _columns(records)
     means = {m: {c: _mean([r["evaluation"]["metrics"][c] for r in rs]) for c in columns} for m, rs in by_model.items()}
     lower = {c for r in records for c in r["evaluation"].get("lower_is_better", [])}
     best = {c: (min if c in lower else max)(means[m][c] for m in by_model) for c in columns}
-    header = ["model", "seeds", *columns, "fit s"]
-    rows = []
+    header = ["model", "seeds", *columns, "fit s", "tuned"]
     order = list(by_model)
     pvalues = None
     if columns:
-        primary = next((c for c in columns if c.startswith("ndcg@")), columns[0])
-        order = sorted(by_model, key=lambda m: -means[m][primary])
+        primary = _primary(columns)
+        order = _ranked(by_model, primary)
         if len(order) > 1:
-            pvalues = significance(by_model, order[0], primary, record_dir)
+            pvalues = significance(by_model, order[0], primary, record_dir, cache)
         if pvalues is not None:
             header.append(f"p vs best ({primary}, Holm)")
+    rows = []
     for m in order:
         rs = by_model[m]
         row = [m, str(len({r["seed"] for r in rs}))]
@@ -131,38 +297,120 @@ def leaderboard_table(records: Sequence[dict[str, Any]], *, record_dir: Path | N
             cell = _fmt([r["evaluation"]["metrics"][c] for r in rs])
             row.append(f"**{cell}**" if math.isclose(means[m][c], best[c], rel_tol=0, abs_tol=1e-12) else cell)
         row.append(f"{_mean([r['timings']['fit_s'] for r in rs]):.1f}")
+        row.append(tuned_cell(rs))
         if pvalues is not None:
             row.append("—" if m == order[0] else _fmt_p(pvalues[m]))
         rows.append(row)
     return header, rows
 
 
+@dataclass(frozen=True)
+class PairwiseTable:
+    """The square table of one section: its metric, header, rows and the number of pairs tested."""
+
+    primary: str
+    header: list[str]
+    rows: list[list[str]]
+    n_pairs: int
+
+
+def pairwise_table(
+    records: Sequence[dict[str, Any]], *, record_dir: Path | None = None, cache: PerUserCache | None = None
+) -> PairwiseTable | None:
+    """The square table of every pair of models; ``None`` without a common metric or every per-user file.
+
+    Row model against column model: the mean over test users of (row − column) of the
+    per-user means over seeds (:func:`matched_user_means`), and the p-value of a paired
+    t-test over those users, Holm-adjusted over all pairs of the table. Models are in
+    leaderboard order; ``n/a`` where two models share fewer than 2 test users.
+    """
+    by_model = _by_model(records)
+    columns = _columns(records)
+    if not columns:
+        return None
+    primary = _primary(columns)
+    order = _ranked(by_model, primary)
+    diffs: dict[tuple[str, str], float] = {}
+    raw: dict[tuple[str, str], float] = {}
+    for i, a in enumerate(order):
+        for b in order[i + 1 :]:
+            matched = matched_user_means(by_model[a], by_model[b], primary, record_dir=record_dir, cache=cache)
+            if matched is None:
+                return None
+            users, mean_a, mean_b = matched
+            if users.size >= 2:
+                diffs[(a, b)] = float(np.mean(mean_a - mean_b))
+                raw[(a, b)] = paired_ttest(mean_a, mean_b).pvalue
+    adjusted = dict(zip(raw, (float(p) for p in holm(list(raw.values())))))
+    rows = []
+    for a in order:
+        row = [a]
+        for b in order:
+            if a == b:
+                row.append("—")
+                continue
+            pair, sign = ((a, b), 1.0) if (a, b) in diffs else ((b, a), -1.0)
+            row.append(f"{sign * diffs[pair]:+.4f} (p {_fmt_p(adjusted[pair])})" if pair in diffs else "n/a")
+        rows.append(row)
+    return PairwiseTable(primary=primary, header=["model", *order], rows=rows, n_pairs=len(raw))
+
+
+def _intro(dataset: str, fingerprint: str, protocol: str, target: str, recs: Sequence[dict[str, Any]]) -> list[str]:
+    """A section's heading and the sentence saying what its numbers were measured on."""
+    params = recs[0]["protocol"].get("params", {})
+    split_fps = sorted({r["protocol"]["split_fingerprint"][:12] for r in recs})
+    detail = ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "seed")
+    return [
+        f"## {dataset} → {target} ({protocol})",
+        "",
+        f"Dataset fingerprint `{fingerprint[:12]}`; protocol {protocol}"
+        + (f" ({detail})" if detail else "")
+        + f"; test users per split: {recs[0]['protocol']['n_test_users']}; split fingerprints "
+        + ", ".join(f"`{s}`" for s in split_fps)
+        + (
+            ". SAMPLED evaluation: each relevant item is ranked among sampled negatives only; not comparable with full-ranking tables"
+            if "sampled" in protocol
+            else ". Metrics on the test users, full ranking over the target catalogue"
+        ),
+    ]
+
+
 def render_markdown(records: Sequence[dict[str, Any]], *, command: str | None = None, record_dir: Path | None = None) -> str:
     """The full Markdown leaderboard: one section per dataset / protocol / target."""
     out: list[str] = []
     for (dataset, fingerprint, protocol, target), recs in sorted(group_records(records).items()):
-        params = recs[0]["protocol"].get("params", {})
-        split_fps = sorted({r["protocol"]["split_fingerprint"][:12] for r in recs})
-        out.append(f"## {dataset} → {target} ({protocol})")
-        out.append("")
-        detail = ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "seed")
-        out.append(
-            f"Dataset fingerprint `{fingerprint[:12]}`; protocol {protocol}"
-            + (f" ({detail})" if detail else "")
-            + f"; test users per split: {recs[0]['protocol']['n_test_users']}; split fingerprints "
-            + ", ".join(f"`{s}`" for s in split_fps)
-            + (
-                ". SAMPLED evaluation: each relevant item is ranked among sampled negatives only; not comparable with full-ranking tables"
-                if "sampled" in protocol
-                else ". Metrics on the test users, full ranking over the target catalogue"
-            )
-            + ", mean ± sample std over seeds; best in bold."
-        )
-        out.append("")
-        header, rows = leaderboard_table(recs, record_dir=record_dir)
-        out.append(tabulate(rows, headers=header, tablefmt="github", disable_numparse=True))
-        out.append("")
+        intro = _intro(dataset, fingerprint, protocol, target, recs)
+        header, rows = leaderboard_table(recs, record_dir=record_dir, cache={})
+        text = intro[-1] + ", mean ± sample std over seeds; best in bold."
+        if header[-1].startswith("p vs best"):
+            text += f" p: {TEST_TEXT}, Holm-adjusted over the {len(rows) - 1} models compared with the best."
+        out += [*intro[:-1], text, "", tabulate(rows, headers=header, tablefmt="github", disable_numparse=True), ""]
+        legacy = any(t is not None and t.legacy for t in (_read_tuning(r["model"].get("tuning")) for r in recs))
+        out += [TUNING_TEXT + (LEGACY_TUNING_TEXT if legacy else ""), ""]
     if command:
-        out.append(f"Reproduce: `{command}`")
-        out.append("")
+        out += [f"Reproduce: `{command}`", ""]
+    return "\n".join(out)
+
+
+def render_pairwise(records: Sequence[dict[str, Any]], *, record_dir: Path | None = None) -> str:
+    """Markdown of every pair of models per dataset / protocol / target (see :func:`pairwise_table`)."""
+    out: list[str] = []
+    for (dataset, fingerprint, protocol, target), recs in sorted(group_records(records).items()):
+        intro = _intro(dataset, fingerprint, protocol, target, recs)
+        out += [*intro[:-1], intro[-1] + ".", ""]
+        n_models = len(_by_model(recs))
+        table = pairwise_table(recs, record_dir=record_dir, cache={}) if n_models > 1 else None
+        if n_models < 2:
+            out += ["One model only: there is no pair to compare.", ""]
+        elif table is None:
+            out += ["No pairwise table: it needs every run's per-user file and a metric common to every run.", ""]
+        else:
+            out += [
+                f"Each cell: row model − column model on {table.primary}, the mean over test users of the difference of "
+                "each user's values averaged over the seeds whose test set holds them (each user counted once), "
+                f"and its p: two-sided paired t-test over those users, Holm-adjusted over all {table.n_pairs} pairs of this table.",
+                "",
+                tabulate(table.rows, headers=table.header, tablefmt="github", disable_numparse=True),
+                "",
+            ]
     return "\n".join(out)

@@ -74,3 +74,29 @@ def test_paired_values_align_by_user_and_refuse_other_splits():
     assert a.tolist() == [0.1, 0.3] and b.tolist() == [1.0, 3.0]
     with pytest.raises(CrossbenchError, match="different users"):
         stats.paired_values(np.array([1, 2]), np.zeros(2), np.array([1, 5]), np.zeros(2))
+
+
+def test_paired_users_keeps_the_ids_in_order():
+    users, a, b = stats.paired_users(np.array([3, 1, 2]), np.array([0.3, 0.1, np.nan]), np.array([2, 3, 1]), np.array([2.0, 3.0, 1.0]))
+    assert users.tolist() == [1, 3] and a.tolist() == [0.1, 0.3] and b.tolist() == [1.0, 3.0]
+
+
+def test_user_means_over_seeds_by_hand():
+    # three seeds whose test sets overlap: user 1 in all three, 2 in seeds 0 and 2, 3 only in
+    # seed 1, 4 in seeds 1 and 2 with a NaN in seed 1 (dropped there only), 5 NaN everywhere
+    runs = [
+        (np.array([2, 1, 5]), np.array([0.5, 0.2, np.nan])),
+        (np.array([1, 3, 4]), np.array([0.4, 0.9, np.nan])),
+        (np.array([4, 1, 2]), np.array([0.7, 0.6, 0.0])),
+    ]
+    users, means = stats.user_means_over_seeds(runs)
+    assert users.tolist() == [1, 2, 3, 4]
+    np.testing.assert_allclose(means, [(0.2 + 0.4 + 0.6) / 3, (0.5 + 0.0) / 2, 0.9, 0.7], rtol=0, atol=1e-15)
+    one_u, one_m = stats.user_means_over_seeds([(np.array([7, 3]), np.array([1.0, 2.0]))])
+    assert one_u.tolist() == [3, 7] and one_m.tolist() == [2.0, 1.0]
+    with pytest.raises(CrossbenchError, match="more than once"):
+        stats.user_means_over_seeds([(np.array([1, 1]), np.zeros(2))])
+    with pytest.raises(CrossbenchError, match="equal length"):
+        stats.user_means_over_seeds([(np.array([1, 2]), np.zeros(3))])
+    with pytest.raises(CrossbenchError, match="at least one run"):
+        stats.user_means_over_seeds([])

@@ -10,7 +10,11 @@
 - :func:`bootstrap_ci`: percentile bootstrap confidence interval of a mean (pass ``a - b``
   for a paired difference).
 
-Use :func:`paired_values` to line up two runs' per-user values by user id first.
+Use :func:`paired_values` to line up two runs' per-user values by user id first. When the
+runs of several seeds split the same users (the cold-start protocol draws its test users
+anew per seed, so a user can be a test user in more than one seed), line each seed up with
+:func:`paired_users` and average each user over the seeds with :func:`user_means_over_seeds`
+before testing, so that each user is one pair, not one pair per seed.
 """
 
 from __future__ import annotations
@@ -54,8 +58,10 @@ def mean_std(values: Sequence[float] | np.ndarray) -> MeanStd:
     return MeanStd(mean=float(v.mean()), std=std, n=int(v.size))
 
 
-def paired_values(users_a: np.ndarray, a: np.ndarray, users_b: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``a`` and ``b`` reordered to the same users; both runs must cover exactly the same users.
+def paired_users(
+    users_a: np.ndarray, a: np.ndarray, users_b: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """User ids (sorted) and ``a`` and ``b`` reordered to them; both runs must cover exactly the same users.
 
     Users whose value is ``NaN`` in either run (a metric undefined for them) are dropped.
     """
@@ -68,7 +74,41 @@ def paired_values(users_a: np.ndarray, a: np.ndarray, users_b: np.ndarray, b: np
     ia, ib = np.argsort(ua, kind="stable"), np.argsort(ub, kind="stable")
     x, y = np.asarray(a, dtype=np.float64)[ia], np.asarray(b, dtype=np.float64)[ib]
     ok = ~(np.isnan(x) | np.isnan(y))
-    return x[ok], y[ok]
+    return ua[ia][ok], x[ok], y[ok]
+
+
+def paired_values(users_a: np.ndarray, a: np.ndarray, users_b: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``a`` and ``b`` reordered to the same users (see :func:`paired_users`, which also returns the ids)."""
+    _, x, y = paired_users(users_a, a, users_b, b)
+    return x, y
+
+
+def user_means_over_seeds(runs: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's mean value over the runs (seeds) that hold the user: ``(users sorted, means)``.
+
+    ``runs`` holds one ``(users, values)`` pair per seed, the values aligned with the user
+    ids. A ``NaN`` value is dropped for that user and seed only; a user with no finite
+    value in any run is left out. Every user appears once in the result, however many
+    seeds' test sets held them.
+    """
+    if not runs:
+        raise CrossbenchError("user_means_over_seeds needs at least one run (users, values)")
+    all_users, all_values = [], []
+    for i, (users, values) in enumerate(runs):
+        u, v = np.asarray(users, dtype=np.int64), np.asarray(values, dtype=np.float64)
+        if u.ndim != 1 or u.shape != v.shape:
+            raise CrossbenchError(
+                f"run {i}: users and values must be 1-d arrays of equal length, got shapes {u.shape} and {v.shape}"
+            )
+        if np.unique(u).size != u.size:
+            raise CrossbenchError(f"run {i}: a user id occurs more than once; pass one value per user and seed")
+        ok = ~np.isnan(v)
+        all_users.append(u[ok])
+        all_values.append(v[ok])
+    users, inverse = np.unique(np.concatenate(all_users), return_inverse=True)
+    sums = np.bincount(inverse, weights=np.concatenate(all_values), minlength=users.size)
+    counts = np.bincount(inverse, minlength=users.size)
+    return users, sums / counts
 
 
 def _diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:

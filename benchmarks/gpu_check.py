@@ -56,7 +56,7 @@ def run(device: str, args: argparse.Namespace, reg: Registry, split, bf16: bool 
     model = reg.get("recommenders", "lm-attention").factory(epochs=args.epochs, patience=args.epochs)
     env = RunEnv(registry=reg, device=torch.device(device), seed=args.seed, progress=False, cache_dir=args.cache_dir, bf16=bf16)
     t0 = time.perf_counter()
-    report = model.fit(split, env=env)
+    report = model.fit(split.fit_view(), env=env)
     fit_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     res = evaluate(

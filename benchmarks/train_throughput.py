@@ -89,7 +89,7 @@ def run_crossbench(args: argparse.Namespace, work: Path) -> dict:  # type: ignor
         dim=args.dim, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, l2=0.0, negatives=1, init_std=args.init_std
     )
     t0 = time.perf_counter()
-    report = model.fit(split, env=RunEnv(registry=reg, seed=args.seed, progress=False))
+    report = model.fit(split.fit_view(), env=RunEnv(registry=reg, seed=args.seed, progress=False))
     wall = time.perf_counter() - t0
     user_vec = np.zeros((int(s["n_users"]), args.dim), np.float32)
     item_vec = np.zeros((int(s["n_items"]), args.dim), np.float32)

@@ -56,7 +56,7 @@ def run_models(
         model = registry.get("recommenders", name).factory(**overrides.get(name, {}))
         env = RunEnv(registry=registry, seed=seed, progress=progress, cache_dir=cache_dir)
         t0 = time.perf_counter()
-        report = model.fit(split, env=env)
+        report = model.fit(split.fit_view(), env=env)
         seconds[name] = time.perf_counter() - t0
         if progress or report.history:
             print(f"  seed={seed} {name}: epochs {report.epochs}, best {report.best_epoch}, "

@@ -16,15 +16,18 @@ from crossbench.data.cli import data_group
 from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.experiment import (
     DEFAULT_EXPERIMENT,
+    PRUNERS,
     DatasetRef,
     Experiment,
     ModelRef,
     ProtocolRef,
     RunOptions,
+    TuningSettings,
+    experiment_fingerprint,
     load_experiment,
     parse_assignment,
-    run_experiment,
 )
+from crossbench.interfaces import COMPONENT_ROLES
 from crossbench.leaderboard import render_markdown
 from crossbench.plugins import get_plugin_manager
 from crossbench.registry import KINDS, NOUNS, Registry
@@ -96,6 +99,7 @@ def _experiment_options(f: Any) -> Any:
         click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".crossbench-cache"), show_default=True,
                      help="Cache for encoded item text."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
+        click.option("--overwrite", is_flag=True, help="Replace the results of another experiment in --output (default: refuse)."),
     ]
     for decorate in reversed(options):
         f = decorate(f)
@@ -105,9 +109,11 @@ def _experiment_options(f: Any) -> Any:
 def _experiment(state: CliState, experiment_file: Path | None, selection: dict[str, Any]) -> Experiment:
     """The experiment file (or the default benchmark) with the command-line selection applied."""
     exp = load_experiment(experiment_file) if experiment_file else DEFAULT_EXPERIMENT
-    if experiment_file is None and (selection.get("dataset") or selection.get("models")):
-        exp = replace(exp, name="custom")
-    return _apply_options(exp, registry=state.registry, **selection)
+    changed = _apply_options(exp, registry=state.registry, **selection)
+    if experiment_file is None and changed != exp:
+        # each command-line experiment gets its own folder: a different one never lands on another's results
+        changed = replace(changed, name=f"custom-{experiment_fingerprint(changed)[:10]}")
+    return changed
 
 
 def _options(command: str, out: Path, *, device: str, threads: int | None, quiet: bool, cache_dir: Path, bf16: bool = False) -> RunOptions:
@@ -122,14 +128,17 @@ def _options(command: str, out: Path, *, device: str, threads: int | None, quiet
 @click.option("--bf16", is_flag=True, help="Train composed models under bf16 autocast on CUDA.")
 def run(
     experiment_file: Path | None, output: Path | None, device: str, threads: int | None, cache_dir: Path, quiet: bool,
-    sampled: int | None, sampling: str | None, bf16: bool, **selection: Any,
+    overwrite: bool, sampled: int | None, sampling: str | None, bf16: bool, **selection: Any,
 ) -> None:
     """Run a benchmark and print its leaderboard.
 
     With no arguments: the default benchmark (synthetic data, cold-start protocol, Popularity
     vs target-only MF vs a cross-domain model). With EXPERIMENT_FILE (TOML): that experiment.
-    Options override either.
+    Options override either. Each finished run is kept at once; the same command again
+    resumes, skipping finished runs.
     """
+    from crossbench.runner import run_experiment
+
     state = _state()
     exp = _experiment(state, experiment_file, selection)
     if sampled is not None:
@@ -139,9 +148,9 @@ def run(
     out = output or Path("crossbench-results") / exp.name
     options = _options("run", out, device=device, threads=threads, quiet=quiet, cache_dir=cache_dir, bf16=bf16)
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    records, markdown = run_experiment(exp, registry=state.registry, options=options, log=log)
+    records, markdown = run_experiment(exp, registry=state.registry, options=options, log=log, overwrite=overwrite)
     click.echo(markdown)
-    click.echo(f"{len(records)} run record(s) and leaderboard.md written to {out}", err=True)
+    click.echo(f"{len(records)} run record(s), leaderboard.md and pairwise.md in {out}", err=True)
 
 
 def _split_csv(text: str, kind: type, option: str) -> tuple[Any, ...]:
@@ -188,63 +197,98 @@ def _apply_options(
 
 
 def _model_params(models: tuple[ModelRef, ...], assignments: tuple[str, ...], registry: Registry) -> tuple[ModelRef, ...]:
-    """Apply ``KEY=VALUE`` to every model that has KEY, or ``LABEL.KEY=VALUE`` to one model."""
+    """Apply ``[LABEL.][ROLE.]KEY=VALUE``: to one model (``LABEL.``) or to every model that has KEY;
+    ``ROLE.KEY`` (``fusion.heads=2``) sets a hyperparameter of that model's component in ROLE.
+
+    Assignments of a model's own hyperparameters apply first, so ``fusion=attention`` and
+    ``fusion.heads=2`` can be given together in any order.
+    """
+    from crossbench.modelspace import make_recommender
+
     out = {m.display: dict(m.params) for m in models}
+    parsed = []
     for text in assignments:
+        head, sep, value_text = text.partition("=")
+        parts = head.strip().split(".")
         scope = None
-        head, sep, _ = text.partition("=")
-        if sep and "." in head:
-            scope, _, rest = text.partition(".")
-            text = rest
-            if scope not in out:
-                raise CrossbenchError(unknown_name_message("model label in --model-param", scope, out))
-        key, value = parse_assignment(text, option="--model-param")
-        takers = [m for m in models if (scope is None or m.display == scope)
-                  and key in registry.get("recommenders", m.name).hyperparameters()]
+        if len(parts) > 1 and parts[0] in out and parts[0] not in COMPONENT_ROLES:
+            scope, parts = parts[0], parts[1:]
+        elif len(parts) > 1 and parts[0] not in COMPONENT_ROLES:
+            raise CrossbenchError(unknown_name_message(f"model label or component role in --model-param {text!r}:", parts[0],
+                                                       [*out, *COMPONENT_ROLES]))
+        if len(parts) > 2 or not sep:
+            raise CrossbenchError(f"--model-param {text!r}: expected [MODEL.][ROLE.]KEY=VALUE, e.g. dim=32 or fusion.heads=2")
+        role = parts[0] if len(parts) == 2 else None
+        key, value = parse_assignment(f"{parts[-1]}={value_text}", option="--model-param")
+        parsed.append((text, scope, role, key, value))
+    for text, scope, role, key, value in sorted(parsed, key=lambda p: p[2] is not None):
+        candidates = [m for m in models if scope is None or m.display == scope]
+        if role is None:
+            takers = [m for m in candidates if key in registry.get("recommenders", m.name).hyperparameters()]
+        else:
+            takers = [m for m in candidates
+                      if role in make_recommender(registry, m.name, out[m.display], where=f"model {m.display!r}").components()]
         if not takers:
-            names = ", ".join(m.display for m in models)
-            raise CrossbenchError(f"--model-param {key}: none of the models ({names}) has a hyperparameter {key!r}; "
+            names = ", ".join(m.display for m in candidates)
+            what = f"a {role}" if role else f"a hyperparameter {key!r}"
+            raise CrossbenchError(f"--model-param {text}: none of the models ({names}) has {what}; "
                                   f"see `crossbench list models` and each model's factory")
         for m in takers:
-            out[m.display][key] = value
+            out[m.display][f"{role}.{key}" if role else key] = value
     return tuple(replace(m, params=out[m.display]) for m in models)
 
 
 @cli.command()
 @_experiment_options
-@click.option("--trials", type=int, default=20, show_default=True, help="Optuna trials per model (the same for every model).")
+@click.option("--trials", type=int, help="Trials per model and split (the same for every model); default 20 unless --timeout is given.")
+@click.option("--timeout", "timeout_s", type=float, help="Seconds of trials per model and split (with --trials: whichever ends first).")
 @click.option("--objective", default="ndcg@10", show_default=True, help="Validation metric to maximise, as NAME@K.")
+@click.option("--pruner", type=click.Choice(PRUNERS), default="median", show_default=True,
+              help="Stop unpromising trials of trainer-based models early, on the per-epoch validation metric.")
+@click.option("--sampler-seed", type=int, help="Seed of the TPE sampler (default: each split's seed).")
+@click.option("--storage", help="Where studies live: a journal file (PATH.log or journal:PATH) or a database URL "
+              "(sqlite:///..., postgresql://...); default: tuning.db in the results folder.")
+@click.option("--study", help="Prefix of the study names, shared by every worker of one study (default: the experiment's name).")
+@click.option("--worker", is_flag=True, help="Only run trials of the studies (join other workers), then exit: no test evaluation.")
+@click.option("--heartbeat", "heartbeat_s", type=int, default=60, show_default=True,
+              help="Seconds between a running trial's heartbeats; a trial silent for twice as long is run again.")
 def tune(
     experiment_file: Path | None, output: Path | None, device: str, threads: int | None, cache_dir: Path, quiet: bool,
-    trials: int, objective: str, **selection: Any,
+    overwrite: bool, trials: int | None, timeout_s: float | None, objective: str, pruner: str, sampler_seed: int | None,
+    storage: str | None, study: str | None, worker: bool, heartbeat_s: int, **selection: Any,
 ) -> None:
-    """Tune each model's search space with Optuna on the validation users, then run the benchmark.
+    """Tune every model on each split's validation users with Optuna, then run the benchmark.
 
-    Every model gets --trials trials; the test users are never seen while tuning (tuning uses
-    the first seed's validation users). The run records keep the chosen hyperparameters and
-    the tuning budget.
+    Each reported (target, seed) split is tuned on its own validation users, one study per
+    model, with the same budget for every model; the best hyperparameters are then fitted
+    and evaluated on that split's test users. Studies are stored (SQLite in the results
+    folder by default) and resume where they stopped; processes started with the same
+    --storage and --study (and --worker) share the trials.
     """
-    from crossbench.tuning import tune_experiment
+    from crossbench.runner import run_experiment, set_threads
+    from crossbench.tuning import work
 
     state = _state()
     exp = _experiment(state, experiment_file, selection)
     name, _, k = objective.partition("@")
     if not k.isdigit():
         raise CrossbenchError(f"--objective {objective!r}: expected NAME@K, e.g. ndcg@10")
+    settings = TuningSettings(
+        trials=trials if trials is not None or timeout_s is not None else 20, timeout_s=timeout_s, metric=name, k=int(k),
+        pruner=pruner, sampler_seed=sampler_seed, storage=storage, study=study, heartbeat_s=heartbeat_s,
+    )
     exp = replace(exp, name=f"{exp.name}-tuned")
     out = output or Path("crossbench-results") / exp.name
     options = _options("tune", out, device=device, threads=threads, quiet=quiet, cache_dir=cache_dir)
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(max(1, threads))
-    tuned, results = tune_experiment(exp, registry=state.registry, options=options, trials=trials, metric=name, k=int(k), log=log)
-    records, markdown = run_experiment(tuned, registry=state.registry, options=options, log=log, tuning=results)
+    if worker:
+        set_threads(threads)
+        n = work(exp, registry=state.registry, options=options, settings=settings, log=log)
+        click.echo(f"worker finished: {n} stud{'y' if n == 1 else 'ies'} at their budget", err=True)
+        return
+    records, markdown = run_experiment(exp, registry=state.registry, options=options, log=log, tuning=settings, overwrite=overwrite)
     click.echo(markdown)
-    for label, res in results.items():
-        click.echo(f"{label}: best {res.metric} on validation {res.best_value:.4f} with {dict(res.params)}", err=True)
-    click.echo(f"{len(records)} run record(s) and leaderboard.md written to {out}", err=True)
+    click.echo(f"{len(records)} run record(s), leaderboard.md, pairwise.md and study plots in {out}", err=True)
 
 
 @cli.command("list")

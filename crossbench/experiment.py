@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import re
-import shutil
-import tempfile
-import time
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from crossbench.data.audit import audit_split
-from crossbench.data.protocols import PROTOCOLS, Split, make_protocol, resolve_targets
+from crossbench.data.protocols import PROTOCOLS, make_protocol
 from crossbench.errors import CrossbenchError, closest, unknown_name_message
-from crossbench.evaluate import evaluate
-from crossbench.evaluate.groups import breakdown, head_tail, item_popularity, user_groups
-from crossbench.evaluate.peruser import save_per_user
-from crossbench.evaluate.sampled import STRATEGIES, draw_negatives, evaluate_sampled, sampled_key
-from crossbench.interfaces import RunEnv, check_kwargs
-from crossbench.leaderboard import render_markdown
+from crossbench.evaluate.sampled import STRATEGIES
+from crossbench.interfaces import COMPONENT_ROLES, ComponentRef, RunEnv, check_kwargs
+from crossbench.modelspace import make_recommender
 from crossbench.registry import Registry
-from crossbench.results import SCHEMA_VERSION, environment, peak_rss_mb, write_json_atomic, write_text_atomic
-from crossbench.train import ComponentRef, train_items
 
 
 @dataclass(frozen=True)
@@ -75,6 +68,69 @@ class Experiment:
     #: negatives per user instead; such results are labelled "sampled" everywhere.
     sampled_negatives: int = 0
     sampling: str = "uniform"
+
+
+#: Pruners a tuning study can use on trainer-based models' per-epoch validation metric.
+PRUNERS = ("median", "hyperband", "none")
+
+
+@dataclass(frozen=True)
+class TuningSettings:
+    """How every model is tuned: the same budget per model and split, on validation users.
+
+    A study is stopped when ``trials`` trials have finished (complete or pruned) or their
+    fitting has taken ``timeout_s`` seconds in all, whichever comes first; at least one of the
+    two must be set.
+    """
+
+    trials: int | None = 20
+    timeout_s: float | None = None
+    #: the validation metric maximised, ``metric@k``
+    metric: str = "ndcg"
+    k: int = 10
+    pruner: str = "median"
+    #: seed of the TPE sampler; ``None``: the seed of the split being tuned
+    sampler_seed: int | None = None
+    #: ``None``: an SQLite file ``tuning.db`` in the results folder; else a journal file or a database URL
+    storage: str | None = None
+    #: prefix of the study names (``STUDY/TARGET/seedN/LABEL``); ``None``: the experiment's name
+    study: str | None = None
+    #: seconds between a running trial's heartbeats; a trial silent for twice as long is retried
+    heartbeat_s: int = 60
+
+    @property
+    def objective(self) -> str:
+        return f"{self.metric}@{self.k}"
+
+    def check(self) -> None:
+        """Raise a :class:`CrossbenchError` for a budget or setting out of range."""
+        if self.trials is None and self.timeout_s is None:
+            raise CrossbenchError("tuning needs a budget: give --trials N, --timeout SECONDS or both")
+        if self.trials is not None and self.trials < 1:
+            raise CrossbenchError(f"--trials must be at least 1, got {self.trials}")
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise CrossbenchError(f"--timeout must be a positive number of seconds, got {self.timeout_s}")
+        if self.k < 1:
+            raise CrossbenchError(f"the tuning objective's cut-off must be positive, got {self.objective}")
+        if self.pruner not in PRUNERS:
+            raise CrossbenchError(unknown_name_message("pruner", self.pruner, PRUNERS))
+        if self.heartbeat_s < 1:
+            raise CrossbenchError(f"--heartbeat must be at least 1 second, got {self.heartbeat_s}")
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """What changes the results (not where the studies are stored)."""
+        return {"trials": self.trials, "timeout_s": self.timeout_s, "objective": self.objective,
+                "pruner": self.pruner, "sampler_seed": self.sampler_seed}
+
+
+def experiment_fingerprint(exp: Experiment, tuning: TuningSettings | None = None) -> str:
+    """sha256 of everything that decides an experiment's results (not its name, nor the chunk size)."""
+    body = dataclasses.asdict(exp)
+    body.pop("name")
+    body.pop("chunk_size")
+    body["tuning"] = tuning.fingerprint_fields() if tuning else None
+    text = json.dumps(body, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 #: The benchmark ``crossbench run`` runs with no arguments.
@@ -140,7 +196,13 @@ def experiment_from_dict(raw: Mapping[str, Any], *, where: str) -> Experiment:
             label = table.pop("label", None)
             if label is not None:
                 label = _expect(label, str, f"{where}: [[models]] #{i + 1} 'label'")
-            params = {k: _component_ref(v) for k, v in table.items()}
+            params: dict[str, Any] = {}
+            for k, v in table.items():
+                if k in COMPONENT_ROLES and isinstance(v, dict) and "name" not in v:
+                    # `fusion = { heads = 2 }`: hyperparameters of the model's own fusion
+                    params.update({f"{k}.{inner}": value for inner, value in v.items()})
+                else:
+                    params[k] = _component_ref(v)
             models.append(ModelRef(name, params, label))
         kwargs["models"] = tuple(models)
     if "metrics" in raw:
@@ -215,9 +277,7 @@ def validate(exp: Experiment, registry: Registry) -> None:
         raise CrossbenchError(f"model label(s) {dup} appear more than once; give each a distinct label")
     env = RunEnv(registry=registry)
     for m in exp.models:
-        spec = registry.get("recommenders", m.name)
-        check_kwargs(spec, m.params, where=f"model {m.display!r}")
-        model = spec.factory(**m.params)
+        model = make_recommender(registry, m.name, m.params, where=f"model {m.display!r}")
         if hasattr(model, "check"):
             model.check(env, where=f"model {m.display!r}")
     registry.metrics(exp.metrics)
@@ -237,7 +297,7 @@ def validate(exp: Experiment, registry: Registry) -> None:
             raise CrossbenchError(f"metric(s) {', '.join(full_only)} need the full ranking; drop them or set sampled_negatives = 0")
 
 
-# ------------------------------------------------------------------------------ running
+# ------------------------------------------------------------------------------ options
 
 
 @dataclass(frozen=True)
@@ -264,184 +324,3 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "model"
-
-
-def run_experiment(
-    exp: Experiment,
-    *,
-    registry: Registry,
-    options: RunOptions,
-    log: Callable[[str], None] = lambda _msg: None,
-    tuning: Mapping[str, Any] | None = None,
-) -> tuple[list[dict[str, Any]], str]:
-    """Run every (target, seed, model); write records and the leaderboard all at once at the end.
-
-    Results are staged in a temporary folder and moved into ``options.output_dir`` only when
-    every run has finished, so a failure leaves no half-written results.
-    """
-    validate(exp, registry)
-    device = pick_device(options.device)
-    if options.threads is not None:
-        if options.threads < 1:
-            raise CrossbenchError(f"--threads must be at least 1, got {options.threads}")
-        torch.set_num_threads(options.threads)
-    threads = torch.get_num_threads()
-    t_load = time.perf_counter()
-    data = registry.get("datasets", exp.dataset.name).factory(**exp.dataset.params).load()
-    load_s = time.perf_counter() - t_load
-    targets = resolve_targets(data, list(exp.protocol.targets) or None)
-    metrics = registry.metrics(exp.metrics)
-    env_info = environment()
-    plugins = [
-        {"name": n, "package": p, "version": v}
-        for n, p, v in registry.pm.plugin_distributions()  # type: ignore[attr-defined]
-    ]
-    dataset_fp = data.fingerprint()
-    options.output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{options.output_dir.name}.staging-", dir=options.output_dir.parent))
-    records: list[dict[str, Any]] = []
-    try:
-        for target in targets:
-            for seed in exp.seeds:
-                split = make_protocol(exp.protocol.name, target=target, seed=seed, **exp.protocol.params).split(data)
-                split_fp = split.fingerprint()
-                audit = audit_split(split).to_dict()
-                for m in exp.models:
-                    log(f"{m.display}: target {target}, seed {seed}")
-                    rec = _run_one(exp, m, split, split_fp, seed=seed, registry=registry, device=device, options=options, metrics=metrics, staging=staging)
-                    rec["protocol"]["audit"] = audit
-                    if tuning and m.display in tuning:
-                        rec["model"]["tuning"] = tuning[m.display].to_dict()
-                    rec.update(
-                        schema=SCHEMA_VERSION,
-                        experiment=exp.name,
-                        command=options.command,
-                        environment=env_info,
-                        plugins=plugins,
-                        threads=threads,
-                        device=str(device),
-                        dataset={
-                            "name": exp.dataset.name,
-                            "params": dict(exp.dataset.params),
-                            "fingerprint": dataset_fp,
-                            "load_s": load_s,
-                            "meta": dict(data.meta),
-                            "domains": {
-                                d.name: {"users": int(len(d.users())), "items": d.n_items, "interactions": d.n_interactions}
-                                for d in data.domains.values()
-                            },
-                        },
-                    )
-                    rec["timings"]["peak_rss_mb"] = peak_rss_mb()
-                    records.append(rec)
-                    write_json_atomic(staging / "runs" / rec["file"], rec)
-        markdown = render_markdown(records, command=options.command, record_dir=staging / "runs")
-        write_text_atomic(staging / "leaderboard.md", markdown)
-        _publish(staging, options.output_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    for rec in records:
-        registry.pm.hook.crossbench_run_finished(record=rec, path=options.output_dir / "runs" / rec["file"])
-    return records, markdown
-
-
-def _run_one(
-    exp: Experiment, m: ModelRef, split: Split, split_fp: str, *, seed: int, registry: Registry,
-    device: torch.device, options: RunOptions, metrics: Mapping[str, Any], staging: Path,
-) -> dict[str, Any]:
-    torch.manual_seed(seed)
-    model = registry.get("recommenders", m.name).factory(**m.params)
-    env = RunEnv(registry=registry, device=device, seed=seed, progress=options.progress, cache_dir=options.cache_dir, bf16=options.bf16)
-    t0 = time.perf_counter()
-    report = model.fit(split, env=env)
-    fit_s = time.perf_counter() - t0
-    n_items = split.train.domain(split.target).n_items
-    exclude = train_items(split.train, split.target)
-    popularity = item_popularity(split.train, split.target)
-    t1 = time.perf_counter()
-    if exp.sampled_negatives:
-        sample = draw_negatives(
-            split.test, n_items=n_items, n_negatives=exp.sampled_negatives, strategy=exp.sampling,
-            popularity=popularity, exclude=exclude, seed=seed,
-        )
-        result = evaluate_sampled(
-            model.score, split.test, n_items=n_items, metrics=metrics, ks=exp.ks, sample=sample,
-            chunk_size=exp.chunk_size, device=device,
-        )
-        columns = [sampled_key(f"{name}@{k}", sample) for k in exp.ks for name in metrics]
-    else:
-        result = evaluate(
-            model.score, split.test, n_items=n_items, metrics=metrics, ks=exp.ks, exclude=exclude,
-            chunk_size=exp.chunk_size, device=device, progress=options.progress, label=f"evaluating {m.display}",
-            item_popularity=popularity, item_groups=head_tail(popularity),
-        )
-        columns = [f"{name}@{k}" for k in exp.ks for name in metrics]
-    eval_s = time.perf_counter() - t1
-    stem = f"{_slug(split.target)}-{_slug(m.display)}-seed{seed}"
-    users_file = f"{stem}.users.npz"
-    sha = save_per_user(result, staging / "runs" / users_file)
-    return {
-        "file": f"{stem}.json",
-        "seed": seed,
-        "model": {
-            "label": m.display,
-            "name": m.name,
-            "plugin": registry.plugin_of("recommenders", m.name),
-            "params": {k: (v.to_dict() if isinstance(v, ComponentRef) else v) for k, v in m.params.items()},
-            "description": model.describe(),
-        },
-        "protocol": {
-            "name": split.protocol,
-            "target": split.target,
-            "params": dict(split.params),
-            "split_fingerprint": split_fp,
-            "n_test_users": int(split.test.n_users),
-            "n_valid_users": int(split.valid.n_users),
-        },
-        "fit": dataclasses.asdict(report),
-        "timings": {
-            "fit_s": fit_s,
-            "train_s": report.train_seconds,
-            "train_samples_per_s": report.samples_per_second,
-            "fit_threads": report.threads,
-            "eval_s": eval_s,
-            "eval_users_per_s": split.test.n_users / max(eval_s, 1e-9),
-        },
-        "evaluation": {
-            "mode": result.mode,
-            "sampling": dict(result.sampling),
-            "ks": list(exp.ks),
-            "columns": columns,
-            "metrics": result.means,
-            "lower_is_better": [c for c, (name, _) in zip(columns, ((n, k) for k in exp.ks for n in metrics)) if not metrics[name].higher_is_better],
-            "user_groups": _finite_groups(breakdown(result, user_groups(split.train, split.target, result.users))),
-            "per_user": {"path": users_file, "sha256": sha},
-        },
-    }
-
-
-def _finite_groups(groups: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float | None]]:
-    """Drop empty user groups; undefined means become ``null`` (JSON has no NaN)."""
-    return {
-        name: {k: (None if v != v else v) for k, v in values.items()}
-        for name, values in groups.items()
-        if values.get("n_users", 0) > 0
-    }
-
-
-def _publish(staging: Path, output_dir: Path) -> None:
-    """Replace ``output_dir``'s records and leaderboard with the staged ones.
-
-    The folder then describes this run alone, so ``crossbench leaderboard`` on it rebuilds
-    the same table. Records of an earlier run there are removed.
-    """
-    output_dir.mkdir(parents=True, exist_ok=True)
-    old = output_dir / "runs"
-    if old.exists():
-        trash = Path(tempfile.mkdtemp(prefix=".old-runs-", dir=output_dir))
-        old.replace(trash / "runs")
-        shutil.rmtree(trash, ignore_errors=True)
-    (staging / "runs").replace(old)
-    (staging / "leaderboard.md").replace(output_dir / "leaderboard.md")

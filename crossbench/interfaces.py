@@ -25,7 +25,7 @@ from torch import nn
 
 if TYPE_CHECKING:
     from crossbench.data.model import CrossDomainData
-    from crossbench.data.protocols import Split
+    from crossbench.data.protocols import FitSplit
     from crossbench.registry import Registry
 
 
@@ -65,6 +65,31 @@ Param = Union[IntParam, FloatParam, CategoricalParam]
 
 
 # --------------------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True)
+class ComponentRef:
+    """A component by registered name, with its hyperparameters."""
+
+    name: str
+    params: Mapping[str, Any] = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.params is None:
+            object.__setattr__(self, "params", {})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "params": dict(self.params)}
+
+
+#: The roles of a composed model's components and the registry kind each is drawn from.
+#: ``--model-param fusion.heads=2`` sets hyperparameter ``heads`` of the model's fusion.
+COMPONENT_ROLES: dict[str, str] = {
+    "item_encoder": "item-encoders",
+    "user_encoder": "user-encoders",
+    "fusion": "fusions",
+    "scorer": "scorers",
+}
 
 
 @dataclass(frozen=True)
@@ -159,6 +184,9 @@ class RunEnv:
     bf16: bool = False
     #: where composed models write their best checkpoint (``None``: no checkpoint file)
     checkpoint_dir: Path | None = None
+    #: called by trainer-based models after each epoch's validation as ``on_epoch(epoch, value)``;
+    #: it may raise to stop fitting (tuning raises ``optuna.TrialPruned`` to prune a trial)
+    on_epoch: Callable[[int, float], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -259,8 +287,8 @@ class Recommender(abc.ABC):
     """A whole model: fitted on a split's training data, scores users against the target catalogue."""
 
     @abc.abstractmethod
-    def fit(self, split: Split, *, env: RunEnv) -> FitReport:
-        """Learn from ``split.train`` (and select on ``split.valid``, never ``split.test``)."""
+    def fit(self, split: FitSplit, *, env: RunEnv) -> FitReport:
+        """Learn from ``split.train`` and select on ``split.valid``; a :class:`FitSplit` holds no test set."""
 
     @abc.abstractmethod
     def score(self, users: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -275,6 +303,19 @@ class Recommender(abc.ABC):
     def describe(self) -> Mapping[str, Any]:
         """Components and hyperparameters for the run record."""
         return {}
+
+    def components(self) -> Mapping[str, ComponentRef]:
+        """Role (a key of :data:`COMPONENT_ROLES`) -> the registered component this model builds.
+
+        Whole models that are not built from components return ``{}`` (the default).
+        """
+        return {}
+
+    def set_component_params(self, role: str, params: Mapping[str, Any]) -> None:
+        """Merge ``params`` into the hyperparameters of the component in ``role`` (before fitting)."""
+        from crossbench.errors import CrossbenchError
+
+        raise CrossbenchError(f"{type(self).__name__} is not built from components; it has no {role!r} to set")
 
 
 def check_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str) -> None:

@@ -110,7 +110,8 @@ def load_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
     """Read run records from files or folders (``runs/*.json`` inside a results folder)."""
     records = []
     for p in paths:
-        files = sorted(p.glob("runs/*.json")) + sorted(p.glob("*.json")) if p.is_dir() else [p]
+        # a results folder's records are in runs/ (beside them lie experiment.json and the tables)
+        files = (sorted(p.glob("runs/*.json")) if (p / "runs").is_dir() else sorted(p.glob("*.json"))) if p.is_dir() else [p]
         for f in files:
             try:
                 rec = json.loads(f.read_text(encoding="utf-8"))

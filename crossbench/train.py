@@ -39,11 +39,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from crossbench.data.model import CrossDomainData
-from crossbench.data.protocols import GroundTruth, Split
+from crossbench.data.protocols import FitSplit, GroundTruth
 from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.evaluate.ranking import evaluate
 from crossbench.interfaces import (
+    COMPONENT_ROLES,
     BuildContext,
+    ComponentRef,
     ComponentSpec,
     FitReport,
     Fusion,
@@ -58,21 +60,6 @@ from crossbench.progress import progress_bar
 
 LOSSES = ("bpr", "softmax")
 CHECKPOINT_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class ComponentRef:
-    """A component by registered name, with its hyperparameters."""
-
-    name: str
-    params: Mapping[str, Any] = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.params is None:
-            object.__setattr__(self, "params", {})
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "params": dict(self.params)}
 
 
 @dataclass(frozen=True)
@@ -216,6 +203,16 @@ class ComposedRecommender(Recommender):
             "training": asdict(self.config),
         }
 
+    def components(self) -> dict[str, ComponentRef]:
+        return {role: self.refs[kind] for role, kind in COMPONENT_ROLES.items()}
+
+    def set_component_params(self, role: str, params: Mapping[str, Any]) -> None:
+        if role not in COMPONENT_ROLES:
+            raise CrossbenchError(unknown_name_message("component role", role, COMPONENT_ROLES))
+        kind = COMPONENT_ROLES[role]
+        ref = self.refs[kind]
+        self.refs[kind] = ComponentRef(ref.name, {**ref.params, **params})
+
     def check(self, env: RunEnv, *, where: str) -> None:
         """Resolve every component name and hyperparameter, before any work is done."""
         self.config.check()
@@ -225,7 +222,7 @@ class ComposedRecommender(Recommender):
 
     # -- building -------------------------------------------------------------------------
 
-    def build(self, split: Split, env: RunEnv) -> ComposedModel:
+    def build(self, split: FitSplit, env: RunEnv) -> ComposedModel:
         torch.manual_seed(env.seed)
         ctx = BuildContext(data=split.train, target=split.target, dim=self.config.dim, cache_dir=env.cache_dir)
         reg = env.registry
@@ -239,7 +236,7 @@ class ComposedRecommender(Recommender):
         )
         return model.to(env.device)
 
-    def _prepare(self, split: Split, env: RunEnv) -> ComposedModel:
+    def _prepare(self, split: FitSplit, env: RunEnv) -> ComposedModel:
         """Build the model and the per-user state that scoring needs."""
         self.check(env, where="model")
         model = self.build(split, env)
@@ -260,7 +257,7 @@ class ComposedRecommender(Recommender):
 
     # -- fitting --------------------------------------------------------------------------
 
-    def fit(self, split: Split, *, env: RunEnv) -> FitReport:
+    def fit(self, split: FitSplit, *, env: RunEnv) -> FitReport:
         cfg = self.config
         model = self._prepare(split, env)
         domains = model.domains_for(split.target)
@@ -314,6 +311,8 @@ class ComposedRecommender(Recommender):
             )
             score = res.means[f"{cfg.valid_metric}@{cfg.valid_k}"]
             history.append(score)
+            if env.on_epoch is not None:
+                env.on_epoch(epoch, score)
             if score > best:
                 best, best_epoch, bad = score, epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
@@ -430,7 +429,7 @@ class ComposedRecommender(Recommender):
             raise
         return path
 
-    def load_checkpoint(self, path: Path, split: Split, *, env: RunEnv) -> None:
+    def load_checkpoint(self, path: Path, split: FitSplit, *, env: RunEnv) -> None:
         """Rebuild the model for ``split`` and load weights saved by :meth:`save_checkpoint`.
 
         Only tensors and primitives are read (``weights_only=True``); a checkpoint of another

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from crossbench.experiment import DEFAULT_EXPERIMENT, DatasetRef, ModelRef, RunOptions, run_experiment
+from crossbench.experiment import DEFAULT_EXPERIMENT, DatasetRef, ModelRef, RunOptions
+from crossbench.runner import run_experiment
 
 
 def _run(registry, tmp_path, transfer):

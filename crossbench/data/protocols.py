@@ -70,6 +70,30 @@ class Split:
         self.test.digest(h)
         return h.hexdigest()
 
+    def fit_view(self) -> FitSplit:
+        """What a model may learn from: the training data and the validation ground truth, no test set."""
+        return FitSplit(
+            protocol=self.protocol, target=self.target, train=self.train, valid=self.valid,
+            params=self.params, cold=self.cold, cut_time=self.cut_time,
+        )
+
+
+@dataclass(frozen=True)
+class FitSplit:
+    """A split as a model sees it while fitting or tuning: training data and validation users only.
+
+    It has no test ground truth at all: the runner alone holds :attr:`Split.test` and hands it to
+    the evaluator, so no recommender, tuner or early-stopping rule can read it.
+    """
+
+    protocol: str
+    target: str
+    train: CrossDomainData
+    valid: GroundTruth
+    params: Mapping[str, object] = field(default_factory=dict)
+    cold: bool = False
+    cut_time: int | None = None
+
 
 @dataclass(frozen=True)
 class ColdStart:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from crossbench.data.protocols import Split
+from crossbench.data.protocols import FitSplit
 from crossbench.interfaces import CategoricalParam, ComponentSpec, FitReport, FloatParam, IntParam, Recommender, RunEnv
 from crossbench.train import ComponentRef, ComposedRecommender
 
@@ -15,7 +15,7 @@ from crossbench.train import ComponentRef, ComposedRecommender
 class Popularity(Recommender):
     """Scores each target item by its number of training interactions."""
 
-    def fit(self, split: Split, *, env: RunEnv) -> FitReport:
+    def fit(self, split: FitSplit, *, env: RunEnv) -> FitReport:
         dom = split.train.domain(split.target)
         counts = np.bincount(dom.interactions["item"].to_numpy(), minlength=dom.n_items)
         self.counts = torch.as_tensor(counts, dtype=torch.float32, device=env.device)

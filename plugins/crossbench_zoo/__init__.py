@@ -62,7 +62,8 @@ def crossbench_recommenders() -> list[ComponentSpec]:
     return [
         ComponentSpec(
             "itemknn", neighbours.itemknn, "item-based kNN (cosine, shrinkage) over all domains' items",
-            (IntParam("k", 10, 500, log=True), FloatParam("shrink", 0.0, 100.0), FloatParam("alpha", 0.0, 1.0), CategoricalParam("domains", ("all", "target"))),
+            (IntParam("k", 10, 2000, log=True), FloatParam("shrink", 0.0, 100.0), FloatParam("alpha", 0.0, 1.0),
+             CategoricalParam("domains", ("all", "target"))),
         ),
         ComponentSpec(
             "ease", neighbours.ease, "EASE closed-form item-item model over all domains' items",

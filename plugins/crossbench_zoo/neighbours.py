@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from crossbench.data.model import CrossDomainData
-from crossbench.data.protocols import Split
+from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError
 from crossbench.interfaces import FitReport, Recommender, RunEnv
 
@@ -67,7 +67,7 @@ class _ItemItem(Recommender):
         self.domains = domains
         self.weights: torch.Tensor | None = None
 
-    def fit(self, split: Split, *, env: RunEnv) -> FitReport:
+    def fit(self, split: FitSplit, *, env: RunEnv) -> FitReport:
         names = split.train.domain_names if self.domains == "all" else [split.target]
         self.rows = UserItemRows(split.train, names)
         if self.rows.n_cols > MAX_COLUMNS:

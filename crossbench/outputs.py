@@ -1,0 +1,170 @@
+"""A results folder: one experiment's run records, kept as each run finishes, behind a lock.
+
+Layout::
+
+    DIR/experiment.json     the experiment and its fingerprint (what the records belong to)
+    DIR/runs/*.json         one record per finished (target, seed, model) run
+    DIR/runs/*.users.npz    its per-user metric values
+    DIR/leaderboard.md      the table, rebuilt from the records after every run command
+    DIR/pairwise.md         every model against every other
+    DIR/tuning.db           Optuna studies (default tuning storage)
+    DIR/studies/*.png       optimisation history and parameter importances per study
+
+A record is written last, atomically, so its presence means the run finished. Rerunning the
+same experiment into the folder skips finished runs; another experiment is refused unless
+``overwrite``. A lock (``flock``, released by the kernel when the process dies) keeps a second
+run out while one is going; temporary files that dead runs left are removed by the next run.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from crossbench.errors import CrossbenchError
+from crossbench.results import SCHEMA_VERSION, file_sha256, write_json_atomic
+
+MANIFEST = "experiment.json"
+LOCK = ".crossbench.lock"
+#: what ``overwrite`` removes; any other file in the folder (an experiment.toml, notes) stays
+MANAGED = (MANIFEST, "runs", "leaderboard.md", "pairwise.md", "tuning.db", "studies")
+
+
+class ResultsFolder:
+    """The results folder of one experiment."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.runs = self.path / "runs"
+        self._lock_file: IO[str] | None = None
+
+    # -- checks before any work ----------------------------------------------------------
+
+    def check(self, fingerprint: str, *, overwrite: bool) -> None:
+        """Refuse a folder that is a file, or that holds another experiment's results (unless ``overwrite``)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise CrossbenchError(f"--output {self.path} is an existing file, not a folder; choose a folder")
+        if overwrite or not any(self.runs.glob("*.json")):
+            return  # nothing finished here yet: whatever manifest lies here is replaced
+        manifest = self.path / MANIFEST
+        saved = None
+        if manifest.is_file():
+            try:
+                saved = json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint")
+            except (OSError, json.JSONDecodeError, AttributeError):
+                saved = None
+        if saved is None:
+            raise CrossbenchError(
+                f"results folder {self.path} holds run records of an unknown experiment (no readable {MANIFEST}); "
+                "choose another --output, or pass --overwrite to replace them"
+            )
+        if saved != fingerprint:
+            raise CrossbenchError(
+                f"results folder {self.path} holds the results of another experiment (fingerprint "
+                f"{saved[:12]}, this one {fingerprint[:12]}); choose another --output, or pass "
+                "--overwrite to replace them"
+            )
+
+    # -- while holding the lock ----------------------------------------------------------
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the folder's lock; a second holder is refused with one line naming the first's pid.
+
+        A folder this creates and that holds nothing but the lock when the block fails is removed again.
+        """
+        created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        f = open(self.path / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held for the block
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise CrossbenchError(
+                    f"results folder {self.path} is in use by another crossbench run (pid {holder}); "
+                    "wait for it to finish, or choose another --output"
+                ) from None
+            raise
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self._lock_file = f
+        try:
+            yield
+        except BaseException:
+            if created and {p.name for p in self.path.iterdir()} <= {LOCK, "runs"} and not any(self.runs.iterdir() if self.runs.is_dir() else ()):
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
+        finally:
+            self._lock_file = None
+            fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
+
+    def prepare(self, *, fingerprint: str, overwrite: bool) -> None:
+        """Under the lock: re-check, clear on ``overwrite``, remove dead runs' leftovers."""
+        self._require_lock()
+        if overwrite:
+            for name in MANAGED:
+                target = self.path / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+        else:
+            self.check(fingerprint, overwrite=False)
+        self.remove_leftovers()
+
+    def write_manifest(self, *, fingerprint: str, manifest: dict[str, Any]) -> None:
+        """Say which experiment the records belong to (before the first record is written)."""
+        self._require_lock()
+        path = self.path / MANIFEST
+        try:
+            if json.loads(path.read_text(encoding="utf-8")).get("fingerprint") == fingerprint:
+                return
+        except (OSError, ValueError, AttributeError):
+            pass
+        write_json_atomic(path, {**manifest, "fingerprint": fingerprint, "schema": SCHEMA_VERSION})
+
+    def remove_leftovers(self) -> list[Path]:
+        """Temporary files and staging folders of runs that died (only safe under the lock)."""
+        self._require_lock()
+        gone: list[Path] = []
+        patterns = [(self.path, ".*.tmp"), (self.runs, ".*.tmp"), (self.path, ".old-runs-*"), (self.path, ".staging-*"),
+                    (self.path.parent, f".{self.path.name}.staging-*")]
+        for folder, pattern in patterns:
+            if not folder.is_dir():
+                continue
+            for p in folder.glob(pattern):
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+                gone.append(p)
+        return gone
+
+    def finished(self, file: str) -> bool:
+        """True when ``runs/file`` is a readable record whose per-user file matches its sha256."""
+        path = self.runs / file
+        if not path.is_file():
+            return False
+        try:
+            rec = json.loads(path.read_text(encoding="utf-8"))
+            info = rec["evaluation"]["per_user"]
+            return bool(file_sha256(self.runs / info["path"]) == info["sha256"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+
+    def _require_lock(self) -> None:
+        if self._lock_file is None:
+            raise RuntimeError("ResultsFolder: this needs the folder's lock; use `with folder.locked():`")

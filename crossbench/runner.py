@@ -1,0 +1,242 @@
+"""The experiment runner: splits, (tunes,) fits, evaluates, and keeps each run as it finishes.
+
+Every (target, seed, model) run writes its record into the results folder the moment it
+finishes (see :mod:`crossbench.outputs`), so a failed or killed command loses only the run in
+progress; the same command again resumes, skipping finished runs. Models are fitted on
+:meth:`Split.fit_view` (training data and validation users); only this module hands the test
+ground truth to the evaluator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from crossbench.data.audit import audit_split
+from crossbench.data.model import CrossDomainData
+from crossbench.data.protocols import Split, make_protocol, resolve_targets
+from crossbench.errors import CrossbenchError
+from crossbench.evaluate import evaluate
+from crossbench.evaluate.groups import breakdown, head_tail, item_popularity, user_groups
+from crossbench.evaluate.peruser import save_per_user
+from crossbench.evaluate.sampled import draw_negatives, evaluate_sampled, sampled_key
+from crossbench.experiment import Experiment, ModelRef, RunOptions, TuningSettings, experiment_fingerprint, pick_device, validate
+from crossbench.interfaces import ComponentRef, RunEnv
+from crossbench.leaderboard import render_markdown, render_pairwise
+from crossbench.modelspace import make_recommender
+from crossbench.outputs import ResultsFolder
+from crossbench.registry import Registry
+from crossbench.results import SCHEMA_VERSION, environment, load_records, peak_rss_mb, write_json_atomic, write_text_atomic
+from crossbench.train import train_items
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "model"
+
+
+def record_file(target: str, label: str, seed: int) -> str:
+    """The record's file name of one (target, model label, seed) run."""
+    return f"{_slug(target)}-{_slug(label)}-seed{seed}.json"
+
+
+def set_threads(threads: int | None) -> int:
+    """Apply ``--threads`` (``None``: leave torch's default); return the thread count in force."""
+    if threads is not None:
+        if threads < 1:
+            raise CrossbenchError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def run_experiment(
+    exp: Experiment,
+    *,
+    registry: Registry,
+    options: RunOptions,
+    log: Callable[[str], None] = lambda _msg: None,
+    tuning: TuningSettings | None = None,
+    overwrite: bool = False,
+) -> tuple[list[dict[str, Any]], str]:
+    """Run every (target, seed, model) not finished yet; return all records and the leaderboard.
+
+    With ``tuning``, each model with a search space is first tuned on each split's own
+    validation users (one study per split, see :mod:`crossbench.tuning`) and the best
+    hyperparameters are fitted and evaluated on that split's test users.
+    """
+    validate(exp, registry)
+    if tuning is not None:
+        from crossbench.tuning import check_tuning
+
+        check_tuning(exp, tuning, registry=registry, results_dir=options.output_dir)
+    device = pick_device(options.device)
+    threads = set_threads(options.threads)
+    fingerprint = experiment_fingerprint(exp, tuning)
+    folder = ResultsFolder(options.output_dir)
+    folder.check(fingerprint, overwrite=overwrite)
+    t_load = time.perf_counter()
+    data = registry.get("datasets", exp.dataset.name).factory(**exp.dataset.params).load()
+    load_s = time.perf_counter() - t_load
+    targets = resolve_targets(data, list(exp.protocol.targets) or None)
+    manifest = {"experiment": dataclasses.asdict(exp), "tuning": dataclasses.asdict(tuning) if tuning else None}
+    with folder.locked():
+        folder.prepare(fingerprint=fingerprint, overwrite=overwrite)
+        _run_all(exp, data, targets, registry=registry, options=options, folder=folder, device=device, threads=threads,
+                 tuning=tuning, log=log, load_s=load_s, begin=lambda: folder.write_manifest(fingerprint=fingerprint, manifest=manifest))
+        records = load_records([folder.path])
+        markdown = render_markdown(records, command=options.command, record_dir=folder.runs)
+        write_text_atomic(folder.path / "leaderboard.md", markdown)
+        write_text_atomic(folder.path / "pairwise.md", render_pairwise(records, record_dir=folder.runs))
+    return records, markdown
+
+
+def _run_all(
+    exp: Experiment, data: CrossDomainData, targets: list[str], *, registry: Registry, options: RunOptions,
+    folder: ResultsFolder, device: torch.device, threads: int, tuning: TuningSettings | None,
+    log: Callable[[str], None], load_s: float, begin: Callable[[], None],
+) -> None:
+    metrics = registry.metrics(exp.metrics)
+    shared = {
+        "schema": SCHEMA_VERSION,
+        "experiment": exp.name,
+        "command": options.command,
+        "environment": environment(),
+        "plugins": [{"name": n, "package": p, "version": v} for n, p, v in registry.pm.plugin_distributions()],  # type: ignore[attr-defined]
+        "threads": threads,
+        "device": str(device),
+        "dataset": {
+            "name": exp.dataset.name,
+            "params": dict(exp.dataset.params),
+            "fingerprint": data.fingerprint(),
+            "load_s": load_s,
+            "meta": dict(data.meta),
+            "domains": {
+                d.name: {"users": int(len(d.users())), "items": d.n_items, "interactions": d.n_interactions}
+                for d in data.domains.values()
+            },
+        },
+    }
+    for target in targets:
+        for seed in exp.seeds:
+            todo = [m for m in exp.models if not folder.finished(record_file(target, m.display, seed))]
+            for m in exp.models:
+                if m not in todo:
+                    log(f"{m.display}: target {target}, seed {seed}: finished earlier, kept")
+            if not todo:
+                continue
+            split = make_protocol(exp.protocol.name, target=target, seed=seed, **exp.protocol.params).split(data)
+            split_fp = split.fingerprint()
+            audit = audit_split(split).to_dict()
+            for m in todo:
+                tuned: dict[str, Any] | None = None
+                if tuning is not None:
+                    from crossbench.tuning import tune_split
+
+                    outcome = tune_split(
+                        exp, m, split.fit_view(), seed=seed, split_fingerprint=split_fp, dataset_fingerprint=shared["dataset"]["fingerprint"],
+                        registry=registry, device=device, options=options, settings=tuning, log=log,
+                    )
+                    if outcome is not None:
+                        m = replace(m, params={**m.params, **outcome.params})
+                        tuned = outcome.record
+                log(f"{m.display}: target {target}, seed {seed}")
+                rec = _run_one(exp, m, split, split_fp, seed=seed, registry=registry, device=device, options=options,
+                               metrics=metrics, runs_dir=folder.runs)
+                rec["protocol"]["audit"] = audit
+                rec["model"]["tuning"] = tuned
+                rec.update(shared)
+                rec["timings"]["peak_rss_mb"] = peak_rss_mb()
+                path = folder.runs / rec["file"]
+                begin()
+                write_json_atomic(path, rec)
+                registry.pm.hook.crossbench_run_finished(record=rec, path=path)
+
+
+def _run_one(
+    exp: Experiment, m: ModelRef, split: Split, split_fp: str, *, seed: int, registry: Registry,
+    device: torch.device, options: RunOptions, metrics: Mapping[str, Any], runs_dir: Path,
+) -> dict[str, Any]:
+    torch.manual_seed(seed)
+    model = make_recommender(registry, m.name, m.params, where=f"model {m.display!r}")
+    env = RunEnv(registry=registry, device=device, seed=seed, progress=options.progress, cache_dir=options.cache_dir, bf16=options.bf16)
+    t0 = time.perf_counter()
+    report = model.fit(split.fit_view(), env=env)
+    fit_s = time.perf_counter() - t0
+    n_items = split.train.domain(split.target).n_items
+    exclude = train_items(split.train, split.target)
+    popularity = item_popularity(split.train, split.target)
+    t1 = time.perf_counter()
+    if exp.sampled_negatives:
+        sample = draw_negatives(
+            split.test, n_items=n_items, n_negatives=exp.sampled_negatives, strategy=exp.sampling,
+            popularity=popularity, exclude=exclude, seed=seed,
+        )
+        result = evaluate_sampled(
+            model.score, split.test, n_items=n_items, metrics=metrics, ks=exp.ks, sample=sample,
+            chunk_size=exp.chunk_size, device=device,
+        )
+        columns = [sampled_key(f"{name}@{k}", sample) for k in exp.ks for name in metrics]
+    else:
+        result = evaluate(
+            model.score, split.test, n_items=n_items, metrics=metrics, ks=exp.ks, exclude=exclude,
+            chunk_size=exp.chunk_size, device=device, progress=options.progress, label=f"evaluating {m.display}",
+            item_popularity=popularity, item_groups=head_tail(popularity),
+        )
+        columns = [f"{name}@{k}" for k in exp.ks for name in metrics]
+    eval_s = time.perf_counter() - t1
+    file = record_file(split.target, m.display, seed)
+    users_file = file.removesuffix(".json") + ".users.npz"
+    sha = save_per_user(result, runs_dir / users_file)
+    return {
+        "file": file,
+        "seed": seed,
+        "model": {
+            "label": m.display,
+            "name": m.name,
+            "plugin": registry.plugin_of("recommenders", m.name),
+            "params": {k: (v.to_dict() if isinstance(v, ComponentRef) else v) for k, v in m.params.items()},
+            "description": model.describe(),
+        },
+        "protocol": {
+            "name": split.protocol,
+            "target": split.target,
+            "params": dict(split.params),
+            "split_fingerprint": split_fp,
+            "n_test_users": int(split.test.n_users),
+            "n_valid_users": int(split.valid.n_users),
+        },
+        "fit": dataclasses.asdict(report),
+        "timings": {
+            "fit_s": fit_s,
+            "train_s": report.train_seconds,
+            "train_samples_per_s": report.samples_per_second,
+            "fit_threads": report.threads,
+            "eval_s": eval_s,
+            "eval_users_per_s": split.test.n_users / max(eval_s, 1e-9),
+        },
+        "evaluation": {
+            "mode": result.mode,
+            "sampling": dict(result.sampling),
+            "ks": list(exp.ks),
+            "columns": columns,
+            "metrics": result.means,
+            "lower_is_better": [c for c, (name, _) in zip(columns, ((n, k) for k in exp.ks for n in metrics)) if not metrics[name].higher_is_better],
+            "user_groups": _finite_groups(breakdown(result, user_groups(split.train, split.target, result.users))),
+            "per_user": {"path": users_file, "sha256": sha},
+        },
+    }
+
+
+def _finite_groups(groups: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float | None]]:
+    """Drop empty user groups; undefined means become ``null`` (JSON has no NaN)."""
+    return {
+        name: {k: (None if v != v else v) for k, v in values.items()}
+        for name, values in groups.items()
+        if values.get("n_users", 0) > 0
+    }

@@ -1,0 +1,137 @@
+"""Runs that lose nothing: kept as they finish, resumed after a kill, refused when they would clash."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from crossbench.cli import CliState, cli
+from crossbench.outputs import ResultsFolder
+
+SMALL = ["--dataset-param", "n_users=400", "--dataset-param", "n_items=80", "--threads", "1", "-q"]
+
+# A crossbench command line in a child process, with a model that kills its own process with
+# SIGKILL while fitting whenever the file named by $CROSSBENCH_TEST_BOMB exists.
+SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    from crossbench import hookimpl
+    from crossbench.cli import CliState, build_cli
+    from crossbench.interfaces import ComponentSpec
+    from crossbench_basic.models import mf
+
+    class Bomb:
+        def __init__(self):
+            self.inner = mf(epochs=2, dim=8)
+        def fit(self, split, *, env):
+            if os.path.exists(os.environ.get("CROSSBENCH_TEST_BOMB", "")):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return self.inner.fit(split, env=env)
+        def score(self, users, *, out=None):
+            return self.inner.score(users, out=out)
+        def describe(self):
+            return self.inner.describe()
+        def components(self):
+            return {}
+
+    class Plugin:
+        @hookimpl
+        def crossbench_recommenders(self):
+            return [ComponentSpec("bomb", Bomb, "mf that dies on request")]
+
+    state = CliState(extra_plugins=[Plugin()])
+    build_cli(state).main(args=sys.argv[1:], prog_name="crossbench", obj=state)
+    """
+)
+
+VOLATILE = {"timings", "environment", "command", "_path"}
+
+
+def _child(tmp_path: Path, args: list[str], *, bomb: bool) -> subprocess.CompletedProcess:
+    script = tmp_path / "child.py"
+    script.write_text(SCRIPT)
+    flag = tmp_path / "bomb.flag"
+    if bomb:
+        flag.write_text("1")
+    else:
+        flag.unlink(missing_ok=True)
+    env = {**os.environ, "CROSSBENCH_TEST_BOMB": str(flag)}
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env, timeout=300, check=False)
+
+
+def _stable(folder: Path) -> dict[str, dict]:
+    out = {}
+    for f in sorted((folder / "runs").glob("*.json")):
+        rec = json.loads(f.read_text())
+        rec["dataset"].pop("load_s")
+        rec["fit"].pop("train_seconds")
+        out[f.name] = {k: v for k, v in rec.items() if k not in VOLATILE}
+    return out
+
+
+def test_a_killed_run_resumes_to_the_records_of_an_uninterrupted_one(tmp_path):
+    args = ["run", "--model", "popularity", "--model", "bomb", "--model", "mf", "--model-param", "mf.epochs=2",
+            "--model-param", "mf.dim=8", "--seeds", "0,1", *SMALL]
+    whole = _child(tmp_path, [*args, "--output", str(tmp_path / "whole")], bomb=False)
+    assert whole.returncode == 0, whole.stderr
+    killed = _child(tmp_path, [*args, "--output", str(tmp_path / "resumed")], bomb=True)
+    assert killed.returncode == -9
+    kept = sorted(p.name for p in (tmp_path / "resumed" / "runs").glob("*.json"))
+    assert kept == ["movies-popularity-seed0.json"]  # the run finished before the kill is kept
+    leftovers = list((tmp_path / "resumed" / "runs").glob(".*"))
+    resumed = _child(tmp_path, [*args, "--output", str(tmp_path / "resumed")], bomb=False)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not [p for p in leftovers if p.exists()]
+    assert _stable(tmp_path / "whole") == _stable(tmp_path / "resumed")
+    assert len(_stable(tmp_path / "whole")) == 6
+    # the tables agree but for the seconds column and the command line
+    strip = lambda text: [line.rsplit("|", 4)[0] for line in text.splitlines() if line.startswith("| ")]  # noqa: E731
+    assert strip((tmp_path / "resumed" / "leaderboard.md").read_text()) == strip((tmp_path / "whole" / "leaderboard.md").read_text())
+
+
+def test_rerun_skips_finished_runs_and_another_experiment_is_refused(tmp_path):
+    out = tmp_path / "r"
+    base = ["run", "--model", "popularity", "--seeds", "0", *SMALL, "--output", str(out)]
+    first = CliRunner().invoke(cli, base, obj=CliState())
+    assert first.exit_code == 0, first.output
+    record = out / "runs" / "movies-popularity-seed0.json"
+    stamp = record.stat().st_mtime_ns
+    again = CliRunner().invoke(cli, base, obj=CliState())
+    assert again.exit_code == 0 and record.stat().st_mtime_ns == stamp  # kept, not recomputed
+    other = CliRunner().invoke(cli, [*base, "--seeds", "1"], obj=CliState())
+    assert other.exit_code == 2 and "holds the results of another experiment" in other.output and "--overwrite" in other.output
+    assert record.stat().st_mtime_ns == stamp
+    replaced = CliRunner().invoke(cli, [*base, "--seeds", "1", "--overwrite"], obj=CliState())
+    assert replaced.exit_code == 0, replaced.output
+    assert sorted(p.name for p in (out / "runs").glob("*.json")) == ["movies-popularity-seed1.json"]
+
+
+def test_a_second_concurrent_run_is_refused_and_leftovers_of_dead_runs_go(tmp_path):
+    out = tmp_path / "busy"
+    (out / "runs").mkdir(parents=True)
+    stale = [out / "runs" / ".movies-mf-seed0.json.abc.tmp", tmp_path / ".busy.staging-xyz"]
+    stale[0].write_text("{")
+    stale[1].mkdir()
+    args = ["run", "--model", "popularity", "--seeds", "0", *SMALL, "--output", str(out)]
+    with ResultsFolder(out).locked():
+        refused = CliRunner().invoke(cli, args, obj=CliState())
+    assert refused.exit_code == 2 and "in use by another crossbench run" in refused.output
+    assert not list((out / "runs").glob("*.json"))
+    done = CliRunner().invoke(cli, args, obj=CliState())
+    assert done.exit_code == 0, done.output
+    assert not any(p.exists() for p in stale)
+
+
+def test_command_line_runs_without_a_name_get_their_own_folders(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    a = CliRunner().invoke(cli, ["run", "--model", "popularity", "--seeds", "0", *SMALL], obj=CliState())
+    b = CliRunner().invoke(cli, ["run", "--model", "popularity", "--seeds", "1", *SMALL], obj=CliState())
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    folders = sorted(p.name for p in (tmp_path / "crossbench-results").iterdir())
+    assert len(folders) == 2 and all(f.startswith("custom-") for f in folders)

@@ -13,6 +13,7 @@ given parameters already name (``lm-attention``'s ``n_experts`` drives its item 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -90,3 +91,28 @@ def _user_fixed(params: Mapping[str, Any], role: str, name: str) -> bool:
     ref = params.get(role)
     inner = getattr(ref, "params", None)
     return isinstance(inner, Mapping) and name in inner
+
+
+def default_values(registry: Registry, name: str, model: Recommender, space: list[Param]) -> dict[str, Any]:
+    """The values ``model`` (built without the space's parameters) uses for each parameter of ``space``.
+
+    A model's own parameter takes its factory's default; ``ROLE.NAME`` takes the value the
+    model gives its component, else the component factory's default. Parameters without a
+    default are left out.
+    """
+    spec: ComponentSpec = registry.get("recommenders", name)
+    own = spec.hyperparameters()
+    parts = model.components()
+    out: dict[str, Any] = {}
+    for p in space:
+        role, dot, key = p.name.partition(".")
+        if not dot:
+            value = own.get(p.name, inspect.Parameter.empty)
+        elif role in parts:
+            ref = parts[role]
+            value = ref.params.get(key, registry.get(COMPONENT_ROLES[role], ref.name).hyperparameters().get(key, inspect.Parameter.empty))
+        else:
+            value = inspect.Parameter.empty
+        if value is not inspect.Parameter.empty and value is not None:
+            out[p.name] = value
+    return out

@@ -17,7 +17,9 @@ many, share a study by naming the same storage and study. The loop here is stora
   ``heartbeat_s`` seconds; one silent for ``2 * heartbeat_s`` belongs to a dead worker and is
   told FAIL and enqueued again with the same parameters (``crossbench:retry_of``);
 - each trial's sampler is a TPE sampler seeded with ``(sampler seed, trial number)``, so two
-  workers never draw the same random start and a resumed study continues where it stopped.
+  workers never draw the same random start and a resumed study continues where it stopped;
+- the first trial of a new study is the model's defaults (``crossbench:defaults``), so the
+  budget is the defaults plus ``trials - 1`` sampled configurations, for every model alike.
 
 Completed trials are never rerun: a study killed at any point resumes with every finished
 trial kept.
@@ -42,7 +44,7 @@ from crossbench.errors import CrossbenchError
 from crossbench.evaluate import evaluate
 from crossbench.experiment import Experiment, ModelRef, RunOptions, TuningSettings, pick_device, validate
 from crossbench.interfaces import CategoricalParam, FloatParam, IntParam, Param, RunEnv
-from crossbench.modelspace import component_space, make_recommender, own_space
+from crossbench.modelspace import component_space, default_values, make_recommender, own_space
 from crossbench.registry import Registry
 from crossbench.studies import StorageSpec, open_storage, resolve_storage, write_study_plots
 from crossbench.train import train_items
@@ -50,6 +52,7 @@ from crossbench.train import train_items
 SURPLUS = "crossbench:surplus"
 HEARTBEAT = "crossbench:heartbeat"
 RETRY_OF = "crossbench:retry_of"
+DEFAULTS = "crossbench:defaults"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 #: random trials before TPE models the history
 STARTUP_TRIALS = 5
@@ -298,6 +301,10 @@ def tune_split(
                      dataset_fingerprint=dataset_fingerprint)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = _open_study(name, storage, meta, settings.pruner, display=spec.display)
+    if not study.get_trials(deepcopy=False):
+        # the first trial of every study is the model's defaults: tuning starts from them, never below them
+        space = own_space(registry, m.name, m.params) + component_space(registry, m.name, default, m.params)
+        study.enqueue_trial(default_values(registry, m.name, default, space), user_attrs={DEFAULTS: True}, skip_if_exists=True)
     exclude = train_items(view.train, view.target)
     n_items = view.train.domain(view.target).n_items
     metric = registry.metrics([settings.metric])

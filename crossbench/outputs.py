@@ -34,7 +34,7 @@ from crossbench.results import SCHEMA_VERSION, file_sha256, write_json_atomic
 MANIFEST = "experiment.json"
 LOCK = ".crossbench.lock"
 #: what ``overwrite`` removes; any other file in the folder (an experiment.toml, notes) stays
-MANAGED = (MANIFEST, "runs", "leaderboard.md", "pairwise.md", "tuning.db", "studies")
+MANAGED = (MANIFEST, "runs", "leaderboard.md", "pairwise.md", "tuning.db", "tuning.db-wal", "tuning.db-shm", "studies")
 
 
 class ResultsFolder:

@@ -53,6 +53,7 @@ SURPLUS = "crossbench:surplus"
 HEARTBEAT = "crossbench:heartbeat"
 RETRY_OF = "crossbench:retry_of"
 DEFAULTS = "crossbench:defaults"
+ERROR = "crossbench:error"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 #: random trials before TPE models the history
 STARTUP_TRIALS = 5
@@ -184,8 +185,10 @@ def optimize(
     """Run trials of ``study`` until ``budget`` is met, sharing the study with any other workers.
 
     Returns when the finished trials fill the budget (and no trial is running), so the caller
-    can read the best trial. ``objective`` may raise :class:`optuna.TrialPruned`; any other
-    exception fails the trial and propagates.
+    can read the best trial. ``objective`` may raise :class:`optuna.TrialPruned`. Any other
+    exception fails that trial (its message kept in the user attribute ``crossbench:error``)
+    and the loop goes on; 3 such failures before any trial finished, or ``2 * max(3, trials)``
+    in all, end it with a :class:`CrossbenchError`. An interruption (Ctrl-C) fails the trial and propagates.
     """
     if budget.trials is None and budget.timeout_s is None:
         raise CrossbenchError("a tuning budget needs trials, a timeout, or both")
@@ -213,7 +216,19 @@ def optimize(
                 study.tell(trial, state=TrialState.PRUNED)
                 log(f"{study.study_name}: trial {trial.number} pruned")
                 continue
-            except BaseException:
+            except Exception as exc:  # a configuration of the space that does not work: recorded, then the next
+                trial.set_user_attr(ERROR, f"{type(exc).__name__}: {exc}"[:500])
+                study.tell(trial, state=TrialState.FAIL)
+                errors = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if ERROR in t.user_attrs]
+                log(f"{study.study_name}: trial {trial.number} failed: {type(exc).__name__}: {exc}")
+                finished = study.get_trials(deepcopy=False, states=FINISHED)
+                if (len(errors) >= 3 and not finished) or len(errors) >= 2 * max(3, budget.trials or 0):
+                    raise CrossbenchError(
+                        f"study {study.study_name!r}: {len(errors)} trials failed, the last with {type(exc).__name__}: {exc}; "
+                        "fix the model or narrow its search space"
+                    ) from exc
+                continue
+            except BaseException:  # interrupted: the trial is failed so that a later run draws a new one
                 study.tell(trial, state=TrialState.FAIL)
                 raise
         study.tell(trial, value)
@@ -347,6 +362,7 @@ def tune_split(
         "trials_complete": len(complete),
         "trials_pruned": sum(t.state == TrialState.PRUNED for t in trials),
         "trials_failed": sum(t.state == TrialState.FAIL and not t.user_attrs.get(SURPLUS) for t in trials),
+        "errors": sorted({str(t.user_attrs[ERROR]) for t in trials if ERROR in t.user_attrs})[:5],
         "best_valid": float(best.value),  # type: ignore[arg-type]
         "best_trial": best.number,
         "metric": key,

@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from crossbench import hookimpl
 from crossbench.cli import CliState, cli
 from crossbench.data.protocols import FitSplit, make_protocol
+from crossbench.errors import CrossbenchError
 from crossbench.experiment import DEFAULT_EXPERIMENT, DatasetRef, ModelRef, RunOptions, TuningSettings
 from crossbench.interfaces import ComponentSpec, FitReport, FloatParam, IntParam, Recommender, RunEnv
 from crossbench.plugins import get_plugin_manager
@@ -226,3 +227,25 @@ def test_every_default_lies_inside_its_declared_range():
                 else:
                     assert value in p.choices, f"{where}: default {value!r} not among {p.choices}"
     assert checked > 40
+
+
+def test_a_failing_configuration_fails_its_trial_and_tuning_goes_on():
+    study = optuna.create_study(direction="maximize")
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0.0, 1.0)
+        if x > 0.5:
+            raise ValueError("x too large for this toy")
+        return -x
+
+    optimize(study, objective, budget=Budget(trials=4), sampler_seed=0, heartbeat_s=5)
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 4
+    assert failed and all("x too large" in t.user_attrs["crossbench:error"] for t in failed)
+
+    def broken(trial):
+        trial.suggest_float("x", 0.0, 1.0)
+        raise ValueError("always")
+
+    with pytest.raises(CrossbenchError, match="3 trials failed, the last with ValueError: always"):
+        optimize(optuna.create_study(direction="maximize"), broken, budget=Budget(trials=2), heartbeat_s=5)

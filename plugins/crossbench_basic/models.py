@@ -35,7 +35,7 @@ def popularity() -> Popularity:
 
 
 TRAINING_SPACE = (
-    IntParam("dim", 16, 128, log=True),
+    CategoricalParam("dim", (16, 32, 64, 128)),  # powers of two: every attention head count divides them
     FloatParam("lr", 1e-4, 3e-2, log=True),
     FloatParam("l2", 1e-8, 1e-3, log=True),
     IntParam("negatives", 1, 16, log=True),

@@ -11,7 +11,7 @@ from crossbench.interfaces import CategoricalParam, ComponentSpec, FloatParam, I
 from crossbench.train import ComponentRef, ComposedRecommender
 
 TRAINING_SPACE = (
-    IntParam("dim", 16, 128, log=True),
+    CategoricalParam("dim", (16, 32, 64, 128)),  # powers of two: every attention head count divides them
     FloatParam("lr", 1e-4, 3e-2, log=True),
     FloatParam("l2", 1e-8, 1e-3, log=True),
     IntParam("negatives", 1, 16, log=True),

@@ -231,7 +231,10 @@ def optimize(
             except BaseException:  # interrupted: the trial is failed so that a later run draws a new one
                 study.tell(trial, state=TrialState.FAIL)
                 raise
-        study.tell(trial, value)
+        try:
+            study.tell(trial, value)
+        except optuna.exceptions.UpdateFinishedTrialError:  # taken for lost (no heartbeat for too long) and rerun
+            log(f"{study.study_name}: trial {trial.number} was given up as lost while it ran; its rerun counts instead")
 
 
 def _sampler(seed: int, number: int) -> optuna.samplers.BaseSampler:
@@ -262,8 +265,9 @@ def study_name(exp: Experiment, settings: TuningSettings, *, target: str, seed: 
 
 
 def _metadata(exp: Experiment, m: ModelRef, settings: TuningSettings, *, target: str, seed: int,
-              split_fingerprint: str, dataset_fingerprint: str) -> dict[str, Any]:
+              split_fingerprint: str, dataset_fingerprint: str, space: list[Param]) -> dict[str, Any]:
     return {
+        "crossbench:space": [repr(p) for p in space],
         "crossbench:version": crossbench.__version__, "crossbench:optuna": optuna.__version__, "crossbench:torch": torch.__version__,
         "crossbench:model": m.name, "crossbench:label": m.display, "crossbench:target": target, "crossbench:seed": seed,
         "crossbench:dataset_fingerprint": dataset_fingerprint, "crossbench:split_fingerprint": split_fingerprint,
@@ -280,7 +284,7 @@ def _open_study(name: str, storage: optuna.storages.BaseStorage, meta: dict[str,
         for key, value in meta.items():
             study.set_user_attr(key, value)
         return study
-    for key in ("crossbench:split_fingerprint", "crossbench:objective", "crossbench:budget", "crossbench:model"):
+    for key in ("crossbench:split_fingerprint", "crossbench:objective", "crossbench:budget", "crossbench:model", "crossbench:space"):
         if saved.get(key) != meta[key]:
             raise CrossbenchError(
                 f"study {name!r} in {display} was made for another {key.split(':')[1].replace('_', ' ')} "
@@ -307,18 +311,18 @@ def tune_split(
     """Tune ``m`` on ``view``'s validation users to the budget; ``None`` when it has nothing to tune."""
     where = f"model {m.display!r}"
     default = make_recommender(registry, m.name, m.params, where=where)
-    if not own_space(registry, m.name, m.params) and not component_space(registry, m.name, default, m.params):
+    space = own_space(registry, m.name, m.params) + component_space(registry, m.name, default, m.params)
+    if not space:
         return None
     spec = resolve_storage(settings.storage, results_dir=options.output_dir)
     storage = open_storage(spec, heartbeat_interval=None)
     name = study_name(exp, settings, target=view.target, seed=seed, label=m.display)
     meta = _metadata(exp, m, settings, target=view.target, seed=seed, split_fingerprint=split_fingerprint,
-                     dataset_fingerprint=dataset_fingerprint)
+                     dataset_fingerprint=dataset_fingerprint, space=space)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = _open_study(name, storage, meta, settings.pruner, display=spec.display)
     if not study.get_trials(deepcopy=False):
         # the first trial of every study is the model's defaults: tuning starts from them, never below them
-        space = own_space(registry, m.name, m.params) + component_space(registry, m.name, default, m.params)
         study.enqueue_trial(default_values(registry, m.name, default, space), user_attrs={DEFAULTS: True}, skip_if_exists=True)
     exclude = train_items(view.train, view.target)
     n_items = view.train.domain(view.target).n_items

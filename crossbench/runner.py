@@ -102,7 +102,7 @@ def _run_all(
     log: Callable[[str], None], load_s: float, begin: Callable[[], None],
 ) -> None:
     metrics = registry.metrics(exp.metrics)
-    shared = {
+    shared: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "experiment": exp.name,
         "command": options.command,

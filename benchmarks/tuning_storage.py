@@ -19,13 +19,17 @@ that every trial trains to its early stop) tune target-only MF on synthetic data
 worker and once with 2 sharing it (order alternated per repeat). Trials per hour are counted
 two ways: over the trials' own span (first trial start to last trial end: the steady rate) and
 over the wall time from launching the processes to their exit (start-up included). The ratio
-2 workers / 1 worker is the scaling; target at least 1.8x on 2 cores.
+2 workers / 1 worker is the scaling; target at least 1.8x on 2 cores. The workers' TPE samplers
+see different histories, so the two runs train different configurations: the mean trial time
+and ``busy workers`` (trial seconds per second of the span; 2.0 is two workers never idle)
+tell a change of the configuration mix from a loss of parallelism.
 
 Usage, from the repository root with the project's virtualenv:
 
     .venv/bin/python benchmarks/tuning_storage.py [--trials 100] [--repeats 3]
         [--postgres postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB]
-        [--worker-trials 24] [--worker-repeats 1] [--worker-storage sqlite|journal|postgres] [--skip-workers]
+        [--worker-trials 24] [--worker-repeats 1] [--worker-storage sqlite|journal|postgres]
+        [--skip-workers | --skip-overhead]
 
 Studies made in PostgreSQL are deleted afterwards. Prints a table per part and one final JSON
 line with every figure, the thread counts and the versions.
@@ -173,6 +177,7 @@ def _worker_run(n_workers: int, args: argparse.Namespace, work: Path) -> dict[st
         "trials_per_hour_span": round(3600 * len(counted) / (end - start), 1),
         "trials_per_hour_wall": round(3600 * len(counted) / wall, 1),
         "mean_trial_s": round(statistics.fmean(trial_s), 3),
+        "busy_workers": round(sum(trial_s) / (end - start), 3),
     }
 
 
@@ -184,16 +189,17 @@ def workers(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     for r in range(args.worker_repeats):
         for n in ((1, 2) if r % 2 == 0 else (2, 1)):
             runs[n].append(_worker_run(n, args, work))
-    med = {n: {k: statistics.median(x[k] for x in rs) for k in ("trials_per_hour_span", "trials_per_hour_wall", "span_s", "wall_s", "mean_trial_s")}
-           for n, rs in runs.items()}
+    keys = ("trials_per_hour_span", "trials_per_hour_wall", "span_s", "wall_s", "mean_trial_s", "busy_workers")
+    med = {n: {k: statistics.median(x[k] for x in rs) for k in keys} for n, rs in runs.items()}
     ratio_span = med[2]["trials_per_hour_span"] / med[1]["trials_per_hour_span"]
     ratio_wall = med[2]["trials_per_hour_wall"] / med[1]["trials_per_hour_wall"]
     print(f"\n(b) crossbench tune --worker, mf on synthetic n_users={args.n_users} n_items={args.n_items}, "
           f"{args.worker_trials} trials, --threads 1 per worker, {args.worker_storage} storage, median of {args.worker_repeats}")
-    print(f"{'workers':<9}{'trials/h (span)':>17}{'trials/h (wall)':>17}{'span s':>9}{'wall s':>9}{'mean trial s':>14}")
+    print(f"{'workers':<9}{'trials/h (span)':>17}{'trials/h (wall)':>17}{'span s':>9}{'wall s':>9}{'mean trial s':>14}{'busy workers':>14}")
     for n in (1, 2):
         m = med[n]
-        print(f"{n:<9}{m['trials_per_hour_span']:>17.0f}{m['trials_per_hour_wall']:>17.0f}{m['span_s']:>9.1f}{m['wall_s']:>9.1f}{m['mean_trial_s']:>14.2f}")
+        print(f"{n:<9}{m['trials_per_hour_span']:>17.0f}{m['trials_per_hour_wall']:>17.0f}{m['span_s']:>9.1f}{m['wall_s']:>9.1f}"
+              f"{m['mean_trial_s']:>14.2f}{m['busy_workers']:>14.2f}")
     print(f"2 workers / 1 worker: {ratio_span:.2f}x over the trials' span, {ratio_wall:.2f}x over wall time (start-up included)")
     return {"n_users": args.n_users, "n_items": args.n_items, "trials": args.worker_trials, "threads_per_worker": 1,
             "storage": args.worker_storage, "repeats": args.worker_repeats, "runs": runs,
@@ -226,6 +232,7 @@ def main() -> None:
     ap.add_argument("--n-users", type=int, default=3000, help="(b) synthetic users")
     ap.add_argument("--n-items", type=int, default=800, help="(b) synthetic items per domain")
     ap.add_argument("--skip-workers", action="store_true", help="run (a) only")
+    ap.add_argument("--skip-overhead", action="store_true", help="run (b) only")
     args = ap.parse_args()
     if args.postgres:
         resolve_storage(args.postgres, results_dir=Path("."))  # a bad URL fails here, before any timing
@@ -235,7 +242,8 @@ def main() -> None:
                                   "versions": _versions(args.postgres)}
         if args.postgres:
             report["postgres"] = resolve_storage(args.postgres, results_dir=Path(".")).display
-        report["overhead"] = overhead(args, work)
+        if not args.skip_overhead:
+            report["overhead"] = overhead(args, work)
         if not args.skip_workers:
             report["workers"] = workers(args, work)
     finally:

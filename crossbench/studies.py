@@ -12,7 +12,8 @@ The storage forms:
 - ``journal:PATH``, or a path ending in ``.log`` or ``.journal``: an Optuna journal file, for
   several processes on one machine (appends are serialised by an ``O_EXCL`` lock file);
 - ``sqlite:///PATH``, ``postgresql://...``, ``postgresql+psycopg2://...``, ``mysql://...``:
-  a relational database, with heartbeats so that a dead worker's trial is failed and retried.
+  a relational database, for workers on one machine or many; Optuna's heartbeats, when asked
+  for, fail a dead worker's trial and enqueue it again.
 """
 
 from __future__ import annotations

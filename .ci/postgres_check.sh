@@ -42,7 +42,11 @@ fi
 # The server refuses to run as root: as root, run it as the `postgres` user.
 if [ "$(id -u)" = 0 ]; then
   id postgres >/dev/null 2>&1 || unavailable "there is no postgres user to run the server as"
-  as_pg() { runuser -u postgres -- "$@"; }
+  if command -v runuser >/dev/null; then
+    as_pg() { runuser -u postgres -- "$@"; }
+  else
+    as_pg() { su -s /bin/sh postgres -c "$(printf '%q ' "$@")"; }
+  fi
 else
   as_pg() { "$@"; }
 fi

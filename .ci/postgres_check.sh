@@ -110,7 +110,7 @@ study = optuna.load_study(study_name=name, storage=os.environ["CROSSBENCH_PG_URL
 trials = study.get_trials(deepcopy=False)
 states = collections.Counter(t.state.name for t in trials)
 counted = [t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
-surplus = sum(1 for t in trials if t.system_attrs.get("crossbench:surplus"))
+surplus = sum(1 for t in trials if t.user_attrs.get("crossbench:surplus"))
 numbers = [t.number for t in trials]
 # Most trials running at one moment: 2 shows that both workers ran trials of the study at once.
 events = sorted((x, d) for t in counted for x, d in ((t.datetime_start, 1), (t.datetime_complete, -1)))

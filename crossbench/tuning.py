@@ -106,11 +106,12 @@ def _heartbeat_of(t: optuna.trial.FrozenTrial) -> float:
     return t.datetime_start.timestamp() if t.datetime_start is not None else time.time()
 
 
-def retry_stale(study: optuna.Study, *, heartbeat_s: float) -> list[int]:
+def retry_stale(study: optuna.Study, *, heartbeat_s: float, trials: list[optuna.trial.FrozenTrial] | None = None) -> list[int]:
     """Fail the running trials whose heartbeat stopped and enqueue each again; their numbers."""
     now = time.time()
     retried = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    running = [t for t in (trials if trials is not None else study.get_trials(deepcopy=False)) if t.state == TrialState.RUNNING]
+    for t in running:
         if now - _heartbeat_of(t) <= 2 * heartbeat_s:
             continue
         try:
@@ -147,21 +148,22 @@ class _Heartbeat:
         self.thread.join()
 
 
-def _budget_state(study: optuna.Study, budget: Budget) -> tuple[bool, bool]:
-    """(met: the finished trials fill the budget, claimed: finished plus running ones do)."""
+def _budget_state(trials: list[optuna.trial.FrozenTrial], budget: Budget) -> tuple[bool, bool, bool]:
+    """(met: the finished trials fill the budget; claimed: finished plus running ones do;
+    running: some trial is running). Waiting trials (enqueued ones) are not claimed: the next
+    ``ask`` of any worker starts them."""
     now = time.time()
-    trials = study.get_trials(deepcopy=False)
     finished = [t for t in trials if t.state in FINISHED]
-    active = [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    running = [t for t in trials if t.state == TrialState.RUNNING]
     met = claimed = False
     if budget.trials is not None:
         met = met or len(finished) >= budget.trials
-        claimed = claimed or len(finished) + len(active) >= budget.trials
+        claimed = claimed or len(finished) + len(running) >= budget.trials
     if budget.timeout_s is not None:
         used = sum(_seconds(t, now) for t in finished)
         met = met or used >= budget.timeout_s
-        claimed = claimed or used + sum(_seconds(t, now) for t in active) >= budget.timeout_s
-    return met, claimed
+        claimed = claimed or used + sum(_seconds(t, now) for t in running) >= budget.timeout_s
+    return met, claimed, bool(running)
 
 
 def _is_surplus(study: optuna.Study, trial: optuna.Trial, budget: Budget) -> bool:
@@ -192,15 +194,17 @@ def optimize(
     """
     if budget.trials is None and budget.timeout_s is None:
         raise CrossbenchError("a tuning budget needs trials, a timeout, or both")
-    poll = poll_s if poll_s is not None else max(0.2, min(5.0, heartbeat_s / 2))
+    poll = poll_s if poll_s is not None else max(0.2, min(1.0, heartbeat_s / 2))
     while True:
-        retried = retry_stale(study, heartbeat_s=heartbeat_s)
+        trials = study.get_trials(deepcopy=False)
+        retried = retry_stale(study, heartbeat_s=heartbeat_s, trials=trials)
         if retried:
             log(f"{study.study_name}: trial(s) {retried} lost their worker; enqueued again")
-        met, claimed = _budget_state(study, budget)
-        if met and not any(True for _ in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))):
+            continue
+        met, claimed, running = _budget_state(trials, budget)
+        if met and not running:
             return
-        if claimed:
+        if met or claimed:
             time.sleep(poll)  # the rest of the budget is being run by other workers
             continue
         trial = study.ask()

@@ -249,3 +249,30 @@ def test_a_failing_configuration_fails_its_trial_and_tuning_goes_on():
 
     with pytest.raises(CrossbenchError, match="3 trials failed, the last with ValueError: always"):
         optimize(optuna.create_study(direction="maximize"), broken, budget=Budget(trials=2), heartbeat_s=5)
+
+
+def test_enqueued_trials_are_run_not_waited_for():
+    """A budget filled by enqueued (waiting) trials, such as the defaults of a one-trial study, is run."""
+    study = optuna.create_study(direction="maximize")
+    for x in (0.1, 0.2, 0.3):
+        study.enqueue_trial({"x": x})
+    optimize(study, lambda t: t.suggest_float("x", 0.0, 1.0), budget=Budget(trials=3), heartbeat_s=5)
+    assert [t.params["x"] for t in study.trials] == [0.1, 0.2, 0.3]
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def test_a_one_trial_budget_is_the_defaults(tmp_path):
+    registry = _registry()
+    data, split = _split(registry, 0)
+    outcome = tune_split(
+        DEFAULT_EXPERIMENT, ModelRef("spy", {"noise": 0.0}), split.fit_view(), seed=0, split_fingerprint=split.fingerprint(),
+        dataset_fingerprint=data.fingerprint(), registry=registry, device=torch.device("cpu"),
+        options=RunOptions(output_dir=tmp_path, progress=False), settings=TuningSettings(trials=1), plots=False,
+    )
+    assert outcome is None  # nothing left to tune once noise is given
+    outcome = tune_split(
+        DEFAULT_EXPERIMENT, ModelRef("spy"), split.fit_view(), seed=0, split_fingerprint=split.fingerprint(),
+        dataset_fingerprint=data.fingerprint(), registry=registry, device=torch.device("cpu"),
+        options=RunOptions(output_dir=tmp_path, progress=False), settings=TuningSettings(trials=1), plots=False,
+    )
+    assert outcome.params == {"noise": 0.0} and outcome.record["trials_complete"] == 1

@@ -139,8 +139,7 @@ class _Heartbeat:
                 pass
 
     def __enter__(self) -> _Heartbeat:
-        self.storage.set_trial_user_attr(self.trial_id, HEARTBEAT, time.time())
-        self.thread.start()
+        self.thread.start()  # until the first beat, the trial's start time stands for its heartbeat
         return self
 
     def __exit__(self, *exc: object) -> None:

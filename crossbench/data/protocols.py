@@ -44,20 +44,30 @@ class GroundTruth:
 
 
 @dataclass(frozen=True)
-class Split:
-    """Training data and held-out validation and test ground truth for one target domain."""
+class FitSplit:
+    """A split as a model sees it while fitting or tuning: training data and validation users only.
+
+    It has no test ground truth at all: the runner alone holds :attr:`Split.test` and hands it to
+    the evaluator, so no recommender, tuner or early-stopping rule can read it.
+    """
 
     protocol: str
     target: str
     train: CrossDomainData
     valid: GroundTruth
-    test: GroundTruth
     params: Mapping[str, object] = field(default_factory=dict)
     #: True when every target-domain interaction of the test and validation users is held
     #: out (cold-start): the audit then checks that none of them reaches training.
     cold: bool = False
     #: Temporal protocols: every training interaction, in every domain, is before this time.
     cut_time: int | None = None
+
+
+@dataclass(frozen=True)
+class Split(FitSplit):
+    """Training data and held-out validation and test ground truth for one target domain."""
+
+    test: GroundTruth = field(kw_only=True)
 
     def fingerprint(self) -> str:
         """sha256 of the training data, the ground truth and the protocol parameters."""
@@ -72,27 +82,7 @@ class Split:
 
     def fit_view(self) -> FitSplit:
         """What a model may learn from: the training data and the validation ground truth, no test set."""
-        return FitSplit(
-            protocol=self.protocol, target=self.target, train=self.train, valid=self.valid,
-            params=self.params, cold=self.cold, cut_time=self.cut_time,
-        )
-
-
-@dataclass(frozen=True)
-class FitSplit:
-    """A split as a model sees it while fitting or tuning: training data and validation users only.
-
-    It has no test ground truth at all: the runner alone holds :attr:`Split.test` and hands it to
-    the evaluator, so no recommender, tuner or early-stopping rule can read it.
-    """
-
-    protocol: str
-    target: str
-    train: CrossDomainData
-    valid: GroundTruth
-    params: Mapping[str, object] = field(default_factory=dict)
-    cold: bool = False
-    cut_time: int | None = None
+        return FitSplit(**{f.name: getattr(self, f.name) for f in dataclasses.fields(FitSplit)})
 
 
 @dataclass(frozen=True)

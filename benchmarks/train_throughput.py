@@ -161,7 +161,8 @@ def main() -> None:
         work = Path(tmp)
         make_split(args.n_users, args.seed, work)
         ours = run_crossbench(args, work)
-        cmd = [args.recbole_python, __file__, "--recbole-worker", str(work), "--threads", str(args.threads), "--dim", str(args.dim),
+        cmd = [args.recbole_python, __file__, "--recbole-worker", str(work), "--recbole-python", args.recbole_python,
+               "--threads", str(args.threads), "--dim", str(args.dim),
                "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--epochs", str(args.epochs), "--seed", str(args.seed)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:

@@ -255,6 +255,10 @@ class Fusion(nn.Module, abc.ABC):
     #: False for fusions that only ever read the target domain (the trainer then trains
     #: on target-domain interactions alone).
     cross_domain: bool = True
+    #: True for fusions that attend over a user's individual items: ``forward`` is then also
+    #: called with ``items`` and ``item_masks`` (see :meth:`forward`). Fusions that leave it
+    #: False are called with the three positional arguments only.
+    item_level: bool = False
 
     @abc.abstractmethod
     def forward(
@@ -264,7 +268,20 @@ class Fusion(nn.Module, abc.ABC):
         target: str,
     ) -> torch.Tensor:
         """``vectors[d]`` ``[B, dim]`` per domain; ``present[d]`` ``[B]`` bool, true where the
-        user has history in ``d``. Returns the ``[B, dim]`` user vector for ``target``."""
+        user has history in ``d``. Returns the ``[B, dim]`` user vector for ``target``.
+
+        An ``item_level`` fusion is called as ``forward(vectors, present, target, items=...,
+        item_masks=...)``: ``items[d]`` ``[B, L_d, dim]`` holds the vectors of the user's
+        individual items in ``d`` (oldest first, left-padded) and ``item_masks[d]`` ``[B, L_d]``
+        is true where a position holds an item the fusion may read (false for padding, for the
+        item being predicted, and for a history hidden in training). A user with no history
+        anywhere has every mask false and every ``present`` false; the fusion must still return
+        a finite vector for them.
+
+        During all-position training ``vectors[target]`` may be ``[B, P, dim]`` (one state per
+        target position, ``present[target]`` ``[B, P]``) for fusions that declare
+        ``positions = True``; others always receive ``[B, dim]``.
+        """
 
 
 class Scorer(nn.Module, abc.ABC):
@@ -303,6 +320,22 @@ class Recommender(abc.ABC):
     def describe(self) -> Mapping[str, Any]:
         """Components and hyperparameters for the run record."""
         return {}
+
+    def reads_source_domains(self) -> bool | None:
+        """Whether scoring a user reads their history in domains other than the target.
+
+        Shown in leaderboards beside the model; ``None`` (the default) means not declared.
+        """
+        return None
+
+    def cold_users(self) -> str | None:
+        """How a user with no target-domain history is scored, in a few words.
+
+        For example ``"from source-domain history"``, ``"popularity fallback"`` or
+        ``"cannot serve (all scores tied)"``. Shown in leaderboards; ``None`` (the default)
+        means not declared.
+        """
+        return None
 
     def components(self) -> Mapping[str, ComponentRef]:
         """Role (a key of :data:`COMPONENT_ROLES`) -> the registered component this model builds.

@@ -203,6 +203,8 @@ class FitReport:
     #: seconds spent in training steps (validation excluded) and the training samples they processed
     train_seconds: float | None = None
     train_samples: int = 0
+    #: what went wrong without failing the fit (e.g. stopped early on a zero validation metric)
+    warnings: tuple[str, ...] = ()
 
     @property
     def samples_per_second(self) -> float | None:
@@ -248,6 +250,20 @@ class UserEncoder(nn.Module, abc.ABC):
         """``users`` ``[B]``; ``history`` ``[B, L, dim]`` item vectors, oldest first;
         ``mask`` ``[B, L]`` true where a position holds an item. Returns ``[B, dim]``."""
 
+    def forward_all(self, users: torch.Tensor, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The state after every position at once, for all-position (causal) training.
+
+        Returns ``[B, L, dim]`` whose position ``j`` equals ``forward`` on the history up to
+        and including position ``j`` (zeros where no item is at or before ``j``). The trainer
+        calls it with left-padded histories only: positions without an item all come before
+        the positions with one. This default calls ``forward`` once per position; sequence
+        encoders override it with one pass over the sequence.
+        """
+        states = [self.forward(users, history[:, : j + 1], mask[:, : j + 1]) for j in range(history.shape[1])]
+        if not states:
+            return history.new_zeros(history.shape)
+        return torch.stack(states, dim=1)
+
 
 class Fusion(nn.Module, abc.ABC):
     """Combines per-domain user vectors into one user vector for the target domain."""
@@ -259,6 +275,9 @@ class Fusion(nn.Module, abc.ABC):
     #: called with ``items`` and ``item_masks`` (see :meth:`forward`). Fusions that leave it
     #: False are called with the three positional arguments only.
     item_level: bool = False
+    #: True for fusions whose ``forward`` accepts one target state per position (see
+    #: :meth:`forward`); the trainer otherwise gathers one row per predicted position.
+    positions: bool = False
 
     @abc.abstractmethod
     def forward(
@@ -278,9 +297,13 @@ class Fusion(nn.Module, abc.ABC):
         anywhere has every mask false and every ``present`` false; the fusion must still return
         a finite vector for them.
 
-        During all-position training ``vectors[target]`` may be ``[B, P, dim]`` (one state per
-        target position, ``present[target]`` ``[B, P]``) for fusions that declare
-        ``positions = True``; others always receive ``[B, dim]``.
+        All-position training: a fusion that declares ``positions = True`` may receive
+        ``vectors[target]`` as ``[B, P, dim]`` with ``present[target]`` ``[B, P]``: the target
+        state before each of the ``P`` positions of the target history (position ``j`` has seen
+        the target items before ``j`` only). An item-level fusion then reads target item ``k``
+        for position ``j`` only where ``k < j``; source-domain items are visible at every
+        position. It returns ``[B, P, dim]``. Fusions without ``positions`` always receive
+        ``[B, dim]`` (the trainer gathers one row per predicted position).
         """
 
 

@@ -57,8 +57,11 @@ from crossbench.interfaces import (
     check_kwargs,
 )
 from crossbench.progress import progress_bar
+from crossbench.train_sequences import sequence_step
 
-LOSSES = ("bpr", "softmax")
+LOSSES = ("bpr", "softmax", "full-softmax")
+TRAINING_MODES = ("pairs", "sequences")
+NEGATIVE_SAMPLING = ("uniform", "popularity")
 CHECKPOINT_FORMAT = 1
 
 
@@ -79,12 +82,24 @@ class TrainConfig:
     valid_k: int = 10
     loss: str = "bpr"
     sampled_negatives: int = 256
+    #: ``pairs``: one (user, item) interaction per training sample, the item masked out of the
+    #: history; ``sequences``: all-position training, one pass per user sequence
+    #: (:mod:`crossbench.train_sequences`), ``batch_size`` then counts sequences
+    training: str = "pairs"
+    #: how ``softmax`` draws its shared negatives in ``sequences`` training (with logQ correction)
+    negative_sampling: str = "uniform"
 
     def check(self) -> None:
         """Raise a :class:`CrossbenchError` naming every out-of-range setting."""
         problems = []
         if self.loss not in LOSSES:
             problems.append(unknown_name_message("loss", self.loss, LOSSES))
+        if self.training not in TRAINING_MODES:
+            problems.append(unknown_name_message("training", self.training, TRAINING_MODES))
+        if self.negative_sampling not in NEGATIVE_SAMPLING:
+            problems.append(unknown_name_message("negative_sampling", self.negative_sampling, NEGATIVE_SAMPLING))
+        if self.loss == "full-softmax" and self.training != "sequences":
+            problems.append("loss 'full-softmax' needs training='sequences'")
         for name in ("dim", "epochs", "batch_size", "history_length", "patience"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -153,11 +168,13 @@ class ComposedModel(nn.Module):
         present: Mapping[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Encode every domain's history and fuse. ``present[d]`` defaults to ``masks[d].any(1)``."""
-        vectors, pres = {}, {}
+        vectors, pres, items = {}, {}, {}
         for d, hist in histories.items():
-            item_vecs = self.item_encoders[d](hist.clamp(min=0))
-            vectors[d] = self.user_encoders[d](users, item_vecs, masks[d])
+            items[d] = self.item_encoders[d](hist.clamp(min=0))
+            vectors[d] = self.user_encoders[d](users, items[d], masks[d])
             pres[d] = present[d] if present is not None else masks[d].any(1)
+        if self.fusion.item_level:
+            return self.fusion(vectors, pres, target, items=items, item_masks=dict(masks))
         return self.fusion(vectors, pres, target)
 
 
@@ -182,6 +199,8 @@ class ComposedRecommender(Recommender):
         patience: int = 3,
         loss: str = "bpr",
         sampled_negatives: int = 256,
+        training: str = "pairs",
+        negative_sampling: str = "uniform",
     ) -> None:
         as_ref = lambda r: r if isinstance(r, ComponentRef) else ComponentRef(str(r))  # noqa: E731
         self.refs = {
@@ -193,7 +212,7 @@ class ComposedRecommender(Recommender):
         self.config = TrainConfig(
             dim=dim, epochs=epochs, batch_size=batch_size, lr=lr, l2=l2, negatives=negatives,
             history_length=history_length, target_history_dropout=target_history_dropout, patience=patience,
-            loss=loss, sampled_negatives=sampled_negatives,
+            loss=loss, sampled_negatives=sampled_negatives, training=training, negative_sampling=negative_sampling,
         )
         self.model: ComposedModel | None = None
 
@@ -205,6 +224,16 @@ class ComposedRecommender(Recommender):
 
     def components(self) -> dict[str, ComponentRef]:
         return {role: self.refs[kind] for role, kind in COMPONENT_ROLES.items()}
+
+    def reads_source_domains(self) -> bool | None:
+        return None if self.model is None else bool(self.model.fusion.cross_domain)
+
+    def cold_users(self) -> str | None:
+        if self.model is None:
+            return None
+        if self.model.fusion.cross_domain:
+            return "from source-domain history"
+        return "popularity fallback (training popularity of target items)"
 
     def set_component_params(self, role: str, params: Mapping[str, Any]) -> None:
         if role not in COMPONENT_ROLES:
@@ -250,6 +279,13 @@ class ComposedRecommender(Recommender):
             )
             for d in split.train.domain_names
         }
+        self.item_counts = {
+            d: torch.as_tensor(
+                np.bincount(split.train.domain(d).interactions["item"].to_numpy(), minlength=split.train.domain(d).n_items),
+                device=env.device, dtype=torch.float32,
+            )
+            for d in split.train.domain_names
+        }
         return model
 
     def _autocast(self) -> Any:
@@ -276,16 +312,22 @@ class ComposedRecommender(Recommender):
         metric = env.registry.metrics([cfg.valid_metric])
         exclude = train_items(split.train, split.target)
         n_target = split.train.domain(split.target).n_items
-        step = self._bpr_step if cfg.loss == "bpr" else self._softmax_step
+        sequences = cfg.training == "sequences"
+        step = self._sequence_step if sequences else self._bpr_step if cfg.loss == "bpr" else self._softmax_step
+        if sequences:  # batches of users with history in each domain
+            pools = {d: torch.nonzero(self.counts[d] > 0).squeeze(1) for d in domains}
+            log_probs = {d: torch.log(c.clamp(min=0.5) / c.clamp(min=0.5).sum()) for d, c in self.item_counts.items()}
         best, best_state, best_epoch, bad, history = -1.0, None, 0, 0, []
-        epochs_run, train_seconds, samples = 0, 0.0, 0
+        epochs_run, train_seconds, samples, warnings = 0, 0.0, 0, []
         for epoch in range(1, cfg.epochs + 1):
             epochs_run = epoch
             model.train()
             batches = []
             for d in domains:
-                n = len(pairs[d][0])
+                n = len(pools[d]) if sequences else len(pairs[d][0])
                 perm = torch.randperm(n, generator=gen, device=env.device)
+                if sequences:
+                    perm = pools[d][perm]
                 batches += [(d, perm[s : s + cfg.batch_size]) for s in range(0, n, cfg.batch_size)]
             order = torch.randperm(len(batches), generator=order_gen).tolist()
             _sync(env.device)
@@ -294,12 +336,15 @@ class ComposedRecommender(Recommender):
                 for b in bar:
                     d, idx = batches[b]
                     with self._autocast():
-                        loss = step(model, d, pairs[d][0][idx], pairs[d][1][idx], n_items[d], gen)
+                        if sequences:
+                            loss, n_samples = step(model, d, idx, log_probs, gen)
+                        else:
+                            loss, n_samples = step(model, d, pairs[d][0][idx], pairs[d][1][idx], n_items[d], gen), len(idx)
                     if opt is not None and loss.requires_grad:
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
                         opt.step()
-                    samples += len(idx)
+                    samples += n_samples
             _sync(env.device)
             train_seconds += time.perf_counter() - t0
             if split.valid.n_users == 0:
@@ -313,6 +358,13 @@ class ComposedRecommender(Recommender):
             history.append(score)
             if env.on_epoch is not None:
                 env.on_epoch(epoch, score)
+            if epoch == 1 and score == 0.0:
+                warnings.append(
+                    f"validation {cfg.valid_metric}@{cfg.valid_k} is exactly 0 after the first epoch: training stopped "
+                    f"(the model ranks no validation item in its top {cfg.valid_k})"
+                )
+                best, best_epoch, best_state = score, epoch, copy.deepcopy(model.state_dict())
+                break
             if score > best:
                 best, best_epoch, bad = score, epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
@@ -328,7 +380,7 @@ class ComposedRecommender(Recommender):
         return FitReport(
             epochs=epochs_run, best_epoch=best_epoch, valid_score=best if history else None,
             valid_metric=f"{cfg.valid_metric}@{cfg.valid_k}", history=tuple(history),
-            threads=torch.get_num_threads(), train_seconds=train_seconds, train_samples=samples,
+            threads=torch.get_num_threads(), train_seconds=train_seconds, train_samples=samples, warnings=tuple(warnings),
         )
 
     def _inputs(
@@ -363,6 +415,15 @@ class ComposedRecommender(Recommender):
                     p &= ~drop
             hists[d], masks[d], present[d] = h, m, p
         return hists, masks, present
+
+    def _sequence_step(
+        self, model: ComposedModel, domain: str, users: torch.Tensor, log_probs: Mapping[str, torch.Tensor], gen: torch.Generator
+    ) -> tuple[torch.Tensor, int]:
+        return sequence_step(
+            item_encoders=model.item_encoders, user_encoders=model.user_encoders,  # type: ignore[arg-type]
+            fusion=model.fusion, scorer=model.scorer, histories=self.histories, item_log_probs=log_probs,
+            domains=model.domains_for(domain), target=domain, users=users, config=self.config, generator=gen,
+        )
 
     def _bpr_step(self, model: ComposedModel, domain: str, users: torch.Tensor, pos: torch.Tensor, n_items: int, gen: torch.Generator) -> torch.Tensor:
         cfg = self.config
@@ -407,7 +468,13 @@ class ComposedRecommender(Recommender):
             encoder: ItemEncoder = model.item_encoders[self.target]  # type: ignore[assignment]
             items = encoder.all_items()
             # bf16 products cannot land in the float32 buffer; their float32 copy is a new tensor
-            return model.scorer.score_all(u, items, out=None if self.bf16 else out).float()
+            scores = model.scorer.score_all(u, items, out=None if self.bf16 else out).float()
+            if not model.fusion.cross_domain:
+                # no target history and no transfer: the training popularity of the target items
+                cold = ~present[self.target]
+                if bool(cold.any()):
+                    scores[cold] = self.item_counts[self.target].to(scores.dtype)
+            return scores
 
     # -- checkpoints ----------------------------------------------------------------------
 

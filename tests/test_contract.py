@@ -139,6 +139,15 @@ def test_user_encoder_contract(name: str, device: str, context: BuildContext, re
             changed = hist.detach().clone()
             changed[1, -1] += torch.linspace(-1.0, 1.0, DIM, device=device)  # the most recent item matters
             assert not torch.allclose(enc(users, changed, mask)[1], base[1])
+        # all-position states equal forward() on every prefix (left-padded histories)
+        g = torch.Generator().manual_seed(3)
+        seq = torch.randn(3, 5, DIM, generator=g).to(device)
+        left = torch.tensor([[False, False, True, True, True], [True] * 5, [False] * 5], device=device)
+        u = torch.arange(3, device=device)
+        states = enc.forward_all(u, seq, left)
+        assert states.shape == (3, 5, DIM)
+        prefix = torch.stack([enc(u, seq[:, : j + 1], left[:, : j + 1]) for j in range(5)], dim=1)
+        torch.testing.assert_close(states, prefix, rtol=1e-5, atol=1e-5)
     if device == "cpu":
         again = build("user-encoders", name, context, request).eval()
         with torch.no_grad():
@@ -164,34 +173,58 @@ def fusion_batch(device: str, domains: list[str]) -> tuple[dict[str, torch.Tenso
     return vectors, present
 
 
+def fusion_items(device: str, present: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Item vectors ``[4, 3, DIM]`` per domain, left-padded: a present user has 2 items, an absent one none."""
+    g = torch.Generator().manual_seed(1)
+    items = {d: torch.randn(4, 3, DIM, generator=g).to(device).requires_grad_(True) for d in present}
+    masks = {d: p.unsqueeze(1) & torch.tensor([False, True, True], device=device) for d, p in present.items()}
+    return items, masks
+
+
+def call_fusion(fusion, vectors, present, target, items, masks):  # type: ignore[no-untyped-def]
+    if fusion.item_level:
+        return fusion(vectors, present, target, items=items, item_masks=masks)
+    return fusion(vectors, present, target)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", names("fusions"))
 def test_fusion_contract(name: str, device: str, context: BuildContext, request: pytest.FixtureRequest) -> None:
     fusion = build("fusions", name, context, request).to(device).train()
     vectors, present = fusion_batch(device, context.data.domain_names)
+    items, masks = fusion_items(device, present)
     torch.manual_seed(1)
-    out = fusion(vectors, present, "movies")
+    out = call_fusion(fusion, vectors, present, "movies", items, masks)
     assert out.shape == (4, DIM) and torch.isfinite(out).all()
     out.pow(2).sum().backward()
-    assert grads_reach(fusion, *vectors.values()), f"no gradient reaches fusion {name!r}"
+    inputs = [*vectors.values(), *items.values()]
+    assert grads_reach(fusion, *inputs), f"no gradient reaches fusion {name!r}"
     if fusion.cross_domain:  # a cold user (source only) is served by the source domain
-        assert vectors["books"].grad is not None and vectors["books"].grad[2].abs().sum() > 0
+        src = items["books"] if fusion.item_level else vectors["books"]
+        assert src.grad is not None and src.grad[2].abs().sum() > 0
     fusion.eval()
     with torch.no_grad():
-        base = fusion(vectors, present, "movies")
+        base = call_fusion(fusion, vectors, present, "movies", items, masks)
         moved = {d: v.detach().clone() for d, v in vectors.items()}
         moved["books"][~present["books"]] += 5.0  # an absent source domain must not matter
-        torch.testing.assert_close(fusion(moved, present, "movies"), base, rtol=1e-5, atol=1e-5)
-        assert fusion(vectors, present, "books").shape == (4, DIM)  # every domain can be the target
+        moved_items = {d: v.detach().clone() for d, v in items.items()}
+        for d in moved_items:  # nor an absent domain's items, nor padding (random: a constant vanishes in a layer norm)
+            moved_items[d][~masks[d]] += 3 * torch.randn(int((~masks[d]).sum()), DIM, generator=torch.Generator().manual_seed(5)).to(device)
+        torch.testing.assert_close(call_fusion(fusion, moved, present, "movies", moved_items, masks), base, rtol=1e-5, atol=1e-5)
+        assert call_fusion(fusion, vectors, present, "books", items, masks).shape == (4, DIM)  # every domain can be the target
     if device == "cpu":
         again = build("fusions", name, context, request).eval()
         with torch.no_grad():
-            assert torch.equal(again({d: v.detach() for d, v in vectors.items()}, present, "movies"), base)
+            detached = {d: v.detach() for d, v in vectors.items()}
+            assert torch.equal(call_fusion(again, detached, present, "movies", items, masks), base)
     else:
         cpu = build("fusions", name, context, request).eval()
         cpu.load_state_dict({k: v.cpu() for k, v in fusion.state_dict().items()})
         with torch.no_grad():
-            got = cpu({d: v.detach().cpu() for d, v in vectors.items()}, {d: p.cpu() for d, p in present.items()}, "movies")
+            got = call_fusion(
+                cpu, {d: v.detach().cpu() for d, v in vectors.items()}, {d: p.cpu() for d, p in present.items()}, "movies",
+                {d: v.detach().cpu() for d, v in items.items()}, {d: m.cpu() for d, m in masks.items()},
+            )
             torch.testing.assert_close(base.cpu(), got, rtol=1e-3, atol=1e-4)
 
 

@@ -46,6 +46,10 @@ class MeanUserEncoder(UserEncoder):
         w = mask.to(history.dtype).unsqueeze(-1)
         return (history * w).sum(1) / w.sum(1).clamp(min=1.0)
 
+    def forward_all(self, users: torch.Tensor, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        w = mask.to(history.dtype).unsqueeze(-1)
+        return (history * w).cumsum(1) / w.cumsum(1).clamp(min=1.0)
+
 
 def mean_user_encoder(*, context: BuildContext, domain: str) -> MeanUserEncoder:
     """Mean pooling of the items a user interacted with in ``domain``."""
@@ -76,6 +80,7 @@ class TargetOnlyFusion(Fusion):
     """Uses the target domain's user vector alone: no transfer."""
 
     cross_domain = False
+    positions = True
 
     def forward(self, vectors: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor], target: str) -> torch.Tensor:
         return vectors[target]

@@ -44,6 +44,11 @@ def crossbench_fusions() -> list[ComponentSpec]:
             "attention", fusions.attention_fusion, "cross-domain multi-head attention (target query over all domains)",
             (CategoricalParam("heads", (1, 2, 4)),),
         ),
+        ComponentSpec(
+            "item-attention", fusions.item_attention_fusion,
+            "item-level cross-domain attention (target query over the user's individual items of every domain)",
+            (CategoricalParam("heads", (1, 2, 4)), IntParam("layers", 1, 2), FloatParam("dropout", 0.0, 0.3)),
+        ),
         ComponentSpec("emcdr", fusions.emcdr_fusion, "EMCDR-style MLP mapping source -> target for cold users", (IntParam("hidden", 32, 256, log=True),)),
         ComponentSpec("ptupcdr", fusions.ptupcdr_fusion, "PTUPCDR-style personalised bridge from a meta network", (IntParam("hidden", 16, 128, log=True),)),
     ]

@@ -1,4 +1,4 @@
-"""Cross-domain fusions: concat + MLP, gating, multi-head attention, EMCDR mapping, PTUPCDR bridge.
+"""Cross-domain fusions: concat + MLP, gating, attention over domains or over items, EMCDR, PTUPCDR.
 
 Every fusion here keeps one set of weights per target domain (the trainer fuses towards
 each domain it trains on) and treats an absent domain (``present`` false) as missing, never
@@ -105,6 +105,77 @@ class AttentionFusion(Fusion):
         return h + self.ffn(self.norm2(h))
 
 
+class ItemAttentionFusion(Fusion):
+    """Cross-domain attention at the level of items: the target query attends over the user's
+    individual items of every domain, not over one pooled vector per domain.
+
+    Keys and values are the item vectors plus a learned embedding of their domain, and a
+    learned null slot that every query may read (so a user with no history anywhere gets a
+    finite, learned vector). The query is the target-domain state (zeros when the user has no
+    target history) plus the target's domain embedding; each layer adds the attended value
+    and a feed-forward block to it. In all-position training the query before target
+    position ``j`` reads target items ``k < j`` only; source items are visible everywhere.
+    """
+
+    item_level = True
+    positions = True
+
+    def __init__(self, *, domains: list[str], dim: int, heads: int, layers: int, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"item-attention: dim {dim} is not divisible by heads {heads}")
+        self.domains, self.heads, self.dropout = list(domains), heads, dropout
+        self.domain_embedding = nn.ParameterDict({d: nn.Parameter(torch.randn(dim) * 0.02) for d in domains})
+        self.null = nn.Parameter(torch.randn(dim) * 0.02)
+        self.key_norm = nn.LayerNorm(dim)
+        self.layers = nn.ModuleList(
+            nn.ModuleDict({
+                "norm_q": nn.LayerNorm(dim), "q": nn.Linear(dim, dim), "kv": nn.Linear(dim, 2 * dim),
+                "out": nn.Linear(dim, dim), "norm_f": nn.LayerNorm(dim), "ffn": _mlp(dim, 2 * dim, dim, dropout),
+            })
+            for _ in range(layers)
+        )
+
+    def forward(  # type: ignore[override]
+        self,
+        vectors: Mapping[str, torch.Tensor],
+        present: Mapping[str, torch.Tensor],
+        target: str,
+        *,
+        items: Mapping[str, torch.Tensor],
+        item_masks: Mapping[str, torch.Tensor],
+    ) -> torch.Tensor:
+        per_position = vectors[target].dim() == 3
+        q = vectors[target] if per_position else vectors[target].unsqueeze(1)  # [B, P, dim]
+        p_t = present[target] if per_position else present[target].unsqueeze(1)  # [B, P]
+        b, n_q, dim = q.shape
+        q = q * p_t.unsqueeze(-1).to(q.dtype)
+        keys, allowed = [self.null.to(q.dtype).expand(b, 1, dim)], [q.new_ones(b, n_q, 1, dtype=torch.bool)]
+        for d in self.domains:
+            if d not in items:
+                continue
+            keys.append(items[d] + self.domain_embedding[d].to(q.dtype))
+            seen = item_masks[d].unsqueeze(1).expand(b, n_q, -1)  # [B, P, L_d]
+            if d == target and per_position:
+                length = items[d].shape[1]
+                earlier = torch.ones(n_q, length, dtype=torch.bool, device=q.device).tril(-1)  # k < j
+                seen = seen & earlier
+            allowed.append(seen)
+        kv_in = self.key_norm(torch.cat(keys, dim=1))  # [B, K, dim]
+        mask = torch.cat(allowed, dim=2).unsqueeze(1)  # [B, 1, P, K]
+        split = lambda t: t.unflatten(-1, (self.heads, dim // self.heads)).transpose(1, 2)  # noqa: E731
+        h = q + self.domain_embedding[target].to(q.dtype)
+        for layer in self.layers:
+            k, v = layer["kv"](kv_in).chunk(2, dim=-1)
+            att = nn.functional.scaled_dot_product_attention(
+                split(layer["q"](layer["norm_q"](h))), split(k), split(v), attn_mask=mask,
+                dropout_p=self.dropout if self.training else 0.0,
+            )
+            h = h + layer["out"](att.transpose(1, 2).flatten(2))
+            h = h + layer["ffn"](layer["norm_f"](h))
+        return h if per_position else h.squeeze(1)
+
+
 class EmcdrFusion(Fusion):
     """EMCDR-style: the target vector where the user has one, else an MLP mapping of the source vectors."""
 
@@ -159,6 +230,11 @@ def gating_fusion(*, context: BuildContext) -> GatingFusion:
 def attention_fusion(*, context: BuildContext, heads: int = 4, dropout: float = 0.1) -> AttentionFusion:
     """Cross-domain multi-head attention from the target domain over every domain's user vector."""
     return AttentionFusion(domains=context.data.domain_names, dim=context.dim, heads=heads, dropout=dropout)
+
+
+def item_attention_fusion(*, context: BuildContext, heads: int = 2, layers: int = 1, dropout: float = 0.0) -> ItemAttentionFusion:
+    """Item-level cross-domain attention: the target query attends over the user's individual items."""
+    return ItemAttentionFusion(domains=context.data.domain_names, dim=context.dim, heads=heads, layers=layers, dropout=dropout)
 
 
 def emcdr_fusion(*, context: BuildContext, hidden: int = 128, dropout: float = 0.0) -> EmcdrFusion:

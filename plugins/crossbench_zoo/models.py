@@ -87,15 +87,29 @@ def cd_attention(
 
 
 def sasrec(
-    *, dim: int = 64, layers: int = 2, heads: int = 2, dropout: float = 0.1, epochs: int = 30, batch_size: int = 1024,
-    lr: float = 2e-3, l2: float = 1e-6, negatives: int = 4, history_length: int = 50, patience: int = 3,
+    *, dim: int = 64, layers: int = 2, heads: int = 2, dropout: float = 0.1, epochs: int = 30, batch_size: int = 128,
+    lr: float = 2e-3, l2: float = 0.0, negatives: int = 4, history_length: int = 50, patience: int = 3,
+    loss: str = "full-softmax", training: str = "sequences",
 ) -> ComposedRecommender:
-    """Target-only causal Transformer over ID histories (SASRec-style), trained with BPR."""
-    return _id_composition(
-        ComponentRef("target-only"), ComponentRef("transformer", {"layers": layers, "heads": heads, "dropout": dropout}),
-        dim=dim, epochs=epochs, batch_size=batch_size, lr=lr, l2=l2, negatives=negatives, history_length=history_length,
-        target_history_dropout=0.0, patience=patience,
+    """Target-only causal Transformer over ID histories (SASRec-style), trained on every position
+    of each sequence at once with softmax cross-entropy over the catalogue. Users without
+    target history get the popularity fallback."""
+    return ComposedRecommender(
+        item_encoder="id", user_encoder=ComponentRef("transformer", {"layers": layers, "heads": heads, "dropout": dropout}),
+        fusion="target-only", scorer="dot", dim=dim, epochs=epochs, batch_size=batch_size, lr=lr, l2=l2,
+        negatives=negatives, history_length=history_length, target_history_dropout=0.0, patience=patience,
+        loss=loss, training=training,
     )
+
+
+SASREC_SPACE = (
+    CategoricalParam("dim", (16, 32, 64, 128)),
+    FloatParam("lr", 1e-4, 1e-2, log=True),
+    IntParam("layers", 1, 3),
+    FloatParam("dropout", 0.0, 0.5),
+    CategoricalParam("batch_size", (64, 128, 256)),
+    CategoricalParam("history_length", (20, 50, 100)),
+)
 
 
 def lm_attention(
@@ -108,53 +122,63 @@ def lm_attention(
     user_encoder: str = "transformer",
     layers: int = 1,
     heads: int = 2,
-    fusion_heads: int = 4,
-    dropout: float = 0.1,
+    fusion: str = "items",
+    fusion_heads: int = 2,
+    fusion_layers: int = 1,
+    dropout: float = 0.0,
     scorer: str = "dot",
     temperature: float = 0.1,
-    loss: str = "bpr",
+    loss: str = "full-softmax",
     sampled_negatives: int = 256,
-    epochs: int = 10,
-    batch_size: int = 1024,
-    lr: float = 5e-4,
-    l2: float = 1e-6,
+    negative_sampling: str = "popularity",
+    training: str = "sequences",
+    epochs: int = 30,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    l2: float = 0.0,
     negatives: int = 4,
-    history_length: int = 20,
-    target_history_dropout: float = 0.15,
-    patience: int = 2,
+    history_length: int = 50,
+    target_history_dropout: float = 0.5,
+    patience: int = 3,
 ) -> ComposedRecommender:
     """The reference big model: frozen language-model item text embeddings through a whitening +
     MoE adapter (plus an item-ID embedding when ``item_ids``), a causal Transformer user encoder
-    per domain (``user_encoder="gru"`` or ``"mean"`` swap it), cross-domain multi-head attention
-    fusion, and a dot (or cosine) scorer."""
+    per domain (``user_encoder="gru"`` or ``"mean"`` swap it), cross-domain attention fusion at
+    the level of items (``fusion="domains"``: over one pooled vector per domain), a dot (or
+    cosine, with ``temperature``) scorer, trained on all positions of every user sequence
+    (``training="pairs"``: one interaction per sample) with softmax cross-entropy over the
+    catalogue (``loss="softmax"``: sampled, ``"bpr"``)."""
     text = {"model_path": model_path, "n_experts": n_experts, "dropout": adapter_dropout}
     score = ComponentRef("cosine", {"temperature": temperature}) if scorer == "cosine" else ComponentRef(scorer)
     sequence = {"transformer": {"layers": layers, "heads": heads, "dropout": dropout}, "gru": {"layers": layers, "dropout": dropout}}
     if user_encoder not in (*sequence, "mean"):
         raise CrossbenchError(unknown_name_message("lm-attention user_encoder", user_encoder, (*sequence, "mean")))
+    fusions = {
+        "items": ComponentRef("item-attention", {"heads": fusion_heads, "layers": fusion_layers, "dropout": dropout}),
+        "domains": ComponentRef("attention", {"heads": fusion_heads, "dropout": dropout}),
+    }
+    if fusion not in fusions:
+        raise CrossbenchError(unknown_name_message("lm-attention fusion", fusion, fusions))
     return ComposedRecommender(
         item_encoder=ComponentRef("text-id" if item_ids else "text", text),
         user_encoder=ComponentRef(user_encoder, sequence.get(user_encoder, {})),
-        fusion=ComponentRef("attention", {"heads": fusion_heads, "dropout": dropout}),
-        scorer=score, dim=dim, epochs=epochs, batch_size=batch_size, lr=lr, l2=l2, negatives=negatives,
-        history_length=history_length, target_history_dropout=target_history_dropout, patience=patience,
-        loss=loss, sampled_negatives=sampled_negatives,
+        fusion=fusions[fusion], scorer=score, dim=dim, epochs=epochs, batch_size=batch_size, lr=lr, l2=l2,
+        negatives=negatives, history_length=history_length, target_history_dropout=target_history_dropout,
+        patience=patience, loss=loss, sampled_negatives=sampled_negatives, training=training,
+        negative_sampling=negative_sampling,
     )
 
 
 LM_ATTENTION_SPACE = (
     CategoricalParam("dim", (32, 64, 128)),
     FloatParam("lr", 3e-4, 1e-2, log=True),
-    CategoricalParam("user_encoder", ("transformer", "gru", "mean")),
-    IntParam("layers", 1, 3),
-    IntParam("n_experts", 2, 16, log=True),
+    IntParam("layers", 1, 2),
+    IntParam("n_experts", 2, 8, log=True),
     FloatParam("dropout", 0.0, 0.3),
-    FloatParam("temperature", 0.03, 0.3, log=True),
-    CategoricalParam("scorer", ("dot", "cosine")),
     CategoricalParam("item_ids", (True, False)),
-    CategoricalParam("loss", ("bpr", "softmax")),
-    CategoricalParam("batch_size", (256, 512, 1024)),
-    FloatParam("target_history_dropout", 0.05, 0.8),
+    CategoricalParam("batch_size", (64, 128, 256)),
+    FloatParam("target_history_dropout", 0.1, 0.9),
+    FloatParam("l2", 1e-9, 1e-4, log=True),
 )
 
 RECOMMENDERS = (
@@ -163,10 +187,10 @@ RECOMMENDERS = (
     ComponentSpec("cd-concat", cd_concat, "per-domain mean-pooled histories, concat + MLP fusion", TRAINING_SPACE),
     ComponentSpec("cd-gating", cd_gating, "per-domain mean-pooled histories, gated fusion", TRAINING_SPACE),
     ComponentSpec("cd-attention", cd_attention, "per-domain mean-pooled ID histories, cross-domain attention fusion", TRAINING_SPACE),
-    ComponentSpec("sasrec", sasrec, "target-only causal Transformer over ID histories (SASRec-style)", TRAINING_SPACE[:-1]),
+    ComponentSpec("sasrec", sasrec, "target-only causal Transformer over ID histories (SASRec-style, all-position training)", SASREC_SPACE),
     ComponentSpec(
         "lm-attention", lm_attention,
-        "reference big model: LM text embeddings + MoE adapter, Transformer per domain, cross-domain attention",
+        "reference big model: LM text + ID item vectors, Transformer per domain, item-level cross-domain attention",
         LM_ATTENTION_SPACE,
     ),
 )

@@ -1,9 +1,10 @@
 """Sequence user encoders: a GRU and a causal Transformer with positions, one per domain.
 
 Histories arrive oldest first and left-padded, and the trainer may mask positions inside
-them (the item being ranked). Both encoders first pack the kept items to the right end of
-the sequence (order preserved) and drop all-padding columns, then read the representation
-at the last position, i.e. after the most recent item. A user with no history gets zeros.
+them. ``forward`` packs the kept items to the right end (order preserved), drops
+all-padding columns and reads the state after the most recent item; ``forward_all`` gives
+the state after every position in one pass (all-position training), equal to ``forward``
+on each prefix. A user with no history gets zeros.
 """
 
 from __future__ import annotations
@@ -24,22 +25,38 @@ def pack_right(history: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor,
 
 
 class GruUserEncoder(UserEncoder):
-    """A GRU over the history; the last hidden state, projected back to ``dim``."""
+    """A GRU over the kept items of the history (from the initial state); the last state, projected."""
 
     def __init__(self, *, dim: int, layers: int = 1, dropout: float = 0.1) -> None:
         super().__init__()
         self.gru = nn.GRU(dim, dim, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.out = nn.Linear(dim, dim)
+
+    def _states(self, history: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """States over the kept items moved to the left end (the GRU starts on the first item)."""
+        order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # kept items first, order kept
+        x = history.gather(1, order.unsqueeze(-1).expand_as(history))
+        states, _ = self.gru(self.dropout(x))
+        return states, mask.sum(1)
 
     def forward(self, users: torch.Tensor, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if history.shape[1] == 0:
             return history.new_zeros(history.shape[0], history.shape[2])
         history, mask = pack_right(history, mask)
-        x = self.dropout(history * mask.unsqueeze(-1).to(history.dtype))
-        states, _ = self.gru(x)
-        present = mask.any(1, keepdim=True).to(states.dtype)
-        return self.out(states[:, -1]) * present
+        states, n = self._states(history, mask)
+        last = states.gather(1, (n - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, states.shape[2])).squeeze(1)
+        return self.out(last) * (n > 0).unsqueeze(-1).to(last.dtype)
+
+    def forward_all(self, users: torch.Tensor, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if history.shape[1] == 0:
+            return history.new_zeros(history.shape)
+        states, n = self._states(history, mask)
+        length = history.shape[1]
+        # left padding: original position j holds the (j - pad)-th kept item's state
+        shift = torch.arange(length, device=history.device).unsqueeze(0) - (length - n).unsqueeze(1)
+        out = states.gather(1, shift.clamp(min=0).unsqueeze(-1).expand_as(states))
+        return self.out(out) * (shift >= 0).unsqueeze(-1).to(out.dtype)
 
 
 class CausalBlock(nn.Module):
@@ -57,7 +74,7 @@ class CausalBlock(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.ffn = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
-        self.drop = nn.Dropout(dropout)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor, *, last_only: bool) -> torch.Tensor:
         b, length, dim = x.shape
@@ -77,32 +94,46 @@ class CausalBlock(nn.Module):
 
 
 class TransformerUserEncoder(UserEncoder):
-    """A causal Transformer encoder with learned positions counted back from the most recent item."""
+    """A causal Transformer encoder with learned positions counted from the first kept item.
+
+    Position ``p`` of an item is the number of kept items before it (capped at
+    ``max_length - 1``), so the state after an item does not depend on the padding around
+    it: the state after the ``j``-th item is the same whether the sequence ends there
+    (scoring) or goes on (all-position training).
+    """
 
     def __init__(self, *, dim: int, max_length: int, layers: int = 2, heads: int = 2, dropout: float = 0.1) -> None:
         super().__init__()
         self.positions = nn.Embedding(max_length, dim)
         nn.init.normal_(self.positions.weight, std=0.02)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.blocks = nn.ModuleList(CausalBlock(dim=dim, heads=heads, dropout=dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
+
+    def _encode(self, history: torch.Tensor, mask: torch.Tensor, *, last_only: bool) -> torch.Tensor:
+        length = history.shape[1]
+        pos = (mask.long().cumsum(1) - 1).clamp(0, self.positions.num_embeddings - 1)
+        x = self.dropout(history + self.positions(pos))
+        # causal, and no attention to padding; a padding query may see itself so no row is empty
+        causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
+        allowed = causal & (mask.unsqueeze(1) | torch.eye(length, dtype=torch.bool, device=x.device))  # [B, L, L]
+        for i, block in enumerate(self.blocks):
+            x = block(x, allowed, last_only=last_only and i == len(self.blocks) - 1)
+        return self.norm(x)
 
     def forward(self, users: torch.Tensor, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b = history.shape[0]
         if history.shape[1] == 0:
             return history.new_zeros(b, history.shape[2])
         history, mask = pack_right(history, mask)
-        length = min(history.shape[1], self.positions.num_embeddings)
-        history, mask = history[:, -length:], mask[:, -length:]
-        pos = torch.arange(length - 1, -1, -1, device=history.device)  # 0 = most recent
-        x = self.dropout(history + self.positions(pos))
-        # causal, and no attention to padding; a padding query may see itself so no row is empty
-        causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
-        allowed = causal & (mask.unsqueeze(1) | torch.eye(length, dtype=torch.bool, device=x.device))  # [B, L, L]
-        for i, block in enumerate(self.blocks):
-            x = block(x, allowed, last_only=i == len(self.blocks) - 1)
-        present = mask.any(1, keepdim=True).to(x.dtype)
-        return self.norm(x[:, -1]) * present
+        present = mask.any(1, keepdim=True).to(history.dtype)
+        return self._encode(history, mask, last_only=True)[:, -1] * present
+
+    def forward_all(self, users: torch.Tensor, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if history.shape[1] == 0:
+            return history.new_zeros(history.shape)
+        seen = (mask.long().cumsum(1) > 0).unsqueeze(-1).to(history.dtype)
+        return self._encode(history, mask, last_only=False) * seen
 
 
 def gru_user_encoder(*, context: BuildContext, domain: str, layers: int = 1, dropout: float = 0.1) -> GruUserEncoder:

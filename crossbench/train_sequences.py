@@ -1,0 +1,170 @@
+"""All-position (causal) training of composed models: one forward pass per user sequence.
+
+For a batch of users and a domain ``d``, the user encoder of ``d`` runs once over each
+user's left-padded history (``UserEncoder.forward_all``), giving the state after every
+position. The state *before* position ``j`` (after positions ``< j``; absent for the first
+item) is fused with the user's other domains and must rank the item at ``j``: every item of
+the history is a training target in one pass, with no per-sample Python and the item
+catalogue of each domain encoded once per step.
+
+Cross-domain fusions also learn the cold-start case: with probability
+``target_history_dropout`` a user's target history is hidden for the whole sequence, so all
+of that user's target items are ranked from the other domains alone (and the first item of
+every history is ranked with no target history at all). Target-only fusions skip positions
+without any earlier target item (there is nothing to rank them from).
+
+Losses over the fused vectors ``U`` ``[N, dim]`` and their target items ``y`` ``[N]``:
+
+* ``full-softmax``: cross-entropy over the domain's whole catalogue;
+* ``softmax``: sampled softmax against ``sampled_negatives`` items shared by the batch, drawn
+  uniformly or by training popularity (``negative_sampling``), with the log-probability of
+  drawing each candidate subtracted from its logit (the logQ correction; uniform draws
+  subtract a constant) and accidental hits of the positive masked;
+* ``bpr``: Bayesian personalised ranking against ``negatives`` uniform items per target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+from crossbench.interfaces import Fusion, ItemEncoder, Scorer, UserEncoder
+
+
+class SequenceSettings(Protocol):
+    """The training settings this module reads (a :class:`crossbench.train.TrainConfig`)."""
+
+    loss: str
+    negatives: int
+    sampled_negatives: int
+    negative_sampling: str
+    target_history_dropout: float
+    l2: float
+
+
+def sequence_step(
+    *,
+    item_encoders: Mapping[str, ItemEncoder],
+    user_encoders: Mapping[str, UserEncoder],
+    fusion: Fusion,
+    scorer: Scorer,
+    histories: Mapping[str, torch.Tensor],
+    item_log_probs: Mapping[str, torch.Tensor],
+    domains: list[str],
+    target: str,
+    users: torch.Tensor,
+    config: SequenceSettings,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, int]:
+    """The loss of one batch of user sequences in ``target`` and the number of targets ranked.
+
+    ``histories[d]`` ``[n_users, L]`` are left-padded item indices (``-1`` padding);
+    ``domains`` are the domains the fusion reads (``target`` first or among them);
+    ``item_log_probs[d]`` ``[n_items]`` the log training popularity of each item (for
+    popularity-sampled negatives).
+    """
+    fused, labels = fused_positions(
+        item_encoders=item_encoders, user_encoders=user_encoders, fusion=fusion, histories=histories,
+        domains=domains, target=target, users=users, dropout=config.target_history_dropout, generator=generator,
+    )
+    if labels.numel() == 0:
+        return fused.sum() * 0.0, 0
+    catalogue = item_encoders[target].all_items()
+    loss = ranking_loss(
+        fused, labels, catalogue, scorer=scorer, config=config, log_probs=item_log_probs[target], generator=generator
+    )
+    return loss, int(labels.numel())
+
+
+def fused_positions(
+    *,
+    item_encoders: Mapping[str, ItemEncoder],
+    user_encoders: Mapping[str, UserEncoder],
+    fusion: Fusion,
+    histories: Mapping[str, torch.Tensor],
+    domains: list[str],
+    target: str,
+    users: torch.Tensor,
+    dropout: float,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fused user vectors ``[N, dim]`` before every target position that has an item, and those items ``[N]``."""
+    hist = histories[target][users]  # [B, L]
+    mask = hist >= 0
+    catalogues = {d: item_encoders[d].all_items() for d in domains}
+    x = catalogues[target][hist.clamp(min=0)]  # [B, L, dim]
+    states = user_encoders[target].forward_all(users, x, mask)  # state after each position
+    b, length, dim = x.shape
+    queries = torch.cat([states.new_zeros(b, 1, dim), states[:, :-1]], dim=1)  # state before each position
+    q_present = torch.cat([mask.new_zeros(b, 1), mask.cumsum(1)[:, :-1] > 0], dim=1)
+    t_mask = mask
+    if fusion.cross_domain and dropout > 0 and generator is not None:
+        hide = torch.rand(b, generator=generator, device=users.device) < dropout
+        q_present = q_present & ~hide.unsqueeze(1)
+        t_mask = mask & ~hide.unsqueeze(1)
+    queries = queries * q_present.unsqueeze(-1).to(queries.dtype)
+    predict = mask if fusion.cross_domain else mask & q_present
+    vectors: dict[str, torch.Tensor] = {target: queries}
+    present: dict[str, torch.Tensor] = {target: q_present}
+    items: dict[str, torch.Tensor] = {target: x}
+    item_masks: dict[str, torch.Tensor] = {target: t_mask}
+    for d in domains:
+        if d == target:
+            continue
+        h = histories[d][users]
+        m = h >= 0
+        xs = catalogues[d][h.clamp(min=0)]
+        vectors[d], present[d], items[d], item_masks[d] = user_encoders[d](users, xs, m), m.any(1), xs, m
+    extra = {"items": items, "item_masks": item_masks} if fusion.item_level else {}
+    if fusion.positions:
+        return fusion(vectors, present, target, **extra)[predict], hist[predict]
+    rows, cols = predict.nonzero(as_tuple=True)
+    row_vectors = {d: (v[rows, cols] if d == target else v[rows]) for d, v in vectors.items()}
+    row_present = {d: (p[rows, cols] if d == target else p[rows]) for d, p in present.items()}
+    if fusion.item_level:
+        earlier = torch.arange(length, device=users.device).unsqueeze(0) < cols.unsqueeze(1)  # k < j
+        extra = {
+            "items": {d: v[rows] for d, v in items.items()},
+            "item_masks": {d: (m[rows] & earlier if d == target else m[rows]) for d, m in item_masks.items()},
+        }
+    return fusion(row_vectors, row_present, target, **extra), hist[rows, cols]
+
+
+def ranking_loss(
+    fused: torch.Tensor,
+    labels: torch.Tensor,
+    catalogue: torch.Tensor,
+    *,
+    scorer: Scorer,
+    config: SequenceSettings,
+    log_probs: torch.Tensor,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """``config.loss`` of user vectors ``fused`` ``[N, dim]`` ranking ``labels`` ``[N]`` in ``catalogue``."""
+    n, n_items = labels.shape[0], catalogue.shape[0]
+    device = fused.device
+    if config.loss == "full-softmax":
+        logits = scorer.score_all(fused, catalogue).float()
+        loss = F.cross_entropy(logits, labels)
+    elif config.loss == "softmax":
+        s = config.sampled_negatives
+        if config.negative_sampling == "popularity":
+            neg = torch.multinomial(log_probs.exp(), s, replacement=True, generator=generator)
+            correction = log_probs
+        else:
+            neg = torch.randint(0, n_items, (s,), generator=generator, device=device)
+            correction = torch.zeros(n_items, device=device)
+        pos = scorer(fused, catalogue[labels].unsqueeze(1)).float() - correction[labels].unsqueeze(1)  # [N, 1]
+        negs = scorer.score_all(fused, catalogue[neg]).float() - correction[neg].unsqueeze(0)  # [N, S]
+        negs = negs.masked_fill(neg.unsqueeze(0) == labels.unsqueeze(1), float("-inf"))
+        loss = F.cross_entropy(torch.cat([pos, negs], dim=1), torch.zeros(n, dtype=torch.long, device=device))
+    else:  # bpr
+        neg = torch.randint(0, n_items, (n, config.negatives), generator=generator, device=device)
+        s = scorer(fused, catalogue[torch.cat([labels.unsqueeze(1), neg], dim=1)]).float()
+        loss = -F.logsigmoid(s[:, :1] - s[:, 1:]).mean()
+    if config.l2 > 0:
+        loss = loss + config.l2 * (fused.float().pow(2).sum() + catalogue[labels].float().pow(2).sum()) / n
+    return loss

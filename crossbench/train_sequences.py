@@ -117,7 +117,11 @@ def fused_positions(
         h = histories[d][users]
         m = h >= 0
         xs = catalogues[d][h.clamp(min=0)]
-        vectors[d], present[d], items[d], item_masks[d] = user_encoders[d](users, xs, m), m.any(1), xs, m
+        if fusion.item_level and not fusion.pooled_sources:
+            vectors[d] = xs.new_zeros(b, dim)
+        else:
+            vectors[d] = user_encoders[d](users, xs, m)
+        present[d], items[d], item_masks[d] = m.any(1), xs, m
     extra = {"items": items, "item_masks": item_masks} if fusion.item_level else {}
     if fusion.positions:
         return fusion(vectors, present, target, **extra)[predict], hist[predict]

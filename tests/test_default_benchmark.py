@@ -27,7 +27,8 @@ def test_cross_domain_wins_at_default_transfer(registry, tmp_path):
     ndcg, markdown = _run(registry, tmp_path, 0.8)
     # measured over seeds 0-2 at this size: shared-mean 0.28-0.31 vs popularity 0.19-0.22
     assert ndcg["shared-mean"] > 1.25 * ndcg["popularity"], ndcg
-    assert ndcg["shared-mean"] > 2.0 * ndcg["mf"], ndcg
+    # every test user is cold: target-only MF serves them by its popularity fallback
+    assert abs(ndcg["mf"] - ndcg["popularity"]) < 1e-12, ndcg
     assert "| shared-mean" in markdown.splitlines()[6]  # first row of the table: the best model
 
 

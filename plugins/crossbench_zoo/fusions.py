@@ -119,6 +119,7 @@ class ItemAttentionFusion(Fusion):
 
     item_level = True
     positions = True
+    pooled_sources = False
 
     def __init__(self, *, domains: list[str], dim: int, heads: int, layers: int, dropout: float) -> None:
         super().__init__()

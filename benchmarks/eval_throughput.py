@@ -103,8 +103,14 @@ def recbole_once(python: str, n_users: int, n_items: int, dim: int, threads: int
     """Users per second of RecBole's evaluation at each batch setting, from one run of recbole_eval.py."""
     cmd = [python, str(ROOT / "benchmarks" / "recbole_eval.py"), "--users", str(n_users), "--items", str(n_items),
            "--dim", str(dim), "--threads", str(threads), "--batch-users", "default,4096"]
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout + done.stderr)
+        raise SystemExit(f"recbole_eval.py failed with exit code {done.returncode} under {python}; its output is above")
     report = json.loads(done.stdout.strip().splitlines()[-1])
+    if report.get("recbole") is None:
+        raise SystemExit(f"--recbole-python {python}: {report.get('skipped')}; give the python of a virtualenv with "
+                         "recbole==1.2.1, or leave the option out to time crossbench alone")
     return {r["batch_users"]: float(r["users_per_s"]) for r in report["runs"]}
 
 
@@ -193,6 +199,11 @@ def main() -> None:
     ap.add_argument("--million", action="store_true", help="evaluate 1M users x 100k items once and report peak memory")
     ap.add_argument("--recbole-python", default=None, help="a Python with RecBole: time its evaluation side by side")
     a = ap.parse_args()
+    if a.recbole_python:  # fail before any timing when the peer cannot run
+        probe = subprocess.run([a.recbole_python, "-c", "import recbole"], capture_output=True, text=True)
+        if probe.returncode != 0:
+            raise SystemExit(f"--recbole-python {a.recbole_python} cannot import recbole; give the python of a virtualenv "
+                             "with recbole==1.2.1, or leave the option out to time crossbench alone")
     if a.threads:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)
@@ -212,7 +223,7 @@ def main() -> None:
             nu, ni = (int(x) for x in shape.lower().split("x"))
             r = bench_shape(nu, ni, a.dim, device, budget, a.repeat, a.recbole_python)
             report["shapes"].append(r)
-            print(f"{nu} users x {ni} items, d={a.dim}: ours {r['ours_users_per_s']:.0f} users/s, bound "
+            print(f"{nu} users x {ni} items, d={a.dim}, threads {report['threads']}: ours {r['ours_users_per_s']:.0f} users/s, bound "
                   f"{r['bound_users_per_s']:.0f} users/s, ratio {r['ratio_to_bound']:.3f}; fresh-tensor bound "
                   f"{r['bound_fresh_users_per_s']:.0f} (ratio {r['ratio_to_bound_fresh']:.3f}), product alone "
                   f"{r['matmul_users_per_s']:.0f} (ratio {r['ratio_to_matmul']:.3f}) (chunk {r['chunk_size']})", flush=True)

@@ -1,18 +1,34 @@
-"""Training throughput of crossbench's MF/BPR composition against RecBole 1.2.1's BPR, side by side.
+"""Training throughput of crossbench against RecBole 1.2.1 on the same rows, side by side.
 
-Both train on the same interactions (the synthetic dataset's target domain, each user's
-last 20% by time held out), with the same embedding size, batch size, learning rate, a comparable initialisation
-(normal, std 0.02; RecBole's Xavier normal gives about 0.02 for this catalogue), one
-uniformly sampled negative per positive, no weight decay and the same number of epochs, on
-CPU with the same thread count. Throughput is training pairs per second of training steps
-(RecBole's ``_train_epoch``, which includes its negative sampling; crossbench's training
-loop, likewise). Both models are then evaluated by crossbench's full-ranking evaluator on
-the same held-out items (RecBole's embeddings are mapped back to crossbench's ids), so the
-NDCG@10 values are directly comparable.
+Two pairs, each trained on the same interactions (the synthetic dataset's target domain,
+each user's last 20% by time held out) with the same sizes, batch size, learning rate,
+epochs, no weight decay and BPR against one uniformly sampled negative, on CPU with the
+same thread count (``--models``, both by default):
+
+* ``mf``: crossbench's MF/BPR composition against RecBole's BPR, with a comparable
+  initialisation (normal, std 0.02; RecBole's Xavier normal gives about 0.02 for this
+  catalogue).
+* ``sasrec``: crossbench's ``sasrec`` against RecBole's SASRec: ``--layers`` blocks with
+  ``--heads`` heads, a feed-forward width of twice ``--dim``, ``--dropout`` (RecBole's hidden
+  and attention dropout), the ``--history-length`` most recent training items. RecBole reads
+  each training interaction with the items before it (its own augmentation, written here as
+  its pre-split atomic files); crossbench reads it as its trainer does.
+
+Throughput is training interactions per second: the split's training interactions times the
+epochs run, over the seconds of the training epochs (RecBole's ``_train_epoch``, which
+includes its negative sampling; crossbench's training loop, likewise: ``FitReport.train_seconds``).
+Both libraries get the same numerator, so the ratio is the ratio of their epoch times. The
+outside load is the number of cores other processes kept busy while each library trained
+(``machine_load.py``); only a run with an outside load near 0 measures the code. Every model
+is then scored by crossbench's full-ranking evaluator on the same held-out items (RecBole's
+vectors mapped back to crossbench's ids; SASRec's user vector is its state after the user's
+most recent training items), so the NDCG@10 values are directly comparable.
 
 Usage (RecBole in its own virtualenv; nothing of RecBole is imported by crossbench):
-    python benchmarks/train_throughput.py --recbole-python PATH/TO/recbole-venv/bin/python [--threads 2]
-Prints a table and one final JSON line.
+    python benchmarks/train_throughput.py --recbole-python PATH/TO/recbole-venv/bin/python [--threads 2] [--models mf,sasrec]
+    python benchmarks/train_throughput.py --tiny [--recbole-python PATH]    # a check of the script in seconds
+Without ``--recbole-python`` only crossbench's half runs, and the RecBole half is reported as
+skipped. Prints a table and a ratio line per pair, then one final JSON line.
 """
 
 from __future__ import annotations
@@ -24,12 +40,26 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_load import OutsideLoad, describe  # noqa: E402
 
-def make_split(n_users: int, seed: int, out: Path) -> None:
-    """Write train/test pairs of the synthetic target domain as ``.npz`` and RecBole atomic files."""
+MODELS = ("mf", "sasrec")
+TITLES = {"mf": "MF/BPR (crossbench mf, RecBole BPR)", "sasrec": "SASRec (crossbench sasrec, RecBole SASRec)"}
+DEFAULT_LR = {"mf": 5e-3, "sasrec": 2e-3}
+TINY = {"n_users": 300, "epochs": 1, "dim": 16, "batch_size": 512, "history_length": 10}
+
+
+def make_split(n_users: int, seed: int, history_length: int, out: Path) -> None:
+    """Write the train/test pairs of the synthetic target domain as ``.npz`` and as RecBole atomic files.
+
+    ``synth/`` holds the pairs (for BPR); ``synth_seq/`` holds, per training interaction after a
+    user's first, the ``history_length`` items before it (for SASRec), and per test user one
+    line with the most recent training items (RecBole needs valid and test files to load).
+    """
     from crossbench_synthetic import SyntheticDataset
 
     data = SyntheticDataset(n_users=n_users, seed=seed).load()
@@ -45,12 +75,27 @@ def make_split(n_users: int, seed: int, out: Path) -> None:
     for part, rows in (("train", ~test), ("valid", test), ("test", test)):
         lines = ["user_id:token\titem_id:token"] + [f"{u}\t{i}" for u, i in zip(users[rows], items[rows])]
         (atomic / f"synth.{part}.inter").write_text("\n".join(lines) + "\n")
+    seq = out / "synth_seq"
+    seq.mkdir()
+    header = "user_id:token\titem_id_list:token_seq\titem_id:token"
+    train_lines, held_lines = [header], [header]
+    train_u, train_i, test_u, test_i = users[~test], items[~test], users[test], items[test]
+    starts = np.flatnonzero(np.r_[True, train_u[1:] != train_u[:-1]])
+    for s, e in zip(starts, np.r_[starts[1:], len(train_u)]):
+        u, hist = train_u[s], train_i[s:e].tolist()
+        for j in range(1, len(hist)):
+            prefix = " ".join(map(str, hist[max(0, j - history_length) : j]))
+            train_lines.append(f"{u}\t{prefix}\t{hist[j]}")
+        first_test = np.flatnonzero(test_u == u)[:1]
+        if len(first_test):
+            held_lines.append(f"{u}\t{' '.join(map(str, hist[-history_length:]))}\t{test_i[first_test[0]]}")
+    (seq / "synth_seq.train.inter").write_text("\n".join(train_lines) + "\n")
+    for part in ("valid", "test"):
+        (seq / f"synth_seq.{part}.inter").write_text("\n".join(held_lines) + "\n")
 
 
-def evaluate_embeddings(split: dict, user_vec, item_vec) -> float:  # type: ignore[no-untyped-def]
-    """NDCG@10 of ``user_vec @ item_vec.T`` on the held-out pairs, training items masked."""
-    import torch
-
+def evaluate_scores(split: dict[str, np.ndarray], score: Any) -> float:
+    """NDCG@10 of ``score(users)`` (raw user ids -> ``[B, n_items]`` in raw item order), training items masked."""
     from crossbench.data.protocols import GroundTruth
     from crossbench.evaluate.ranking import evaluate
     from crossbench.plugins import get_plugin_manager
@@ -59,12 +104,18 @@ def evaluate_embeddings(split: dict, user_vec, item_vec) -> float:  # type: igno
     reg = Registry(get_plugin_manager())
     truth = GroundTruth.from_pairs(split["test_u"], split["test_i"])
     exclude = GroundTruth.from_pairs(split["train_u"], split["train_i"])
-    uv, iv = torch.as_tensor(user_vec, dtype=torch.float32), torch.as_tensor(item_vec, dtype=torch.float32)
-    res = evaluate(lambda u: uv[u] @ iv.T, truth, n_items=int(split["n_items"]), metrics=reg.metrics(["ndcg"]), ks=[10], exclude=exclude)
+    res = evaluate(score, truth, n_items=int(split["n_items"]), metrics=reg.metrics(["ndcg"]), ks=[10], exclude=exclude)
     return res.means["ndcg@10"]
 
 
-def run_crossbench(args: argparse.Namespace, work: Path) -> dict:  # type: ignore[type-arg]
+def vector_scores(user_vec: np.ndarray, item_vec: np.ndarray) -> Any:
+    import torch
+
+    uv, iv = torch.as_tensor(user_vec, dtype=torch.float32), torch.as_tensor(item_vec, dtype=torch.float32)
+    return lambda u: uv[u] @ iv.T
+
+
+def run_crossbench(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     import pandas as pd
     import torch
 
@@ -79,113 +130,211 @@ def run_crossbench(args: argparse.Namespace, work: Path) -> dict:  # type: ignor
     frame = pd.DataFrame({"domain": "movies", "user": s["train_u"], "item": s["train_i"], "timestamp": np.arange(len(s["train_u"]))})
     items = pd.DataFrame({"domain": "movies", "item": np.arange(int(s["n_items"])), "title": "", "text": ""})
     data = CrossDomainData.from_frames("throughput", frame, items)
-    # from_frames renumbers raw ids as sorted strings: map back so that indices equal the raw ids
-    uid = np.array([int(x) for x in data.user_ids])
-    iid = np.array([int(x) for x in data.domain("movies").items["item_id"]])
+    # from_frames renumbers raw ids as sorted strings: map raw ids to crossbench's indices and back
+    user_index = np.full(int(s["n_users"]), -1, np.int64)
+    user_index[np.array([int(x) for x in data.user_ids])] = np.arange(data.n_users)
+    raw_items = np.array([int(x) for x in data.domain("movies").items["item_id"]])
+    item_index = np.empty(int(s["n_items"]), np.int64)
+    item_index[raw_items] = np.arange(len(raw_items))
     empty = GroundTruth.from_pairs(np.zeros(0, np.int64), np.zeros(0, np.int64))
     split = Split(protocol="throughput", target="movies", train=data, valid=empty, test=empty)
     reg = Registry(get_plugin_manager())
-    model = reg.get("recommenders", "mf").factory(
-        dim=args.dim, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, l2=0.0, negatives=1, init_std=args.init_std
-    )
-    t0 = time.perf_counter()
-    report = model.fit(split.fit_view(), env=RunEnv(registry=reg, seed=args.seed, progress=False))
-    wall = time.perf_counter() - t0
-    user_vec = np.zeros((int(s["n_users"]), args.dim), np.float32)
-    item_vec = np.zeros((int(s["n_items"]), args.dim), np.float32)
-    user_vec[uid] = model.model.user_encoders["movies"].embedding.weight.detach().numpy()
-    item_vec[iid] = model.model.item_encoders["movies"].embedding.weight.detach().numpy()
-    return {"samples_per_s": report.samples_per_second, "train_s": report.train_seconds, "fit_wall_s": wall,
-            "samples": report.train_samples, "threads": report.threads, "ndcg@10": evaluate_embeddings(s, user_vec, item_vec)}
+    lr = args.lr if args.lr is not None else DEFAULT_LR[name]
+    common = {"dim": args.dim, "epochs": args.epochs, "batch_size": args.batch_size, "lr": lr, "l2": 0.0, "negatives": 1}
+    if name == "mf":
+        model = reg.get("recommenders", "mf").factory(**common, init_std=args.init_std)
+    else:
+        model = reg.get("recommenders", "sasrec").factory(
+            **common, layers=args.layers, heads=args.heads, dropout=args.dropout, history_length=args.history_length,
+        )
+    with OutsideLoad() as load:
+        report = model.fit(split.fit_view(), env=RunEnv(registry=reg, seed=args.seed, progress=False))
+    rows = len(s["train_u"])
+    cols = torch.as_tensor(item_index)
+
+    def score(users: torch.Tensor) -> torch.Tensor:
+        return model.score(torch.as_tensor(user_index[users.numpy()]))[:, cols]
+
+    return {"interactions_per_s": rows * report.epochs / report.train_seconds, "train_s": report.train_seconds,
+            "fit_wall_s": load.wall_s, "epochs": report.epochs, "train_interactions": rows, "samples": report.train_samples,
+            "threads": report.threads, "outside_cores_during": load.cores, "ndcg@10": evaluate_scores(s, score)}
 
 
 def run_recbole_worker(args: argparse.Namespace, work: Path) -> None:
-    """Runs inside RecBole's virtualenv: train BPR, time its epochs, dump its embeddings."""
+    """Runs inside RecBole's virtualenv: train BPR or SASRec, time its epochs, dump its vectors."""
     import torch
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.model.general_recommender import BPR
+    from recbole.model.sequential_recommender import SASRec
     from recbole.trainer import Trainer
     from recbole.utils import init_seed
 
     torch.set_num_threads(args.threads)
-    config = Config(model="BPR", dataset="synth", config_dict={
-        "data_path": str(work), "benchmark_filename": ["train", "valid", "test"],
-        "load_col": {"inter": ["user_id", "item_id"]}, "embedding_size": args.dim, "train_batch_size": args.batch_size,
-        "learning_rate": args.lr, "weight_decay": 0.0, "epochs": args.epochs, "seed": args.seed, "reproducibility": True,
-        "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}, "use_gpu": False, "device": "cpu",
-        "show_progress": False, "checkpoint_dir": str(work / "ckpt"), "eval_args": {"mode": "full", "order": "RO"},
-        "state": "WARNING",
-    })
+    name = args.worker_model
+    common = {
+        "data_path": str(work), "benchmark_filename": ["train", "valid", "test"], "embedding_size": args.dim,
+        "train_batch_size": args.batch_size, "learning_rate": args.lr, "weight_decay": 0.0, "epochs": args.epochs,
+        "seed": args.seed, "reproducibility": True, "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},
+        "use_gpu": False, "device": "cpu", "show_progress": False, "checkpoint_dir": str(work / "ckpt"), "state": "WARNING",
+    }
+    if name == "mf":
+        config = Config(model="BPR", dataset="synth", config_dict={
+            **common, "load_col": {"inter": ["user_id", "item_id"]}, "eval_args": {"mode": "full", "order": "RO"},
+        })
+    else:
+        config = Config(model="SASRec", dataset="synth_seq", config_dict={
+            **common, "load_col": {"inter": ["user_id", "item_id_list", "item_id"]}, "alias_of_item_id": ["item_id_list"],
+            "MAX_ITEM_LIST_LENGTH": args.history_length, "eval_args": {"mode": "full", "order": "TO"},
+            "hidden_size": args.dim, "inner_size": 2 * args.dim, "n_layers": args.layers, "n_heads": args.heads,
+            "hidden_dropout_prob": args.dropout, "attn_dropout_prob": args.dropout, "loss_type": "BPR",
+        })
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
     train_data, _, _ = data_preparation(config, dataset)
-    model = BPR(config, train_data._dataset).to("cpu")
+    model = (BPR if name == "mf" else SASRec)(config, train_data._dataset).to("cpu")
     trainer = Trainer(config, model)
     torch.set_num_threads(args.threads)
     seconds = 0.0
-    for epoch in range(args.epochs):
-        t0 = time.perf_counter()
-        trainer._train_epoch(train_data, epoch, show_progress=False)
-        seconds += time.perf_counter() - t0
-    samples = args.epochs * len(train_data._dataset)
-    users = np.zeros((dataset.user_num, args.dim), np.float32)
-    u_tokens = dataset.field2id_token["user_id"]
+    with OutsideLoad() as load:
+        for epoch in range(args.epochs):
+            t0 = time.perf_counter()
+            trainer._train_epoch(train_data, epoch, show_progress=False)
+            seconds += time.perf_counter() - t0
     i_tokens = dataset.field2id_token["item_id"]
-    u_emb = model.user_embedding.weight.detach().numpy()
-    i_emb = model.item_embedding.weight.detach().numpy()
-    u_raw = np.array([int(t) for t in u_tokens[1:]])
     i_raw = np.array([int(t) for t in i_tokens[1:]])
-    np.savez(work / "recbole.npz", u_raw=u_raw, i_raw=i_raw, u_emb=u_emb[1:], i_emb=i_emb[1:])
-    print(json.dumps({"samples_per_s": samples / seconds, "train_s": seconds, "samples": samples,
-                      "threads": torch.get_num_threads(), "users": int(users.shape[0])}))
+    model.eval()
+    if name == "mf":
+        u_raw = np.array([int(t) for t in dataset.field2id_token["user_id"][1:]])
+        u_emb = model.user_embedding.weight.detach().numpy()[1:]
+    else:
+        u_raw, u_emb = sasrec_user_vectors(model, work, dataset, args.history_length)
+    np.savez(work / "recbole.npz", u_raw=u_raw, i_raw=i_raw, u_emb=u_emb, i_emb=model.item_embedding.weight.detach().numpy()[1:])
+    print(json.dumps({"train_s": seconds, "samples": args.epochs * len(train_data._dataset), "threads": torch.get_num_threads(),
+                      "outside_cores_during": load.cores}))
 
 
-def main() -> None:
+def sasrec_user_vectors(model: Any, work: Path, dataset: Any, history_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """SASRec's state after each user's ``history_length`` most recent training items (its full-sort user vector)."""
+    import torch
+
+    s = dict(np.load(work / "split.npz"))
+    token_id = dataset.field2token_id["item_id"]
+    u, i = s["train_u"], s["train_i"]
+    starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
+    ends = np.r_[starts[1:], len(u)]
+    seqs = np.zeros((len(starts), history_length), np.int64)
+    lengths = np.zeros(len(starts), np.int64)
+    for row, (a, b) in enumerate(zip(starts, ends)):
+        recent = [token_id[str(x)] for x in i[max(a, b - history_length) : b]]
+        seqs[row, : len(recent)] = recent
+        lengths[row] = len(recent)
+    out = []
+    with torch.no_grad():
+        for lo in range(0, len(seqs), 1024):
+            out.append(model.forward(torch.as_tensor(seqs[lo : lo + 1024]), torch.as_tensor(lengths[lo : lo + 1024])).numpy())
+    return u[starts], np.concatenate(out)
+
+
+def run_recbole(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    lr = args.lr if args.lr is not None else DEFAULT_LR[name]
+    cmd = [args.recbole_python, __file__, "--recbole-worker", str(work), "--worker-model", name,
+           "--recbole-python", args.recbole_python, "--threads", str(args.threads), "--dim", str(args.dim),
+           "--batch-size", str(args.batch_size), "--lr", str(lr), "--epochs", str(args.epochs), "--seed", str(args.seed),
+           "--layers", str(args.layers), "--heads", str(args.heads), "--dropout", str(args.dropout),
+           "--history-length", str(args.history_length)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        raise SystemExit(f"the RecBole worker ({name}) failed with exit code {proc.returncode}; its output is above")
+    theirs = json.loads(proc.stdout.strip().splitlines()[-1])
+    s = dict(np.load(work / "split.npz"))
+    r = np.load(work / "recbole.npz")
+    user_vec = np.zeros((int(s["n_users"]), r["u_emb"].shape[1]), np.float32)
+    item_vec = np.zeros((int(s["n_items"]), r["i_emb"].shape[1]), np.float32)
+    user_vec[r["u_raw"]] = r["u_emb"]
+    item_vec[r["i_raw"]] = r["i_emb"]
+    rows = len(s["train_u"])
+    theirs.update(interactions_per_s=rows * args.epochs / theirs["train_s"], epochs=args.epochs, train_interactions=rows)
+    theirs["ndcg@10"] = evaluate_scores(s, vector_scores(user_vec, item_vec))
+    return theirs
+
+
+def check_recbole_python(python: str) -> None:
+    """Fail before any timing when ``python`` cannot import RecBole."""
+    probe = subprocess.run([python, "-c", "import recbole; print(recbole.__version__)"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise SystemExit(f"--recbole-python {python} cannot import recbole ({probe.stderr.strip().splitlines()[-1:]}); "
+                         "give the python of a virtualenv with recbole==1.2.1, or leave the option out to skip RecBole")
+
+
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--recbole-python", required=True, help="python of a virtualenv with recbole==1.2.1")
+    ap.add_argument("--recbole-python", default=None, help="python of a virtualenv with recbole==1.2.1 (without it RecBole is skipped)")
+    ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated pairs to run, of {', '.join(MODELS)}")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-users", type=int, default=6000)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=2048)
-    ap.add_argument("--lr", type=float, default=5e-3)
+    ap.add_argument("--lr", type=float, default=None, help=f"learning rate (default: {DEFAULT_LR})")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init-std", type=float, default=0.02, help="crossbench MF init (RecBole: Xavier normal, std ~0.02 here)")
+    ap.add_argument("--layers", type=int, default=2, help="sasrec: Transformer blocks")
+    ap.add_argument("--heads", type=int, default=2, help="sasrec: attention heads")
+    ap.add_argument("--dropout", type=float, default=0.1, help="sasrec: dropout")
+    ap.add_argument("--history-length", type=int, default=50, help="sasrec: most recent items read")
+    ap.add_argument("--tiny", action="store_true", help=f"a check of the script in seconds: {TINY} unless given")
     ap.add_argument("--recbole-worker", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-model", choices=MODELS, default="mf", help=argparse.SUPPRESS)
+    if ap.parse_known_args()[0].tiny:
+        ap.set_defaults(**TINY)
     args = ap.parse_args()
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in args.models if m not in MODELS]
+    if unknown or not args.models:
+        ap.error(f"--models {','.join(args.models)}: choose from {', '.join(MODELS)}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     if args.recbole_worker is not None:
         run_recbole_worker(args, args.recbole_worker)
         return
+    skipped = None if args.recbole_python else "no --recbole-python given (the python of a virtualenv with recbole==1.2.1)"
+    if args.recbole_python:
+        check_recbole_python(args.recbole_python)
+    report: dict[str, Any] = {"benchmark": "train_throughput", "threads": args.threads, "n_users": args.n_users,
+                              "epochs": args.epochs, "dim": args.dim, "batch_size": args.batch_size, "recbole_skipped": skipped,
+                              "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        make_split(args.n_users, args.seed, work)
-        ours = run_crossbench(args, work)
-        cmd = [args.recbole_python, __file__, "--recbole-worker", str(work), "--recbole-python", args.recbole_python,
-               "--threads", str(args.threads), "--dim", str(args.dim),
-               "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--epochs", str(args.epochs), "--seed", str(args.seed)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            sys.stderr.write(proc.stdout + proc.stderr)
-            raise SystemExit(f"RecBole worker failed with exit code {proc.returncode}")
-        theirs = json.loads(proc.stdout.strip().splitlines()[-1])
-        s = dict(np.load(work / "split.npz"))
-        r = np.load(work / "recbole.npz")
-        user_vec = np.zeros((int(s["n_users"]), args.dim), np.float32)
-        item_vec = np.full((int(s["n_items"]), args.dim), 0.0, np.float32)
-        user_vec[r["u_raw"]] = r["u_emb"]
-        item_vec[r["i_raw"]] = r["i_emb"]
-        theirs["ndcg@10"] = evaluate_embeddings(s, user_vec, item_vec)
-    ratio = ours["samples_per_s"] / theirs["samples_per_s"]
-    print(f"MF/BPR, {args.n_users} users, dim {args.dim}, batch {args.batch_size}, lr {args.lr}, {args.epochs} epochs, "
-          f"1 negative, threads {args.threads}")
-    print(f"{'library':<12} {'samples/s':>12} {'train s':>9} {'NDCG@10':>9}")
-    print(f"{'crossbench':<12} {ours['samples_per_s']:>12.0f} {ours['train_s']:>9.2f} {ours['ndcg@10']:>9.4f}")
-    print(f"{'RecBole':<12} {theirs['samples_per_s']:>12.0f} {theirs['train_s']:>9.2f} {theirs['ndcg@10']:>9.4f}")
-    print(f"throughput ratio crossbench / RecBole = {ratio:.2f}")
-    print(json.dumps({"benchmark": "train_throughput", "threads": args.threads, "n_users": args.n_users, "epochs": args.epochs,
-                      "dim": args.dim, "batch_size": args.batch_size, "lr": args.lr, "crossbench": ours, "recbole": theirs,
-                      "ratio": ratio}))
+        make_split(args.n_users, args.seed, args.history_length, work)
+        for name in args.models:
+            ours = run_crossbench(name, args, work)
+            theirs = None if skipped else run_recbole(name, args, work)
+            lr = args.lr if args.lr is not None else DEFAULT_LR[name]
+            extra = f", {args.layers} blocks, {args.heads} heads, history {args.history_length}" if name == "sasrec" else ""
+            print(f"{TITLES[name]}: {args.n_users} users, {ours['train_interactions']} training interactions, dim {args.dim}, "
+                  f"batch {args.batch_size}, lr {lr}, {args.epochs} epochs, BPR with 1 negative{extra}, threads {args.threads}")
+            print(f"{'library':<12} {'interactions/s':>15} {'train s':>9} {'outside cores':>14} {'NDCG@10':>9}")
+            for label, r in (("crossbench", ours), ("RecBole", theirs)):
+                if r is None:
+                    print(f"{label:<12} skipped: {skipped}")
+                    continue
+                load = "?" if r["outside_cores_during"] is None else f"{r['outside_cores_during']:.2f}"
+                print(f"{label:<12} {r['interactions_per_s']:>15.0f} {r['train_s']:>9.2f} {load:>14} {r['ndcg@10']:>9.4f}")
+            ratio = None if theirs is None else ours["interactions_per_s"] / theirs["interactions_per_s"]
+            if ratio is None:
+                print(f"{name}: crossbench {ours['interactions_per_s']:.0f} training interactions/s (threads {ours['threads']}, "
+                      f"{describe(ours['outside_cores_during'])}); no ratio: RecBole skipped", flush=True)
+            else:
+                loads = " / ".join("?" if r["outside_cores_during"] is None else f"{r['outside_cores_during']:.2f}" for r in (ours, theirs))
+                print(f"{name}: throughput ratio crossbench / RecBole = {ratio:.2f} (threads {ours['threads']} / {theirs['threads']}, "
+                      f"outside load {loads} cores)", flush=True)
+            report["models"][name] = {"lr": lr, "crossbench": ours, "recbole": theirs, "ratio": ratio}
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -98,6 +98,8 @@ def summarise(transfer: float, runs: list[dict[str, np.ndarray]], models: list[s
                 out["runner_up"] = second
                 out["big_vs_runner_up_p"] = paired_p(pooled[BIG], pooled[second], "two-sided")
             out["big_best_or_within_noise"] = best == BIG or p >= 0.05
+    elif "popularity" not in models:
+        out["significantly_beat_popularity"] = "not checked: popularity is not among --models"
     else:
         sig = {m: bool(pooled[m].mean() > pooled["popularity"].mean() and paired_p(pooled[m], pooled["popularity"], "greater") < 0.05) for m in cd}
         out["significantly_beat_popularity"] = sig

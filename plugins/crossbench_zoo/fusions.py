@@ -121,11 +121,14 @@ class ItemAttentionFusion(Fusion):
     positions = True
     pooled_sources = False
 
-    def __init__(self, *, domains: list[str], dim: int, heads: int, layers: int, dropout: float) -> None:
+    def __init__(self, *, domains: list[str], dim: int, heads: int, layers: int, dropout: float, source_mean: bool = True) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"item-attention: dim {dim} is not divisible by heads {heads}")
         self.domains, self.heads, self.dropout = list(domains), heads, dropout
+        #: the mean of the user's source items, projected, is added to the query (the
+        #: attention then weighs items by what the user's sources as a whole say)
+        self.source_mean = nn.Linear(dim, dim) if source_mean else None
         self.domain_embedding = nn.ParameterDict({d: nn.Parameter(torch.randn(dim) * 0.02) for d in domains})
         self.null = nn.Parameter(torch.randn(dim) * 0.02)
         self.key_norm = nn.LayerNorm(dim)
@@ -166,6 +169,13 @@ class ItemAttentionFusion(Fusion):
         mask = torch.cat(allowed, dim=2).unsqueeze(1)  # [B, 1, P, K]
         split = lambda t: t.unflatten(-1, (self.heads, dim // self.heads)).transpose(1, 2)  # noqa: E731
         h = q + self.domain_embedding[target].to(q.dtype)
+        if self.source_mean is not None:
+            total, count = q.new_zeros(b, dim), q.new_zeros(b, 1)
+            for d in self.domains:
+                if d in items and d != target:
+                    w = item_masks[d].unsqueeze(-1).to(q.dtype)
+                    total, count = total + (items[d] * w).sum(1), count + w.sum(1)
+            h = h + self.source_mean(total / count.clamp(min=1.0)).unsqueeze(1)
         for layer in self.layers:
             k, v = layer["kv"](kv_in).chunk(2, dim=-1)
             att = nn.functional.scaled_dot_product_attention(
@@ -233,9 +243,13 @@ def attention_fusion(*, context: BuildContext, heads: int = 4, dropout: float = 
     return AttentionFusion(domains=context.data.domain_names, dim=context.dim, heads=heads, dropout=dropout)
 
 
-def item_attention_fusion(*, context: BuildContext, heads: int = 2, layers: int = 1, dropout: float = 0.0) -> ItemAttentionFusion:
+def item_attention_fusion(
+    *, context: BuildContext, heads: int = 2, layers: int = 1, dropout: float = 0.0, source_mean: bool = False
+) -> ItemAttentionFusion:
     """Item-level cross-domain attention: the target query attends over the user's individual items."""
-    return ItemAttentionFusion(domains=context.data.domain_names, dim=context.dim, heads=heads, layers=layers, dropout=dropout)
+    return ItemAttentionFusion(
+        domains=context.data.domain_names, dim=context.dim, heads=heads, layers=layers, dropout=dropout, source_mean=source_mean
+    )
 
 
 def emcdr_fusion(*, context: BuildContext, hidden: int = 128, dropout: float = 0.0) -> EmcdrFusion:

@@ -125,6 +125,7 @@ def lm_attention(
     fusion: str = "items",
     fusion_heads: int = 2,
     fusion_layers: int = 1,
+    source_mean: bool = False,
     dropout: float = 0.0,
     scorer: str = "dot",
     temperature: float = 0.1,
@@ -154,7 +155,9 @@ def lm_attention(
     if user_encoder not in (*sequence, "mean"):
         raise CrossbenchError(unknown_name_message("lm-attention user_encoder", user_encoder, (*sequence, "mean")))
     fusions = {
-        "items": ComponentRef("item-attention", {"heads": fusion_heads, "layers": fusion_layers, "dropout": dropout}),
+        "items": ComponentRef(
+            "item-attention", {"heads": fusion_heads, "layers": fusion_layers, "dropout": dropout, "source_mean": source_mean}
+        ),
         "domains": ComponentRef("attention", {"heads": fusion_heads, "dropout": dropout}),
     }
     if fusion not in fusions:

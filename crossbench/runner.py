@@ -234,9 +234,13 @@ def _run_one(
     }
 
 
-def declared_behaviour(model: Recommender, *, label: str) -> dict[str, bool | str | None]:
-    """What the model declares for leaderboards: ``reads_source_domains`` and ``cold_users`` (``None``: undeclared)."""
-    reads, cold = model.reads_source_domains(), model.cold_users()
+def declared_behaviour(model: Recommender | Any, *, label: str) -> dict[str, bool | str | None]:
+    """What the model declares for leaderboards: ``reads_source_domains`` and ``cold_users`` (``None``: undeclared).
+
+    A plugin model that does not subclass :class:`Recommender` and lacks the methods declares nothing.
+    """
+    declare = [getattr(model, name, None) for name in ("reads_source_domains", "cold_users")]
+    reads, cold = (fn() if callable(fn) else None for fn in declare)
     if reads is not None and not isinstance(reads, bool):
         raise CrossbenchError(
             f"model {label!r}: reads_source_domains() returned {reads!r}; return True, False or None (not declared)"

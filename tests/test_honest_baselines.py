@@ -145,8 +145,14 @@ class _Wrong(_Undeclared):
         return "yes"
 
 
+class _DuckTyped:  # a plugin model need not subclass Recommender
+    def fit(self, split: Any, *, env: RunEnv) -> FitReport:
+        return FitReport()
+
+
 def test_declarations_are_checked() -> None:
     assert declared_behaviour(_Undeclared(), label="u") == {"reads_source_domains": None, "cold_users": None}
+    assert declared_behaviour(_DuckTyped(), label="d") == {"reads_source_domains": None, "cold_users": None}
     with pytest.raises(CrossbenchError, match=r"model 'w': reads_source_domains\(\) returned 'yes'; return True, False or None"):
         declared_behaviour(_Wrong(), label="w")
 

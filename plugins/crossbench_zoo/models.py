@@ -139,7 +139,7 @@ def lm_attention(
     l2: float = 0.0,
     negatives: int = 4,
     history_length: int = 50,
-    target_history_dropout: float = 0.5,
+    target_history_dropout: float = 0.8,
     patience: int = 3,
 ) -> ComposedRecommender:
     """The reference big model: frozen language-model item text embeddings through a whitening +

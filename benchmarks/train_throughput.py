@@ -53,12 +53,13 @@ DEFAULT_LR = {"mf": 5e-3, "sasrec": 2e-3}
 TINY = {"n_users": 300, "epochs": 1, "dim": 16, "batch_size": 512, "history_length": 10}
 
 
-def make_split(n_users: int, seed: int, history_length: int, out: Path) -> None:
+def make_split(n_users: int, seed: int, history_length: int, out: Path, *, sequences: bool) -> None:
     """Write the train/test pairs of the synthetic target domain as ``.npz`` and as RecBole atomic files.
 
     ``synth/`` holds the pairs (for BPR); ``synth_seq/`` holds, per training interaction after a
     user's first, the ``history_length`` items before it (for SASRec), and per test user one
-    line with the most recent training items (RecBole needs valid and test files to load).
+    line with the most recent training items (RecBole needs valid and test files to load);
+    ``sequences=False`` skips ``synth_seq/``.
     """
     from crossbench_synthetic import SyntheticDataset
 
@@ -75,6 +76,8 @@ def make_split(n_users: int, seed: int, history_length: int, out: Path) -> None:
     for part, rows in (("train", ~test), ("valid", test), ("test", test)):
         lines = ["user_id:token\titem_id:token"] + [f"{u}\t{i}" for u, i in zip(users[rows], items[rows])]
         (atomic / f"synth.{part}.inter").write_text("\n".join(lines) + "\n")
+    if not sequences:
+        return
     seq = out / "synth_seq"
     seq.mkdir()
     header = "user_id:token\titem_id_list:token_seq\titem_id:token"
@@ -310,7 +313,7 @@ def main() -> None:
                               "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        make_split(args.n_users, args.seed, args.history_length, work)
+        make_split(args.n_users, args.seed, args.history_length, work, sequences="sasrec" in args.models and not skipped)
         for name in args.models:
             ours = run_crossbench(name, args, work)
             theirs = None if skipped else run_recbole(name, args, work)

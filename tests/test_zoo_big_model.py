@@ -60,7 +60,7 @@ def test_big_model_learns_to_rank_for_cold_users(split: Split, tmp_path: Path, m
     assert isinstance(big, ComposedRecommender)
     described = big.describe()["components"]
     assert [described[k]["name"] for k in ("item-encoders", "user-encoders", "fusions", "scorers")] == [
-        "text-id", "transformer", "attention", "dot",
+        "text-id", "transformer", "item-attention", "dot",
     ]
     ndcg, report = cold_ndcg(big, split, tmp_path)
     popularity, _ = cold_ndcg(REGISTRY.get("recommenders", "popularity").factory(), split, tmp_path)

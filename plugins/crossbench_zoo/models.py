@@ -181,7 +181,6 @@ LM_ATTENTION_SPACE = (
     CategoricalParam("item_ids", (True, False)),
     CategoricalParam("batch_size", (64, 128, 256)),
     FloatParam("target_history_dropout", 0.1, 0.9),
-    FloatParam("l2", 1e-9, 1e-4, log=True),
 )
 
 RECOMMENDERS = (

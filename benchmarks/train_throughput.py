@@ -1,18 +1,20 @@
 """Training throughput of crossbench against RecBole 1.2.1 on the same rows, side by side.
 
 Two pairs, each trained on the same interactions (the synthetic dataset's target domain,
-each user's last 20% by time held out) with the same sizes, batch size, learning rate,
-epochs, no weight decay and BPR against one uniformly sampled negative, on CPU with the
-same thread count (``--models``, both by default):
+each user's last 20% by time held out) with the same sizes, learning rate, epochs and no
+weight decay, on CPU with the same thread count (``--models``, both by default):
 
-* ``mf``: crossbench's MF/BPR composition against RecBole's BPR, with a comparable
-  initialisation (normal, std 0.02; RecBole's Xavier normal gives about 0.02 for this
-  catalogue).
+* ``mf``: crossbench's MF/BPR composition against RecBole's BPR, BPR against one uniformly
+  sampled negative, the same batch size, and a comparable initialisation (normal, std 0.02;
+  RecBole's Xavier normal gives about 0.02 for this catalogue).
 * ``sasrec``: crossbench's ``sasrec`` against RecBole's SASRec: ``--layers`` blocks with
   ``--heads`` heads, a feed-forward width of twice ``--dim``, ``--dropout`` (RecBole's hidden
   and attention dropout), the ``--history-length`` most recent training items. RecBole reads
   each training interaction with the items before it (its own augmentation, written here as
-  its pre-split atomic files); crossbench reads it as its trainer does.
+  its pre-split atomic files, batches of ``--batch-size`` interactions); crossbench trains
+  all positions of each sequence in one pass, with as many sequences per batch as hold
+  about ``--batch-size`` interactions. Both use softmax cross-entropy over the catalogue
+  (RecBole's ``loss_type="CE"``, its default; crossbench's ``loss="full-softmax"``).
 
 Throughput is training interactions per second: the split's training interactions times the
 epochs run, over the seconds of the training epochs (RecBole's ``_train_epoch``, which
@@ -147,8 +149,14 @@ def run_crossbench(name: str, args: argparse.Namespace, work: Path) -> dict[str,
     if name == "mf":
         model = reg.get("recommenders", "mf").factory(**common, init_std=args.init_std)
     else:
+        # all-position training: a batch holds whole sequences; as many as give about
+        # --batch-size training interactions per step, the interactions in RecBole's batch
+        per_user = len(s["train_u"]) / max(len(np.unique(s["train_u"])), 1)
+        per_window = min(per_user, args.history_length)
+        common["batch_size"] = max(1, round(args.batch_size / per_window))
         model = reg.get("recommenders", "sasrec").factory(
             **common, layers=args.layers, heads=args.heads, dropout=args.dropout, history_length=args.history_length,
+            loss="full-softmax",
         )
     with OutsideLoad() as load:
         report = model.fit(split.fit_view(), env=RunEnv(registry=reg, seed=args.seed, progress=False))
@@ -190,7 +198,8 @@ def run_recbole_worker(args: argparse.Namespace, work: Path) -> None:
             **common, "load_col": {"inter": ["user_id", "item_id_list", "item_id"]}, "alias_of_item_id": ["item_id_list"],
             "MAX_ITEM_LIST_LENGTH": args.history_length, "eval_args": {"mode": "full", "order": "TO"},
             "hidden_size": args.dim, "inner_size": 2 * args.dim, "n_layers": args.layers, "n_heads": args.heads,
-            "hidden_dropout_prob": args.dropout, "attn_dropout_prob": args.dropout, "loss_type": "BPR",
+            "hidden_dropout_prob": args.dropout, "attn_dropout_prob": args.dropout, "loss_type": "CE",
+            "train_neg_sample_args": None,
         })
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
@@ -318,9 +327,10 @@ def main() -> None:
             ours = run_crossbench(name, args, work)
             theirs = None if skipped else run_recbole(name, args, work)
             lr = args.lr if args.lr is not None else DEFAULT_LR[name]
-            extra = f", {args.layers} blocks, {args.heads} heads, history {args.history_length}" if name == "sasrec" else ""
+            extra = (f", softmax cross-entropy, {args.layers} blocks, {args.heads} heads, history {args.history_length}"
+                     if name == "sasrec" else ", BPR with 1 negative")
             print(f"{TITLES[name]}: {args.n_users} users, {ours['train_interactions']} training interactions, dim {args.dim}, "
-                  f"batch {args.batch_size}, lr {lr}, {args.epochs} epochs, BPR with 1 negative{extra}, threads {args.threads}")
+                  f"batch {args.batch_size} interactions, lr {lr}, {args.epochs} epochs{extra}, threads {args.threads}")
             print(f"{'library':<12} {'interactions/s':>15} {'train s':>9} {'outside cores':>14} {'NDCG@10':>9}")
             for label, r in (("crossbench", ours), ("RecBole", theirs)):
                 if r is None:

@@ -57,7 +57,7 @@ from crossbench.interfaces import (
     check_kwargs,
 )
 from crossbench.progress import progress_bar
-from crossbench.train_sequences import sequence_step
+from crossbench.train_sequences import sequence_step, sequence_windows
 
 LOSSES = ("bpr", "softmax", "full-softmax")
 TRAINING_MODES = ("pairs", "sequences")
@@ -318,8 +318,9 @@ class ComposedRecommender(Recommender):
         n_target = split.train.domain(split.target).n_items
         sequences = cfg.training == "sequences"
         step = self._sequence_step if sequences else self._bpr_step if cfg.loss == "bpr" else self._softmax_step
-        if sequences:  # batches of users with history in each domain
-            pools = {d: torch.nonzero(self.counts[d] > 0).squeeze(1) for d in domains}
+        if sequences:  # batches of history windows in each domain
+            windows = {d: [t.to(env.device) for t in sequence_windows(split.train.domain(d).interactions, cfg.history_length)] for d in domains}
+            pools = {d: torch.arange(len(windows[d][0]), device=env.device) for d in domains}
             log_probs = {d: torch.log(c.clamp(min=0.5) / c.clamp(min=0.5).sum()) for d, c in self.item_counts.items()}
         best, best_state, best_epoch, bad, history = -1.0, None, 0, 0, []
         epochs_run, train_seconds, samples, warnings = 0, 0.0, 0, []
@@ -341,7 +342,7 @@ class ComposedRecommender(Recommender):
                     d, idx = batches[b]
                     with self._autocast():
                         if sequences:
-                            loss, n_samples = step(model, d, idx, log_probs, gen)
+                            loss, n_samples = step(model, d, windows[d][0][idx], windows[d][1][idx], log_probs, gen)
                         else:
                             loss, n_samples = step(model, d, pairs[d][0][idx], pairs[d][1][idx], n_items[d], gen), len(idx)
                     if opt is not None and loss.requires_grad:
@@ -421,12 +422,14 @@ class ComposedRecommender(Recommender):
         return hists, masks, present
 
     def _sequence_step(
-        self, model: ComposedModel, domain: str, users: torch.Tensor, log_probs: Mapping[str, torch.Tensor], gen: torch.Generator
+        self, model: ComposedModel, domain: str, users: torch.Tensor, target_history: torch.Tensor,
+        log_probs: Mapping[str, torch.Tensor], gen: torch.Generator,
     ) -> tuple[torch.Tensor, int]:
         return sequence_step(
             item_encoders=model.item_encoders, user_encoders=model.user_encoders,  # type: ignore[arg-type]
             fusion=model.fusion, scorer=model.scorer, histories=self.histories, item_log_probs=log_probs,
-            domains=model.domains_for(domain), target=domain, users=users, config=self.config, generator=gen,
+            domains=model.domains_for(domain), target=domain, users=users, target_history=target_history,
+            config=self.config, generator=gen,
         )
 
     def _bpr_step(self, model: ComposedModel, domain: str, users: torch.Tensor, pos: torch.Tensor, n_items: int, gen: torch.Generator) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """All-position (causal) training of composed models: one forward pass per user sequence.
 
-For a batch of users and a domain ``d``, the user encoder of ``d`` runs once over each
-user's left-padded history (``UserEncoder.forward_all``), giving the state after every
+Each user's history in a domain ``d`` is cut into windows of ``history_length`` items
+(:func:`sequence_windows`), so every interaction is a target once per epoch. For a batch of
+windows, the user encoder of ``d`` runs once over each left-padded window (``UserEncoder.forward_all``), giving the state after every
 position. The state *before* position ``j`` (after positions ``< j``; absent for the first
 item) is fused with the user's other domains and must rank the item at ``j``: every item of
 the history is a training target in one pass, with no per-sample Python and the item
@@ -28,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -45,6 +48,30 @@ class SequenceSettings(Protocol):
     l2: float
 
 
+def sequence_windows(interactions: pd.DataFrame, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every user's history cut into windows of ``length`` items, so that each interaction is a
+    training target once per epoch: the most recent ``length`` items, the ``length`` before
+    them, and so on. Returns the user of each window ``[W]`` and its items ``[W, length]``
+    (oldest first, ``-1`` padding on the left of the oldest, shorter window)."""
+    inter = interactions.sort_values(["user", "timestamp"], kind="stable")
+    users, items = inter["user"].to_numpy(), inter["item"].to_numpy()
+    if len(users) == 0:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, length, dtype=torch.long)
+    ends = np.searchsorted(users, users, side="right")
+    from_end = ends - 1 - np.arange(len(users))  # 0 for a user's most recent item
+    window = from_end // length  # 0 for the most recent window
+    column = length - 1 - from_end % length
+    starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
+    per_user = window[starts] + 1  # windows of each user
+    first = np.cumsum(np.r_[0, per_user[:-1]])  # row of each user's most recent window
+    user_row = np.repeat(first, np.diff(np.r_[starts, len(users)]))
+    rows = user_row + window
+    out = np.full((int(per_user.sum()), length), -1, dtype=np.int64)
+    out[rows, column] = items
+    owner = np.repeat(users[starts], per_user)
+    return torch.from_numpy(owner), torch.from_numpy(out)
+
+
 def sequence_step(
     *,
     item_encoders: Mapping[str, ItemEncoder],
@@ -56,19 +83,22 @@ def sequence_step(
     domains: list[str],
     target: str,
     users: torch.Tensor,
+    target_history: torch.Tensor,
     config: SequenceSettings,
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, int]:
-    """The loss of one batch of user sequences in ``target`` and the number of targets ranked.
+    """The loss of one batch of sequences in ``target`` and the number of targets ranked.
 
-    ``histories[d]`` ``[n_users, L]`` are left-padded item indices (``-1`` padding);
-    ``domains`` are the domains the fusion reads (``target`` first or among them);
-    ``item_log_probs[d]`` ``[n_items]`` the log training popularity of each item (for
+    ``target_history`` ``[B, L]`` holds the windows to train on (left-padded item indices,
+    ``-1`` padding) and ``users`` ``[B]`` their users; ``histories[d]`` ``[n_users, L_d]`` the
+    users' most recent items in the other domains; ``domains`` are the domains the fusion
+    reads; ``item_log_probs[d]`` ``[n_items]`` the log training popularity of each item (for
     popularity-sampled negatives).
     """
     fused, labels = fused_positions(
         item_encoders=item_encoders, user_encoders=user_encoders, fusion=fusion, histories=histories,
-        domains=domains, target=target, users=users, dropout=config.target_history_dropout, generator=generator,
+        domains=domains, target=target, users=users, target_history=target_history,
+        dropout=config.target_history_dropout, generator=generator,
     )
     if labels.numel() == 0:
         return fused.sum() * 0.0, 0
@@ -88,11 +118,12 @@ def fused_positions(
     domains: list[str],
     target: str,
     users: torch.Tensor,
+    target_history: torch.Tensor,
     dropout: float,
     generator: torch.Generator | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused user vectors ``[N, dim]`` before every target position that has an item, and those items ``[N]``."""
-    hist = histories[target][users]  # [B, L]
+    hist = target_history  # [B, L]
     mask = hist >= 0
     catalogues = {d: item_encoders[d].all_items() for d in domains}
     x = catalogues[target][hist.clamp(min=0)]  # [B, L, dim]

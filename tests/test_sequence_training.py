@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,7 @@ from crossbench.interfaces import RunEnv
 from crossbench.plugins import get_plugin_manager
 from crossbench.registry import Registry
 from crossbench.train import ComposedRecommender
+from crossbench.train_sequences import sequence_windows
 from crossbench_synthetic import SyntheticDataset
 
 REGISTRY = Registry(get_plugin_manager())
@@ -41,31 +43,40 @@ def composed(fusion: str | object, **kw: object) -> ComposedRecommender:
     )
 
 
-def position_by_position_loss(rec: ComposedRecommender, users: torch.Tensor) -> torch.Tensor:
-    """The mean softmax loss of every history position, each computed by its own forward pass."""
+def position_by_position_loss(rec: ComposedRecommender, users: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+    """The mean softmax loss of every window position, each computed by its own forward pass."""
     model = rec.model
     assert model is not None
     domains = model.domains_for(TARGET)
     catalogue = model.item_encoders[TARGET].all_items()
     losses = []
-    for u in users.tolist():
-        hist = rec.histories[TARGET][u]
-        for j in range(hist.shape[0]):
-            if hist[j] < 0:
+    for u, window in zip(users.tolist(), windows):
+        for j in range(window.shape[0]):
+            if window[j] < 0:
                 continue
             one = torch.tensor([u])
             hists, masks, present = {}, {}, {}
             for d in domains:
-                h = rec.histories[d][one]
+                h = window.unsqueeze(0) if d == TARGET else rec.histories[d][one]
                 m = h >= 0
                 if d == TARGET:
-                    m = m & (torch.arange(h.shape[1]) < j)  # only the items before position j
+                    m = m & (torch.arange(h.shape[1]) < j)  # only the window's items before position j
                 hists[d], masks[d], present[d] = h, m, m.any(1)
             if not model.fusion.cross_domain and not bool(present[TARGET]):
                 continue  # target-only models skip positions with nothing before them
             vec = model.user_vectors(one, hists, masks, TARGET, present)
-            losses.append(F.cross_entropy(vec @ catalogue.T, hist[j : j + 1]))
+            losses.append(F.cross_entropy(vec @ catalogue.T, window[j : j + 1]))
     return torch.stack(losses).mean()
+
+
+def test_windows_cover_every_interaction_once() -> None:
+    frame = pd.DataFrame({
+        "user": [0, 0, 0, 0, 0, 2, 2, 3], "item": [10, 11, 12, 13, 14, 20, 21, 30], "timestamp": [5, 1, 2, 3, 4, 9, 8, 1],
+    })
+    owner, windows = sequence_windows(frame, 3)
+    # user 0 by time: 11 12 13 14 10 -> windows [13 14 10] and [-1 11 12]; user 2: 21 20; user 3: 30
+    assert owner.tolist() == [0, 0, 2, 3]
+    assert windows.tolist() == [[13, 14, 10], [-1, 11, 12], [-1, 21, 20], [-1, -1, 30]]
 
 
 @pytest.mark.parametrize("fusion", ["target-only", "item-attention", "attention", "concat"])
@@ -76,11 +87,13 @@ def test_all_position_loss_equals_position_by_position(split: Split, tmp_path: P
     rec = composed(ref)
     model = rec._prepare(split, env(tmp_path))
     model.eval()  # no dropout anywhere: the two computations must agree
-    users = torch.tensor([0, 1, 2, 5, 7, 11])
+    owner, windows = sequence_windows(split.train.domain(TARGET).interactions, 6)
+    rows = torch.tensor([0, 1, 2, 5, 7, 11, len(owner) - 1])
+    assert (windows[rows] < 0).any() and (windows[rows] >= 0).all(1).any()  # full and partly padded windows
     gen = torch.Generator().manual_seed(0)
     log_probs = {d: torch.zeros(split.train.domain(d).n_items) for d in split.train.domain_names}
-    loss, n = rec._sequence_step(model, TARGET, users, log_probs, gen)
-    expected = position_by_position_loss(rec, users)
+    loss, n = rec._sequence_step(model, TARGET, owner[rows], windows[rows], log_probs, gen)
+    expected = position_by_position_loss(rec, owner[rows], windows[rows])
     assert n > 0
     torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-6)
 

@@ -317,7 +317,7 @@ class ComposedRecommender(Recommender):
         exclude = train_items(split.train, split.target)
         n_target = split.train.domain(split.target).n_items
         sequences = cfg.training == "sequences"
-        step = self._sequence_step if sequences else self._bpr_step if cfg.loss == "bpr" else self._softmax_step
+        pair_step = self._bpr_step if cfg.loss == "bpr" else self._softmax_step
         if sequences:  # batches of history windows in each domain
             windows = {d: [t.to(env.device) for t in sequence_windows(split.train.domain(d).interactions, cfg.history_length)] for d in domains}
             pools = {d: torch.arange(len(windows[d][0]), device=env.device) for d in domains}
@@ -342,9 +342,9 @@ class ComposedRecommender(Recommender):
                     d, idx = batches[b]
                     with self._autocast():
                         if sequences:
-                            loss, n_samples = step(model, d, windows[d][0][idx], windows[d][1][idx], log_probs, gen)
+                            loss, n_samples = self._sequence_step(model, d, windows[d][0][idx], windows[d][1][idx], log_probs, gen)
                         else:
-                            loss, n_samples = step(model, d, pairs[d][0][idx], pairs[d][1][idx], n_items[d], gen), len(idx)
+                            loss, n_samples = pair_step(model, d, pairs[d][0][idx], pairs[d][1][idx], n_items[d], gen), len(idx)
                     if opt is not None and loss.requires_grad:
                         opt.zero_grad(set_to_none=True)
                         loss.backward()

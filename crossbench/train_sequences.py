@@ -27,7 +27,7 @@ Losses over the fused vectors ``U`` ``[N, dim]`` and their target items ``y`` ``
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -36,16 +36,8 @@ import torch.nn.functional as F
 
 from crossbench.interfaces import Fusion, ItemEncoder, Scorer, UserEncoder
 
-
-class SequenceSettings(Protocol):
-    """The training settings this module reads (a :class:`crossbench.train.TrainConfig`)."""
-
-    loss: str
-    negatives: int
-    sampled_negatives: int
-    negative_sampling: str
-    target_history_dropout: float
-    l2: float
+if TYPE_CHECKING:
+    from crossbench.train import TrainConfig
 
 
 def sequence_windows(interactions: pd.DataFrame, length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,7 +76,7 @@ def sequence_step(
     target: str,
     users: torch.Tensor,
     target_history: torch.Tensor,
-    config: SequenceSettings,
+    config: TrainConfig,
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, int]:
     """The loss of one batch of sequences in ``target`` and the number of targets ranked.
@@ -174,7 +166,7 @@ def ranking_loss(
     catalogue: torch.Tensor,
     *,
     scorer: Scorer,
-    config: SequenceSettings,
+    config: TrainConfig,
     log_probs: torch.Tensor,
     generator: torch.Generator,
 ) -> torch.Tensor:

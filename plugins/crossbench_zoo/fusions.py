@@ -132,13 +132,7 @@ class ItemAttentionFusion(Fusion):
         self.domain_embedding = nn.ParameterDict({d: nn.Parameter(torch.randn(dim) * 0.02) for d in domains})
         self.null = nn.Parameter(torch.randn(dim) * 0.02)
         self.key_norm = nn.LayerNorm(dim)
-        self.layers = nn.ModuleList(
-            nn.ModuleDict({
-                "norm_q": nn.LayerNorm(dim), "q": nn.Linear(dim, dim), "kv": nn.Linear(dim, 2 * dim),
-                "out": nn.Linear(dim, dim), "norm_f": nn.LayerNorm(dim), "ffn": _mlp(dim, 2 * dim, dim, dropout),
-            })
-            for _ in range(layers)
-        )
+        self.layers = nn.ModuleList(_QueryLayer(dim=dim, dropout=dropout) for _ in range(layers))
 
     def forward(  # type: ignore[override]
         self,
@@ -177,14 +171,24 @@ class ItemAttentionFusion(Fusion):
                     total, count = total + (items[d] * w).sum(1), count + w.sum(1)
             h = h + self.source_mean(total / count.clamp(min=1.0)).unsqueeze(1)
         for layer in self.layers:
-            k, v = layer["kv"](kv_in).chunk(2, dim=-1)
+            assert isinstance(layer, _QueryLayer)
+            k, v = layer.kv(kv_in).chunk(2, dim=-1)
             att = nn.functional.scaled_dot_product_attention(
-                split(layer["q"](layer["norm_q"](h))), split(k), split(v), attn_mask=mask,
+                split(layer.q(layer.norm_q(h))), split(k), split(v), attn_mask=mask,
                 dropout_p=self.dropout if self.training else 0.0,
             )
-            h = h + layer["out"](att.transpose(1, 2).flatten(2))
-            h = h + layer["ffn"](layer["norm_f"](h))
+            h = h + layer.out(att.transpose(1, 2).flatten(2))
+            h = h + layer.ffn(layer.norm_f(h))
         return h if per_position else h.squeeze(1)
+
+
+class _QueryLayer(nn.Module):
+    """One attention read of :class:`ItemAttentionFusion`: query projection, keys and values, output, feed-forward."""
+
+    def __init__(self, *, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.norm_q, self.q, self.kv = nn.LayerNorm(dim), nn.Linear(dim, dim), nn.Linear(dim, 2 * dim)
+        self.out, self.norm_f, self.ffn = nn.Linear(dim, dim), nn.LayerNorm(dim), _mlp(dim, 2 * dim, dim, dropout)
 
 
 class EmcdrFusion(Fusion):

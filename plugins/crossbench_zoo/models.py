@@ -115,6 +115,7 @@ SASREC_SPACE = (
 def lm_attention(
     *,
     model_path: str | None = None,
+    item_text: bool = True,
     item_ids: bool = True,
     dim: int = 64,
     n_experts: int = 4,
@@ -144,7 +145,8 @@ def lm_attention(
 ) -> ComposedRecommender:
     """The reference big model: frozen language-model item text embeddings through a whitening +
     MoE adapter (plus an item-ID embedding when ``item_ids``), a causal Transformer user encoder
-    per domain (``user_encoder="gru"`` or ``"mean"`` swap it), cross-domain attention fusion at
+    per domain (``user_encoder="gru"`` or ``"mean"`` swap it; ``item_text=False``: ID vectors
+    only), cross-domain attention fusion at
     the level of items (``fusion="domains"``: over one pooled vector per domain), a dot (or
     cosine, with ``temperature``) scorer, trained on all positions of every user sequence
     (``training="pairs"``: one interaction per sample) with softmax cross-entropy over the
@@ -162,8 +164,11 @@ def lm_attention(
     }
     if fusion not in fusions:
         raise CrossbenchError(unknown_name_message("lm-attention fusion", fusion, fusions))
+    if not item_text and not item_ids:
+        raise CrossbenchError("lm-attention: item_text=False and item_ids=False leave the items without any vector; keep one")
+    item = ComponentRef("text-id" if item_ids else "text", text) if item_text else ComponentRef("id", {"init_std": 0.02})
     return ComposedRecommender(
-        item_encoder=ComponentRef("text-id" if item_ids else "text", text),
+        item_encoder=item,
         user_encoder=ComponentRef(user_encoder, sequence.get(user_encoder, {})),
         fusion=fusions[fusion], scorer=score, dim=dim, epochs=epochs, batch_size=batch_size, lr=lr, l2=l2,
         negatives=negatives, history_length=history_length, target_history_dropout=target_history_dropout,

@@ -27,7 +27,7 @@ needs_recbole = pytest.mark.skipif(not RECBOLE_PYTHON, reason="set CROSSBENCH_RE
 #: the scripts covered below; a new benchmark script must get a test here
 COVERED = {
     "train_throughput.py", "eval_throughput.py", "recbole_eval.py", "tuning_storage.py", "zoo_synthetic.py",
-    "gpu_check.py", "low_precision_product.py", "big_model_fit.py",
+    "gpu_check.py", "low_precision_product.py", "big_model_fit.py", "ablation_valid.py",
 }
 NUMBER = r"[0-9]+(?:\.[0-9]+)?"
 
@@ -171,3 +171,10 @@ def test_gpu_check_runs_the_cpu_half_and_reports_the_cuda_half(pytestconfig: pyt
     else:
         assert "cuda: skipped, no CUDA device" in out and "only the CPU half ran" in out
         assert report["cuda_skipped"].startswith("no CUDA device") and "cuda" not in report
+
+
+def test_ablation_valid_reports_validation_users_only() -> None:
+    out, report = run_benchmark("ablation_valid.py", "--tiny", "--model", "cd-attention", "--set", "dim=16")
+    assert re.search(rf"^seed 0: validation ndcg@10 ({NUMBER}) \(\d+ users\), fit {NUMBER} s, epochs 2, threads 1$", out, re.MULTILINE), out
+    assert report["model"] == "cd-attention" and report["params"] == {"epochs": "2", "dim": "16"}
+    assert 0.0 < report["mean"] <= 1.0 and report["valid_ndcg@10"] == [report["mean"]]

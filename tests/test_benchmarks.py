@@ -148,7 +148,8 @@ def test_zoo_synthetic_tables_and_checks() -> None:
 
 def text_cache(pytestconfig: pytest.Config) -> Path:
     """A text-embedding cache kept between test runs (the language model then encodes nothing twice)."""
-    return pytestconfig.cache.mkdir("benchmark-text-cache") if pytestconfig.cache else ROOT / "build" / "gpu-cache"
+    cache = getattr(pytestconfig, "cache", None)  # absent under -p no:cacheprovider
+    return cache.mkdir("benchmark-text-cache") if cache is not None else ROOT / "build" / "gpu-cache"
 
 
 def test_big_model_fit_tiny(pytestconfig: pytest.Config) -> None:

@@ -57,6 +57,10 @@ class _Group(click.Group):
         except CrossbenchError as exc:
             click.echo(f"crossbench: error: {exc}", err=True)
             ctx.exit(2)
+        except KeyboardInterrupt:
+            # every result file is written atomically: nothing half-written is left behind
+            click.echo("crossbench: interrupted; finished runs are kept, the same command resumes", err=True)
+            ctx.exit(130)
 
 
 def _state() -> CliState:
@@ -153,13 +157,16 @@ def run(
     click.echo(f"{len(records)} run record(s), leaderboard.md and pairwise.md in {out}", err=True)
 
 
+EXAMPLES = {"--seeds": "0,1,2", "--ks": "10,20", "--metrics": "ndcg,recall"}
+
+
 def _split_csv(text: str, kind: type, option: str) -> tuple[Any, ...]:
     try:
         values = tuple(kind(part.strip()) for part in text.split(",") if part.strip())
     except ValueError:
         raise CrossbenchError(f"{option} {text!r}: expected comma-separated {kind.__name__}s") from None
     if not values:
-        raise CrossbenchError(f"{option}: no values given")
+        raise CrossbenchError(f"{option} {text!r}: no values given; list at least one, e.g. {option} {EXAMPLES.get(option, '...')}")
     return values
 
 
@@ -187,11 +194,12 @@ def _apply_options(
             exp,
             protocol=ProtocolRef(protocol or p.name, ("all",) if targets == ("all",) else (tuple(targets) or p.targets), params),
         )
-    if seeds:
+    # an empty --seeds '' is refused, not taken for "the defaults"
+    if seeds is not None:
         exp = replace(exp, seeds=_split_csv(seeds, int, "--seeds"))
-    if ks:
+    if ks is not None:
         exp = replace(exp, ks=_split_csv(ks, int, "--ks"))
-    if metrics:
+    if metrics is not None:
         exp = replace(exp, metrics=_split_csv(metrics, str, "--metrics"))
     return exp
 

@@ -17,7 +17,7 @@ import torch
 from crossbench.data.protocols import PROTOCOLS, make_protocol
 from crossbench.errors import CrossbenchError, closest, unknown_name_message
 from crossbench.evaluate.sampled import STRATEGIES
-from crossbench.interfaces import COMPONENT_ROLES, ComponentRef, RunEnv, check_kwargs
+from crossbench.interfaces import COMPONENT_ROLES, ComponentRef, RunEnv, coerce_kwargs
 from crossbench.modelspace import make_recommender
 from crossbench.registry import Registry
 
@@ -262,10 +262,14 @@ def parse_assignment(text: str, *, option: str) -> tuple[str, Any]:
 # ------------------------------------------------------------------------------ validation
 
 
+def dataset_params(exp: Experiment, registry: Registry) -> dict[str, Any]:
+    """The dataset's parameters, checked by name and converted to the types its factory declares."""
+    return coerce_kwargs(registry.get("datasets", exp.dataset.name), exp.dataset.params, where=f"dataset {exp.dataset.name!r}")
+
+
 def validate(exp: Experiment, registry: Registry) -> None:
     """Check every name and hyperparameter before any work, so bad input writes nothing."""
-    ds = registry.get("datasets", exp.dataset.name)
-    check_kwargs(ds, exp.dataset.params, where=f"dataset {exp.dataset.name!r}")
+    dataset_params(exp, registry)
     if exp.protocol.name not in PROTOCOLS:
         raise CrossbenchError(unknown_name_message("protocol", exp.protocol.name, PROTOCOLS))
     make_protocol(exp.protocol.name, target="?", seed=0, **exp.protocol.params)
@@ -285,6 +289,10 @@ def validate(exp: Experiment, registry: Registry) -> None:
         raise CrossbenchError(f"cut-offs must be positive integers, got {list(exp.ks)}")
     if not exp.seeds:
         raise CrossbenchError("at least one seed is needed")
+    for what, values in (("seed", exp.seeds), ("cut-off", exp.ks), ("metric", exp.metrics)):
+        repeated = sorted({v for v in values if list(values).count(v) > 1}, key=str)
+        if repeated:
+            raise CrossbenchError(f"{what}(s) {', '.join(map(str, repeated))} given more than once; list each once")
     if exp.chunk_size < 1:
         raise CrossbenchError(f"chunk_size must be positive, got {exp.chunk_size}")
     if exp.sampled_negatives < 0:

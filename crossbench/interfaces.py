@@ -395,3 +395,76 @@ def check_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str) 
             )
 
 
+def coerce_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str) -> dict[str, Any]:
+    """``params`` checked by name (:func:`check_kwargs`) and converted to the types the factory declares.
+
+    A ``bool`` parameter takes ``true``/``false`` (also as the strings ``"true"``, ``"False"``,
+    ...); an ``int`` takes an integer or a string of one; a ``float`` an int, a float or a
+    string of one. Anything else is refused with the parameter's name and the type expected,
+    before any work starts. Parameters of other declared types are passed as they are.
+    """
+    import typing
+
+    from crossbench.errors import CrossbenchError
+
+    check_kwargs(spec, params, where=where)
+    try:
+        target = spec.factory.__init__ if isinstance(spec.factory, type) else spec.factory
+        hints = typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: nothing to convert by
+        return dict(params)
+    out = dict(params)
+    for key, value in params.items():
+        kinds = _simple_kinds(hints.get(key))
+        if not kinds or value is None and type(None) in kinds:
+            continue
+        converted = _convert(value, kinds)
+        if converted is _REFUSED:
+            expected = " or ".join(k.__name__ for k in kinds if k is not type(None))
+            raise CrossbenchError(
+                f"{where}: parameter {key!r} expects {expected}, got {value!r} ({type(value).__name__})"
+            )
+        out[key] = converted
+    return out
+
+
+_REFUSED = object()
+
+
+def _simple_kinds(annotation: Any) -> tuple[type, ...]:
+    """The plain types of ``bool``, ``int``, ``float``, ``str`` annotations (and their unions with None)."""
+    import types
+    import typing
+
+    members = typing.get_args(annotation) if typing.get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+    simple = (bool, int, float, str, type(None))
+    if not members or not all(m in simple for m in members) or members == (type(None),):
+        return ()
+    return tuple(members)
+
+
+def _convert(value: Any, kinds: tuple[type, ...]) -> Any:
+    if isinstance(value, bool):
+        return value if bool in kinds else _REFUSED
+    if bool in kinds and isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if int in kinds:
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+    if float in kinds:
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+    if str in kinds and isinstance(value, str):
+        return value
+    return _REFUSED
+

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from crossbench.errors import CrossbenchError, unknown_name_message
-from crossbench.interfaces import COMPONENT_ROLES, ComponentSpec, Param, Recommender, check_kwargs
+from crossbench.interfaces import COMPONENT_ROLES, ComponentSpec, Param, Recommender, coerce_kwargs
 from crossbench.registry import Registry
 
 
@@ -40,7 +40,7 @@ def make_recommender(registry: Registry, name: str, params: Mapping[str, Any], *
     """The recommender ``name`` built with ``params``; unknown names and keys are errors naming ``where``."""
     spec: ComponentSpec = registry.get("recommenders", name)
     own, nested = split_params(params)
-    check_kwargs(spec, own, where=where)
+    own = coerce_kwargs(spec, own, where=where)
     model = spec.factory(**own)
     if nested:
         parts = model.components()
@@ -53,7 +53,7 @@ def make_recommender(registry: Registry, name: str, params: Mapping[str, Any], *
                     f"(its components: {have}){'; ' + hint if hint else ''}"
                 )
             component = registry.get(COMPONENT_ROLES[role], parts[role].name)
-            check_kwargs(component, values, where=f"{where}: {role} {parts[role].name!r}")
+            values = coerce_kwargs(component, values, where=f"{where}: {role} {parts[role].name!r}")
             model.set_component_params(role, values)
     return model
 

@@ -27,7 +27,7 @@ from crossbench.evaluate import evaluate
 from crossbench.evaluate.groups import breakdown, head_tail, item_popularity, user_groups
 from crossbench.evaluate.peruser import save_per_user
 from crossbench.evaluate.sampled import draw_negatives, evaluate_sampled, sampled_key
-from crossbench.experiment import Experiment, ModelRef, RunOptions, TuningSettings, experiment_fingerprint, pick_device, validate
+from crossbench.experiment import Experiment, ModelRef, RunOptions, TuningSettings, dataset_params, experiment_fingerprint, pick_device, validate
 from crossbench.interfaces import ComponentRef, Recommender, RunEnv
 from crossbench.leaderboard import render_markdown, render_pairwise
 from crossbench.modelspace import make_recommender
@@ -81,7 +81,7 @@ def run_experiment(
     folder = ResultsFolder(options.output_dir)
     folder.check(fingerprint, overwrite=overwrite)
     t_load = time.perf_counter()
-    data = registry.get("datasets", exp.dataset.name).factory(**exp.dataset.params).load()
+    data = registry.get("datasets", exp.dataset.name).factory(**dataset_params(exp, registry)).load()
     load_s = time.perf_counter() - t_load
     targets = resolve_targets(data, list(exp.protocol.targets) or None)
     manifest = {"experiment": dataclasses.asdict(exp), "tuning": dataclasses.asdict(tuning) if tuning else None}

@@ -42,7 +42,7 @@ import crossbench
 from crossbench.data.protocols import FitSplit, make_protocol, resolve_targets
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate import evaluate
-from crossbench.experiment import Experiment, ModelRef, RunOptions, TuningSettings, pick_device, validate
+from crossbench.experiment import Experiment, ModelRef, RunOptions, TuningSettings, dataset_params, pick_device, validate
 from crossbench.interfaces import CategoricalParam, FloatParam, IntParam, Param, RunEnv
 from crossbench.modelspace import component_space, default_values, make_recommender, own_space
 from crossbench.registry import Registry
@@ -398,7 +398,7 @@ def work(
     validate(exp, registry)
     check_tuning(exp, settings, registry=registry, results_dir=options.output_dir)
     device = pick_device(options.device)
-    data = registry.get("datasets", exp.dataset.name).factory(**exp.dataset.params).load()
+    data = registry.get("datasets", exp.dataset.name).factory(**dataset_params(exp, registry)).load()
     n = 0
     for target in resolve_targets(data, list(exp.protocol.targets) or None):
         for seed in exp.seeds:

@@ -409,7 +409,8 @@ def coerce_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str)
 
     check_kwargs(spec, params, where=where)
     try:
-        target = spec.factory.__init__ if isinstance(spec.factory, type) else spec.factory
+        factory = spec.factory
+        target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
         hints = typing.get_type_hints(target)
     except Exception:  # noqa: BLE001 - unresolvable annotations: nothing to convert by
         return dict(params)

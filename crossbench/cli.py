@@ -121,6 +121,8 @@ def _experiment(state: CliState, experiment_file: Path | None, selection: dict[s
 
 
 def _options(command: str, out: Path, *, device: str, threads: int | None, quiet: bool, cache_dir: Path, bf16: bool = False) -> RunOptions:
+    if out.exists() and not out.is_dir():
+        raise CrossbenchError(f"--output {str(out)!r} is an existing file, not a folder; name a folder for the results")
     line = "crossbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == [command] else None
     return RunOptions(output_dir=out, device=device, threads=threads, progress=not quiet, cache_dir=cache_dir, command=line, bf16=bf16)
 
@@ -141,15 +143,19 @@ def run(
     Options override either. Each finished run is kept at once; the same command again
     resumes, skipping finished runs.
     """
-    from crossbench.runner import run_experiment
+    from crossbench.runner import run_experiment, safe_name
 
     state = _state()
     exp = _experiment(state, experiment_file, selection)
     if sampled is not None:
+        if sampled < 1:
+            raise CrossbenchError(f"--sampled {sampled}: give a positive number of negatives per user, or leave it out for full ranking")
         exp = replace(exp, sampled_negatives=sampled)
     if sampling is not None:
+        if not exp.sampled_negatives:
+            raise CrossbenchError(f"--sampling {sampling} only applies to sampled evaluation; add --sampled N")
         exp = replace(exp, sampling=sampling)
-    out = output or Path("crossbench-results") / exp.name
+    out = output or Path("crossbench-results") / safe_name(exp.name)
     options = _options("run", out, device=device, threads=threads, quiet=quiet, cache_dir=cache_dir, bf16=bf16)
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     records, markdown = run_experiment(exp, registry=state.registry, options=options, log=log, overwrite=overwrite)
@@ -273,7 +279,7 @@ def tune(
     folder by default) and resume where they stopped; processes started with the same
     --storage and --study (and --worker) share the trials.
     """
-    from crossbench.runner import run_experiment, set_threads
+    from crossbench.runner import run_experiment, safe_name, set_threads
     from crossbench.tuning import work
 
     state = _state()
@@ -286,7 +292,7 @@ def tune(
         pruner=pruner, sampler_seed=sampler_seed, storage=storage, study=study, heartbeat_s=heartbeat_s,
     )
     exp = replace(exp, name=f"{exp.name}-tuned")
-    out = output or Path("crossbench-results") / exp.name
+    out = output or Path("crossbench-results") / safe_name(exp.name)
     options = _options("tune", out, device=device, threads=threads, quiet=quiet, cache_dir=cache_dir)
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     if worker:

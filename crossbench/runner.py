@@ -10,6 +10,7 @@ ground truth to the evaluator.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -37,13 +38,22 @@ from crossbench.results import SCHEMA_VERSION, environment, load_records, peak_r
 from crossbench.train import train_items
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "model"
+def safe_name(text: str, *, limit: int = 60) -> str:
+    """``text`` as a file name that cannot leave its folder and stays distinct from others.
+
+    A name of ASCII letters, digits, ``_``, ``-`` and inner ``.`` is kept as it is; any other
+    name becomes a readable slug plus the first 8 hex digits of its sha256 (``模型`` ->
+    ``name-<hash>``, ``../../x`` -> ``x-<hash>``), so two labels never share a file.
+    """
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:limit].strip("-.")
+    if slug == text:
+        return slug
+    return f"{slug or 'name'}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"
 
 
 def record_file(target: str, label: str, seed: int) -> str:
     """The record's file name of one (target, model label, seed) run."""
-    return f"{_slug(target)}-{_slug(label)}-seed{seed}.json"
+    return f"{safe_name(target)}-{safe_name(label)}-seed{seed}.json"
 
 
 def set_threads(threads: int | None) -> int:

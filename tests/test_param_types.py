@@ -82,3 +82,51 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path: Path, monkeypatch: pytest.Monk
     assert out.exit_code == 130, out.output
     lines = [ln for ln in out.output.splitlines() if ln.strip()]
     assert lines == ["crossbench: interrupted; finished runs are kept, the same command resumes"]
+
+
+def test_safe_names_stay_inside_and_distinct() -> None:
+    from crossbench.runner import record_file, safe_name
+
+    assert safe_name("mf") == "mf" and safe_name("cd-attention") == "cd-attention"  # plain names unchanged
+    a, b, up = safe_name("模型"), safe_name("实验"), safe_name("../../x")
+    assert a != b and a.startswith("name-") and len(a) == len("name-") + 8
+    assert up.startswith("x-") and "/" not in up and ".." not in up
+    assert safe_name("my model") != safe_name("my-model")
+    assert record_file("drama", "模型", 0) != record_file("drama", "实验", 0)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "popularity", "--sampled", "0"], "--sampled 0: give a positive number"),
+        (["--model", "popularity", "--sampling", "popularity"], "--sampling popularity only applies to sampled evaluation"),
+    ],
+)
+def test_sampled_options_that_would_be_ignored_are_refused(tmp_path: Path, args: list[str], message: str) -> None:
+    out = invoke(["run", *args, *SMALL, "--output", str(tmp_path / "r")])
+    assert out.exit_code == 2 and message in out.output and "Traceback" not in out.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_output_that_is_a_file_is_refused_before_any_work(tmp_path: Path) -> None:
+    target = tmp_path / "taken.txt"
+    target.write_text("keep me")
+    out = invoke(["run", "--model", "popularity", *SMALL, "--output", str(target)])
+    assert out.exit_code == 2 and "is an existing file, not a folder" in out.output
+    assert target.read_text() == "keep me"
+
+
+def test_unicode_labels_and_a_climbing_name_stay_in_the_results_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "exp.toml").write_text(
+        'name = "../../escape"\nseeds = [0]\n[dataset]\nname = "synthetic"\nn_users = 300\nn_items = 60\n'
+        '[[models]]\nname = "popularity"\nlabel = "模型"\n[[models]]\nname = "popularity"\nlabel = "实验"\n',
+        encoding="utf-8",
+    )
+    out = invoke(["run", str(tmp_path / "exp.toml"), "-q"])
+    assert out.exit_code == 0, out.output
+    (folder,) = (tmp_path / "crossbench-results").iterdir()
+    assert folder.name.startswith("escape-")
+    records = sorted(p.name for p in (folder / "runs").glob("*.json"))
+    assert len(records) == 2 and len(set(records)) == 2
+    assert not (tmp_path.parent / "escape").exists()

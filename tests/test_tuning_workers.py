@@ -73,7 +73,8 @@ def test_a_worker_killed_mid_study_is_resumed_without_losing_or_repeating_trials
     deadline = time.time() + 120
     while time.time() < deadline:
         trials = _trials(journal, tmp_path)
-        if len(_finished(trials)) >= 3 and any(t.state == TrialState.RUNNING for t in trials):
+        # kill while a trial runs with its parameters drawn (a trial killed before its draw has none to keep)
+        if len(_finished(trials)) >= 3 and any(t.state == TrialState.RUNNING and t.params for t in trials):
             break
         time.sleep(0.05)
     os.kill(first.pid, signal.SIGKILL)
@@ -96,7 +97,9 @@ def test_a_worker_killed_mid_study_is_resumed_without_losing_or_repeating_trials
     by_number = {t.number: t for t in after}
     assert by_number[lost.number].state == TrialState.FAIL
     (retry,) = [t for t in after if t.user_attrs.get(RETRY_OF) == lost.number]
-    assert retry.state == TrialState.COMPLETE and retry.params == lost.params
+    assert retry.state == TrialState.COMPLETE
+    if lost.params:  # (the kill can still land between two trials' draws, leaving nothing to keep)
+        assert retry.params == lost.params
 
 
 def test_two_workers_on_one_journal_share_a_study(tmp_path):

@@ -301,7 +301,8 @@ class ComposedRecommender(Recommender):
         cfg = self.config
         model = self._prepare(split, env)
         domains = model.domains_for(split.target)
-        pairs = {
+        sequences = cfg.training == "sequences"
+        pairs = {} if sequences else {  # (user, item) tensors are read by pair training only
             d: (
                 torch.as_tensor(split.train.domain(d).interactions["user"].to_numpy().copy(), device=env.device),
                 torch.as_tensor(split.train.domain(d).interactions["item"].to_numpy().copy(), device=env.device),
@@ -316,7 +317,6 @@ class ComposedRecommender(Recommender):
         metric = env.registry.metrics([cfg.valid_metric])
         exclude = train_items(split.train, split.target)
         n_target = split.train.domain(split.target).n_items
-        sequences = cfg.training == "sequences"
         pair_step = self._bpr_step if cfg.loss == "bpr" else self._softmax_step
         if sequences:  # batches of history windows in each domain
             windows = {d: [t.to(env.device) for t in sequence_windows(split.train.domain(d).interactions, cfg.history_length)] for d in domains}

@@ -15,7 +15,6 @@ from crossbench import __version__
 from crossbench.data.cli import data_group
 from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.experiment import (
-    DEFAULT_EXPERIMENT,
     PRUNERS,
     DatasetRef,
     Experiment,
@@ -23,12 +22,13 @@ from crossbench.experiment import (
     ProtocolRef,
     RunOptions,
     TuningSettings,
+    default_experiment,
     experiment_fingerprint,
     load_experiment,
+    no_default_message,
     parse_assignment,
 )
 from crossbench.interfaces import COMPONENT_ROLES
-from crossbench.leaderboard import render_markdown
 from crossbench.plugins import get_plugin_manager
 from crossbench.registry import KINDS, NOUNS, Registry
 from crossbench.results import load_records, write_text_atomic
@@ -91,7 +91,7 @@ def _experiment_options(f: Any) -> Any:
         click.option("--dataset-param", "dataset_params", multiple=True, metavar="KEY=VALUE", help="Dataset hyperparameter (repeatable)."),
         click.option("--model", "models", multiple=True, help="Registered model name (repeatable; see `crossbench list models`)."),
         click.option("--model-param", "model_params", multiple=True, metavar="[MODEL.]KEY=VALUE", help="Model hyperparameter (repeatable)."),
-        click.option("--protocol", help="Protocol name (default: cold-start)."),
+        click.option("--protocol", help="Protocol name (see `crossbench list protocols`; default: the default experiment's)."),
         click.option("--target", "targets", multiple=True, help="Target domain (repeatable, or 'all'); default: the dataset's."),
         click.option("--protocol-param", "protocol_params", multiple=True, metavar="KEY=VALUE", help="Protocol parameter, e.g. test_fraction=0.2."),
         click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
@@ -111,8 +111,22 @@ def _experiment_options(f: Any) -> Any:
 
 
 def _experiment(state: CliState, experiment_file: Path | None, selection: dict[str, Any]) -> Experiment:
-    """The experiment file (or the default benchmark) with the command-line selection applied."""
-    exp = load_experiment(experiment_file) if experiment_file else DEFAULT_EXPERIMENT
+    """The experiment file (or the default benchmark) with the command-line selection applied.
+
+    Without a file and without a default experiment (no loaded plugin provides one), the
+    options must name the dataset, the protocol, the models and the metrics.
+    """
+    defaults = default_experiment(state.registry.pm)
+    if experiment_file:
+        exp = load_experiment(experiment_file, defaults)
+    elif defaults is not None:
+        exp = defaults
+    else:
+        needed = {"--dataset": "dataset", "--protocol": "protocol", "--model": "models", "--metrics": "metrics"}
+        missing = [option for option, key in needed.items() if not selection.get(key)]
+        if missing:
+            raise CrossbenchError(f"{no_default_message()} (missing: {', '.join(missing)})")
+        exp = Experiment(name="custom", dataset=DatasetRef(selection["dataset"]), protocol=ProtocolRef(selection["protocol"]), metrics=())
     changed = _apply_options(exp, registry=state.registry, **selection)
     if experiment_file is None and changed != exp:
         # each command-line experiment gets its own folder: a different one never lands on another's results
@@ -138,8 +152,9 @@ def run(
 ) -> None:
     """Run a benchmark and print its leaderboard.
 
-    With no arguments: the default benchmark (synthetic data, cold-start protocol, Popularity
-    vs target-only MF vs a cross-domain model). With EXPERIMENT_FILE (TOML): that experiment.
+    With no arguments: the default benchmark, provided by a plugin (the built-in one: synthetic
+    data, cold-start protocol, Popularity vs target-only MF vs a cross-domain model). With
+    EXPERIMENT_FILE (TOML): that experiment.
     Options override either. Each finished run is kept at once; the same command again
     resumes, skipping finished runs.
     """
@@ -336,6 +351,8 @@ def plugins() -> None:
 @click.option("--check", "check", type=click.Path(path_type=Path), help="Fail if this file differs from the regenerated table.")
 def leaderboard(paths: tuple[Path, ...], output: Path | None, check: Path | None) -> None:
     """Build the Markdown leaderboard from run records (files or results folders)."""
+    from crossbench.leaderboard import render_markdown
+
     records = load_records(paths)
     commands = {r.get("command") for r in records if r.get("command")}
     markdown = render_markdown(records, command=commands.pop() if len(commands) == 1 else None)

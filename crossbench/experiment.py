@@ -10,23 +10,24 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from crossbench.data.protocols import PROTOCOLS, make_protocol
+from crossbench.data.protocols import make_protocol
 from crossbench.errors import CrossbenchError, closest, unknown_name_message
-from crossbench.evaluate.sampled import STRATEGIES
 from crossbench.interfaces import COMPONENT_ROLES, ComponentRef, RunEnv, coerce_kwargs
 from crossbench.modelspace import make_recommender
 from crossbench.registry import Registry
+
+if TYPE_CHECKING:
+    import pluggy
+    import torch
 
 
 @dataclass(frozen=True)
 class DatasetRef:
     """A registered dataset and its hyperparameters."""
 
-    name: str = "synthetic"
+    name: str
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -34,7 +35,7 @@ class DatasetRef:
 class ProtocolRef:
     """A protocol, the target domain(s) (empty: the dataset's default; ``("all",)``: each in turn)."""
 
-    name: str = "cold-start"
+    name: str
     targets: tuple[str, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
 
@@ -52,15 +53,20 @@ class ModelRef:
         return self.label or self.name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Experiment:
-    """Everything a run needs; built from a TOML file, from CLI options, or the default."""
+    """Everything a run needs; built from a TOML file, from CLI options, or the default.
+
+    The dataset, protocol and metrics are named by the plugins that register them; the
+    default experiment (hook ``crossbench_default_experiment``) supplies them where an
+    experiment file leaves them out.
+    """
 
     name: str = "default"
-    dataset: DatasetRef = field(default_factory=DatasetRef)
-    protocol: ProtocolRef = field(default_factory=ProtocolRef)
+    dataset: DatasetRef
+    protocol: ProtocolRef
     models: tuple[ModelRef, ...] = ()
-    metrics: tuple[str, ...] = ("recall", "ndcg", "hr", "mrr")
+    metrics: tuple[str, ...]
     ks: tuple[int, ...] = (10, 20)
     seeds: tuple[int, ...] = (0,)
     chunk_size: int = 1024
@@ -133,14 +139,40 @@ def experiment_fingerprint(exp: Experiment, tuning: TuningSettings | None = None
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-#: The benchmark ``crossbench run`` runs with no arguments.
-DEFAULT_EXPERIMENT = Experiment(
-    name="default",
-    dataset=DatasetRef("synthetic", {}),
-    protocol=ProtocolRef("cold-start", (), {"test_fraction": 0.5, "valid_fraction": 0.1}),
-    models=(ModelRef("popularity"), ModelRef("mf"), ModelRef("shared-mean")),
-    seeds=(0, 1, 2),
-)
+def default_experiment(pm: pluggy.PluginManager) -> Experiment | None:
+    """The experiment a loaded plugin provides as the default (hook ``crossbench_default_experiment``), if any.
+
+    Two plugins providing one is an error naming both.
+    """
+    found = []
+    for impl in reversed(pm.hook.crossbench_default_experiment.get_hookimpls()):
+        exp = impl.function()
+        if exp is None:
+            continue
+        if not isinstance(exp, Experiment):
+            raise CrossbenchError(f"plugin {impl.plugin_name!r}: crossbench_default_experiment() returned {exp!r}, expected an Experiment")
+        found.append((impl.plugin_name, exp))
+    if len(found) > 1:
+        names = " and ".join(repr(name) for name, _ in found)
+        raise CrossbenchError(
+            f"plugins {names} both provide a default experiment; disable one with CROSSBENCH_DISABLE_PLUGINS "
+            "or give an experiment file"
+        )
+    return found[0][1] if found else None
+
+
+def no_default_message() -> str:
+    """What to do when no loaded plugin provides a default experiment."""
+    from crossbench.plugins import DISABLE_ENV, disabled_plugins
+
+    disabled = sorted(disabled_plugins())
+    why = (f"the plugins disabled by {DISABLE_ENV} ({', '.join(disabled)}) may be the one that does"
+           if disabled else "install or enable the plugin that provides it")
+    return (
+        "no default experiment: no loaded plugin provides one (hook crossbench_default_experiment); "
+        f"{why}; or give an experiment file (crossbench run EXPERIMENT.toml), or name everything: "
+        "--dataset NAME --protocol NAME --model NAME --metrics NAMES"
+    )
 
 
 # ------------------------------------------------------------------------------ TOML
@@ -149,8 +181,12 @@ DEFAULT_EXPERIMENT = Experiment(
 _TOP_KEYS = {"name", "dataset", "protocol", "models", "metrics", "ks", "seeds", "chunk_size", "sampled_negatives", "sampling"}
 
 
-def load_experiment(path: Path) -> Experiment:
-    """Parse an experiment TOML file; errors name the file and what is wrong in it."""
+def load_experiment(path: Path, defaults: Experiment | None = None) -> Experiment:
+    """Parse an experiment TOML file; errors name the file and what is wrong in it.
+
+    ``defaults`` (the default experiment) supplies the ``[dataset]``, the ``[protocol]`` name
+    and the ``metrics`` the file leaves out.
+    """
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -159,11 +195,11 @@ def load_experiment(path: Path) -> Experiment:
         raise CrossbenchError(f"experiment file {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise CrossbenchError(f"experiment file {path}: malformed TOML: {exc}") from None
-    return experiment_from_dict(raw, where=f"experiment file {path}")
+    return experiment_from_dict(raw, where=f"experiment file {path}", defaults=defaults)
 
 
-def experiment_from_dict(raw: Mapping[str, Any], *, where: str) -> Experiment:
-    """Build an :class:`Experiment` from a parsed TOML document."""
+def experiment_from_dict(raw: Mapping[str, Any], *, where: str, defaults: Experiment | None = None) -> Experiment:
+    """Build an :class:`Experiment` from a parsed TOML document (see :func:`load_experiment` for ``defaults``)."""
     for key in raw:
         if key not in _TOP_KEYS:
             near = closest(key, _TOP_KEYS)
@@ -178,7 +214,8 @@ def experiment_from_dict(raw: Mapping[str, Any], *, where: str) -> Experiment:
         kwargs["dataset"] = DatasetRef(name, table)
     if "protocol" in raw:
         table = dict(_expect(raw["protocol"], dict, f"{where}: [protocol]"))
-        name = _expect(table.pop("name", "cold-start"), str, f"{where}: [protocol] 'name'")
+        default_name = defaults.protocol.name if defaults is not None else None
+        name = _expect(table.pop("name", default_name), str, f"{where}: [protocol] 'name'")
         targets: tuple[str, ...] = ()
         if "target" in table and "targets" in table:
             raise CrossbenchError(f"{where}: [protocol] has both 'target' and 'targets'; keep one")
@@ -217,10 +254,23 @@ def experiment_from_dict(raw: Mapping[str, Any], *, where: str) -> Experiment:
         kwargs["sampled_negatives"] = _expect(raw["sampled_negatives"], int, f"{where}: 'sampled_negatives'")
     if "sampling" in raw:
         kwargs["sampling"] = _expect(raw["sampling"], str, f"{where}: 'sampling'")
+    missing = [key for key in ("dataset", "protocol", "metrics") if key not in kwargs]
+    if missing and defaults is None:
+        raise CrossbenchError(
+            f"{where}: no {', '.join(missing)} given and no loaded plugin provides a default experiment to take "
+            f"{'them' if len(missing) > 1 else 'it'} from; add {' and '.join(_EXAMPLES[m] for m in missing)}"
+        )
+    if defaults is not None:
+        kwargs.setdefault("dataset", defaults.dataset)
+        kwargs.setdefault("protocol", ProtocolRef(defaults.protocol.name))
+        kwargs.setdefault("metrics", defaults.metrics)
     exp = Experiment(**kwargs)
     if not exp.models:
         raise CrossbenchError(f"{where}: no [[models]] given; add at least one, e.g. [[models]] name = \"popularity\"")
     return exp
+
+
+_EXAMPLES = {"dataset": '[dataset] name = "..."', "protocol": '[protocol] name = "..."', "metrics": 'metrics = ["..."]'}
 
 
 def _component_ref(value: Any) -> Any:
@@ -269,10 +319,10 @@ def dataset_params(exp: Experiment, registry: Registry) -> dict[str, Any]:
 
 def validate(exp: Experiment, registry: Registry) -> None:
     """Check every name and hyperparameter before any work, so bad input writes nothing."""
+    from crossbench.evaluate.sampled import STRATEGIES
+
     dataset_params(exp, registry)
-    if exp.protocol.name not in PROTOCOLS:
-        raise CrossbenchError(unknown_name_message("protocol", exp.protocol.name, PROTOCOLS))
-    make_protocol(exp.protocol.name, target="?", seed=0, **exp.protocol.params)
+    make_protocol(registry, exp.protocol.name, target="?", seed=0, **exp.protocol.params)
     if not exp.models:
         raise CrossbenchError("no models to run; name at least one with --model")
     labels = [m.display for m in exp.models]
@@ -323,6 +373,8 @@ class RunOptions:
 
 def pick_device(name: str) -> torch.device:
     """``auto`` picks CUDA when available."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():

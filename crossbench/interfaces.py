@@ -20,13 +20,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-import torch
-from torch import nn
-
 if TYPE_CHECKING:
+    import torch
+
     from crossbench.data.model import CrossDomainData
     from crossbench.data.protocols import FitSplit
     from crossbench.registry import Registry
+
+#: The ``torch.nn.Module`` interfaces, defined in :mod:`crossbench.modules` and loaded on first use
+#: so that importing this module (every plugin does) does not import torch.
+_MODULES = ("Fusion", "ItemEncoder", "Scorer", "UserEncoder")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        from crossbench import modules
+
+        return getattr(modules, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- search space
@@ -118,6 +129,24 @@ class ComponentSpec:
         return out
 
 
+@dataclass(frozen=True)
+class ProtocolSpec(ComponentSpec):
+    """A protocol (how a dataset becomes training data and held-out ground truth), from ``crossbench_protocols``.
+
+    ``factory(target=..., seed=..., **parameters)`` returns a
+    :class:`crossbench.data.protocols.Protocol` for one target domain; ``seed`` is the run's
+    seed (a deterministic protocol accepts and ignores it). ``presets`` are labelled parameter
+    sets that ``crossbench data stats`` shows side by side when no protocol is named (none:
+    one row with the defaults).
+    """
+
+    presets: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+
+    def parameters(self) -> dict[str, Any]:
+        """The protocol's own parameters and their defaults (``target`` and ``seed`` left out)."""
+        return {k: v for k, v in self.hyperparameters().items() if k not in ("target", "seed")}
+
+
 #: What a metric's ``compute`` receives; see :class:`MetricSpec`.
 METRIC_INPUTS = ("ranks", "graded", "top_items", "item_counts")
 
@@ -176,7 +205,7 @@ class RunEnv:
     """How a recommender is fitted: device, seed, threads, progress display, plugin registry."""
 
     registry: Registry
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    device: torch.device = field(default_factory=lambda: _cpu())
     seed: int = 0
     progress: bool = True
     cache_dir: Path = Path(".crossbench-cache")
@@ -187,6 +216,12 @@ class RunEnv:
     #: called by trainer-based models after each epoch's validation as ``on_epoch(epoch, value)``;
     #: it may raise to stop fitting (tuning raises ``optuna.TrialPruned`` to prune a trial)
     on_epoch: Callable[[int, float], None] | None = None
+
+
+def _cpu() -> torch.device:
+    import torch
+
+    return torch.device("cpu")
 
 
 @dataclass(frozen=True)
@@ -223,107 +258,6 @@ class Dataset(abc.ABC):
     @abc.abstractmethod
     def load(self) -> CrossDomainData:
         """Read (and where needed, generate) the data."""
-
-
-class ItemEncoder(nn.Module, abc.ABC):
-    """Maps item indices of one domain to vectors of size ``dim``."""
-
-    dim: int
-    n_items: int
-
-    @abc.abstractmethod
-    def forward(self, items: torch.Tensor) -> torch.Tensor:
-        """``items``: int64 tensor of any shape -> float tensor of that shape plus ``[dim]``."""
-
-    def all_items(self) -> torch.Tensor:
-        """Vectors of every item of the domain, ``[n_items, dim]``."""
-        n = int(self.n_items)
-        device = next(self.parameters()).device if any(True for _ in self.parameters()) else None
-        return self.forward(torch.arange(n, device=device))
-
-
-class UserEncoder(nn.Module, abc.ABC):
-    """Encodes a user's history in one domain into one vector."""
-
-    @abc.abstractmethod
-    def forward(self, users: torch.Tensor, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``users`` ``[B]``; ``history`` ``[B, L, dim]`` item vectors, oldest first;
-        ``mask`` ``[B, L]`` true where a position holds an item. Returns ``[B, dim]``."""
-
-    def forward_all(self, users: torch.Tensor, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The state after every position at once, for all-position (causal) training.
-
-        Returns ``[B, L, dim]`` whose position ``j`` equals ``forward`` on the history up to
-        and including position ``j`` (zeros where no item is at or before ``j``). The trainer
-        calls it with left-padded histories only: positions without an item all come before
-        the positions with one. This default calls ``forward`` once per position; sequence
-        encoders override it with one pass over the sequence.
-        """
-        states = [self.forward(users, history[:, : j + 1], mask[:, : j + 1]) for j in range(history.shape[1])]
-        if not states:
-            return history.new_zeros(history.shape)
-        return torch.stack(states, dim=1)
-
-
-class Fusion(nn.Module, abc.ABC):
-    """Combines per-domain user vectors into one user vector for the target domain."""
-
-    #: False for fusions that only ever read the target domain (the trainer then trains
-    #: on target-domain interactions alone).
-    cross_domain: bool = True
-    #: True for fusions that attend over a user's individual items: ``forward`` is then also
-    #: called with ``items`` and ``item_masks`` (see :meth:`forward`). Fusions that leave it
-    #: False are called with the three positional arguments only.
-    item_level: bool = False
-    #: False for item-level fusions that read the source domains through ``items`` only: the
-    #: trainer then skips encoding source histories and passes zero vectors for them.
-    pooled_sources: bool = True
-    #: True for fusions whose ``forward`` accepts one target state per position (see
-    #: :meth:`forward`); the trainer otherwise gathers one row per predicted position.
-    positions: bool = False
-
-    @abc.abstractmethod
-    def forward(
-        self,
-        vectors: Mapping[str, torch.Tensor],
-        present: Mapping[str, torch.Tensor],
-        target: str,
-    ) -> torch.Tensor:
-        """``vectors[d]`` ``[B, dim]`` per domain; ``present[d]`` ``[B]`` bool, true where the
-        user has history in ``d``. Returns the ``[B, dim]`` user vector for ``target``.
-
-        An ``item_level`` fusion is called as ``forward(vectors, present, target, items=...,
-        item_masks=...)``: ``items[d]`` ``[B, L_d, dim]`` holds the vectors of the user's
-        individual items in ``d`` (oldest first, left-padded) and ``item_masks[d]`` ``[B, L_d]``
-        is true where a position holds an item the fusion may read (false for padding, for the
-        item being predicted, and for a history hidden in training). A user with no history
-        anywhere has every mask false and every ``present`` false; the fusion must still return
-        a finite vector for them.
-
-        All-position training: a fusion that declares ``positions = True`` may receive
-        ``vectors[target]`` as ``[B, P, dim]`` with ``present[target]`` ``[B, P]``: the target
-        state before each of the ``P`` positions of the target history (position ``j`` has seen
-        the target items before ``j`` only). An item-level fusion then reads target item ``k``
-        for position ``j`` only where ``k < j``; source-domain items are visible at every
-        position. It returns ``[B, P, dim]``. Fusions without ``positions`` always receive
-        ``[B, dim]`` (the trainer gathers one row per predicted position).
-        """
-
-
-class Scorer(nn.Module, abc.ABC):
-    """Scores users against items."""
-
-    @abc.abstractmethod
-    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Pairwise: ``users`` ``[B, dim]`` and ``items`` ``[B, ..., dim]`` -> ``[B, ...]``."""
-
-    def score_all(self, users: torch.Tensor, items: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Full ranking: ``users`` ``[B, dim]`` against ``items`` ``[N, dim]`` -> ``[B, N]``.
-
-        ``out``, when given, is a float32 ``[B, N]`` tensor the scores may be written into
-        (and returned); a scorer is free to ignore it and return a new tensor.
-        """
-        return self.forward(users[:, None, :].expand(-1, items.shape[0], -1), items[None].expand(users.shape[0], -1, -1))
 
 
 class Recommender(abc.ABC):
@@ -403,20 +337,12 @@ def coerce_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str)
     string of one. Anything else is refused with the parameter's name and the type expected,
     before any work starts. Parameters of other declared types are passed as they are.
     """
-    import typing
-
     from crossbench.errors import CrossbenchError
 
     check_kwargs(spec, params, where=where)
-    try:
-        factory = spec.factory
-        target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
-        hints = typing.get_type_hints(target)
-    except Exception:  # noqa: BLE001 - unresolvable annotations: nothing to convert by
-        return dict(params)
     out = dict(params)
     for key, value in params.items():
-        kinds = _simple_kinds(hints.get(key))
+        kinds = _simple_kinds(_annotation(spec.factory, key))
         if not kinds or value is None and type(None) in kinds:
             continue
         converted = _convert(value, kinds)
@@ -430,6 +356,30 @@ def coerce_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str)
 
 
 _REFUSED = object()
+
+
+def _annotation(factory: Callable[..., Any], name: str) -> Any:
+    """The evaluated annotation of parameter ``name`` of ``factory`` (``None`` if it has none or it cannot be read).
+
+    Each parameter's annotation is evaluated on its own, in the namespace of the function that
+    declares it, so that a return annotation naming a class imported only for type checking
+    (a plugin whose factory imports its torch module lazily) does not hide the parameters' types.
+    """
+    try:
+        param = inspect.signature(factory).parameters.get(name)
+    except (TypeError, ValueError):
+        return None
+    if param is None or param.annotation is param.empty:
+        return None
+    annotation = param.annotation
+    if isinstance(annotation, str):
+        target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]
+        namespace = getattr(inspect.unwrap(target), "__globals__", {})
+        try:
+            annotation = eval(annotation, dict(namespace))  # noqa: S307 - an annotation the factory's author wrote
+        except Exception:  # noqa: BLE001 - unresolvable annotation: nothing to convert by
+            return None
+    return annotation
 
 
 def _simple_kinds(annotation: Any) -> tuple[type, ...]:

@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar, Union
 import pluggy
 
 from crossbench.errors import CrossbenchError, unknown_name_message
-from crossbench.interfaces import ComponentSpec, MetricSpec
+from crossbench.interfaces import ComponentSpec, MetricSpec, ProtocolSpec
 
 #: kind (as used on the command line) -> hook name
 KINDS: dict[str, str] = {
@@ -20,6 +20,7 @@ KINDS: dict[str, str] = {
     "scorers": "crossbench_scorers",
     "recommenders": "crossbench_recommenders",
     "metrics": "crossbench_metrics",
+    "protocols": "crossbench_protocols",
 }
 
 #: singular nouns for messages
@@ -31,7 +32,11 @@ NOUNS: dict[str, str] = {
     "scorers": "scorer",
     "recommenders": "model",
     "metrics": "metric",
+    "protocols": "protocol",
 }
+
+#: kinds whose specs are not plain :class:`ComponentSpec`
+SPEC_TYPES: dict[str, type[ComponentSpec] | type[MetricSpec]] = {"metrics": MetricSpec, "protocols": ProtocolSpec}
 
 S = TypeVar("S", ComponentSpec, MetricSpec)
 Spec = Union[ComponentSpec, MetricSpec]
@@ -64,7 +69,7 @@ class Registry:
             if result is None:
                 continue
             for spec in result:
-                want = MetricSpec if kind == "metrics" else ComponentSpec
+                want = SPEC_TYPES.get(kind, ComponentSpec)
                 if not isinstance(spec, want):
                     raise CrossbenchError(
                         f"plugin {plugin!r}: {hook_name}() returned {spec!r}, expected {want.__name__}"

@@ -140,7 +140,7 @@ def _run_all(
                     log(f"{m.display}: target {target}, seed {seed}: finished earlier, kept")
             if not todo:
                 continue
-            split = make_protocol(exp.protocol.name, target=target, seed=seed, **exp.protocol.params).split(data)
+            split = make_protocol(registry, exp.protocol.name, target=target, seed=seed, **exp.protocol.params).split(data)
             split_fp = split.fingerprint()
             audit = audit_split(split).to_dict()
             for m in todo:

@@ -29,7 +29,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -42,73 +42,23 @@ from crossbench.data.model import CrossDomainData
 from crossbench.data.protocols import FitSplit, GroundTruth
 from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.evaluate.ranking import evaluate
+from crossbench.evaluate.validation import VALIDATION_METRIC, VALIDATION_SPEC
 from crossbench.interfaces import (
     COMPONENT_ROLES,
     BuildContext,
     ComponentRef,
     ComponentSpec,
     FitReport,
-    Fusion,
-    ItemEncoder,
     Recommender,
     RunEnv,
-    Scorer,
-    UserEncoder,
     check_kwargs,
 )
+from crossbench.modules import Fusion, ItemEncoder, Scorer, UserEncoder
 from crossbench.progress import progress_bar
 from crossbench.train_sequences import sequence_step, sequence_windows
+from crossbench.trainconfig import TrainConfig
 
-LOSSES = ("bpr", "softmax", "full-softmax")
-TRAINING_MODES = ("pairs", "sequences")
-NEGATIVE_SAMPLING = ("uniform", "popularity")
 CHECKPOINT_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Trainer settings; every field is a hyperparameter of composed models."""
-
-    dim: int = 64
-    epochs: int = 30
-    batch_size: int = 1024
-    lr: float = 5e-3
-    l2: float = 1e-6
-    negatives: int = 4
-    history_length: int = 50
-    target_history_dropout: float = 0.5
-    patience: int = 3
-    valid_metric: str = "ndcg"
-    valid_k: int = 10
-    loss: str = "bpr"
-    sampled_negatives: int = 256
-    #: ``pairs``: one (user, item) interaction per training sample, the item masked out of the
-    #: history; ``sequences``: all-position training, one pass per user sequence
-    #: (:mod:`crossbench.train_sequences`), ``batch_size`` then counts sequences
-    training: str = "pairs"
-    #: how ``softmax`` draws its shared negatives in ``sequences`` training (with logQ correction)
-    negative_sampling: str = "uniform"
-
-    def check(self) -> None:
-        """Raise a :class:`CrossbenchError` naming every out-of-range setting."""
-        problems = []
-        if self.loss not in LOSSES:
-            problems.append(unknown_name_message("loss", self.loss, LOSSES))
-        if self.training not in TRAINING_MODES:
-            problems.append(unknown_name_message("training", self.training, TRAINING_MODES))
-        if self.negative_sampling not in NEGATIVE_SAMPLING:
-            problems.append(unknown_name_message("negative_sampling", self.negative_sampling, NEGATIVE_SAMPLING))
-        if self.loss == "full-softmax" and self.training != "sequences":
-            problems.append("loss 'full-softmax' needs training='sequences'")
-        for name in ("dim", "epochs", "batch_size", "history_length", "patience"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.negatives < 1 or self.sampled_negatives < 0:
-            problems.append(f"negatives must be >= 1 and sampled_negatives >= 0, got {self.negatives}, {self.sampled_negatives}")
-        if not 0.0 <= self.target_history_dropout < 1.0:
-            problems.append(f"target_history_dropout must be in [0, 1), got {self.target_history_dropout}")
-        if problems:
-            raise CrossbenchError("training settings: " + "; ".join(problems))
 
 
 def build_histories(data: CrossDomainData, length: int) -> dict[str, torch.Tensor]:
@@ -188,24 +138,17 @@ class ComposedRecommender(Recommender):
     def __init__(
         self,
         *,
-        item_encoder: ComponentRef | str = "id",
-        user_encoder: ComponentRef | str = "mean",
-        fusion: ComponentRef | str = "shared",
-        scorer: ComponentRef | str = "dot",
-        dim: int = 64,
-        epochs: int = 30,
-        batch_size: int = 1024,
-        lr: float = 5e-3,
-        l2: float = 1e-6,
-        negatives: int = 4,
-        history_length: int = 50,
-        target_history_dropout: float = 0.5,
-        patience: int = 3,
-        loss: str = "bpr",
-        sampled_negatives: int = 256,
-        training: str = "pairs",
-        negative_sampling: str = "uniform",
+        item_encoder: ComponentRef | str,
+        user_encoder: ComponentRef | str,
+        fusion: ComponentRef | str,
+        scorer: ComponentRef | str,
+        config: TrainConfig | None = None,
     ) -> None:
+        """Components by registered name (or :class:`ComponentRef` with hyperparameters) and the training settings.
+
+        There are no default components: the plugins that register components also register the
+        named compositions of them (and their defaults) as recommenders.
+        """
         as_ref = lambda r: r if isinstance(r, ComponentRef) else ComponentRef(str(r))  # noqa: E731
         self.refs = {
             "item-encoders": as_ref(item_encoder),
@@ -213,11 +156,7 @@ class ComposedRecommender(Recommender):
             "fusions": as_ref(fusion),
             "scorers": as_ref(scorer),
         }
-        self.config = TrainConfig(
-            dim=dim, epochs=epochs, batch_size=batch_size, lr=lr, l2=l2, negatives=negatives,
-            history_length=history_length, target_history_dropout=target_history_dropout, patience=patience,
-            loss=loss, sampled_negatives=sampled_negatives, training=training, negative_sampling=negative_sampling,
-        )
+        self.config = config if config is not None else TrainConfig()
         self.model: ComposedModel | None = None
 
     def describe(self) -> dict[str, Any]:
@@ -314,7 +253,7 @@ class ComposedRecommender(Recommender):
         opt = torch.optim.Adam(params, lr=cfg.lr) if params else None
         gen = torch.Generator(device=env.device).manual_seed(env.seed)
         order_gen = torch.Generator().manual_seed(env.seed)  # batch order is drawn on the CPU
-        metric = env.registry.metrics([cfg.valid_metric])
+        metric = {VALIDATION_METRIC: VALIDATION_SPEC}
         exclude = train_items(split.train, split.target)
         n_target = split.train.domain(split.target).n_items
         pair_step = self._bpr_step if cfg.loss == "bpr" else self._softmax_step
@@ -359,13 +298,13 @@ class ComposedRecommender(Recommender):
                 self.score, split.valid, n_items=n_target, metrics=metric, ks=[cfg.valid_k],
                 exclude=exclude, device=env.device,
             )
-            score = res.means[f"{cfg.valid_metric}@{cfg.valid_k}"]
+            score = res.means[f"{VALIDATION_METRIC}@{cfg.valid_k}"]
             history.append(score)
             if env.on_epoch is not None:
                 env.on_epoch(epoch, score)
             if epoch == 1 and score == 0.0:
                 warnings.append(
-                    f"validation {cfg.valid_metric}@{cfg.valid_k} is exactly 0 after the first epoch: training stopped "
+                    f"validation {VALIDATION_METRIC}@{cfg.valid_k} is exactly 0 after the first epoch: training stopped "
                     f"(the model ranks no validation item in its top {cfg.valid_k})"
                 )
                 best, best_epoch, best_state = score, epoch, copy.deepcopy(model.state_dict())
@@ -384,7 +323,7 @@ class ComposedRecommender(Recommender):
             self.save_checkpoint(Path(env.checkpoint_dir) / "model.pt")
         return FitReport(
             epochs=epochs_run, best_epoch=best_epoch, valid_score=best if history else None,
-            valid_metric=f"{cfg.valid_metric}@{cfg.valid_k}", history=tuple(history),
+            valid_metric=f"{VALIDATION_METRIC}@{cfg.valid_k}", history=tuple(history),
             threads=torch.get_num_threads(), train_seconds=train_seconds, train_samples=samples, warnings=tuple(warnings),
         )
 

@@ -34,10 +34,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from crossbench.interfaces import Fusion, ItemEncoder, Scorer, UserEncoder
+from crossbench.modules import Fusion, ItemEncoder, Scorer, UserEncoder
 
 if TYPE_CHECKING:
-    from crossbench.train import TrainConfig
+    from crossbench.trainconfig import TrainConfig
 
 
 def sequence_windows(interactions: pd.DataFrame, length: int) -> tuple[torch.Tensor, torch.Tensor]:

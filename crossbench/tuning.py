@@ -402,7 +402,7 @@ def work(
     n = 0
     for target in resolve_targets(data, list(exp.protocol.targets) or None):
         for seed in exp.seeds:
-            split = make_protocol(exp.protocol.name, target=target, seed=seed, **exp.protocol.params).split(data)
+            split = make_protocol(registry, exp.protocol.name, target=target, seed=seed, **exp.protocol.params).split(data)
             view, split_fp = split.fit_view(), split.fingerprint()
             for m in exp.models:
                 outcome = tune_split(exp, m, view, seed=seed, split_fingerprint=split_fp, dataset_fingerprint=data.fingerprint(),

@@ -119,7 +119,7 @@ def prepare_command(
 @data_group.command("stats")
 @click.argument("name")
 @click.option("--dataset-param", "dataset_params", multiple=True, metavar="KEY=VALUE", help="dataset hyperparameter")
-@click.option("--protocol", default=None, help="only this protocol (cold-start, warm); default: cold-start 20/50/80% and warm")
+@click.option("--protocol", default=None, help="only this protocol (see `crossbench list protocols`); default: every protocol's presets")
 @click.option("--protocol-param", "protocol_params", multiple=True, metavar="KEY=VALUE", help="protocol parameter")
 @click.option("--target", default=None, help="target domain(s), comma-separated, or 'all' (default: every domain)")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -130,7 +130,8 @@ def stats_command(
 ) -> None:
     """Users, items, interactions and density per domain; overlap; held-out users per protocol."""
     try:
-        spec = _registry().get("datasets", name)
+        registry = _registry()
+        spec = registry.get("datasets", name)
         params = parse_assignments(dataset_params, option="--dataset-param")
         check_kwargs(spec, params, where=f"dataset {name!r}")
         data = spec.factory(**params).load()
@@ -142,11 +143,11 @@ def stats_command(
             out = {
                 "dataset": data.name, "fingerprint": data.fingerprint(), "users": data.n_users,
                 "domains": domain_stats(data), "overlap": overlap_stats(data),
-                "protocols": protocol_stats(data, targets=targets, protocol=protocol, seed=seed, params=pparams),
+                "protocols": protocol_stats(data, registry=registry, targets=targets, protocol=protocol, seed=seed, params=pparams),
                 "preprocessing": data.meta.get("preprocessing", []),
             }
             click.echo(json.dumps(out, indent=2, default=str))
         else:
-            click.echo(render(data, targets=targets, protocol=protocol, seed=seed, params=pparams))
+            click.echo(render(data, registry=registry, targets=targets, protocol=protocol, seed=seed, params=pparams))
     except CrossbenchError as exc:
         _fail(exc)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import combinations
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
-from crossbench.data.model import CrossDomainData
-from crossbench.data.protocols import ColdStart, make_protocol
+from crossbench.data.protocols import make_protocol
 from crossbench.errors import CrossbenchError
 
-COLD_FRACTIONS = (0.2, 0.5, 0.8)
+if TYPE_CHECKING:
+    from crossbench.data.model import CrossDomainData
+    from crossbench.registry import Registry
 
 
 def domain_stats(data: CrossDomainData) -> list[dict[str, Any]]:
@@ -43,20 +44,23 @@ def overlap_stats(data: CrossDomainData) -> list[dict[str, Any]]:
 def protocol_stats(
     data: CrossDomainData,
     *,
+    registry: Registry,
     targets: Sequence[str] | None = None,
     protocol: str | None = None,
     seed: int = 0,
     params: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Held-out users per target: cold-start at 20/50/80% and warm, or only the given ``protocol``."""
+    """Held-out users per target under every registered protocol's presets, or only the given ``protocol``."""
     rows: list[dict[str, Any]] = []
     for t in targets or data.domain_names:
         runs: list[tuple[str, Any]] = []
         if protocol is not None:
-            runs.append((protocol, make_protocol(protocol, target=t, seed=seed, **(params or {}))))
+            runs.append((protocol, make_protocol(registry, protocol, target=t, seed=seed, **(params or {}))))
         else:
-            runs += [(f"cold-start {f:.0%}", ColdStart(target=t, test_fraction=f, seed=seed)) for f in COLD_FRACTIONS]
-            runs.append(("warm", make_protocol("warm", target=t, seed=seed)))
+            for entry in registry.entries("protocols"):
+                spec = entry.spec
+                for label, preset in spec.presets or ((spec.name, {}),):
+                    runs.append((label, make_protocol(registry, spec.name, target=t, seed=seed, **preset)))
         for label, proto in runs:
             try:
                 split = proto.split(data)
@@ -71,7 +75,7 @@ def protocol_stats(
     return rows
 
 
-def render(data: CrossDomainData, *, targets: Sequence[str] | None = None, protocol: str | None = None,
+def render(data: CrossDomainData, *, registry: Registry, targets: Sequence[str] | None = None, protocol: str | None = None,
            seed: int = 0, params: dict[str, Any] | None = None) -> str:
     """The three tables as Markdown-ish text."""
     parts = [
@@ -80,5 +84,5 @@ def render(data: CrossDomainData, *, targets: Sequence[str] | None = None, proto
     ]
     if len(data.domains) > 1:
         parts.append(tabulate(overlap_stats(data), headers="keys", floatfmt=".3f"))
-    parts.append(tabulate(protocol_stats(data, targets=targets, protocol=protocol, seed=seed, params=params), headers="keys"))
+    parts.append(tabulate(protocol_stats(data, registry=registry, targets=targets, protocol=protocol, seed=seed, params=params), headers="keys"))
     return "\n\n".join(parts)

@@ -1,39 +1,60 @@
 """Built-in components: ID item encoder, mean-pool and user-ID user encoders, target-only
-and shared-user fusions, dot scorer, Popularity, composed MF / CMF models, and the core
-ranking metrics (Recall, NDCG, HR, MRR)."""
+and shared-user fusions, dot scorer, Popularity, composed MF / CMF models, the core
+ranking metrics (Recall, NDCG, HR, MRR), and the default benchmark.
+
+Registering the plugin imports no torch: the factories in :mod:`crossbench_basic.specs`
+load their modules when a component is built.
+"""
 
 from __future__ import annotations
 
 from crossbench import hookimpl
+from crossbench.experiment import DatasetRef, Experiment, ModelRef, ProtocolRef
 from crossbench.interfaces import ComponentSpec, MetricSpec
-from crossbench_basic import components, metrics, models
+from crossbench_basic import metrics, specs
+
+#: The benchmark ``crossbench run`` runs with no arguments: Popularity vs target-only MF vs a
+#: cross-domain model on the synthetic data, cold-start protocol, three seeds.
+DEFAULT_EXPERIMENT = Experiment(
+    name="default",
+    dataset=DatasetRef("synthetic", {}),
+    protocol=ProtocolRef("cold-start", (), {"test_fraction": 0.5, "valid_fraction": 0.1}),
+    models=(ModelRef("popularity"), ModelRef("mf"), ModelRef("shared-mean")),
+    metrics=("recall", "ndcg", "hr", "mrr"),
+    seeds=(0, 1, 2),
+)
 
 
 @hookimpl
 def crossbench_item_encoders() -> list[ComponentSpec]:
-    return [components.ID_ITEM_ENCODER]
+    return [specs.ID_ITEM_ENCODER]
 
 
 @hookimpl
 def crossbench_user_encoders() -> list[ComponentSpec]:
-    return [components.MEAN_USER_ENCODER, components.ID_USER_ENCODER]
+    return [specs.MEAN_USER_ENCODER, specs.ID_USER_ENCODER]
 
 
 @hookimpl
 def crossbench_fusions() -> list[ComponentSpec]:
-    return [components.TARGET_ONLY_FUSION, components.SHARED_FUSION]
+    return [specs.TARGET_ONLY_FUSION, specs.SHARED_FUSION]
 
 
 @hookimpl
 def crossbench_scorers() -> list[ComponentSpec]:
-    return [components.DOT_SCORER]
+    return [specs.DOT_SCORER]
 
 
 @hookimpl
 def crossbench_recommenders() -> list[ComponentSpec]:
-    return list(models.RECOMMENDERS)
+    return list(specs.RECOMMENDERS)
 
 
 @hookimpl
 def crossbench_metrics() -> list[MetricSpec]:
     return list(metrics.METRICS)
+
+
+@hookimpl
+def crossbench_default_experiment() -> Experiment:
+    return DEFAULT_EXPERIMENT

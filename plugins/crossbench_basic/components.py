@@ -1,4 +1,8 @@
-"""The first components: ID embeddings, mean pooling, target-only and shared fusion, dot."""
+"""The first components' modules: ID embeddings, mean pooling, target-only and shared fusion, dot.
+
+Their factories and specs are in :mod:`crossbench_basic.specs`, which loads this module (and
+torch) only when a component is built.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from crossbench.interfaces import (
-    BuildContext,
-    ComponentSpec,
-    FloatParam,
-    Fusion,
-    ItemEncoder,
-    Scorer,
-    UserEncoder,
-)
+from crossbench.modules import Fusion, ItemEncoder, Scorer, UserEncoder
 
 
 class IdItemEncoder(ItemEncoder):
@@ -34,11 +30,6 @@ class IdItemEncoder(ItemEncoder):
         return self.embedding.weight
 
 
-def id_item_encoder(*, context: BuildContext, domain: str, init_std: float = 0.1) -> IdItemEncoder:
-    """ID embedding of ``context.dim`` per item of ``domain``."""
-    return IdItemEncoder(n_items=context.data.domain(domain).n_items, dim=context.dim, init_std=init_std)
-
-
 class MeanUserEncoder(UserEncoder):
     """Masked mean of the history's item vectors (zeros for an empty history)."""
 
@@ -49,11 +40,6 @@ class MeanUserEncoder(UserEncoder):
     def forward_all(self, users: torch.Tensor, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         w = mask.to(history.dtype).unsqueeze(-1)
         return (history * w).cumsum(1) / w.cumsum(1).clamp(min=1.0)
-
-
-def mean_user_encoder(*, context: BuildContext, domain: str) -> MeanUserEncoder:
-    """Mean pooling of the items a user interacted with in ``domain``."""
-    return MeanUserEncoder()
 
 
 class IdUserEncoder(UserEncoder):
@@ -69,11 +55,6 @@ class IdUserEncoder(UserEncoder):
 
     def forward(self, users: torch.Tensor, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.embedding(users)
-
-
-def id_user_encoder(*, context: BuildContext, domain: str, init_std: float = 0.1) -> IdUserEncoder:
-    """A user-ID embedding per domain, as in matrix factorisation."""
-    return IdUserEncoder(n_users=context.data.n_users, dim=context.dim, init_std=init_std)
 
 
 class TargetOnlyFusion(Fusion):
@@ -104,16 +85,6 @@ class SharedFusion(Fusion):
         return total / count.clamp(min=1.0)
 
 
-def target_only_fusion(*, context: BuildContext) -> TargetOnlyFusion:
-    """No fusion: the target-domain user vector."""
-    return TargetOnlyFusion()
-
-
-def shared_fusion(*, context: BuildContext) -> SharedFusion:
-    """Average of the per-domain user vectors the user has."""
-    return SharedFusion()
-
-
 class DotScorer(Scorer):
     """Inner product."""
 
@@ -124,23 +95,3 @@ class DotScorer(Scorer):
         if out is not None and users.dtype == items.dtype == out.dtype:
             return torch.matmul(users, items.T, out=out)
         return users @ items.T
-
-
-def dot_scorer(*, context: BuildContext) -> DotScorer:
-    """Inner product of user and item vectors."""
-    return DotScorer()
-
-
-ID_ITEM_ENCODER = ComponentSpec(
-    "id", id_item_encoder, "learned ID embedding per item",
-    (FloatParam("init_std", 0.01, 0.5, log=True),),
-)
-MEAN_USER_ENCODER = ComponentSpec("mean", mean_user_encoder, "mean of the history's item vectors")
-ID_USER_ENCODER = ComponentSpec(
-    "user-id", id_user_encoder, "learned ID embedding per user and domain (matrix factorisation)",
-    (FloatParam("init_std", 0.01, 0.5, log=True),),
-)
-TARGET_ONLY_FUSION = ComponentSpec("target-only", target_only_fusion, "target-domain user vector only (no transfer)")
-SHARED_FUSION = ComponentSpec("shared", shared_fusion, "mean of the user's per-domain vectors (shared user, CMF-style)")
-DOT_SCORER = ComponentSpec("dot", dot_scorer, "inner product")
-

@@ -8,10 +8,12 @@ into a zero contribution through the arithmetic itself (``1 / log2(inf + 2) == 0
 from __future__ import annotations
 
 from functools import lru_cache
-
-import torch
+from typing import TYPE_CHECKING
 
 from crossbench.interfaces import MetricSpec
+
+if TYPE_CHECKING:
+    import torch
 
 
 def recall(ranks: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
@@ -27,13 +29,15 @@ def hit_rate(ranks: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Ten
 @lru_cache(maxsize=64)
 def ideal_dcg(k: int, device: torch.device) -> torch.Tensor:
     """``[k]`` float64: entry ``j`` is the DCG of ``j + 1`` hits at the top (log2 discount)."""
+    import torch
+
     positions = torch.arange(k, dtype=torch.float64, device=device)
     return torch.cumsum(1.0 / torch.log2(positions + 2.0), 0)
 
 
 def ndcg(ranks: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
     """Binary NDCG: DCG of the hits over the DCG of an ideal list of min(|rel|, K) hits."""
-    dcg = (1.0 / torch.log2(ranks + 2.0)).sum(1)
+    dcg = (1.0 / (ranks + 2.0).log2()).sum(1)
     n_ideal = n_relevant.clamp(min=1, max=k).long() - 1
     return dcg / ideal_dcg(k, ranks.device)[n_ideal]
 

@@ -12,18 +12,25 @@ Conventions (see docs/evaluation.md):
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from crossbench.interfaces import MetricSpec
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _discount(ranks: torch.Tensor) -> torch.Tensor:
     """``1 / log2(rank + 2)``; exactly 0 where the rank is ``inf`` (not retrieved)."""
+    import torch
+
     return 1.0 / torch.log2(ranks + 2.0)
 
 
 def average_precision(ranks: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
     """AP@K: mean over relevant items of the precision at each one retrieved within K (÷|relevant|)."""
+    import torch
+
     ordered = torch.sort(ranks, dim=1).values  # hits first, ascending; inf after
     position = torch.arange(1, ranks.shape[1] + 1, dtype=torch.float64, device=ranks.device)
     # The j-th hit (1-based) at 0-based rank r contributes P@(r+1) = j / (r + 1); inf gives 0.
@@ -32,10 +39,14 @@ def average_precision(ranks: torch.Tensor, n_relevant: torch.Tensor, k: int) -> 
 
 def precision(ranks: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
     """Relevant items in the top K over K."""
+    import torch
+
     return (ranks < k).sum(1).to(torch.float64) / float(k)
 
 
 def _graded_ndcg(ranks: torch.Tensor, gains: torch.Tensor, k: int) -> torch.Tensor:
+    import torch
+
     dcg = (gains * _discount(ranks)).sum(1)
     ideal = torch.sort(gains, dim=1, descending=True).values[:, :k]
     positions = torch.arange(ideal.shape[1], dtype=torch.float64, device=gains.device)
@@ -50,11 +61,15 @@ def ndcg_graded(ranks: torch.Tensor, gains: torch.Tensor, k: int) -> torch.Tenso
 
 def ndcg_exp(ranks: torch.Tensor, gains: torch.Tensor, k: int) -> torch.Tensor:
     """Graded NDCG@K with exponential gain ``2**grade - 1``."""
+    import torch
+
     return _graded_ndcg(ranks, torch.where(gains > 0, torch.exp2(gains) - 1.0, torch.zeros_like(gains)), k)
 
 
 def average_popularity(top_items: torch.Tensor, popularity: torch.Tensor, k: int) -> torch.Tensor:
     """Mean training popularity of the items in the user's top K (0 if nothing could be listed)."""
+    import torch
+
     listed = top_items >= 0
     pop = torch.where(listed, popularity[top_items.clamp(min=0)], torch.zeros_like(top_items, dtype=torch.float64))
     n = listed.sum(1).to(torch.float64)
@@ -63,11 +78,15 @@ def average_popularity(top_items: torch.Tensor, popularity: torch.Tensor, k: int
 
 def item_coverage(counts: torch.Tensor, n_users: int, k: int) -> torch.Tensor:
     """Share of the catalogue that appears in at least one user's top K."""
+    import torch
+
     return (counts > 0).sum().to(torch.float64) / max(counts.numel(), 1)
 
 
 def gini_index(counts: torch.Tensor, n_users: int, k: int) -> torch.Tensor:
     """Gini index of how often each catalogue item is recommended (0 = even, → 1 = concentrated)."""
+    import torch
+
     c = torch.sort(counts.to(torch.float64)).values
     n = c.numel()
     total = c.sum()

@@ -5,13 +5,17 @@ Item encoders ``text`` and ``text-id``; user encoders ``gru`` and ``transformer`
 ``mlp``; whole models ``itemknn`` and ``ease``; named compositions ``emcdr``, ``ptupcdr``,
 ``cd-concat``, ``cd-gating``, ``cd-attention``, ``sasrec`` and the reference big model
 ``lm-attention``.
+
+Registering the plugin imports no torch: the factories (:mod:`crossbench_zoo.factories`,
+:mod:`crossbench_zoo.models`) load their modules when a component is built.
 """
 
 from __future__ import annotations
 
 from crossbench import hookimpl
 from crossbench.interfaces import CategoricalParam, ComponentSpec, FloatParam, IntParam
-from crossbench_zoo import fusions, models, neighbours, scorers, sequence, text
+from crossbench_zoo import factories as f
+from crossbench_zoo import models
 
 _ADAPTER = (IntParam("n_experts", 1, 16, log=True), FloatParam("dropout", 0.0, 0.3))
 
@@ -19,17 +23,17 @@ _ADAPTER = (IntParam("n_experts", 1, 16, log=True), FloatParam("dropout", 0.0, 0
 @hookimpl
 def crossbench_item_encoders() -> list[ComponentSpec]:
     return [
-        ComponentSpec("text", text.text_item_encoder, "frozen pretrained LM text embeddings (cached) + whitening/MoE adapter", _ADAPTER),
-        ComponentSpec("text-id", text.text_id_item_encoder, "adapted LM text embeddings plus an ID embedding", _ADAPTER),
+        ComponentSpec("text", f.text_item_encoder, "frozen pretrained LM text embeddings (cached) + whitening/MoE adapter", _ADAPTER),
+        ComponentSpec("text-id", f.text_id_item_encoder, "adapted LM text embeddings plus an ID embedding", _ADAPTER),
     ]
 
 
 @hookimpl
 def crossbench_user_encoders() -> list[ComponentSpec]:
     return [
-        ComponentSpec("gru", sequence.gru_user_encoder, "GRU over the history (GRU4Rec-style)", (IntParam("layers", 1, 2), FloatParam("dropout", 0.0, 0.5))),
+        ComponentSpec("gru", f.gru_user_encoder, "GRU over the history (GRU4Rec-style)", (IntParam("layers", 1, 2), FloatParam("dropout", 0.0, 0.5))),
         ComponentSpec(
-            "transformer", sequence.transformer_user_encoder, "causal Transformer with positions (SASRec-style)",
+            "transformer", f.transformer_user_encoder, "causal Transformer with positions (SASRec-style)",
             (IntParam("layers", 1, 3), CategoricalParam("heads", (1, 2, 4)), FloatParam("dropout", 0.0, 0.5)),
         ),
     ]
@@ -38,27 +42,27 @@ def crossbench_user_encoders() -> list[ComponentSpec]:
 @hookimpl
 def crossbench_fusions() -> list[ComponentSpec]:
     return [
-        ComponentSpec("concat", fusions.concat_fusion, "concatenate per-domain vectors, MLP", (IntParam("hidden", 32, 256, log=True),)),
-        ComponentSpec("gating", fusions.gating_fusion, "element-wise gate between target and mapped source vectors"),
+        ComponentSpec("concat", f.concat_fusion, "concatenate per-domain vectors, MLP", (IntParam("hidden", 32, 256, log=True),)),
+        ComponentSpec("gating", f.gating_fusion, "element-wise gate between target and mapped source vectors"),
         ComponentSpec(
-            "attention", fusions.attention_fusion, "cross-domain multi-head attention (target query over all domains)",
+            "attention", f.attention_fusion, "cross-domain multi-head attention (target query over all domains)",
             (CategoricalParam("heads", (1, 2, 4)),),
         ),
         ComponentSpec(
-            "item-attention", fusions.item_attention_fusion,
+            "item-attention", f.item_attention_fusion,
             "item-level cross-domain attention (target query over the user's individual items of every domain)",
             (CategoricalParam("heads", (1, 2, 4)), IntParam("layers", 1, 2), FloatParam("dropout", 0.0, 0.3)),
         ),
-        ComponentSpec("emcdr", fusions.emcdr_fusion, "EMCDR-style MLP mapping source -> target for cold users", (IntParam("hidden", 32, 256, log=True),)),
-        ComponentSpec("ptupcdr", fusions.ptupcdr_fusion, "PTUPCDR-style personalised bridge from a meta network", (IntParam("hidden", 16, 128, log=True),)),
+        ComponentSpec("emcdr", f.emcdr_fusion, "EMCDR-style MLP mapping source -> target for cold users", (IntParam("hidden", 32, 256, log=True),)),
+        ComponentSpec("ptupcdr", f.ptupcdr_fusion, "PTUPCDR-style personalised bridge from a meta network", (IntParam("hidden", 16, 128, log=True),)),
     ]
 
 
 @hookimpl
 def crossbench_scorers() -> list[ComponentSpec]:
     return [
-        ComponentSpec("cosine", scorers.cosine_scorer, "cosine similarity / temperature", (FloatParam("temperature", 0.02, 1.0, log=True),)),
-        ComponentSpec("mlp", scorers.mlp_scorer, "MLP over [u, i, u*i] plus dot; chunked full ranking", (IntParam("hidden", 16, 256, log=True),)),
+        ComponentSpec("cosine", f.cosine_scorer, "cosine similarity / temperature", (FloatParam("temperature", 0.02, 1.0, log=True),)),
+        ComponentSpec("mlp", f.mlp_scorer, "MLP over [u, i, u*i] plus dot; chunked full ranking", (IntParam("hidden", 16, 256, log=True),)),
     ]
 
 
@@ -66,12 +70,12 @@ def crossbench_scorers() -> list[ComponentSpec]:
 def crossbench_recommenders() -> list[ComponentSpec]:
     return [
         ComponentSpec(
-            "itemknn", neighbours.itemknn, "item-based kNN (cosine, shrinkage) over all domains' items",
+            "itemknn", f.itemknn, "item-based kNN (cosine, shrinkage) over all domains' items",
             (IntParam("k", 10, 2000, log=True), FloatParam("shrink", 0.0, 100.0), FloatParam("alpha", 0.0, 1.0),
              CategoricalParam("domains", ("all", "target"))),
         ),
         ComponentSpec(
-            "ease", neighbours.ease, "EASE closed-form item-item model over all domains' items",
+            "ease", f.ease, "EASE closed-form item-item model over all domains' items",
             (FloatParam("l2", 1.0, 5000.0, log=True), CategoricalParam("domains", ("all", "target"))),
         ),
         *models.RECOMMENDERS,

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from crossbench.interfaces import BuildContext, Fusion
+from crossbench.modules import Fusion
 
 
 def _others(vectors: Mapping[str, torch.Tensor], target: str) -> list[str]:
@@ -230,37 +230,3 @@ class PtupcdrFusion(Fusion):
         bridge = self.meta[target](src).view(-1, self.dim, self.dim)  # [R, d, d]
         mapped = torch.bmm(src.unsqueeze(1), bridge).squeeze(1)
         return out.index_put((rows,), mapped)
-
-
-def concat_fusion(*, context: BuildContext, hidden: int = 128, dropout: float = 0.1) -> ConcatFusion:
-    """Concatenate every domain's vector and presence flags, MLP, add to the target vector."""
-    return ConcatFusion(domains=context.data.domain_names, dim=context.dim, hidden=hidden, dropout=dropout)
-
-
-def gating_fusion(*, context: BuildContext) -> GatingFusion:
-    """Element-wise learned gate between the target vector and the mapped source vectors."""
-    return GatingFusion(domains=context.data.domain_names, dim=context.dim)
-
-
-def attention_fusion(*, context: BuildContext, heads: int = 4, dropout: float = 0.1) -> AttentionFusion:
-    """Cross-domain multi-head attention from the target domain over every domain's user vector."""
-    return AttentionFusion(domains=context.data.domain_names, dim=context.dim, heads=heads, dropout=dropout)
-
-
-def item_attention_fusion(
-    *, context: BuildContext, heads: int = 2, layers: int = 1, dropout: float = 0.0, source_mean: bool = False
-) -> ItemAttentionFusion:
-    """Item-level cross-domain attention: the target query attends over the user's individual items."""
-    return ItemAttentionFusion(
-        domains=context.data.domain_names, dim=context.dim, heads=heads, layers=layers, dropout=dropout, source_mean=source_mean
-    )
-
-
-def emcdr_fusion(*, context: BuildContext, hidden: int = 128, dropout: float = 0.0) -> EmcdrFusion:
-    """EMCDR-style MLP mapping from source to target user vectors, for users cold in the target."""
-    return EmcdrFusion(domains=context.data.domain_names, dim=context.dim, hidden=hidden, dropout=dropout)
-
-
-def ptupcdr_fusion(*, context: BuildContext, hidden: int = 64) -> PtupcdrFusion:
-    """PTUPCDR-style bridge generated per user by a meta network from the source history's encoding."""
-    return PtupcdrFusion(domains=context.data.domain_names, dim=context.dim, hidden=hidden)

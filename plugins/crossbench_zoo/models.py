@@ -1,123 +1,99 @@
 """Named compositions of zoo components, and the reference attention-fusion big model.
 
-Each factory takes explicit keyword arguments and returns a :class:`ComposedRecommender`
-(trained by crossbench's trainer), so every method is tuned and trained the same way.
+Each factory takes its own keyword arguments plus the shared training settings
+(:class:`crossbench.trainconfig.TrainConfig`, added by :func:`~crossbench.trainconfig.trains`)
+and returns a :class:`ComposedRecommender` (trained by crossbench's trainer), so every method
+is tuned and trained the same way. Torch is loaded when a model is built, not when the
+plugin is registered.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from crossbench.errors import CrossbenchError, unknown_name_message
-from crossbench.interfaces import CategoricalParam, ComponentSpec, FloatParam, IntParam
-from crossbench.train import ComponentRef, ComposedRecommender
+from crossbench.interfaces import CategoricalParam, ComponentRef, ComponentSpec, FloatParam, IntParam
+from crossbench.trainconfig import TrainConfig, training_space, trains
 
-TRAINING_SPACE = (
-    CategoricalParam("dim", (16, 32, 64, 128)),  # powers of two: every attention head count divides them
-    FloatParam("lr", 1e-4, 3e-2, log=True),
-    FloatParam("l2", 1e-8, 1e-3, log=True),
-    IntParam("negatives", 1, 16, log=True),
-    CategoricalParam("batch_size", (256, 512, 1024, 2048)),
-    FloatParam("target_history_dropout", 0.0, 0.9),
-)
+if TYPE_CHECKING:
+    from crossbench.train import ComposedRecommender
 
 
-def _id_composition(
-    fusion: ComponentRef, user_encoder: ComponentRef | str, *, dim: int, epochs: int, batch_size: int, lr: float, l2: float,
-    negatives: int, history_length: int, target_history_dropout: float, patience: int,
+def _composed(
+    *, item_encoder: ComponentRef | str, user_encoder: ComponentRef | str, fusion: ComponentRef | str,
+    scorer: ComponentRef | str, config: TrainConfig,
 ) -> ComposedRecommender:
-    return ComposedRecommender(
-        item_encoder="id", user_encoder=user_encoder, fusion=fusion, scorer="dot", dim=dim, epochs=epochs,
-        batch_size=batch_size, lr=lr, l2=l2, negatives=negatives, history_length=history_length,
-        target_history_dropout=target_history_dropout, patience=patience,
-    )
+    from crossbench.train import ComposedRecommender
+
+    return ComposedRecommender(item_encoder=item_encoder, user_encoder=user_encoder, fusion=fusion, scorer=scorer, config=config)
 
 
-def emcdr(
-    *, dim: int = 64, hidden: int = 128, epochs: int = 30, batch_size: int = 1024, lr: float = 5e-3, l2: float = 1e-6,
-    negatives: int = 4, history_length: int = 50, target_history_dropout: float = 0.5, patience: int = 3,
-) -> ComposedRecommender:
+def _id_composition(fusion: ComponentRef, config: TrainConfig) -> ComposedRecommender:
+    """ID item vectors, mean-pooled histories per domain, ``fusion``, dot product."""
+    return _composed(item_encoder="id", user_encoder="mean", fusion=fusion, scorer="dot", config=config)
+
+
+@trains()
+def emcdr(*, hidden: int = 128, config: TrainConfig) -> ComposedRecommender:
     """EMCDR-style: per-domain user vectors, an MLP maps source to target vectors for cold users."""
-    return _id_composition(
-        ComponentRef("emcdr", {"hidden": hidden}), "mean", dim=dim, epochs=epochs, batch_size=batch_size, lr=lr,
-        l2=l2, negatives=negatives, history_length=history_length, target_history_dropout=target_history_dropout, patience=patience,
-    )
+    return _id_composition(ComponentRef("emcdr", {"hidden": hidden}), config)
 
 
-def ptupcdr(
-    *, dim: int = 64, hidden: int = 64, epochs: int = 30, batch_size: int = 1024, lr: float = 5e-3, l2: float = 1e-6,
-    negatives: int = 4, history_length: int = 50, target_history_dropout: float = 0.5, patience: int = 3,
-) -> ComposedRecommender:
+@trains()
+def ptupcdr(*, hidden: int = 64, config: TrainConfig) -> ComposedRecommender:
     """PTUPCDR-style: a meta network generates each user's source-to-target bridge from their source history."""
-    return _id_composition(
-        ComponentRef("ptupcdr", {"hidden": hidden}), "mean", dim=dim, epochs=epochs, batch_size=batch_size, lr=lr,
-        l2=l2, negatives=negatives, history_length=history_length, target_history_dropout=target_history_dropout, patience=patience,
-    )
+    return _id_composition(ComponentRef("ptupcdr", {"hidden": hidden}), config)
 
 
-def cd_concat(
-    *, dim: int = 64, hidden: int = 128, epochs: int = 30, batch_size: int = 1024, lr: float = 5e-3, l2: float = 1e-6,
-    negatives: int = 4, history_length: int = 50, target_history_dropout: float = 0.5, patience: int = 3,
-) -> ComposedRecommender:
+@trains()
+def cd_concat(*, hidden: int = 128, config: TrainConfig) -> ComposedRecommender:
     """Mean-pooled per-domain histories, concatenated and fused by an MLP."""
-    return _id_composition(
-        ComponentRef("concat", {"hidden": hidden}), "mean", dim=dim, epochs=epochs, batch_size=batch_size, lr=lr,
-        l2=l2, negatives=negatives, history_length=history_length, target_history_dropout=target_history_dropout, patience=patience,
-    )
+    return _id_composition(ComponentRef("concat", {"hidden": hidden}), config)
 
 
-def cd_gating(
-    *, dim: int = 64, epochs: int = 30, batch_size: int = 1024, lr: float = 5e-3, l2: float = 1e-6,
-    negatives: int = 4, history_length: int = 50, target_history_dropout: float = 0.5, patience: int = 3,
-) -> ComposedRecommender:
+@trains()
+def cd_gating(*, config: TrainConfig) -> ComposedRecommender:
     """Mean-pooled per-domain histories fused by a learned element-wise gate."""
-    return _id_composition(
-        ComponentRef("gating"), "mean", dim=dim, epochs=epochs, batch_size=batch_size, lr=lr,
-        l2=l2, negatives=negatives, history_length=history_length, target_history_dropout=target_history_dropout, patience=patience,
-    )
+    return _id_composition(ComponentRef("gating"), config)
 
 
-def cd_attention(
-    *, dim: int = 64, heads: int = 4, epochs: int = 30, batch_size: int = 1024, lr: float = 5e-3, l2: float = 1e-6,
-    negatives: int = 4, history_length: int = 50, target_history_dropout: float = 0.5, patience: int = 3,
-) -> ComposedRecommender:
+@trains()
+def cd_attention(*, heads: int = 4, config: TrainConfig) -> ComposedRecommender:
     """Mean-pooled per-domain ID histories fused by cross-domain multi-head attention (no text)."""
-    return _id_composition(
-        ComponentRef("attention", {"heads": heads}), "mean", dim=dim, epochs=epochs, batch_size=batch_size, lr=lr,
-        l2=l2, negatives=negatives, history_length=history_length, target_history_dropout=target_history_dropout, patience=patience,
-    )
+    return _id_composition(ComponentRef("attention", {"heads": heads}), config)
 
 
-def sasrec(
-    *, dim: int = 64, layers: int = 2, heads: int = 2, dropout: float = 0.1, epochs: int = 30, batch_size: int = 128,
-    lr: float = 2e-3, l2: float = 0.0, negatives: int = 4, history_length: int = 50, patience: int = 3,
-    loss: str = "full-softmax", training: str = "sequences",
-) -> ComposedRecommender:
+@trains(TrainConfig(batch_size=128, lr=2e-3, l2=0.0, target_history_dropout=0.0, loss="full-softmax", training="sequences"))
+def sasrec(*, layers: int = 2, heads: int = 2, dropout: float = 0.1, config: TrainConfig) -> ComposedRecommender:
     """Target-only causal Transformer over ID histories (SASRec-style), trained on every position
     of each sequence at once with softmax cross-entropy over the catalogue. Users without
     target history get the popularity fallback."""
-    return ComposedRecommender(
+    return _composed(
         item_encoder="id", user_encoder=ComponentRef("transformer", {"layers": layers, "heads": heads, "dropout": dropout}),
-        fusion="target-only", scorer="dot", dim=dim, epochs=epochs, batch_size=batch_size, lr=lr, l2=l2,
-        negatives=negatives, history_length=history_length, target_history_dropout=0.0, patience=patience,
-        loss=loss, training=training,
+        fusion="target-only", scorer="dot", config=config,
     )
 
 
+_SEQUENCE_BATCHES = CategoricalParam("batch_size", (64, 128, 256))
+
 SASREC_SPACE = (
-    CategoricalParam("dim", (16, 32, 64, 128)),
-    FloatParam("lr", 1e-4, 1e-2, log=True),
+    *training_space("dim", lr=FloatParam("lr", 1e-4, 1e-2, log=True)),
     IntParam("layers", 1, 3),
     FloatParam("dropout", 0.0, 0.5),
-    CategoricalParam("batch_size", (64, 128, 256)),
-    CategoricalParam("history_length", (20, 50, 100)),
+    *training_space(batch_size=_SEQUENCE_BATCHES),
+    *training_space("history_length"),
 )
 
 
+@trains(TrainConfig(
+    batch_size=128, lr=1e-3, l2=0.0, target_history_dropout=0.8, loss="full-softmax", training="sequences",
+    negative_sampling="popularity",
+))
 def lm_attention(
     *,
     model_path: str | None = None,
     item_text: bool = True,
     item_ids: bool = True,
-    dim: int = 64,
     n_experts: int = 4,
     adapter_dropout: float = 0.0,
     user_encoder: str = "transformer",
@@ -128,31 +104,19 @@ def lm_attention(
     fusion_layers: int = 1,
     source_mean: bool = False,
     dropout: float = 0.0,
-    scorer: str = "dot",
-    temperature: float = 0.1,
-    loss: str = "full-softmax",
-    sampled_negatives: int = 256,
-    negative_sampling: str = "popularity",
-    training: str = "sequences",
-    epochs: int = 30,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    l2: float = 0.0,
-    negatives: int = 4,
-    history_length: int = 50,
-    target_history_dropout: float = 0.8,
-    patience: int = 3,
+    scorer: ComponentRef | str = "dot",
+    config: TrainConfig,
 ) -> ComposedRecommender:
     """The reference big model: frozen language-model item text embeddings through a whitening +
     MoE adapter (plus an item-ID embedding when ``item_ids``), a causal Transformer user encoder
     per domain (``user_encoder="gru"`` or ``"mean"`` swap it; ``item_text=False``: ID vectors
     only), cross-domain attention fusion at
-    the level of items (``fusion="domains"``: over one pooled vector per domain), a dot (or
-    cosine, with ``temperature``) scorer, trained on all positions of every user sequence
+    the level of items (``fusion="domains"``: over one pooled vector per domain), a dot
+    scorer (``scorer``: any registered scorer, its hyperparameters set as ``scorer.NAME``, e.g.
+    ``scorer="cosine"`` with ``scorer.temperature=0.05``), trained on all positions of every user sequence
     (``training="pairs"``: one interaction per sample) with softmax cross-entropy over the
     catalogue (``loss="softmax"``: sampled, ``"bpr"``)."""
     text = {"model_path": model_path, "n_experts": n_experts, "dropout": adapter_dropout}
-    score = ComponentRef("cosine", {"temperature": temperature}) if scorer == "cosine" else ComponentRef(scorer)
     sequence = {"transformer": {"layers": layers, "heads": heads, "dropout": dropout}, "gru": {"layers": layers, "dropout": dropout}}
     if user_encoder not in (*sequence, "mean"):
         raise CrossbenchError(unknown_name_message("lm-attention user_encoder", user_encoder, (*sequence, "mean")))
@@ -167,26 +131,23 @@ def lm_attention(
     if not item_text and not item_ids:
         raise CrossbenchError("lm-attention: item_text=False and item_ids=False leave the items without any vector; keep one")
     item = ComponentRef("text-id" if item_ids else "text", text) if item_text else ComponentRef("id", {"init_std": 0.02})
-    return ComposedRecommender(
-        item_encoder=item,
-        user_encoder=ComponentRef(user_encoder, sequence.get(user_encoder, {})),
-        fusion=fusions[fusion], scorer=score, dim=dim, epochs=epochs, batch_size=batch_size, lr=lr, l2=l2,
-        negatives=negatives, history_length=history_length, target_history_dropout=target_history_dropout,
-        patience=patience, loss=loss, sampled_negatives=sampled_negatives, training=training,
-        negative_sampling=negative_sampling,
+    return _composed(
+        item_encoder=item, user_encoder=ComponentRef(user_encoder, sequence.get(user_encoder, {})),
+        fusion=fusions[fusion], scorer=scorer, config=config,
     )
 
 
 LM_ATTENTION_SPACE = (
-    CategoricalParam("dim", (32, 64, 128)),
-    FloatParam("lr", 3e-4, 1e-2, log=True),
+    *training_space(dim=CategoricalParam("dim", (32, 64, 128)), lr=FloatParam("lr", 3e-4, 1e-2, log=True)),
     IntParam("layers", 1, 2),
     IntParam("n_experts", 2, 8, log=True),
     FloatParam("dropout", 0.0, 0.3),
     CategoricalParam("item_ids", (True, False)),
-    CategoricalParam("batch_size", (64, 128, 256)),
-    FloatParam("target_history_dropout", 0.1, 0.9),
+    *training_space(batch_size=_SEQUENCE_BATCHES, target_history_dropout=FloatParam("target_history_dropout", 0.1, 0.9)),
 )
+
+#: The training settings every ID composition tunes.
+TRAINING_SPACE = training_space("dim", "lr", "l2", "negatives", "batch_size", "target_history_dropout")
 
 RECOMMENDERS = (
     ComponentSpec("emcdr", emcdr, "EMCDR-style source-to-target MLP mapping for cold users (trained jointly)", TRAINING_SPACE),

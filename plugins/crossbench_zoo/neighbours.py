@@ -167,14 +167,3 @@ class EASE(_ItemItem):
 
     def describe(self) -> dict[str, Any]:
         return {"components": {"recommender": {"name": self.name, "params": {"l2": self.l2, "domains": self.domains}}}}
-
-
-def itemknn(*, k: int = 2000, shrink: float = 0.0, alpha: float = 0.65, domains: str = "all") -> ItemKNN:
-    """Item-based nearest neighbours (asymmetric cosine with shrinkage; ``alpha=0.5`` is the cosine);
-    ``domains='all'`` links source items to target items."""
-    return ItemKNN(k=k, shrink=shrink, alpha=alpha, domains=domains)
-
-
-def ease(*, l2: float = 3000.0, domains: str = "all") -> EASE:
-    """EASE (Steck 2019), closed form; ``domains='all'`` learns source-to-target item weights too."""
-    return EASE(l2=l2, domains=domains)

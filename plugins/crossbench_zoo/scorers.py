@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from crossbench.interfaces import BuildContext, Scorer
+from crossbench.modules import Scorer
 
 
 class CosineScorer(Scorer):
@@ -55,13 +55,3 @@ class MlpScorer(Scorer):
                 out = part.new_empty(b, n)
             out[:, start : start + block] = part
         return out if out is not None else users.new_zeros(b, 0)
-
-
-def cosine_scorer(*, context: BuildContext, temperature: float = 0.1) -> CosineScorer:
-    """Cosine similarity divided by ``temperature``."""
-    return CosineScorer(temperature=temperature)
-
-
-def mlp_scorer(*, context: BuildContext, hidden: int = 64) -> MlpScorer:
-    """MLP over user and item vectors and their product, plus the dot product; chunked full ranking."""
-    return MlpScorer(dim=context.dim, hidden=hidden)

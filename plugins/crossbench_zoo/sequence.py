@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from crossbench.interfaces import BuildContext, UserEncoder
+from crossbench.modules import UserEncoder
 
 
 def pack_right(history: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,15 +134,3 @@ class TransformerUserEncoder(UserEncoder):
             return history.new_zeros(history.shape)
         seen = (mask.long().cumsum(1) > 0).unsqueeze(-1).to(history.dtype)
         return self._encode(history, mask, last_only=False) * seen
-
-
-def gru_user_encoder(*, context: BuildContext, domain: str, layers: int = 1, dropout: float = 0.1) -> GruUserEncoder:
-    """GRU over the user's history in ``domain`` (GRU4Rec-style)."""
-    return GruUserEncoder(dim=context.dim, layers=layers, dropout=dropout)
-
-
-def transformer_user_encoder(
-    *, context: BuildContext, domain: str, layers: int = 2, heads: int = 2, dropout: float = 0.1, max_length: int = 200
-) -> TransformerUserEncoder:
-    """Causal Transformer with positions over the user's history in ``domain`` (SASRec-style)."""
-    return TransformerUserEncoder(dim=context.dim, max_length=max_length, layers=layers, heads=heads, dropout=dropout)

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from crossbench.errors import CrossbenchError
-from crossbench.interfaces import BuildContext, ItemEncoder
+from crossbench.interfaces import BuildContext
+from crossbench.modules import ItemEncoder
 from crossbench.results import file_sha256
 
 #: the official sentence-transformers/all-MiniLM-L6-v2 weights (revision 1110a243)
@@ -264,21 +265,3 @@ def text_vectors(context: BuildContext, domain: str, *, model_path: str | None, 
     with torch.random.fork_rng(devices=[]):  # loading the LM on a cache miss must not shift the seeded init
         vectors = embedder.encode(context.data.domain(domain).item_texts())
     return vectors, embedder
-
-
-def text_item_encoder(
-    *, context: BuildContext, domain: str, model_path: str | None = None, pooling: str = "mean", max_length: int = 128,
-    n_experts: int = 8, dropout: float = 0.1,
-) -> TextItemEncoder:
-    """Frozen pretrained text embeddings (default all-MiniLM-L6-v2) through a whitening + MoE adapter."""
-    vecs, _ = text_vectors(context, domain, model_path=model_path, pooling=pooling, max_length=max_length)
-    return TextItemEncoder(text_vectors=vecs, dim=context.dim, n_experts=n_experts, dropout=dropout, with_id=False)
-
-
-def text_id_item_encoder(
-    *, context: BuildContext, domain: str, model_path: str | None = None, pooling: str = "mean", max_length: int = 128,
-    n_experts: int = 8, dropout: float = 0.1, init_std: float = 0.02,
-) -> TextItemEncoder:
-    """Adapted frozen text embeddings plus a learned ID embedding per item."""
-    vecs, _ = text_vectors(context, domain, model_path=model_path, pooling=pooling, max_length=max_length)
-    return TextItemEncoder(text_vectors=vecs, dim=context.dim, n_experts=n_experts, dropout=dropout, with_id=True, init_std=init_std)

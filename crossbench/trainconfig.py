@@ -1,0 +1,158 @@
+"""The training settings of composed models, defined once: fields, checks, search ranges.
+
+Every composed recommender (an item encoder, a user encoder, a fusion and a scorer trained
+by :mod:`crossbench.train`) takes the same training settings. They are the fields of
+:class:`TrainConfig`; a model's factory declares only its own hyperparameters and is wrapped
+by :func:`trains`, which adds each field of :class:`TrainConfig` to its signature as a keyword
+argument (with the model's own defaults) and hands the factory one ``config`` value. The
+search ranges of the settings are :data:`TRAINING_RANGES`; a model's search space picks the
+ones it tunes with :func:`training_space`.
+
+This module does not import torch, so plugins can declare models without loading it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from crossbench.errors import CrossbenchError, unknown_name_message
+from crossbench.interfaces import CategoricalParam, FloatParam, IntParam, Param
+
+LOSSES = ("bpr", "softmax", "full-softmax")
+TRAINING_MODES = ("pairs", "sequences")
+NEGATIVE_SAMPLING = ("uniform", "popularity")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Trainer settings; every field is a hyperparameter of every composed model.
+
+    Model selection is early stopping on the core validation metric
+    (:func:`crossbench.evaluate.validation.ndcg_at_k`) at cut-off ``valid_k``.
+    """
+
+    dim: int = 64
+    epochs: int = 30
+    batch_size: int = 1024
+    lr: float = 5e-3
+    l2: float = 1e-6
+    negatives: int = 4
+    history_length: int = 50
+    target_history_dropout: float = 0.5
+    patience: int = 3
+    valid_k: int = 10
+    loss: str = "bpr"
+    sampled_negatives: int = 256
+    #: ``pairs``: one (user, item) interaction per training sample, the item masked out of the
+    #: history; ``sequences``: all-position training, one pass per user sequence
+    #: (:mod:`crossbench.train_sequences`), ``batch_size`` then counts sequences
+    training: str = "pairs"
+    #: how ``softmax`` draws its shared negatives in ``sequences`` training (with logQ correction)
+    negative_sampling: str = "uniform"
+
+    def check(self) -> None:
+        """Raise a :class:`CrossbenchError` naming every out-of-range setting."""
+        problems = []
+        if self.loss not in LOSSES:
+            problems.append(unknown_name_message("loss", self.loss, LOSSES))
+        if self.training not in TRAINING_MODES:
+            problems.append(unknown_name_message("training", self.training, TRAINING_MODES))
+        if self.negative_sampling not in NEGATIVE_SAMPLING:
+            problems.append(unknown_name_message("negative_sampling", self.negative_sampling, NEGATIVE_SAMPLING))
+        if self.loss == "full-softmax" and self.training != "sequences":
+            problems.append("loss 'full-softmax' needs training='sequences'")
+        for name in ("dim", "epochs", "batch_size", "history_length", "patience", "valid_k"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.negatives < 1 or self.sampled_negatives < 0:
+            problems.append(f"negatives must be >= 1 and sampled_negatives >= 0, got {self.negatives}, {self.sampled_negatives}")
+        if not 0.0 <= self.target_history_dropout < 1.0:
+            problems.append(f"target_history_dropout must be in [0, 1), got {self.target_history_dropout}")
+        if problems:
+            raise CrossbenchError("training settings: " + "; ".join(problems))
+
+
+#: The names of the training settings (the fields of :class:`TrainConfig`).
+TRAINING_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+#: The search range of each tunable training setting, shared by every composed model's search space.
+TRAINING_RANGES: Mapping[str, Param] = {
+    p.name: p
+    for p in (
+        CategoricalParam("dim", (16, 32, 64, 128)),  # powers of two: every attention head count divides them
+        FloatParam("lr", 1e-4, 3e-2, log=True),
+        FloatParam("l2", 1e-8, 1e-3, log=True),
+        IntParam("negatives", 1, 16, log=True),
+        CategoricalParam("batch_size", (256, 512, 1024, 2048)),
+        FloatParam("target_history_dropout", 0.0, 0.9),
+        CategoricalParam("history_length", (20, 50, 100)),
+    )
+}
+
+
+def training_space(*names: str, **narrower: Param) -> tuple[Param, ...]:
+    """The search space of the training settings ``names`` (then those of ``narrower``), from :data:`TRAINING_RANGES`.
+
+    ``narrower`` replaces a setting's shared range for one model (e.g. the smaller batches of a
+    sequence model): ``training_space("dim", batch_size=CategoricalParam("batch_size", (64, 128)))``.
+    """
+    out: list[Param] = []
+    for name in (*names, *narrower):
+        if name not in TRAINING_RANGES and name not in narrower:
+            raise CrossbenchError(unknown_name_message("tunable training setting", name, TRAINING_RANGES))
+        param = narrower.get(name, TRAINING_RANGES.get(name))
+        if param is None or param.name != name:
+            raise CrossbenchError(f"training_space: the range given for {name!r} is named {getattr(param, 'name', None)!r}")
+        out.append(param)
+    return tuple(out)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def trains(defaults: TrainConfig | None = None) -> Callable[[F], F]:
+    """Decorate the factory of a composed model: it takes every training setting as a keyword argument.
+
+    The decorated factory declares its own hyperparameters and a keyword ``config:
+    TrainConfig``. The factory it returns has the decorated one's hyperparameters followed by
+    each field of :class:`TrainConfig` (typed, with the defaults of ``defaults``, the field
+    defaults if ``None``), collects the training settings it is called with into one
+    :class:`TrainConfig` and passes it as ``config``. The signature (what ``crossbench list``,
+    ``--model-param`` and tuning read) is therefore the model's own keywords plus the one shared
+    set of training settings.
+    """
+    base = defaults if defaults is not None else TrainConfig()
+    hints = typing.get_type_hints(TrainConfig)
+
+    def wrap(fn: F) -> F:
+        sig = inspect.signature(fn)
+        if "config" not in sig.parameters:
+            raise TypeError(f"{fn.__qualname__}: a factory decorated with @trains takes a keyword 'config'")
+        own = [p for name, p in sig.parameters.items() if name != "config"]
+        clash = sorted({p.name for p in own} & set(TRAINING_FIELDS))
+        if clash:
+            raise TypeError(f"{fn.__qualname__}: {clash} are training settings; drop them from the factory (they come from TrainConfig)")
+        settings = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=getattr(base, name), annotation=hints[name])
+            for name in TRAINING_FIELDS
+        ]
+
+        @functools.wraps(fn)
+        def factory(**kwargs: Any) -> Any:
+            settings_given = {k: kwargs.pop(k) for k in list(kwargs) if k in TRAINING_FIELDS}
+            return fn(**kwargs, config=dataclasses.replace(base, **settings_given))
+
+        factory.__signature__ = sig.replace(parameters=[*own, *settings])  # type: ignore[attr-defined]
+        factory.__annotations__ = {
+            **{k: v for k, v in fn.__annotations__.items() if k != "config"},
+            **{name: hints[name] for name in TRAINING_FIELDS},
+        }
+        return factory  # type: ignore[return-value]
+
+    return wrap

@@ -54,9 +54,9 @@ def main() -> None:
         protocol, target, protocol_params, seeds = "cold-start", "movies", {"test_fraction": 0.3, "valid_fraction": 0.2}, [0]
         params = {"epochs": 2, **params}
     else:
-        from crossbench.experiment import load_experiment
+        from crossbench.experiment import default_experiment, load_experiment
 
-        exp = load_experiment(args.experiment)
+        exp = load_experiment(args.experiment, default_experiment(registry.pm))
         data = registry.get("datasets", exp.dataset.name).factory(**exp.dataset.params).load()
         protocol, protocol_params, seeds = exp.protocol.name, dict(exp.protocol.params), list(exp.seeds)
         target = exp.protocol.targets[0] if exp.protocol.targets else str(data.meta.get("default_target"))
@@ -64,7 +64,7 @@ def main() -> None:
         seeds = [int(s) for s in args.seeds.split(",")]
     values = []
     for seed in seeds:
-        split = make_protocol(protocol, target=target, seed=seed, **protocol_params).split(data)
+        split = make_protocol(registry, protocol, target=target, seed=seed, **protocol_params).split(data)
         model = make_recommender(registry, args.model, params, where=f"model {args.model!r}")
         t0 = time.perf_counter()
         report = model.fit(split.fit_view(), env=RunEnv(registry=registry, seed=seed, progress=False))

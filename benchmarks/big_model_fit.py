@@ -38,13 +38,13 @@ def main() -> None:
 
     import torch
 
-    from crossbench.data.protocols import ColdStart
     from crossbench.evaluate.ranking import evaluate
     from crossbench.interfaces import RunEnv
     from crossbench.modelspace import make_recommender
     from crossbench.plugins import get_plugin_manager
     from crossbench.registry import Registry
     from crossbench.train import train_items
+    from crossbench_protocols import ColdStart
     from crossbench_synthetic import SyntheticDataset
 
     torch.set_num_threads(args.threads)

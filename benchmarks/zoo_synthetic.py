@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from scipy import stats
 
-from crossbench.data.protocols import ColdStart
 from crossbench.evaluate.ranking import evaluate
 from crossbench.interfaces import RunEnv
 from crossbench.plugins import get_plugin_manager
 from crossbench.registry import Registry
 from crossbench.train import train_items
+from crossbench_protocols import ColdStart
 from crossbench_synthetic import SyntheticDataset
 
 TARGET_ONLY = ("popularity", "mf", "sasrec")

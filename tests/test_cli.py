@@ -219,7 +219,7 @@ def test_beyond_accuracy_columns_and_groups(tmp_path):
     from crossbench.data.protocols import make_protocol
     from crossbench_synthetic import synthetic
 
-    split = make_protocol("cold-start", target="movies", seed=0, test_fraction=0.5, valid_fraction=0.1).split(
+    split = make_protocol(CliState().registry, "cold-start", target="movies", seed=0, test_fraction=0.5, valid_fraction=0.1).split(
         synthetic(n_users=400, n_items=120).load()
     )
     counts = np.sort(np.bincount(split.train.domain("movies").interactions["item"], minlength=120))[::-1]

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from crossbench.data.model import CrossDomainData
-from crossbench.data.protocols import ColdStart
 from crossbench.errors import CrossbenchError
+from crossbench_protocols import ColdStart
 
 
 def tiny() -> CrossDomainData:

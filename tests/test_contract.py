@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from crossbench.data.protocols import ColdStart
 from crossbench.interfaces import BuildContext
 from crossbench.plugins import get_plugin_manager
 from crossbench.registry import Registry
+from crossbench_protocols import ColdStart
 from crossbench_synthetic import SyntheticDataset
 from crossbench_synthetic.generator import DOMAIN_NOUNS, FILLER, TOPICS
 

@@ -10,8 +10,9 @@ import pytest
 
 from crossbench.data.audit import LeakageError, audit_split
 from crossbench.data.model import CrossDomainData
-from crossbench.data.protocols import ColdStart, GroundTruth, Split, Warm
+from crossbench.data.protocols import GroundTruth, Split
 from crossbench.errors import CrossbenchError
+from crossbench_protocols import ColdStart, Warm
 
 
 def make_data() -> CrossDomainData:

@@ -135,7 +135,7 @@ def test_cold_start_benchmark_on_every_real_format(tmp_path: Path, registry: Reg
     for name, params in datasets.items():
         data = registry.get("datasets", name).factory(**params, min_rating=3).load()
         target = str(data.meta["default_target"])
-        split = make_protocol("cold-start", target=target, seed=0, test_fraction=0.5).split(data)
+        split = make_protocol(registry, "cold-start", target=target, seed=0, test_fraction=0.5).split(data)
         audit_split(split)
         model = registry.get("recommenders", "popularity").factory()
         model.fit(split, env=env)

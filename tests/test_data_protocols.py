@@ -12,8 +12,10 @@ import pytest
 
 from crossbench.data.audit import audit_split
 from crossbench.data.model import CrossDomainData
-from crossbench.data.protocols import PROTOCOLS, ColdStart, Warm, make_protocol, resolve_targets
+from crossbench.data.protocols import make_protocol, resolve_targets
 from crossbench.errors import CrossbenchError
+from crossbench.registry import Registry
+from crossbench_protocols import ColdStart, Warm
 
 WARM_ROWS = [
     # domain, user, item, timestamp
@@ -109,6 +111,9 @@ FINGERPRINT_SCRIPT = """
 import numpy as np, pandas as pd
 from crossbench.data.model import CrossDomainData
 from crossbench.data.protocols import make_protocol
+from crossbench.plugins import get_plugin_manager
+from crossbench.registry import Registry
+registry = Registry(get_plugin_manager())
 rng = np.random.default_rng(7)
 n = 3000
 frame = pd.DataFrame({
@@ -120,7 +125,7 @@ frame = pd.DataFrame({
 data = CrossDomainData.from_frames("fp", frame)
 for name in ("cold-start", "warm"):
     for target in data.domain_names:
-        print(name, target, make_protocol(name, target=target, seed=11).split(data).fingerprint())
+        print(name, target, make_protocol(registry, name, target=target, seed=11).split(data).fingerprint())
 """
 
 
@@ -143,16 +148,17 @@ def test_fingerprints_identical_across_processes() -> None:
     assert all(len(h) == 64 for h in lines[2::3])
 
 
-def test_make_protocol_names_and_params() -> None:
-    assert set(PROTOCOLS) == {"cold-start", "warm"}
-    proto = make_protocol("cold-start", target="tgt", seed=4, test_fraction=0.8)
+def test_make_protocol_names_and_params(registry: Registry) -> None:
+    assert set(registry.names("protocols")) == {"cold-start", "warm"}
+    assert registry.plugin_of("protocols", "cold-start") == "protocols"
+    proto = make_protocol(registry, "cold-start", target="tgt", seed=4, test_fraction=0.8)
     assert (proto.target, proto.seed, proto.test_fraction) == ("tgt", 4, 0.8)
     with pytest.raises(CrossbenchError, match=r"unknown protocol 'cold_start'; did you mean 'cold-start'"):
-        make_protocol("cold_start", target="tgt", seed=0)
+        make_protocol(registry, "cold_start", target="tgt", seed=0)
     with pytest.raises(CrossbenchError, match=r"has no parameter 'test_frac'; did you mean 'test_fraction'"):
-        make_protocol("cold-start", target="tgt", seed=0, test_frac=0.2)
+        make_protocol(registry, "cold-start", target="tgt", seed=0, test_frac=0.2)
     with pytest.raises(CrossbenchError, match=r"protocol 'warm' has no parameter 'cut'; did you mean 'cut_time'"):
-        make_protocol("warm", target="tgt", seed=0, cut=3)
+        make_protocol(registry, "warm", target="tgt", seed=0, cut=3)
 
 
 def test_resolve_targets_for_dual_and_multi_target() -> None:

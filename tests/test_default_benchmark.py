@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from crossbench.experiment import DEFAULT_EXPERIMENT, DatasetRef, ModelRef, RunOptions
+from crossbench.experiment import DatasetRef, ModelRef, RunOptions
 from crossbench.runner import run_experiment
+from crossbench_basic import DEFAULT_EXPERIMENT
 
 
 def _run(registry, tmp_path, transfer):

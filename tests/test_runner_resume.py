@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent(
     from crossbench import hookimpl
     from crossbench.cli import CliState, build_cli
     from crossbench.interfaces import ComponentSpec
-    from crossbench_basic.models import mf
+    from crossbench_basic.specs import mf
 
     class Bomb:
         def __init__(self):

@@ -11,12 +11,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from crossbench.data.protocols import ColdStart, Split
+from crossbench.data.protocols import Split
 from crossbench.interfaces import RunEnv
 from crossbench.plugins import get_plugin_manager
 from crossbench.registry import Registry
 from crossbench.train import ComposedRecommender
 from crossbench.train_sequences import sequence_windows
+from crossbench.trainconfig import TrainConfig
+from crossbench_protocols import ColdStart
 from crossbench_synthetic import SyntheticDataset
 
 REGISTRY = Registry(get_plugin_manager())
@@ -38,8 +40,8 @@ def composed(fusion: str | object, **kw: object) -> ComposedRecommender:
 
     return ComposedRecommender(
         item_encoder="id", user_encoder=ComponentRef("transformer", {"layers": 2, "heads": 2, "dropout": 0.0}),
-        fusion=fusion, scorer="dot", dim=8, l2=0.0, loss="full-softmax", training="sequences",  # type: ignore[arg-type]
-        history_length=6, target_history_dropout=0.0, **kw,  # type: ignore[arg-type]
+        fusion=fusion, scorer="dot",  # type: ignore[arg-type]
+        config=TrainConfig(dim=8, l2=0.0, loss="full-softmax", training="sequences", history_length=6, target_history_dropout=0.0, **kw),  # type: ignore[arg-type]
     )
 
 

@@ -11,11 +11,12 @@ import torch
 
 from crossbench import hookimpl
 from crossbench.data.protocols import FitSplit, make_protocol
-from crossbench.experiment import DEFAULT_EXPERIMENT, DatasetRef, ModelRef, RunOptions
+from crossbench.experiment import DatasetRef, ModelRef, RunOptions
 from crossbench.interfaces import ComponentSpec, FitReport, Recommender, RunEnv
 from crossbench.plugins import get_plugin_manager
 from crossbench.registry import Registry
 from crossbench.runner import run_experiment
+from crossbench_basic import DEFAULT_EXPERIMENT
 from crossbench_zoo.testing import make_tiny_bert
 
 
@@ -54,7 +55,7 @@ REGISTRY = Registry(get_plugin_manager())
 @pytest.fixture(scope="module")
 def sealed_split():
     data = REGISTRY.get("datasets", "synthetic").factory(n_users=300, n_items=60).load()
-    split = make_protocol("cold-start", target="movies", seed=0, test_fraction=0.3, valid_fraction=0.2).split(data)
+    split = make_protocol(REGISTRY, "cold-start", target="movies", seed=0, test_fraction=0.3, valid_fraction=0.2).split(data)
     return replace(split, test=SealedTruth())
 
 

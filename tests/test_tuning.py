@@ -16,12 +16,13 @@ from crossbench import hookimpl
 from crossbench.cli import CliState, cli
 from crossbench.data.protocols import FitSplit, make_protocol
 from crossbench.errors import CrossbenchError
-from crossbench.experiment import DEFAULT_EXPERIMENT, DatasetRef, ModelRef, RunOptions, TuningSettings
+from crossbench.experiment import DatasetRef, ModelRef, RunOptions, TuningSettings
 from crossbench.interfaces import ComponentSpec, FitReport, FloatParam, IntParam, Recommender, RunEnv
 from crossbench.plugins import get_plugin_manager
 from crossbench.registry import Registry
 from crossbench.runner import run_experiment
 from crossbench.tuning import Budget, optimize, tune_split
+from crossbench_basic import DEFAULT_EXPERIMENT
 
 SMALL = {"n_users": 600, "n_items": 150}
 
@@ -65,7 +66,7 @@ def _registry() -> Registry:
 
 def _split(registry: Registry, seed: int):
     data = registry.get("datasets", "synthetic").factory(**SMALL).load()
-    return data, make_protocol("cold-start", target="movies", seed=seed, test_fraction=0.5, valid_fraction=0.1).split(data)
+    return data, make_protocol(registry, "cold-start", target="movies", seed=seed, test_fraction=0.5, valid_fraction=0.1).split(data)
 
 
 def test_planted_optimum_of_a_toy_objective_is_found():

@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from crossbench.data.protocols import ColdStart, Split
+from crossbench.data.protocols import Split
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate.ranking import evaluate
 from crossbench.interfaces import RunEnv
 from crossbench.plugins import get_plugin_manager
 from crossbench.registry import Registry
 from crossbench.train import ComposedRecommender, train_items
+from crossbench_protocols import ColdStart
 from crossbench_synthetic import SyntheticDataset
 from crossbench_synthetic.generator import DOMAIN_NOUNS, FILLER, TOPICS
 

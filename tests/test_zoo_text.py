@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from crossbench.data.protocols import ColdStart
 from crossbench.errors import CrossbenchError
 from crossbench.interfaces import BuildContext
+from crossbench_protocols import ColdStart
 from crossbench_synthetic import SyntheticDataset
 from crossbench_synthetic.generator import DOMAIN_NOUNS, FILLER, TOPICS
 
 pytest.importorskip("transformers")
 
-from crossbench_zoo import text  # noqa: E402
+from crossbench_zoo import factories, text  # noqa: E402
 from crossbench_zoo.testing import make_tiny_bert  # noqa: E402
 
 
@@ -49,10 +49,10 @@ def test_second_build_encodes_nothing(tiny_bert: Path, data, tmp_path: Path, mon
     runs = CountingRuns(monkeypatch)
     ctx = BuildContext(data=data, target="movies", dim=8, cache_dir=tmp_path)
     torch.manual_seed(0)
-    first = text.text_item_encoder(context=ctx, domain="movies", model_path=str(tiny_bert))
+    first = factories.text_item_encoder(context=ctx, domain="movies", model_path=str(tiny_bert))
     assert runs.texts == data.domain("movies").n_items == 25
     torch.manual_seed(0)
-    second = text.text_item_encoder(context=ctx, domain="movies", model_path=str(tiny_bert))
+    second = factories.text_item_encoder(context=ctx, domain="movies", model_path=str(tiny_bert))
     assert runs.texts == 25  # everything came from the cache
     assert torch.equal(first.text, second.text)
     assert first.text.shape == (25, 24)
@@ -60,7 +60,7 @@ def test_second_build_encodes_nothing(tiny_bert: Path, data, tmp_path: Path, mon
     # the adapter's initialisation does not depend on whether the cache was warm
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
     # another pooling is another model identity: encoded again, and different vectors
-    text.text_item_encoder(context=ctx, domain="movies", model_path=str(tiny_bert), pooling="cls")
+    factories.text_item_encoder(context=ctx, domain="movies", model_path=str(tiny_bert), pooling="cls")
     assert runs.texts == 50
 
 

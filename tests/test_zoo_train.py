@@ -8,12 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from crossbench.data.protocols import ColdStart, GroundTruth, Split
+from crossbench.data.protocols import GroundTruth, Split
 from crossbench.errors import CrossbenchError
 from crossbench.interfaces import RunEnv
 from crossbench.plugins import get_plugin_manager
 from crossbench.registry import Registry
 from crossbench.train import ComposedRecommender
+from crossbench.trainconfig import TrainConfig
+from crossbench_protocols import ColdStart
 from crossbench_synthetic import SyntheticDataset
 
 REGISTRY = Registry(get_plugin_manager())
@@ -30,7 +32,7 @@ def env(tmp_path: Path, **kw: object) -> RunEnv:
 
 
 def mf(**kw: object) -> ComposedRecommender:
-    return ComposedRecommender(item_encoder="id", user_encoder="user-id", fusion="target-only", scorer="dot", dim=8, **kw)  # type: ignore[arg-type]
+    return ComposedRecommender(item_encoder="id", user_encoder="user-id", fusion="target-only", scorer="dot", config=TrainConfig(dim=8, **kw))  # type: ignore[arg-type]
 
 
 def test_softmax_loss_matches_hand_computation(split: Split, tmp_path: Path) -> None:
@@ -69,7 +71,8 @@ def test_unknown_loss_is_refused(split: Split, tmp_path: Path) -> None:
 @pytest.mark.parametrize("loss", ["bpr", "softmax"])
 def test_fit_is_deterministic_on_cpu_and_reports_timings(split: Split, tmp_path: Path, loss: str) -> None:
     def run() -> tuple[torch.Tensor, object]:
-        rec = ComposedRecommender(item_encoder="id", user_encoder="gru", fusion="gating", scorer="dot", dim=8, epochs=2, loss=loss, batch_size=256)
+        config = TrainConfig(dim=8, epochs=2, loss=loss, batch_size=256)
+        rec = ComposedRecommender(item_encoder="id", user_encoder="gru", fusion="gating", scorer="dot", config=config)
         report = rec.fit(split, env=env(tmp_path))
         return rec.score(torch.as_tensor(split.test.users)), report
 
@@ -84,7 +87,7 @@ def test_fit_is_deterministic_on_cpu_and_reports_timings(split: Split, tmp_path:
 
 def test_user_id_encoders_skip_histories_but_keep_presence(split: Split, tmp_path: Path) -> None:
     """CMF: a user cold in the target is scored by their source-domain vector alone."""
-    rec = ComposedRecommender(item_encoder="id", user_encoder="user-id", fusion="shared", scorer="dot", dim=8, epochs=1)
+    rec = ComposedRecommender(item_encoder="id", user_encoder="user-id", fusion="shared", scorer="dot", config=TrainConfig(dim=8, epochs=1))
     rec.fit(split, env=env(tmp_path))
     assert rec.model is not None
     cold = torch.as_tensor(split.test.users[:5])
@@ -101,16 +104,16 @@ def test_user_id_encoders_skip_histories_but_keep_presence(split: Split, tmp_pat
 
 
 def test_checkpoint_round_trip_and_refusals(split: Split, tmp_path: Path) -> None:
-    rec = ComposedRecommender(item_encoder="id", user_encoder="mean", fusion="emcdr", scorer="cosine", dim=8, epochs=2)
+    rec = ComposedRecommender(item_encoder="id", user_encoder="mean", fusion="emcdr", scorer="cosine", config=TrainConfig(dim=8, epochs=2))
     rec.fit(split, env=env(tmp_path, checkpoint_dir=tmp_path / "ckpt"))
     path = tmp_path / "ckpt" / "model.pt"
     assert path.is_file()
     torch.load(path, weights_only=True)  # plain tensors and primitives only
     users = torch.as_tensor(split.test.users)
-    again = ComposedRecommender(item_encoder="id", user_encoder="mean", fusion="emcdr", scorer="cosine", dim=8, epochs=2)
+    again = ComposedRecommender(item_encoder="id", user_encoder="mean", fusion="emcdr", scorer="cosine", config=TrainConfig(dim=8, epochs=2))
     again.load_checkpoint(path, split, env=env(tmp_path))
     assert torch.equal(again.score(users), rec.score(users))
-    other = ComposedRecommender(item_encoder="id", user_encoder="mean", fusion="emcdr", scorer="cosine", dim=8, epochs=3)
+    other = ComposedRecommender(item_encoder="id", user_encoder="mean", fusion="emcdr", scorer="cosine", config=TrainConfig(dim=8, epochs=3))
     with pytest.raises(CrossbenchError, match=r"another configuration \(training settings differ: \['epochs'\]\)"):
         other.load_checkpoint(path, split, env=env(tmp_path))
     with pytest.raises(CrossbenchError, match="does not exist"):
@@ -122,7 +125,7 @@ def test_checkpoint_round_trip_and_refusals(split: Split, tmp_path: Path) -> Non
 
 
 def test_early_stopping_selects_on_validation_only(split: Split, tmp_path: Path) -> None:
-    rec = ComposedRecommender(item_encoder="id", user_encoder="mean", fusion="shared", scorer="dot", dim=8, epochs=6, patience=2)
+    rec = ComposedRecommender(item_encoder="id", user_encoder="mean", fusion="shared", scorer="dot", config=TrainConfig(dim=8, epochs=6, patience=2))
     report = rec.fit(split, env=env(tmp_path))
     assert report.valid_metric == "ndcg@10"
     assert len(report.history) == report.epochs

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from crossbench.errors import CrossbenchError
-from crossbench_synthetic.generator import TOPICS, synthetic
+from crossbench_synthetic import synthetic
+from crossbench_synthetic.generator import TOPICS
 
 
 def small(**kw):

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
-from crossbench.data.model import CrossDomainData
 from crossbench.errors import CrossbenchError
+
+if TYPE_CHECKING:  # loaded by the functions that read data, so that declaring a dataset stays cheap
+    import pandas as pd
+
+    from crossbench.data.model import CrossDomainData
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ def deduplicate(frame: pd.DataFrame) -> pd.DataFrame:
 
 def kcore(frame: pd.DataFrame, k: int) -> pd.DataFrame:
     """Per domain, drop users and items with fewer than ``k`` interactions until none are left."""
+    import pandas as pd
+
     if k <= 1:
         return frame
     ucol, icol = ("_u", "_i") if "_i" in frame.columns else ("user", "item")
@@ -109,6 +112,8 @@ def kcore(frame: pd.DataFrame, k: int) -> pd.DataFrame:
 
 def overlap_counts(frame: pd.DataFrame, domains: Sequence[str]) -> dict[str, int]:
     """For each domain, how many of its users are active in at least one other domain."""
+    import pandas as pd
+
     col = "_u" if "_u" in frame.columns else "user"
     users = {d: pd.unique(frame.loc[frame["domain"] == d, col]) for d in domains}
     out = {}
@@ -149,6 +154,11 @@ def build(
     ``domains`` gives the domain order; ``sources`` maps each domain to the file(s) it came
     from, for messages and the record.
     """
+    import numpy as np
+    import pandas as pd
+
+    from crossbench.data.model import CrossDomainData
+
     preprocessing.check(dataset=name)
     steps: list[dict[str, Any]] = []
     frame = interactions.reset_index(drop=True)

@@ -2,26 +2,42 @@
 
 Every factory takes the data location (``path``), the domains, the preprocessing
 (``min_rating``, ``deduplicate``, ``kcore``, ``min_overlap``) and format options as explicit
-keyword arguments, and returns a dataset whose ``load()`` reads the local files.
+keyword arguments, and returns a dataset whose ``load()`` reads the local files. The format
+modules (and pandas) are imported when a factory is called, not when the plugin registers.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crossbench import hookimpl
-from crossbench.data.fetch import Download, data_path
+from crossbench.data.fetch import Download, data_path, prepared_path
 from crossbench.data.preprocess import Preprocessing, as_domains
 from crossbench.interfaces import ComponentSpec
-from crossbench_datasets.amazon import Amazon2018Dataset, Amazon2023Dataset
-from crossbench_datasets.douban import DoubanDataset
-from crossbench_datasets.genres import parse_domains
-from crossbench_datasets.ml100k import ML100KDataset, movielens_100k
-from crossbench_datasets.movielens import MovieLensDataset
-from crossbench_datasets.recbole import RecBoleDataset
-from crossbench_datasets.tabular import TabularDataset
+from crossbench_datasets.ml100k_source import DEFAULT_DOMAINS, ML100K_WHEEL, NAME
+
+if TYPE_CHECKING:
+    from crossbench_datasets.amazon import Amazon2018Dataset, Amazon2023Dataset
+    from crossbench_datasets.douban import DoubanDataset
+    from crossbench_datasets.ml100k import ML100KDataset
+    from crossbench_datasets.movielens import MovieLensDataset
+    from crossbench_datasets.recbole import RecBoleDataset
+    from crossbench_datasets.tabular import TabularDataset
+
+#: where each dataset class lives; the modules (and pandas) load when a factory is called
+_CLASSES = {
+    "Amazon2018Dataset": "amazon", "Amazon2023Dataset": "amazon", "DoubanDataset": "douban", "ML100KDataset": "ml100k",
+    "MovieLensDataset": "movielens", "RecBoleDataset": "recbole", "TabularDataset": "tabular",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLASSES:
+        return getattr(importlib.import_module(f"crossbench_datasets.{_CLASSES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: MovieLens 1M; the md5 is the one GroupLens publishes for ml-1m.zip
 ML1M = Download(
@@ -63,6 +79,8 @@ def amazon2018(
     encoding: str = "utf-8",
 ) -> Amazon2018Dataset:
     """Amazon Reviews 2018 categories in ``path`` (CATEGORY.csv, CATEGORY_5.json, meta_CATEGORY.json)."""
+    from crossbench_datasets.amazon import Amazon2018Dataset
+
     return Amazon2018Dataset(
         path=path, domains=as_domains(domains, dataset="amazon2018"), format=format, meta=bool(meta),
         encoding=encoding, preprocessing=_prep(min_rating, deduplicate, kcore, min_overlap),
@@ -82,6 +100,8 @@ def amazon2023(
     encoding: str = "utf-8",
 ) -> Amazon2023Dataset:
     """Amazon Reviews 2023 categories in ``path`` (CATEGORY.jsonl, meta_CATEGORY.jsonl)."""
+    from crossbench_datasets.amazon import Amazon2023Dataset
+
     return Amazon2023Dataset(
         path=path, domains=as_domains(domains, dataset="amazon2023"), item_field=item_field, meta=bool(meta),
         encoding=encoding, preprocessing=_prep(min_rating, deduplicate, kcore, min_overlap),
@@ -100,6 +120,8 @@ def douban(
     encoding: str = "utf-8",
 ) -> DoubanDataset:
     """Douban book/movie/music review files in ``path``."""
+    from crossbench_datasets.douban import DoubanDataset
+
     return DoubanDataset(
         path=path, domains=as_domains(domains, dataset="douban"), file_pattern=file_pattern, encoding=encoding,
         preprocessing=_prep(min_rating, deduplicate, kcore, min_overlap),
@@ -123,6 +145,8 @@ def recbole(
     encoding: str = "utf-8",
 ) -> RecBoleDataset:
     """RecBole atomic files: PATH/NAME/NAME.inter (and .item) for each domain NAME."""
+    from crossbench_datasets.recbole import RecBoleDataset
+
     return RecBoleDataset(
         path=path, domains=as_domains(domains, dataset="recbole"), user_field=user_field, item_field=item_field,
         time_field=_opt(time_field), rating_field=_opt(rating_field), title_field=_opt(title_field),
@@ -147,6 +171,9 @@ def movielens(
     ``domains``: genres (``Comedy``) or groups (``thriller=Thriller|Crime|Mystery!Comedy``), see
     :mod:`crossbench_datasets.genres`.
     """
+    from crossbench_datasets.genres import parse_domains
+    from crossbench_datasets.movielens import MovieLensDataset
+
     groups = parse_domains(domains, dataset="movielens")
     return MovieLensDataset(
         path=path, domains=tuple(g.name for g in groups), groups=groups, genre_rule=genre_rule,
@@ -223,6 +250,8 @@ def tabular(
     encoding: str = "utf-8",
 ) -> TabularDataset:
     """A CSV or Parquet interaction table (columns named by the ``*_col`` options); ``domains=()`` keeps all."""
+    from crossbench_datasets.tabular import TabularDataset
+
     doms = as_domains(domains, dataset="tabular") if domains else ()
     texts = tuple(text_cols.split(",")) if isinstance(text_cols, str) else tuple(text_cols)
     return TabularDataset(
@@ -231,6 +260,47 @@ def tabular(
         title_col=_opt(title_col), text_cols=tuple(t for t in texts if t), sep=sep, encoding=encoding,
         preprocessing=_prep(min_rating, deduplicate, kcore, min_overlap),
     )
+
+
+def _rating(value: float | str | None) -> float | None:
+    if value is None or str(value).strip().lower() in ("", "none", "null"):
+        return None
+    return float(value)
+
+
+def movielens_100k(
+    *,
+    path: str | None = None,
+    domains: Sequence[str] = DEFAULT_DOMAINS,
+    genre_rule: str = "first",
+    min_rating: float | None = 4.0,
+    deduplicate: bool = True,
+    kcore: int = 0,
+    min_overlap: int = 1,
+    encoding: str = "utf-8",
+) -> ML100KDataset:
+    """MovieLens 100K from the cache (``crossbench data prepare movielens-100k``) or from ``path``.
+
+    ``domains``: genres or genre groups (``NAME=G1|G2!X1``); the default is the development
+    benchmark: comedy, drama, action (the target). ``min_rating=none`` keeps every rating.
+    """
+    from crossbench_datasets.genres import parse_domains
+    from crossbench_datasets.ml100k import ML100KDataset
+
+    groups = parse_domains(domains, dataset=NAME)
+    hint = "pass path=DIR"
+    if path is None:
+        path, hint = str(prepared_path(NAME)), f"prepare it with `crossbench data prepare {NAME}` or pass path=DIR"
+    return ML100KDataset(
+        path=path, domains=tuple(g.name for g in groups), groups=groups, genre_rule=genre_rule, encoding=encoding,
+        missing_hint=hint,
+        preprocessing=Preprocessing(
+            min_rating=_rating(min_rating), deduplicate=bool(deduplicate), kcore=int(kcore), min_overlap=int(min_overlap)
+        ),
+    )
+
+
+movielens_100k.wheel_source = ML100K_WHEEL  # type: ignore[attr-defined]
 
 
 @hookimpl

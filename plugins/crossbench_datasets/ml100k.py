@@ -16,37 +16,13 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from crossbench.data.fetch import WheelMember, WheelSource, prepared_path
 from crossbench.data.io import DataFileError, find_file, read_delimited, require_columns, require_values, to_number
-from crossbench.data.preprocess import Preprocessing
 from crossbench_datasets.base import FileDataset, RawData
 from crossbench_datasets.genres import GenreDomain, check_rule, parse_domains, split_by_genre
+from crossbench_datasets.ml100k_source import DEFAULT_DOMAINS, INTER_HEADER, ITEM_HEADER, LICENCE, ML100K_WHEEL, NAME
 from crossbench_datasets.recbole import atomic_header
 
-NAME = "movielens-100k"
-INTER_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
-ITEM_HEADER = "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"
-LICENCE = (
-    "MovieLens 100K is (c) GroupLens Research, University of Minnesota: free for research, but it may not be "
-    "redistributed; keep this copy (and files derived from it) to yourself, and cite F. M. Harper and "
-    "J. A. Konstan, The MovieLens Datasets (2015), in work that uses it"
-)
-#: RecBole's example copy of MovieLens 100K, inside its pure-Python wheel
-ML100K_WHEEL = WheelSource(
-    package="recbole",
-    version="1.2.1",
-    members=(
-        WheelMember(path="recbole/dataset_example/ml-100k/ml-100k.inter", header=INTER_HEADER),
-        WheelMember(path="recbole/dataset_example/ml-100k/ml-100k.item", header=ITEM_HEADER),
-    ),
-    note=LICENCE,
-)
-#: the development benchmark's domains; the last one is the default target
-DEFAULT_DOMAINS = (
-    "comedy=Comedy|Children's|Animation|Musical",
-    "drama=Drama|Romance|War|Documentary",
-    "action=Action|Adventure|Sci-Fi|Fantasy|Western|Thriller|Crime|Mystery|Horror|Film-Noir",
-)
+__all__ = ["DEFAULT_DOMAINS", "INTER_HEADER", "ITEM_HEADER", "LICENCE", "ML100K_WHEEL", "NAME", "ML100KDataset"]
 
 
 @dataclass(frozen=True)
@@ -103,41 +79,3 @@ class ML100KDataset(FileDataset):
             users=inter["user_id"].to_numpy(), items=inter["item_id"].to_numpy(), timestamps=ts, ratings=rating,
             movies=catalogue, domains=groups, rule=self.genre_rule, sources=sources, movies_path=item_path,
         )
-
-
-def _rating(value: float | str | None) -> float | None:
-    if value is None or str(value).strip().lower() in ("", "none", "null"):
-        return None
-    return float(value)
-
-
-def movielens_100k(
-    *,
-    path: str | None = None,
-    domains: Sequence[str] = DEFAULT_DOMAINS,
-    genre_rule: str = "first",
-    min_rating: float | None = 4.0,
-    deduplicate: bool = True,
-    kcore: int = 0,
-    min_overlap: int = 1,
-    encoding: str = "utf-8",
-) -> ML100KDataset:
-    """MovieLens 100K from the cache (``crossbench data prepare movielens-100k``) or from ``path``.
-
-    ``domains``: genres or genre groups (``NAME=G1|G2!X1``); the default is the development
-    benchmark: comedy, drama, action (the target). ``min_rating=none`` keeps every rating.
-    """
-    groups = parse_domains(domains, dataset=NAME)
-    hint = "pass path=DIR"
-    if path is None:
-        path, hint = str(prepared_path(NAME)), f"prepare it with `crossbench data prepare {NAME}` or pass path=DIR"
-    return ML100KDataset(
-        path=path, domains=tuple(g.name for g in groups), groups=groups, genre_rule=genre_rule, encoding=encoding,
-        missing_hint=hint,
-        preprocessing=Preprocessing(
-            min_rating=_rating(min_rating), deduplicate=bool(deduplicate), kcore=int(kcore), min_overlap=int(min_overlap)
-        ),
-    )
-
-
-movielens_100k.wheel_source = ML100K_WHEEL  # type: ignore[attr-defined]

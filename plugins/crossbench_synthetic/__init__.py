@@ -1,10 +1,40 @@
-"""The built-in synthetic cross-domain dataset."""
+"""The built-in synthetic cross-domain dataset.
+
+The generator (numpy, pandas) is imported when the dataset is built, not when the plugin registers.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from crossbench import hookimpl
 from crossbench.interfaces import CategoricalParam, ComponentSpec, FloatParam
-from crossbench_synthetic.generator import SyntheticDataset, synthetic
+
+if TYPE_CHECKING:
+    from crossbench_synthetic.generator import SyntheticDataset
+
+
+def synthetic(
+    *,
+    n_users: int = 6000,
+    n_items: int = 1500,
+    n_domains: int = 2,
+    n_topics: int = 16,
+    transfer: float = 0.8,
+    overlap: float = 0.6,
+    mean_interactions: float = 20.0,
+    zipf_exponent: float = 0.8,
+    taste_strength: float = 4.0,
+    seed: int = 0,
+) -> SyntheticDataset:
+    """Synthetic cross-domain data; ``transfer`` in [0, 1] is how strongly one domain predicts another."""
+    from crossbench_synthetic.generator import SyntheticDataset
+
+    return SyntheticDataset(
+        n_users=n_users, n_items=n_items, n_domains=n_domains, n_topics=n_topics, transfer=transfer,
+        overlap=overlap, mean_interactions=mean_interactions, zipf_exponent=zipf_exponent,
+        taste_strength=taste_strength, seed=seed,
+    )
 
 
 @hookimpl
@@ -17,6 +47,14 @@ def crossbench_datasets() -> list[ComponentSpec]:
             (FloatParam("transfer", 0.0, 1.0), CategoricalParam("n_users", (1000, 6000, 20000, 100000))),
         )
     ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SyntheticDataset":
+        from crossbench_synthetic.generator import SyntheticDataset
+
+        return SyntheticDataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["SyntheticDataset", "synthetic"]

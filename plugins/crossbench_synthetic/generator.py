@@ -157,24 +157,3 @@ class SyntheticDataset(Dataset):
             titles.append(title)
             texts.append(f"A {noun} about {' '.join(words)}.")
         return titles, texts
-
-
-def synthetic(
-    *,
-    n_users: int = 6000,
-    n_items: int = 1500,
-    n_domains: int = 2,
-    n_topics: int = 16,
-    transfer: float = 0.8,
-    overlap: float = 0.6,
-    mean_interactions: float = 20.0,
-    zipf_exponent: float = 0.8,
-    taste_strength: float = 4.0,
-    seed: int = 0,
-) -> SyntheticDataset:
-    """Synthetic cross-domain data; ``transfer`` in [0, 1] is how strongly one domain predicts another."""
-    return SyntheticDataset(
-        n_users=n_users, n_items=n_items, n_domains=n_domains, n_topics=n_topics, transfer=transfer,
-        overlap=overlap, mean_interactions=mean_interactions, zipf_exponent=zipf_exponent,
-        taste_strength=taste_strength, seed=seed,
-    )

@@ -21,16 +21,18 @@ from crossbench_datasets.ml100k_source import DEFAULT_DOMAINS, ML100K_WHEEL, NAM
 
 if TYPE_CHECKING:
     from crossbench_datasets.amazon import Amazon2018Dataset, Amazon2023Dataset
-    from crossbench_datasets.douban import DoubanDataset
+    from crossbench_datasets.douban_format import DoubanDataset
     from crossbench_datasets.ml100k import ML100KDataset
-    from crossbench_datasets.movielens import MovieLensDataset
-    from crossbench_datasets.recbole import RecBoleDataset
-    from crossbench_datasets.tabular import TabularDataset
+    from crossbench_datasets.movielens_format import MovieLensDataset
+    from crossbench_datasets.recbole_format import RecBoleDataset
+    from crossbench_datasets.tabular_format import TabularDataset
 
-#: where each dataset class lives; the modules (and pandas) load when a factory is called
+#: where each dataset class lives; the modules (and pandas) load when a factory is called. A format
+#: module is not named like a factory: importing ``crossbench_datasets.NAME`` would replace the
+#: package's attribute ``NAME`` (the factory) with the module.
 _CLASSES = {
-    "Amazon2018Dataset": "amazon", "Amazon2023Dataset": "amazon", "DoubanDataset": "douban", "ML100KDataset": "ml100k",
-    "MovieLensDataset": "movielens", "RecBoleDataset": "recbole", "TabularDataset": "tabular",
+    "Amazon2018Dataset": "amazon", "Amazon2023Dataset": "amazon", "DoubanDataset": "douban_format", "ML100KDataset": "ml100k",
+    "MovieLensDataset": "movielens_format", "RecBoleDataset": "recbole_format", "TabularDataset": "tabular_format",
 }
 
 
@@ -120,7 +122,7 @@ def douban(
     encoding: str = "utf-8",
 ) -> DoubanDataset:
     """Douban book/movie/music review files in ``path``."""
-    from crossbench_datasets.douban import DoubanDataset
+    from crossbench_datasets.douban_format import DoubanDataset
 
     return DoubanDataset(
         path=path, domains=as_domains(domains, dataset="douban"), file_pattern=file_pattern, encoding=encoding,
@@ -145,7 +147,7 @@ def recbole(
     encoding: str = "utf-8",
 ) -> RecBoleDataset:
     """RecBole atomic files: PATH/NAME/NAME.inter (and .item) for each domain NAME."""
-    from crossbench_datasets.recbole import RecBoleDataset
+    from crossbench_datasets.recbole_format import RecBoleDataset
 
     return RecBoleDataset(
         path=path, domains=as_domains(domains, dataset="recbole"), user_field=user_field, item_field=item_field,
@@ -172,7 +174,7 @@ def movielens(
     :mod:`crossbench_datasets.genres`.
     """
     from crossbench_datasets.genres import parse_domains
-    from crossbench_datasets.movielens import MovieLensDataset
+    from crossbench_datasets.movielens_format import MovieLensDataset
 
     groups = parse_domains(domains, dataset="movielens")
     return MovieLensDataset(
@@ -250,7 +252,7 @@ def tabular(
     encoding: str = "utf-8",
 ) -> TabularDataset:
     """A CSV or Parquet interaction table (columns named by the ``*_col`` options); ``domains=()`` keeps all."""
-    from crossbench_datasets.tabular import TabularDataset
+    from crossbench_datasets.tabular_format import TabularDataset
 
     doms = as_domains(domains, dataset="tabular") if domains else ()
     texts = tuple(text_cols.split(",")) if isinstance(text_cols, str) else tuple(text_cols)

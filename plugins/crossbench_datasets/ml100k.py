@@ -20,7 +20,7 @@ from crossbench.data.io import DataFileError, find_file, read_delimited, require
 from crossbench_datasets.base import FileDataset, RawData
 from crossbench_datasets.genres import GenreDomain, check_rule, parse_domains, split_by_genre
 from crossbench_datasets.ml100k_source import DEFAULT_DOMAINS, INTER_HEADER, ITEM_HEADER, LICENCE, ML100K_WHEEL, NAME
-from crossbench_datasets.recbole import atomic_header
+from crossbench_datasets.recbole_format import atomic_header
 
 __all__ = ["DEFAULT_DOMAINS", "INTER_HEADER", "ITEM_HEADER", "LICENCE", "ML100K_WHEEL", "NAME", "ML100KDataset"]
 

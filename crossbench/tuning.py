@@ -42,6 +42,7 @@ import crossbench
 from crossbench.data.protocols import FitSplit, make_protocol, resolve_targets
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate import evaluate
+from crossbench.evaluate.validation import objective_metrics
 from crossbench.experiment import Experiment, ModelRef, RunOptions, TuningSettings, dataset_params, pick_device, validate
 from crossbench.interfaces import CategoricalParam, FloatParam, IntParam, Param, RunEnv
 from crossbench.modelspace import component_space, default_values, make_recommender, own_space
@@ -259,7 +260,7 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
 def check_tuning(exp: Experiment, settings: TuningSettings, *, registry: Registry, results_dir: Any) -> StorageSpec:
     """Every tuning setting and the storage, checked before any work."""
     settings.check()
-    registry.metrics([settings.metric])
+    objective_metrics(registry, settings.metric)
     return resolve_storage(settings.storage, results_dir=results_dir)
 
 
@@ -329,7 +330,7 @@ def tune_split(
         study.enqueue_trial(default_values(registry, m.name, default, space), user_attrs={DEFAULTS: True}, skip_if_exists=True)
     exclude = train_items(view.train, view.target)
     n_items = view.train.domain(view.target).n_items
-    metric = registry.metrics([settings.metric])
+    metric = objective_metrics(registry, settings.metric)
     key = settings.objective
 
     def objective(trial: optuna.Trial) -> float:

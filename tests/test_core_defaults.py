@@ -215,3 +215,15 @@ def test_a_factory_that_returns_no_protocol_is_named() -> None:
     registry = Registry(get_plugin_manager([_LastOne()]))
     with pytest.raises(CrossbenchError, match=r"protocol 'not-a-protocol': its factory returned object, not a crossbench Protocol"):
         make_protocol(registry, "not-a-protocol", target="movies", seed=0)
+
+
+def test_default_tuning_objective_needs_no_metric_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crossbench.evaluate.validation import VALIDATION_SPEC, objective_metrics
+
+    assert objective_metrics(Registry(get_plugin_manager()), "ndcg")["ndcg"].compute is plugin_ndcg
+    monkeypatch.setenv("CROSSBENCH_DISABLE_PLUGINS", ONLY_USED)
+    bare = Registry(get_plugin_manager())
+    assert objective_metrics(bare, "ndcg") == {"ndcg": VALIDATION_SPEC}
+    assert objective_metrics(bare, "map")["map"].name == "map"
+    with pytest.raises(CrossbenchError, match="unknown metric 'recall'"):
+        objective_metrics(bare, "recall")

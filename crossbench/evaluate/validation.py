@@ -15,6 +15,8 @@ from crossbench.interfaces import MetricSpec
 if TYPE_CHECKING:
     import torch
 
+    from crossbench.registry import Registry
+
 #: The name the trainer reports its validation metric under (``ndcg@K`` in fit reports and records).
 VALIDATION_METRIC = "ndcg"
 
@@ -38,3 +40,11 @@ def ndcg_at_k(ranks: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Te
 
 #: :func:`ndcg_at_k` as a metric the evaluator computes.
 VALIDATION_SPEC = MetricSpec(VALIDATION_METRIC, ndcg_at_k, "binary NDCG@K (log2 discount), the trainer's validation metric")
+
+
+def objective_metrics(registry: Registry, name: str) -> dict[str, MetricSpec]:
+    """The metric ``name`` to tune on: the registered one, or the core's NDCG when ``name`` is ``ndcg``
+    and no plugin registers a metric of that name (so the default objective ``ndcg@10`` needs no plugin)."""
+    if name == VALIDATION_METRIC and name not in registry.names("metrics"):
+        return {name: VALIDATION_SPEC}
+    return dict(registry.metrics([name]))

@@ -35,9 +35,9 @@ def main() -> None:
 
     import torch
 
+    from crossbench.assignments import parse_assignment
     from crossbench.data.protocols import make_protocol
     from crossbench.evaluate.ranking import evaluate
-    from crossbench.experiment import parse_assignment
     from crossbench.interfaces import RunEnv
     from crossbench.modelspace import make_recommender
     from crossbench.plugins import get_plugin_manager

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from crossbench import __version__
+from crossbench.assignments import parse_assignment
 from crossbench.data.cli import data_group
 from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.experiment import (
@@ -26,7 +27,6 @@ from crossbench.experiment import (
     experiment_fingerprint,
     load_experiment,
     no_default_message,
-    parse_assignment,
 )
 from crossbench.interfaces import COMPONENT_ROLES
 from crossbench.plugins import get_plugin_manager

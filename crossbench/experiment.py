@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crossbench.assignments import parse_assignment as parse_assignment  # re-exported: read by the CLI commands
 from crossbench.data.protocols import make_protocol
 from crossbench.errors import CrossbenchError, closest, unknown_name_message
 from crossbench.interfaces import COMPONENT_ROLES, ComponentRef, RunEnv, coerce_kwargs
@@ -292,21 +292,6 @@ def _expect_list(value: Any, kind: type, where: str) -> list[Any]:
     if not isinstance(value, list) or not value:
         raise CrossbenchError(f"{where} must be a non-empty list, got {value!r}")
     return [_expect(v, kind, f"{where} item") for v in value]
-
-
-def parse_assignment(text: str, *, option: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` from the command line; VALUE is read as a TOML value, else as a string."""
-    if "=" not in text:
-        raise CrossbenchError(f"{option} {text!r}: expected KEY=VALUE")
-    key, value = text.split("=", 1)
-    key = key.strip()
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-        raise CrossbenchError(f"{option} {text!r}: {key!r} is not a valid parameter name")
-    try:
-        parsed = tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError:
-        parsed = value
-    return key, parsed
 
 
 # ------------------------------------------------------------------------------ validation

@@ -16,6 +16,7 @@ from typing import Any
 
 import crossbench
 from crossbench.errors import CrossbenchError
+from crossbench.files import file_sha256 as file_sha256  # re-exported: records name their files by hash
 
 SCHEMA_VERSION = 1
 
@@ -57,17 +58,6 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "to_dict"):
         return value.to_dict()
     return repr(value)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, read in blocks."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def git_commit() -> str | None:

@@ -1,4 +1,7 @@
-"""Composed models (item encoder + user encoder + fusion + scorer) and their trainer.
+"""The trainer of composed models (item encoder + user encoder + fusion + scorer).
+
+The model itself is :class:`crossbench.composed.ComposedModel`; its weights are saved and
+read by :mod:`crossbench.checkpoints`; its settings are :class:`crossbench.trainconfig.TrainConfig`.
 
 Training runs over the training interactions of every domain the fusion reads (only the
 target domain for target-only fusions). For a positive pair ``(u, i)`` in domain ``d`` the
@@ -16,16 +19,12 @@ Losses:
 
 Model selection is early stopping on the validation ground truth; the test set is never
 read here. Training is seeded and deterministic on CPU; on CUDA the forward passes can run
-under bf16 autocast (``RunEnv.bf16``). Checkpoints are plain tensors and primitives, saved
-atomically and loaded with ``torch.load(..., weights_only=True)``.
+under bf16 autocast (``RunEnv.bf16``).
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from contextlib import nullcontext
@@ -36,10 +35,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from crossbench.data.model import CrossDomainData
-from crossbench.data.protocols import FitSplit, GroundTruth
+from crossbench.checkpoints import read_checkpoint, save_checkpoint
+from crossbench.composed import ComposedModel, build_histories, reads_history, train_items
+from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.evaluate.ranking import evaluate
 from crossbench.evaluate.validation import VALIDATION_METRIC, VALIDATION_SPEC
@@ -53,83 +52,12 @@ from crossbench.interfaces import (
     RunEnv,
     check_kwargs,
 )
-from crossbench.modules import Fusion, ItemEncoder, Scorer, UserEncoder
+from crossbench.modules import ItemEncoder
 from crossbench.progress import progress_bar
 from crossbench.train_sequences import sequence_step, sequence_windows
+
+__all__ = ["ComponentRef", "ComposedModel", "ComposedRecommender", "TrainConfig", "build_histories", "train_items"]
 from crossbench.trainconfig import TrainConfig
-
-CHECKPOINT_FORMAT = 1
-
-
-def build_histories(data: CrossDomainData, length: int) -> dict[str, torch.Tensor]:
-    """Per domain, ``[n_users, length]`` item indices (most recent last, ``-1`` padding on the left)."""
-    out: dict[str, torch.Tensor] = {}
-    for name, dom in data.domains.items():
-        inter = dom.interactions.sort_values(["user", "timestamp"], kind="stable")
-        users = inter["user"].to_numpy()
-        items = inter["item"].to_numpy()
-        hist = np.full((data.n_users, length), -1, dtype=np.int64)
-        if len(users):
-            ends = np.searchsorted(users, users, side="right")
-            pos_from_end = ends - 1 - np.arange(len(users))  # 0 for the most recent
-            keep = pos_from_end < length
-            hist[users[keep], length - 1 - pos_from_end[keep]] = items[keep]
-        out[name] = torch.from_numpy(hist)
-    return out
-
-
-def train_items(data: CrossDomainData, domain: str) -> GroundTruth:
-    """The training items of every user in ``domain``, for masking at evaluation."""
-    inter = data.domain(domain).interactions
-    return GroundTruth.from_pairs(inter["user"].to_numpy(), inter["item"].to_numpy())
-
-
-def reads_history(encoder: nn.Module) -> bool:
-    """False for user encoders that declare ``uses_history = False`` (e.g. user-ID embeddings)."""
-    return bool(getattr(encoder, "uses_history", True))
-
-
-class ComposedModel(nn.Module):
-    """Item encoders and user encoders per domain, one fusion, one scorer."""
-
-    def __init__(
-        self,
-        *,
-        item_encoders: Mapping[str, ItemEncoder],
-        user_encoders: Mapping[str, UserEncoder],
-        fusion: Fusion,
-        scorer: Scorer,
-    ) -> None:
-        super().__init__()
-        self.item_encoders = nn.ModuleDict(dict(item_encoders))
-        self.user_encoders = nn.ModuleDict(dict(user_encoders))
-        self.fusion = fusion
-        self.scorer = scorer
-
-    def domains_for(self, target: str) -> list[str]:
-        return list(self.item_encoders) if self.fusion.cross_domain else [target]
-
-    def user_vectors(
-        self,
-        users: torch.Tensor,
-        histories: Mapping[str, torch.Tensor],
-        masks: Mapping[str, torch.Tensor],
-        target: str,
-        present: Mapping[str, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        """Encode every domain's history and fuse. ``present[d]`` defaults to ``masks[d].any(1)``."""
-        vectors, pres, items = {}, {}, {}
-        skip_sources = self.fusion.item_level and not self.fusion.pooled_sources
-        for d, hist in histories.items():
-            items[d] = self.item_encoders[d](hist.clamp(min=0))
-            if skip_sources and d != target:
-                vectors[d] = items[d].new_zeros(items[d].shape[0], items[d].shape[-1])
-            else:
-                vectors[d] = self.user_encoders[d](users, items[d], masks[d])
-            pres[d] = present[d] if present is not None else masks[d].any(1)
-        if self.fusion.item_level:
-            return self.fusion(vectors, pres, target, items=items, item_masks=dict(masks))
-        return self.fusion(vectors, pres, target)
 
 
 class ComposedRecommender(Recommender):
@@ -425,22 +353,10 @@ class ComposedRecommender(Recommender):
     # -- checkpoints ----------------------------------------------------------------------
 
     def save_checkpoint(self, path: Path) -> Path:
-        """Write the fitted model's weights and description to ``path`` atomically."""
+        """Write the fitted model's weights and description to ``path`` atomically (:mod:`crossbench.checkpoints`)."""
         if self.model is None:
             raise CrossbenchError("save_checkpoint() called before fit()")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        payload = {"format": CHECKPOINT_FORMAT, "describe": json.dumps(self.describe(), sort_keys=True), "state": state}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return save_checkpoint(Path(path), state=self.model.state_dict(), describe=self.describe())
 
     def load_checkpoint(self, path: Path, split: FitSplit, *, env: RunEnv) -> None:
         """Rebuild the model for ``split`` and load weights saved by :meth:`save_checkpoint`.
@@ -448,23 +364,9 @@ class ComposedRecommender(Recommender):
         Only tensors and primitives are read (``weights_only=True``); a checkpoint of another
         configuration is refused with the difference named.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise CrossbenchError(f"checkpoint {str(path)!r} does not exist; fit the model with a checkpoint_dir first")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CrossbenchError(f"checkpoint {str(path)!r} could not be read safely: {type(exc).__name__}: {exc}") from exc
-        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-            raise CrossbenchError(f"checkpoint {str(path)!r} is not a crossbench checkpoint of format {CHECKPOINT_FORMAT}")
-        saved = json.loads(payload["describe"])
-        mine = json.loads(json.dumps(self.describe(), sort_keys=True))
-        if saved != mine:
-            diff = sorted(k for k in set(saved["training"]) | set(mine["training"]) if saved["training"].get(k) != mine["training"].get(k))
-            what = f"training settings differ: {diff}" if diff else "components differ"
-            raise CrossbenchError(f"checkpoint {str(path)!r} was saved by another configuration ({what}); build the same model")
+        state = read_checkpoint(Path(path), describe=self.describe())
         model = self._prepare(split, env)
-        model.load_state_dict(payload["state"])
+        model.load_state_dict(state)
         model.eval()
 
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import click
 
+from crossbench.assignments import parse_assignment
 from crossbench.data.fetch import INDEX_ENV, downloads_of, fetch, prepare, prepared_path, wheel_source_of
 from crossbench.data.stats import domain_stats, overlap_stats, protocol_stats, render
 from crossbench.errors import CrossbenchError
-from crossbench.experiment import parse_assignment
 from crossbench.interfaces import check_kwargs
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate.ranking import EvalResult
-from crossbench.results import file_sha256
+from crossbench.files import file_sha256
 
 _CATALOG = "catalog:"
 _RESERVED = ("users", "meta")

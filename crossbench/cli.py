@@ -351,6 +351,9 @@ def leaderboard(paths: tuple[Path, ...], output: Path | None, check: Path | None
 
 
 cli.add_command(data_group)
+from crossbench.cli_simulate import recommend_command, simulate_command  # noqa: E402 (reads the options above)
+
+cli.add_command(recommend_command); cli.add_command(simulate_command)  # noqa: E702
 
 
 def build_cli(state: CliState | None = None) -> click.Group:

@@ -66,6 +66,13 @@ def crossbench_metrics() -> Iterable[MetricSpec]:
 
 
 @hookspec
+def crossbench_feedback_models() -> Iterable[ComponentSpec]:
+    """Feedback models of the simulation (which shown items a user takes): ``factory(**hp) -> FeedbackModel``
+    (:class:`crossbench.feedback.FeedbackModel`)."""
+    raise NotImplementedError
+
+
+@hookspec
 def crossbench_commands(cli: click.Group) -> None:
     """Add sub-commands to the ``crossbench`` command group."""
 

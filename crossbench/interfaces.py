@@ -343,6 +343,16 @@ class Recommender(abc.ABC):
         allowed; a ``score`` without the keyword is called without it.
         """
 
+    def update(self, split: FitSplit, *, env: RunEnv) -> FitReport:
+        """Learn again after the feedback loop appended interactions to ``split.train``.
+
+        ``split`` is the split of the last fit with new target-domain interactions (later than
+        every training timestamp) added to its training data. How to update is the model's own
+        choice: trainer-based models fine-tune from their current weights; the default refits
+        from scratch (``fit``), which closed-form models keep.
+        """
+        return self.fit(split, env=env)
+
     def describe(self) -> Mapping[str, Any]:
         """Components and hyperparameters for the run record."""
         return {}

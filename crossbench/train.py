@@ -298,8 +298,20 @@ class ComposedRecommender(Recommender):
     # -- fitting --------------------------------------------------------------------------
 
     def fit(self, split: FitSplit, *, env: RunEnv) -> FitReport:
-        cfg = self.config
+        return self._train(split, env, self._prepare(split, env))
+
+    def update(self, split: FitSplit, *, env: RunEnv) -> FitReport:
+        """Warm-started fine-tuning: training resumes from the current weights on ``split`` (the
+        same settings and early stopping on validation users); before any fit, a fit."""
+        if self.model is None:
+            return self.fit(split, env=env)
+        weights = self.model.state_dict()
         model = self._prepare(split, env)
+        model.load_state_dict(weights)
+        return self._train(split, env, model)
+
+    def _train(self, split: FitSplit, env: RunEnv, model: ComposedModel) -> FitReport:
+        cfg = self.config
         domains = model.domains_for(split.target)
         sequences = cfg.training == "sequences"
         pairs = {} if sequences else {  # (user, item) tensors are read by pair training only

@@ -214,7 +214,9 @@ class Simulation:
         t0 = time.perf_counter()
         report = model.fit(pop.base, env=env)
         fit_s = time.perf_counter() - t0
-        refits = type(model).update is Recommender.update
+        own = getattr(type(model), "update", None)  # a plugin model need not subclass Recommender
+        refits = own is None or own is Recommender.update
+        update = model.update if own is not None else model.fit
         probe_keys = np.repeat(pop.probe.users, np.diff(pop.probe.indptr)).astype(np.int64) * n_items + pop.probe.items
         is_probe = lambda lists: np.isin(pop.users[:, None] * n_items + lists, probe_keys) & (lists >= 0)  # noqa: E731
         current = pop.base
@@ -222,7 +224,7 @@ class Simulation:
             log(f"resuming after round {done}")
             for r in ([done] if refits else range(1, done + 1)):
                 current = train_after(pop.base, taken, upto=r, k=s.k)
-                model.update(current, env=dataclasses.replace(env, seed=update_seed(self.seed, r)))
+                update(current, env=dataclasses.replace(env, seed=update_seed(self.seed, r)))
         t1 = time.perf_counter()
         measured, shown = scoring_pass(model, current, pop, pop.probe, k=s.k, metrics=metrics,
                                        device=env.device, chunk_size=self.chunk_size)
@@ -245,7 +247,7 @@ class Simulation:
             feedback_s = time.perf_counter() - tf
             tu = time.perf_counter()
             current = train_after(pop.base, taken, upto=r, k=s.k)
-            fitted = model.update(current, env=dataclasses.replace(env, seed=update_seed(self.seed, r)))
+            fitted = update(current, env=dataclasses.replace(env, seed=update_seed(self.seed, r)))
             update_s = time.perf_counter() - tu
             tp = time.perf_counter()
             round_exposure = exposure(shown, n_items)

@@ -93,7 +93,7 @@ def render_leaderboard(records: Sequence[dict[str, Any]], *, command: str | None
         lines += [f"## {dataset} → {target}", "",
                   f"{s['rounds']} rounds, top {s['k']} shown, feedback {s['feedback']} {s['feedback_params'] or ''}".rstrip()
                   + f"; {first['population']['cold']} cold and {first['population']['warm']} warm users; "
-                  f"accuracy on held-out items not yet taken.", ""]
+                  f"accuracy on held-out probe items (never taken).", ""]
         keys = list(summary(first))
         rows = []
         for label, recs in by_model.items():

@@ -55,8 +55,7 @@ def recommend_command(
     seed = exp.seeds[0] if seed is None else seed
     dev = pick_device(device)
     set_threads(threads)
-    target = selection["targets"][0] if selection.get("targets") else None
-    data, split = load_split(exp, state.registry, target=target, seed=seed)
+    data, split = load_split(exp, state.registry, target=None, seed=seed)  # --target is in the experiment's protocol
     users = user_indices(data, ids)
     env = RunEnv(registry=state.registry, device=dev, seed=seed, progress=not quiet, cache_dir=cache_dir)
     model = fit_for(exp, exp.models[0], split, registry=state.registry, env=env, checkpoint=checkpoint)

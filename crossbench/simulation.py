@@ -174,6 +174,21 @@ def scoring_pass(
     return {"accuracy": accuracy, "users_with_future": counts}, shown
 
 
+def _report(report: Any) -> dict[str, Any]:
+    """A fit's report for the record (a plugin model may return none)."""
+    return dataclasses.asdict(report) if dataclasses.is_dataclass(report) and not isinstance(report, type) else {}
+
+
+def _content_sha(taken: Mapping[str, np.ndarray], counts: np.ndarray) -> str:
+    """sha256 of the state's arrays (the taken interactions, then the exposure counts)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in [*(taken[c] for c in STATE_COLUMNS), counts]:
+        h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
 def gini(counts: np.ndarray) -> float:
     """Gini coefficient of non-negative ``counts`` (0: all equal; towards 1: all on one item)."""
     x = np.sort(np.asarray(counts, dtype=np.float64))
@@ -230,7 +245,7 @@ class Simulation:
                                        device=env.device, chunk_size=self.chunk_size)
         if not record["rounds"]:
             record["rounds"] = [{"round": 0, **measured, "exposure": None, "taken": 0,
-                                 "seconds": {"update": fit_s, "pass": time.perf_counter() - t1}, "fit": dataclasses.asdict(report)}]
+                                 "seconds": {"update": fit_s, "pass": time.perf_counter() - t1}, "fit": _report(report)}]
             record["population"] = {"users": len(pop.users), "cold": len(pop.cold), "warm": len(pop.users) - len(pop.cold),
                                     "future_items": len(pop.future.items)}
             record["update"] = "refit" if refits else "own update (" + type(model).__name__ + ".update)"
@@ -258,7 +273,7 @@ class Simulation:
             popularity = np.bincount(current.train.domain(current.target).interactions["item"].to_numpy(), minlength=n_items)
             record["rounds"].append({
                 "round": r, **measured, "exposure": {**round_exposure, "interaction_gini": gini(popularity)},
-                "taken": int(len(rows)), "fit": dataclasses.asdict(fitted),
+                "taken": int(len(rows)), "fit": _report(fitted),
                 "seconds": {"feedback": feedback_s, "update": update_s, "pass": time.perf_counter() - tp},
             })
             self._save(record, taken, counts)
@@ -285,7 +300,11 @@ class Simulation:
             taken = {c: np.asarray(state[c], dtype=np.int64) for c in STATE_COLUMNS}
             counts = np.asarray(state["exposure"], dtype=np.int64)[:done]
         keep = taken["round"] <= done  # the state may be one round ahead of a record cut short
-        return record, {c: v[keep] for c, v in taken.items()}, counts
+        taken = {c: v[keep] for c, v in taken.items()}
+        saved = record.get("state", {})
+        if saved.get("rounds") == done and saved.get("sha256") != _content_sha(taken, counts):
+            raise CrossbenchError(f"{self.state_path} does not match its record {self.record_path.name}; pass --overwrite to start again")
+        return record, taken, counts
 
     def _save(self, record: dict[str, Any], taken: Mapping[str, np.ndarray], counts: np.ndarray) -> None:
         """The state (taken interactions, exposure counts per round), then the record, each atomically."""
@@ -303,4 +322,5 @@ class Simulation:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        record["state"] = {"path": self.state_path.name, "rounds": len(record["rounds"]) - 1, "sha256": _content_sha(taken, counts)}
         write_json_atomic(self.record_path, record)

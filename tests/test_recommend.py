@@ -126,3 +126,28 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path):
         res = runner.invoke(cli, ["recommend", "--model", "popularity", "--users", "u000003", "--output", str(tmp_path / "r.parquet"), *SMALL],
                             obj=CliState())
         assert res.exit_code == 0 and len(pd.read_parquet(tmp_path / "r.parquet")) == 10
+
+
+def test_a_checkpoint_is_loaded_instead_of_fitting(tmp_path):
+    from crossbench.experiment import DatasetRef, Experiment
+
+    registry = Registry(get_plugin_manager())
+    exp = Experiment(dataset=DatasetRef("synthetic", {"n_users": 400, "n_items": 80}), models=(ModelRef("mf", {"epochs": 2, "dim": 8}),))
+    data, split = load_split(exp, registry, target=None, seed=0)
+    other = fit_for(exp, exp.models[0], split, registry=registry,
+                    env=RunEnv(registry=registry, seed=5, progress=False, checkpoint_dir=tmp_path))  # another seed's weights
+    users = np.unique(split.train.domain(split.target).interactions["user"])[:20]  # warm users: MF scores them by their own vectors
+    expected = recommend(other, split.train, split.target, users, k=5).frame
+    res = CliRunner().invoke(cli, ["recommend", "--model", "mf", "--model-param", "epochs=2", "--model-param", "dim=8", "--users",
+                                   ",".join(str(data.user_ids[u]) for u in users), "-k", "5", "--checkpoint", str(tmp_path / "model.pt"),
+                                   *SMALL], obj=CliState())
+    assert res.exit_code == 0, res.output
+    got = pd.read_csv(__import__("io").StringIO(res.stdout))
+    assert list(got["item"]) == list(expected["item"])
+    np.testing.assert_allclose(got["score"], expected["score"], rtol=1e-6)
+    refit = recommend(fit_for(exp, exp.models[0], split, registry=registry, env=RunEnv(registry=registry, seed=0, progress=False)),
+                      split.train, split.target, users, k=5).frame
+    assert not np.allclose(refit["score"], expected["score"])  # the seed-0 fit differs: the checkpoint was really read
+    res = CliRunner().invoke(cli, ["recommend", "--model", "popularity", "--users", "u000003", "--checkpoint", str(tmp_path / "model.pt"),
+                                   *SMALL], obj=CliState())
+    assert res.exit_code == 2 and "cannot load a checkpoint" in res.stderr

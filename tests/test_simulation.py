@@ -159,3 +159,15 @@ def test_experiment_file_section_drives_the_simulation(tmp_path):
     assert rec["finished"] and len(rec["rounds"]) == 3 and rec["settings"]["k"] == 5
     assert rec["feedback"] == {"name": "planted", "params": {"draws": None, "position_bias": 1.0}}
     assert rec["population"]["users"] == 60
+
+
+def test_a_simulation_section_leaves_run_fingerprints_alone(tmp_path):
+    from crossbench.experiment import experiment_fingerprint, load_experiment
+
+    plain = tmp_path / "a.toml"
+    plain.write_text('[[models]]\nname = "popularity"\n')
+    with_sim = tmp_path / "b.toml"
+    with_sim.write_text('[[models]]\nname = "popularity"\n[simulation]\nrounds = 3\nprobe = 0.25\n')
+    a, b = load_experiment(plain), load_experiment(with_sim)
+    assert b.simulation == SimulationSettings(rounds=3, probe=0.25)
+    assert experiment_fingerprint(a) == experiment_fingerprint(b)

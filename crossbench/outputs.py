@@ -5,7 +5,10 @@ Layout::
     DIR/experiment.json     the experiment and its fingerprint (what the records belong to)
     DIR/runs/*.json         one record per finished (target, seed, model) run
     DIR/runs/*.users.npz    its per-user metric values
+    DIR/runs/experiment.toml  the experiment as a file (``crossbench reproduce`` reruns a row from it)
     DIR/leaderboard.md      the table, rebuilt from the records after every run command
+    DIR/leaderboard.csv     the same numbers as CSV, and as JSON in leaderboard.json
+    DIR/plots/*.png         metric@K curves and results by user group, per table section
     DIR/pairwise.md         every model against every other
     DIR/tuning.db           Optuna studies (default tuning storage)
     DIR/studies/*.png       optimisation history and parameter importances per study
@@ -29,12 +32,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from crossbench.errors import CrossbenchError
-from crossbench.results import SCHEMA_VERSION, file_sha256, write_json_atomic
+from crossbench.results import SCHEMA_VERSION, file_sha256, write_json_atomic, write_text_atomic
 
 MANIFEST = "experiment.json"
+#: the experiment as a TOML file, inside runs/ beside the records
+EXPERIMENT_FILE = "experiment.toml"
 LOCK = ".crossbench.lock"
 #: what ``overwrite`` removes; any other file in the folder (an experiment.toml, notes) stays
-MANAGED = (MANIFEST, "runs", "leaderboard.md", "pairwise.md", "tuning.db", "tuning.db-wal", "tuning.db-shm", "studies")
+MANAGED = (MANIFEST, "runs", "leaderboard.md", "pairwise.md", "leaderboard.csv", "leaderboard.json", "plots",
+           "tuning.db", "tuning.db-wal", "tuning.db-shm", "studies")
 
 
 class ResultsFolder:
@@ -125,9 +131,14 @@ class ResultsFolder:
             self.check(fingerprint, overwrite=False)
         self.remove_leftovers()
 
-    def write_manifest(self, *, fingerprint: str, manifest: dict[str, Any]) -> None:
-        """Say which experiment the records belong to (before the first record is written)."""
+    def write_manifest(self, *, fingerprint: str, manifest: dict[str, Any], experiment_toml: str | None = None) -> None:
+        """Say which experiment the records belong to (before the first record is written).
+
+        ``experiment_toml``, the experiment as a file, is kept as ``runs/experiment.toml``.
+        """
         self._require_lock()
+        if experiment_toml is not None and not (self.runs / EXPERIMENT_FILE).is_file():
+            write_text_atomic(self.runs / EXPERIMENT_FILE, experiment_toml)
         path = self.path / MANIFEST
         try:
             if json.loads(path.read_text(encoding="utf-8")).get("fingerprint") == fingerprint:

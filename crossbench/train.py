@@ -57,6 +57,7 @@ from crossbench.interfaces import (
     check_kwargs,
 )
 from crossbench.progress import progress_bar
+from crossbench.results import umask_mode
 from crossbench.train_sequences import sequence_step, sequence_windows
 
 LOSSES = ("bpr", "softmax", "full-softmax")
@@ -506,6 +507,7 @@ class ComposedRecommender(Recommender):
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         payload = {"format": CHECKPOINT_FORMAT, "describe": json.dumps(self.describe(), sort_keys=True), "state": state}
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, umask_mode())
         os.close(fd)
         try:
             torch.save(payload, tmp)

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from crossbench import __version__
+from crossbench.cli_errors import ErrorContractGroup
 from crossbench.cli_records import reproduce, verify
 from crossbench.data.cli import data_group
 from crossbench.errors import CrossbenchError, unknown_name_message
@@ -48,19 +49,7 @@ class CliState:
         return self._registry
 
 
-class _Group(click.Group):
-    """Turns :class:`CrossbenchError` into one line on stderr and exit status 2."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except CrossbenchError as exc:
-            click.echo(f"crossbench: error: {exc}", err=True)
-            ctx.exit(2)
-        except KeyboardInterrupt:
-            # every result file is written atomically: nothing half-written is left behind
-            click.echo("crossbench: interrupted; finished runs are kept, the same command resumes", err=True)
-            ctx.exit(130)
+_Group = ErrorContractGroup
 
 
 def _state() -> CliState:

@@ -408,6 +408,12 @@ def coerce_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str)
     from crossbench.errors import CrossbenchError
 
     check_kwargs(spec, params, where=where)
+    required = [p.name for p in inspect.signature(spec.factory).parameters.values()
+                if p.default is p.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                and p.name not in params and p.name not in ("context", "domain")]
+    if required:
+        raise CrossbenchError(f"{where}: parameter(s) {', '.join(map(repr, required))} are required; give them, "
+                              f"e.g. {required[0]}=VALUE in the experiment file or on the command line")
     try:
         factory = spec.factory
         target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]

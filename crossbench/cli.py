@@ -15,7 +15,7 @@ from crossbench import __version__
 from crossbench.cli_errors import ErrorContractGroup
 from crossbench.cli_records import reproduce, verify
 from crossbench.data.cli import data_group
-from crossbench.errors import CrossbenchError, unknown_name_message
+from crossbench.errors import CrossbenchError, closest, unknown_name_message
 from crossbench.experiment import (
     DEFAULT_EXPERIMENT,
     PRUNERS,
@@ -234,8 +234,11 @@ def _model_params(models: tuple[ModelRef, ...], assignments: tuple[str, ...], re
         if not takers:
             names = ", ".join(m.display for m in candidates)
             what = f"a {role}" if role else f"a hyperparameter {key!r}"
-            raise CrossbenchError(f"--model-param {text}: none of the models ({names}) has {what}; "
-                                  f"see `crossbench list models` and each model's factory")
+            known = sorted({h for m in candidates for h in registry.get("recommenders", m.name).hyperparameters()})
+            near = closest(key, known) if role is None else []
+            hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
+            raise CrossbenchError(f"--model-param {text}: none of the models ({names}) has {what}{hint} "
+                                  f"(see `crossbench list models` and each model's factory)")
         for m in takers:
             out[m.display][f"{role}.{key}" if role else key] = value
     return tuple(replace(m, params=out[m.display]) for m in models)

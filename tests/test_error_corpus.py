@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from crossbench import hookimpl
 from crossbench.cli import CliState, cli
+from crossbench.interfaces import ComponentSpec
 
 FAST = ["--model", "popularity", "--seeds", "0", "-q", "--threads", "1"]
 
@@ -139,3 +141,38 @@ def test_files_are_written_with_the_umask(tmp_path: Path, monkeypatch: pytest.Mo
     assert out.exit_code == 0, out.output
     modes = {oct(p.stat().st_mode & 0o777) for p in (tmp_path / "out").rglob("*") if p.is_file() and p.name != ".crossbench.lock"}
     assert modes == {"0o664"}
+
+
+class _Buggy:
+    """A plugin whose model has a bug: fit raises a plain exception."""
+
+    @hookimpl
+    def crossbench_recommenders(self):  # type: ignore[no-untyped-def]
+        from crossbench_basic.models import Popularity
+
+        class Broken(Popularity):
+            def fit(self, split, *, env):  # type: ignore[no-untyped-def]
+                raise ZeroDivisionError("plugin arithmetic")
+
+        return [ComponentSpec("broken", lambda: Broken(), "fails in fit")]
+
+
+def test_a_bug_is_one_line_exit_1_with_the_traceback_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    out = CliRunner().invoke(cli, ["run", "--model", "broken", "--seeds", "0", "-q", "--output", "out",
+                                   "--dataset-param", "n_users=300"], obj=CliState(extra_plugins=[_Buggy()]))
+    assert out.exit_code == 1, out.output
+    (line,) = [x for x in out.output.splitlines() if x.startswith("crossbench:")]
+    assert "internal error (a bug, not your input): ZeroDivisionError: plugin arithmetic" in line
+    saved = Path(line.split("traceback in ", 1)[1].split(";", 1)[0])
+    assert "Traceback" in saved.read_text() and "plugin arithmetic" in saved.read_text()
+    assert "Traceback" not in out.output
+    assert not list((tmp_path / "out").glob("runs/*.json"))  # no record of a failed run
+
+
+def test_usage_errors_follow_the_contract() -> None:
+    out = CliRunner().invoke(cli, ["run", "--bogus"], obj=CliState())
+    assert out.exit_code == 2
+    (line,) = out.output.strip().splitlines()
+    assert line.startswith("crossbench: error: No such option '--bogus'.") and line.endswith(" run --help`)")

@@ -12,9 +12,10 @@ from typing import Any
 import click
 
 from crossbench import __version__
+from crossbench.cli_errors import ErrorContractGroup
 from crossbench.cli_records import reproduce, verify
 from crossbench.data.cli import data_group
-from crossbench.errors import CrossbenchError, unknown_name_message
+from crossbench.errors import CrossbenchError, closest, unknown_name_message
 from crossbench.experiment import (
     DEFAULT_EXPERIMENT,
     PRUNERS,
@@ -48,19 +49,7 @@ class CliState:
         return self._registry
 
 
-class _Group(click.Group):
-    """Turns :class:`CrossbenchError` into one line on stderr and exit status 2."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except CrossbenchError as exc:
-            click.echo(f"crossbench: error: {exc}", err=True)
-            ctx.exit(2)
-        except KeyboardInterrupt:
-            # every result file is written atomically: nothing half-written is left behind
-            click.echo("crossbench: interrupted; finished runs are kept, the same command resumes", err=True)
-            ctx.exit(130)
+_Group = ErrorContractGroup
 
 
 def _state() -> CliState:
@@ -245,8 +234,11 @@ def _model_params(models: tuple[ModelRef, ...], assignments: tuple[str, ...], re
         if not takers:
             names = ", ".join(m.display for m in candidates)
             what = f"a {role}" if role else f"a hyperparameter {key!r}"
-            raise CrossbenchError(f"--model-param {text}: none of the models ({names}) has {what}; "
-                                  f"see `crossbench list models` and each model's factory")
+            known = sorted({h for m in candidates for h in registry.get("recommenders", m.name).hyperparameters()})
+            near = closest(key, known) if role is None else []
+            hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
+            raise CrossbenchError(f"--model-param {text}: none of the models ({names}) has {what}{hint} "
+                                  f"(see `crossbench list models` and each model's factory)")
         for m in takers:
             out[m.display][f"{role}.{key}" if role else key] = value
     return tuple(replace(m, params=out[m.display]) for m in models)

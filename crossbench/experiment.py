@@ -159,6 +159,10 @@ def load_experiment(path: Path) -> Experiment:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CrossbenchError(f"experiment file {path} does not exist") from None
+    except IsADirectoryError:
+        raise CrossbenchError(f"experiment file {path} is a folder; name the experiment's .toml file") from None
+    except OSError as exc:
+        raise CrossbenchError(f"experiment file {path}: cannot read it ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise CrossbenchError(f"experiment file {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:

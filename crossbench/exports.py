@@ -18,6 +18,7 @@ import io
 import json
 import math
 import struct
+import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -135,20 +136,18 @@ def _ks_of(columns: Sequence[str]) -> dict[str, list[tuple[int, str]]]:
 
 def _png(draw: Any, data: Any) -> Artefact:
     """Render a figure with ``draw(fig)`` and tag it with the sha256 of ``data``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     digest = hashlib.sha256(_json_bytes(data)).hexdigest()
-    fig = plt.figure(figsize=(6.4, 4.0), dpi=100)
-    try:
+    fig = Figure(figsize=(6.4, 4.0), dpi=100)
+    FigureCanvasAgg(fig)  # Agg whatever the session's backend; no pyplot state is touched
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # glyphs missing from the font, labels too long for tight margins
         draw(fig)
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", metadata={"Software": None, PLOT_KEY: digest})
-    finally:
-        plt.close(fig)
     return Artefact(buf.getvalue(), digest)
 
 

@@ -235,6 +235,15 @@ class ItemEncoder(nn.Module, abc.ABC):
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         """``items``: int64 tensor of any shape -> float tensor of that shape plus ``[dim]``."""
 
+    def inputs(self) -> dict[str, Any] | None:
+        """What the encoder read besides item ids, for run records (``None``: nothing to say).
+
+        Text encoders say which text was encoded: the recipe, a sample, how many texts were
+        encoded by the language model and how many served from the cache, and the model's
+        weights hash.
+        """
+        return None
+
     def all_items(self) -> torch.Tensor:
         """Vectors of every item of the domain, ``[n_items, dim]``."""
         n = int(self.n_items)
@@ -418,6 +427,12 @@ def coerce_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str)
     from crossbench.errors import CrossbenchError
 
     check_kwargs(spec, params, where=where)
+    required = [p.name for p in inspect.signature(spec.factory).parameters.values()
+                if p.default is p.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                and p.name not in params and p.name not in ("context", "domain")]
+    if required:
+        raise CrossbenchError(f"{where}: parameter(s) {', '.join(map(repr, required))} are required; give them, "
+                              f"e.g. {required[0]}=VALUE in the experiment file or on the command line")
     try:
         factory = spec.factory
         target = factory.__init__ if isinstance(factory, type) else factory  # type: ignore[misc]

@@ -26,6 +26,7 @@ import fcntl
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,6 +58,7 @@ class ResultsFolder:
         """Refuse a folder that is a file, or that holds another experiment's results (unless ``overwrite``)."""
         if self.path.exists() and not self.path.is_dir():
             raise CrossbenchError(f"--output {self.path} is an existing file, not a folder; choose a folder")
+        self._probe_writable()
         if overwrite or not any(self.runs.glob("*.json")):
             return  # nothing finished here yet: whatever manifest lies here is replaced
         manifest = self.path / MANIFEST
@@ -78,6 +80,29 @@ class ResultsFolder:
                 "--overwrite to replace them"
             )
 
+    def _probe_writable(self) -> None:
+        """Create the folder and a file in it, then remove what the probe created: bad places fail before any work."""
+        created: list[Path] = []
+        p = self.path
+        while not p.exists() and p != p.parent:
+            created.append(p)
+            p = p.parent
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".probe.", suffix=".tmp")
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as exc:
+            raise CrossbenchError(
+                f"results folder {self.path}: cannot write there ({exc.strerror or exc}); choose a writable folder with --output"
+            ) from None
+        finally:
+            for q in created:  # deepest first: nothing is left behind by the probe
+                try:
+                    q.rmdir()
+                except OSError:
+                    break
+
     # -- while holding the lock ----------------------------------------------------------
 
     @contextmanager
@@ -87,6 +112,7 @@ class ResultsFolder:
         A folder this creates and that holds nothing but the lock when the block fails is removed again.
         """
         created = not self.path.exists()
+        new_parents = [p for p in self.path.parents if not p.exists()]
         self.path.mkdir(parents=True, exist_ok=True)
         f = open(self.path / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held for the block
         try:
@@ -111,6 +137,11 @@ class ResultsFolder:
         except BaseException:
             if created and {p.name for p in self.path.iterdir()} <= {LOCK, "runs"} and not any(self.runs.iterdir() if self.runs.is_dir() else ()):
                 shutil.rmtree(self.path, ignore_errors=True)
+                for p in new_parents:  # deepest first; a parent another run has filled since stays
+                    try:
+                        p.rmdir()
+                    except OSError:
+                        break
             raise
         finally:
             self._lock_file = None

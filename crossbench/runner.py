@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -50,6 +51,11 @@ def safe_name(text: str, *, limit: int = 60) -> str:
     if slug == text:
         return slug
     return f"{slug or 'name'}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"
+
+
+def warn(message: str) -> None:
+    """One ``crossbench: warning:`` line on stderr (shown with ``-q`` too)."""
+    sys.stderr.write(f"crossbench: warning: {message}\n")
 
 
 def record_file(target: str, label: str, seed: int) -> str:
@@ -95,6 +101,12 @@ def run_experiment(
     data = registry.get("datasets", exp.dataset.name).factory(**dataset_params(exp, registry)).load()
     load_s = time.perf_counter() - t_load
     targets = resolve_targets(data, list(exp.protocol.targets) or None)
+    for target in targets:
+        n_items = data.domain(target).n_items
+        if max(exp.ks) > n_items:
+            big = ", ".join(str(k) for k in exp.ks if k > n_items)
+            warn(f"cut-off(s) {big} exceed the {n_items} items of target {target!r}: every item is retrieved there, "
+                 "so recall and hit rate at those cut-offs are 1 for every user")
     manifest = {"experiment": dataclasses.asdict(exp), "tuning": dataclasses.asdict(tuning) if tuning else None}
     exp_toml = experiment_to_toml(exp)
     with folder.locked():

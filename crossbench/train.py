@@ -106,6 +106,12 @@ class TrainConfig:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.negatives < 1 or self.sampled_negatives < 0:
             problems.append(f"negatives must be >= 1 and sampled_negatives >= 0, got {self.negatives}, {self.sampled_negatives}")
+        if not self.lr > 0:
+            problems.append(f"lr must be positive, got {self.lr}")
+        if not self.l2 >= 0:
+            problems.append(f"l2 must not be negative, got {self.l2}")
+        if self.valid_k < 1:
+            problems.append(f"valid_k must be at least 1, got {self.valid_k}")
         if not 0.0 <= self.target_history_dropout < 1.0:
             problems.append(f"target_history_dropout must be in [0, 1), got {self.target_history_dropout}")
         if problems:
@@ -222,10 +228,15 @@ class ComposedRecommender(Recommender):
         self.model: ComposedModel | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "components": {kind: ref.to_dict() for kind, ref in self.refs.items()},
             "training": asdict(self.config),
         }
+        if self.model is not None:
+            inputs = {d: enc.inputs() for d, enc in self.model.item_encoders.items() if isinstance(enc, ItemEncoder)}
+            if any(v is not None for v in inputs.values()):
+                out["item_inputs"] = {d: v for d, v in inputs.items() if v is not None}
+        return out
 
     def components(self) -> dict[str, ComponentRef]:
         return {role: self.refs[kind] for role, kind in COMPONENT_ROLES.items()}

@@ -35,7 +35,7 @@ def recommend_command(
     """
     from crossbench.experiment import pick_device
     from crossbench.interfaces import RunEnv
-    from crossbench.recommend import check_parquet, fit_for, load_split, read_users, recommend, user_indices
+    from crossbench.recommend import check_parquet, check_writable, fit_for, load_split, read_users, recommend, user_indices
     from crossbench.runner import set_threads
 
     if k < 1:
@@ -44,6 +44,8 @@ def recommend_command(
         check_parquet()
     if output is not None and output.is_dir():
         raise CrossbenchError(f"--output {str(output)!r} is a folder; name a file such as recommendations.csv")
+    if output is not None:
+        check_writable(output)
     if checkpoint is not None and not checkpoint.is_file():
         raise CrossbenchError(f"--checkpoint {str(checkpoint)!r} does not exist")
     ids = read_users(users_spec)

@@ -112,6 +112,31 @@ class Recommendations:
         return out
 
 
+def check_writable(path: Path) -> None:
+    """Refuse, before any work, an output file whose folder cannot be written (nothing is left behind)."""
+    import os
+    import tempfile
+
+    created: list[Path] = []
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        created.append(folder)
+        folder = folder.parent
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".probe.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise CrossbenchError(f"--output {str(path)!r}: cannot write there ({exc.strerror or exc}); choose a writable place") from None
+    finally:
+        for q in created:
+            try:
+                q.rmdir()
+            except OSError:
+                break
+
+
 def check_parquet() -> None:
     """Parquet needs pyarrow; without it, one line saying so."""
     try:
@@ -153,6 +178,8 @@ def read_users(spec: str) -> list[str]:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise CrossbenchError(f"--users file {str(path)!r} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CrossbenchError(f"--users file {str(path)!r} cannot be read as UTF-8 text ({exc}); give one user id per line") from None
         ids = [line.split("#", 1)[0].strip() for line in text.splitlines()]
     else:
         ids = [part.strip() for part in spec.split(",")]

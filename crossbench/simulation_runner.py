@@ -100,6 +100,9 @@ def run_simulations(
 def _check_folder(folder: Any, fingerprint: str, *, overwrite: bool) -> None:
     if folder.exists() and not folder.is_dir():
         raise CrossbenchError(f"--output {folder} is an existing file, not a folder; choose a folder")
+    from crossbench.outputs import ResultsFolder
+
+    ResultsFolder(folder)._probe_writable()  # an unwritable place fails before any work
     manifest = folder / MANIFEST
     if overwrite or not manifest.is_file() or not any((folder / "simulations").glob("*.json")):
         return

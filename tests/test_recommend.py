@@ -108,7 +108,10 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path):
         (["--users", "nobody"], "user 'nobody' is not a user of dataset 'synthetic'"),
         (["--users", "u000003", "-k", "0"], "-k 0: give a positive number"),
         (["--users", f"@{tmp_path / 'missing.txt'}"], "does not exist"),
+        (["--users", f"@{tmp_path}"], "cannot be read as UTF-8 text"),
         (["--users", "u000003", "--model", "mf"], "recommend uses one model; the experiment has 2"),
+        (["--users", "u000003", "--output", "/proc/crossbench-recs.csv"], "cannot write there"),
+        (["--users", "u000003", "--output", str(tmp_path)], "is a folder; name a file"),
     ]
     for extra, message in cases:
         res = runner.invoke(cli, ["recommend", "--model", "popularity", *extra, *SMALL], obj=CliState())

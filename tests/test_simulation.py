@@ -132,12 +132,17 @@ def test_bad_simulation_settings_exit_2_before_any_work(tmp_path):
         (["--feedback", "replai"], "did you mean 'replay'"),
         (["--feedback", "planted", "--feedback-param", "position_bias=-1"], "position_bias must be 0 (none) or positive"),
         (["--feedback", "replay", "--feedback-param", "bias=1"], "has no hyperparameter 'bias'"),
+        (["--feedback-param", "x"], "expected KEY=VALUE"),
     ]
     for extra, message in cases:
         out = tmp_path / f"out{len(extra)}"
         res = runner.invoke(cli, [*base, *extra, "--output", str(out)], obj=CliState())
         assert res.exit_code == 2 and message in res.stderr, res.output
         assert not out.exists()
+    for place, message in (("/proc/crossbench-sim", "cannot write there"), (str(tmp_path / "exp-file"), "is an existing file")):
+        (tmp_path / "exp-file").write_text("x")
+        res = runner.invoke(cli, [*base, "--output", place], obj=CliState())
+        assert res.exit_code == 2 and message in res.stderr, res.output
     toml = tmp_path / "exp.toml"
     toml.write_text('[[models]]\nname = "popularity"\n[dataset]\nname = "movielens-100k"\n[simulation]\nfeedback = "planted"\n')
     res = runner.invoke(cli, ["simulate", str(toml), "-q", "--output", str(tmp_path / "ml")], obj=CliState())

@@ -140,7 +140,7 @@ def _png(draw: Any, data: Any) -> Artefact:
     from matplotlib.figure import Figure
 
     digest = hashlib.sha256(_json_bytes(data)).hexdigest()
-    fig = Figure(figsize=(6.4, 4.0), dpi=100)
+    fig = Figure(figsize=(8.0, 4.0), dpi=100)
     FigureCanvasAgg(fig)  # Agg whatever the session's backend; no pyplot state is touched
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # glyphs missing from the font, labels too long for tight margins
@@ -160,13 +160,14 @@ def _plots(section: dict[str, Any], folder: str) -> dict[str, Artefact]:
 
         def draw(fig: Any, curves: dict[str, list[float]] = curves, ks: list[int] = ks, name: str = name) -> None:
             ax = fig.add_subplot(1, 1, 1)
-            for label, ys in curves.items():
-                ax.plot(ks, ys, marker="o", label=label)
+            for i, (label, ys) in enumerate(curves.items()):
+                # ten colours, then the same colours dashed with other markers: every model stays distinct
+                ax.plot(ks, ys, marker="osD^v<>ph*"[i % 10], linestyle="-" if i < 10 else "--", color=f"C{i % 10}", label=label)
             ax.set_xlabel("K")
             ax.set_ylabel(f"{name}@K (mean over seeds)")
             ax.set_xticks(ks)
             ax.set_title(f"{section['dataset']}, {section['protocol']}, target {section['target']}", fontsize=9)
-            ax.legend(fontsize=7, ncol=2)
+            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
             ax.grid(alpha=0.3)
 
         out[f"{prefix}-{_slug(name)}-at-k.png"] = _png(draw, {"ks": ks, "curves": curves})
@@ -179,11 +180,12 @@ def _plots(section: dict[str, Any], folder: str) -> dict[str, Artefact]:
             ax = fig.add_subplot(1, 1, 1)
             width = 0.8 / max(len(bars), 1)
             for i, (label, ys) in enumerate(bars.items()):
-                ax.bar([j + i * width for j in range(len(groups))], [0.0 if math.isnan(y) else y for y in ys], width, label=label)
+                ax.bar([j + i * width for j in range(len(groups))], [0.0 if math.isnan(y) else y for y in ys], width, label=label,
+                       color=f"C{i % 10}", hatch="" if i < 10 else "//")
             ax.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))], groups, rotation=20, fontsize=8)
             ax.set_ylabel(f"{primary} (mean over seeds)")
             ax.set_title(f"{section['dataset']}, target {section['target']}: by user group", fontsize=9)
-            ax.legend(fontsize=7, ncol=2)
+            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
 
         out[f"{prefix}-user-groups.png"] = _png(draw_groups, {"groups": groups, "bars": bars})
     return out

@@ -18,8 +18,10 @@ from typing import Any
 import torch
 
 from crossbench.errors import CrossbenchError
+from crossbench.files import umask_mode
 
 CHECKPOINT_FORMAT = 1
+_CONFIGURATION = ("components", "training")
 
 
 def save_checkpoint(path: Path, *, state: Mapping[str, torch.Tensor], describe: Mapping[str, Any]) -> Path:
@@ -31,6 +33,7 @@ def save_checkpoint(path: Path, *, state: Mapping[str, torch.Tensor], describe: 
         "state": {k: v.detach().cpu() for k, v in state.items()},
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, umask_mode())
     os.close(fd)
     try:
         torch.save(payload, tmp)
@@ -51,8 +54,9 @@ def read_checkpoint(path: Path, *, describe: Mapping[str, Any]) -> dict[str, tor
         raise CrossbenchError(f"checkpoint {str(path)!r} could not be read safely: {type(exc).__name__}: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CrossbenchError(f"checkpoint {str(path)!r} is not a crossbench checkpoint of format {CHECKPOINT_FORMAT}")
-    saved = json.loads(payload["describe"])
-    mine = json.loads(json.dumps(describe, sort_keys=True))
+    # the configuration: components and training settings (not what a fitted model read, e.g. item texts)
+    saved = {k: v for k, v in json.loads(payload["describe"]).items() if k in _CONFIGURATION}
+    mine = {k: v for k, v in json.loads(json.dumps(describe, sort_keys=True)).items() if k in _CONFIGURATION}
     if saved != mine:
         diff = sorted(k for k in set(saved["training"]) | set(mine["training"]) if saved["training"].get(k) != mine["training"].get(k))
         what = f"training settings differ: {diff}" if diff else "components differ"

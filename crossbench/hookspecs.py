@@ -67,6 +67,13 @@ def crossbench_metrics() -> Iterable[MetricSpec]:
 
 
 @hookspec
+def crossbench_feedback_models() -> Iterable[ComponentSpec]:
+    """Feedback models of the simulation (which shown items a user takes): ``factory(**hp) -> FeedbackModel``
+    (:class:`crossbench.feedback.FeedbackModel`)."""
+    raise NotImplementedError
+
+
+@hookspec
 def crossbench_protocols() -> Iterable[ProtocolSpec]:
     """Protocols: how a dataset becomes training data plus held-out validation and test ground truth.
 

@@ -277,6 +277,16 @@ class Recommender(abc.ABC):
         allowed; a ``score`` without the keyword is called without it.
         """
 
+    def update(self, split: FitSplit, *, env: RunEnv) -> FitReport:
+        """Learn again after the feedback loop appended interactions to ``split.train``.
+
+        ``split`` is the split of the last fit with new target-domain interactions (later than
+        every training timestamp) added to its training data. How to update is the model's own
+        choice: trainer-based models fine-tune from their current weights; the default refits
+        from scratch (``fit``), which closed-form models keep.
+        """
+        return self.fit(split, env=env)
+
     def describe(self) -> Mapping[str, Any]:
         """Components and hyperparameters for the run record."""
         return {}
@@ -340,6 +350,12 @@ def coerce_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str)
     from crossbench.errors import CrossbenchError
 
     check_kwargs(spec, params, where=where)
+    required = [p.name for p in inspect.signature(spec.factory).parameters.values()
+                if p.default is p.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                and p.name not in params and p.name not in ("context", "domain")]
+    if required:
+        raise CrossbenchError(f"{where}: parameter(s) {', '.join(map(repr, required))} are required; give them, "
+                              f"e.g. {required[0]}=VALUE in the experiment file or on the command line")
     out = dict(params)
     for key, value in params.items():
         kinds = _simple_kinds(_annotation(spec.factory, key))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,6 +27,15 @@ class ItemEncoder(nn.Module, abc.ABC):
     @abc.abstractmethod
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         """``items``: int64 tensor of any shape -> float tensor of that shape plus ``[dim]``."""
+
+    def inputs(self) -> dict[str, Any] | None:
+        """What the encoder read besides item ids, for run records (``None``: nothing to say).
+
+        Text encoders say which text was encoded: the recipe, a sample, how many texts were
+        encoded by the language model and how many served from the cache, and the model's
+        weights hash.
+        """
+        return None
 
     def all_items(self) -> torch.Tensor:
         """Vectors of every item of the domain, ``[n_items, dim]``."""

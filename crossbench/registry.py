@@ -21,6 +21,7 @@ KINDS: dict[str, str] = {
     "recommenders": "crossbench_recommenders",
     "metrics": "crossbench_metrics",
     "protocols": "crossbench_protocols",
+    "feedback-models": "crossbench_feedback_models",
 }
 
 #: singular nouns for messages
@@ -33,6 +34,7 @@ NOUNS: dict[str, str] = {
     "recommenders": "model",
     "metrics": "metric",
     "protocols": "protocol",
+    "feedback-models": "feedback model",
 }
 
 #: kinds whose specs are not plain :class:`ComponentSpec`

@@ -55,9 +55,9 @@ from crossbench.interfaces import (
 from crossbench.modules import ItemEncoder
 from crossbench.progress import progress_bar
 from crossbench.train_sequences import sequence_step, sequence_windows
+from crossbench.trainconfig import TrainConfig
 
 __all__ = ["ComponentRef", "ComposedModel", "ComposedRecommender", "TrainConfig", "build_histories", "train_items"]
-from crossbench.trainconfig import TrainConfig
 
 
 class ComposedRecommender(Recommender):
@@ -88,10 +88,15 @@ class ComposedRecommender(Recommender):
         self.model: ComposedModel | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "components": {kind: ref.to_dict() for kind, ref in self.refs.items()},
             "training": asdict(self.config),
         }
+        if self.model is not None:
+            inputs = {d: enc.inputs() for d, enc in self.model.item_encoders.items() if isinstance(enc, ItemEncoder)}
+            if any(v is not None for v in inputs.values()):
+                out["item_inputs"] = {d: v for d, v in inputs.items() if v is not None}
+        return out
 
     def components(self) -> dict[str, ComponentRef]:
         return {role: self.refs[kind] for role, kind in COMPONENT_ROLES.items()}
@@ -165,8 +170,20 @@ class ComposedRecommender(Recommender):
     # -- fitting --------------------------------------------------------------------------
 
     def fit(self, split: FitSplit, *, env: RunEnv) -> FitReport:
-        cfg = self.config
+        return self._train(split, env, self._prepare(split, env))
+
+    def update(self, split: FitSplit, *, env: RunEnv) -> FitReport:
+        """Warm-started fine-tuning: training resumes from the current weights on ``split`` (the
+        same settings and early stopping on validation users); before any fit, a fit."""
+        if self.model is None:
+            return self.fit(split, env=env)
+        weights = self.model.state_dict()
         model = self._prepare(split, env)
+        model.load_state_dict(weights)
+        return self._train(split, env, model)
+
+    def _train(self, split: FitSplit, env: RunEnv, model: ComposedModel) -> FitReport:
+        cfg = self.config
         domains = model.domains_for(split.target)
         sequences = cfg.training == "sequences"
         pairs = {} if sequences else {  # (user, item) tensors are read by pair training only

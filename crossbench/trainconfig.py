@@ -72,6 +72,10 @@ class TrainConfig:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.negatives < 1 or self.sampled_negatives < 0:
             problems.append(f"negatives must be >= 1 and sampled_negatives >= 0, got {self.negatives}, {self.sampled_negatives}")
+        if not self.lr > 0:
+            problems.append(f"lr must be positive, got {self.lr}")
+        if not self.l2 >= 0:
+            problems.append(f"l2 must not be negative, got {self.l2}")
         if not 0.0 <= self.target_history_dropout < 1.0:
             problems.append(f"target_history_dropout must be in [0, 1), got {self.target_history_dropout}")
         if problems:

@@ -1,4 +1,4 @@
-"""The built-in synthetic cross-domain dataset.
+"""The built-in synthetic cross-domain dataset and its planted feedback model.
 
 The generator (numpy, pandas) is imported when the dataset is built, not when the plugin registers.
 """
@@ -11,6 +11,7 @@ from crossbench import hookimpl
 from crossbench.interfaces import CategoricalParam, ComponentSpec, FloatParam
 
 if TYPE_CHECKING:
+    from crossbench_synthetic.feedback import Planted
     from crossbench_synthetic.generator import SyntheticDataset
 
 
@@ -37,6 +38,13 @@ def synthetic(
     )
 
 
+def planted(*, draws: float | None = None, position_bias: float = 0.0) -> Planted:
+    """The synthetic generator's planted preferences (``draws``: choices per user, default its mean_interactions)."""
+    from crossbench_synthetic.feedback import Planted
+
+    return Planted(draws=draws, position_bias=position_bias)
+
+
 @hookimpl
 def crossbench_datasets() -> list[ComponentSpec]:
     return [
@@ -45,6 +53,16 @@ def crossbench_datasets() -> list[ComponentSpec]:
             synthetic,
             "generated users with tastes shared across domains (knob: transfer), Zipf popularity, topical item text",
             (FloatParam("transfer", 0.0, 1.0), CategoricalParam("n_users", (1000, 6000, 20000, 100000))),
+        )
+    ]
+
+
+@hookimpl
+def crossbench_feedback_models() -> list[ComponentSpec]:
+    return [
+        ComponentSpec(
+            "planted", planted,
+            "synthetic data only: a shown item is taken with the generator's own acceptance probability (seeded; optional position bias)",
         )
     ]
 

@@ -102,8 +102,8 @@ def text_item_encoder(
     """Frozen pretrained text embeddings (default all-MiniLM-L6-v2) through a whitening + MoE adapter."""
     from crossbench_zoo.text import TextItemEncoder, text_vectors
 
-    vecs, _ = text_vectors(context, domain, model_path=model_path, pooling=pooling, max_length=max_length)
-    return TextItemEncoder(text_vectors=vecs, dim=context.dim, n_experts=n_experts, dropout=dropout, with_id=False)
+    vecs, embedder = text_vectors(context, domain, model_path=model_path, pooling=pooling, max_length=max_length)
+    return TextItemEncoder(text_vectors=vecs, dim=context.dim, n_experts=n_experts, dropout=dropout, with_id=False, report=embedder.report)
 
 
 def text_id_item_encoder(
@@ -113,8 +113,9 @@ def text_id_item_encoder(
     """Adapted frozen text embeddings plus a learned ID embedding per item."""
     from crossbench_zoo.text import TextItemEncoder, text_vectors
 
-    vecs, _ = text_vectors(context, domain, model_path=model_path, pooling=pooling, max_length=max_length)
-    return TextItemEncoder(text_vectors=vecs, dim=context.dim, n_experts=n_experts, dropout=dropout, with_id=True, init_std=init_std)
+    vecs, embedder = text_vectors(context, domain, model_path=model_path, pooling=pooling, max_length=max_length)
+    return TextItemEncoder(text_vectors=vecs, dim=context.dim, n_experts=n_experts, dropout=dropout, with_id=True, init_std=init_std,
+                           report=embedder.report)
 
 
 def itemknn(*, k: int = 2000, shrink: float = 0.0, alpha: float = 0.65, domains: str = "all") -> ItemKNN:

@@ -15,7 +15,7 @@ from crossbench.plugins import get_plugin_manager
 from crossbench.registry import Registry
 from crossbench.simulation import Simulation
 from crossbench.simulation_settings import SimulationSettings
-from crossbench_basic.models import popularity
+from crossbench_basic.specs import popularity
 from crossbench_feedback import replay
 
 

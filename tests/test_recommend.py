@@ -133,10 +133,11 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path):
 
 
 def test_a_checkpoint_is_loaded_instead_of_fitting(tmp_path):
-    from crossbench.experiment import DatasetRef, Experiment
+    from crossbench.experiment import DatasetRef, Experiment, ProtocolRef
 
     registry = Registry(get_plugin_manager())
-    exp = Experiment(dataset=DatasetRef("synthetic", {"n_users": 400, "n_items": 80}), models=(ModelRef("mf", {"epochs": 2, "dim": 8}),))
+    exp = Experiment(dataset=DatasetRef("synthetic", {"n_users": 400, "n_items": 80}), protocol=ProtocolRef("cold-start"),
+                     models=(ModelRef("mf", {"epochs": 2, "dim": 8}),), metrics=("ndcg",))
     data, split = load_split(exp, registry, target=None, seed=0)
     other = fit_for(exp, exp.models[0], split, registry=registry,
                     env=RunEnv(registry=registry, seed=5, progress=False, checkpoint_dir=tmp_path))  # another seed's weights

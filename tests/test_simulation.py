@@ -26,7 +26,7 @@ PLANTED = SimulationSettings(rounds=4, k=10, feedback="planted", users=250, warm
 def _simulate(tmp_path: Path, models, settings: SimulationSettings, data: DatasetRef = DATA) -> dict[str, dict]:
     torch.set_num_threads(1)
     exp = Experiment(name="sim", dataset=data, protocol=ProtocolRef("cold-start", (), {"test_fraction": 0.3, "valid_fraction": 0.1}),
-                     models=tuple(models), seeds=(0,))
+                     models=tuple(models), metrics=("recall", "ndcg", "hr", "mrr"), seeds=(0,))
     records = run_simulations(exp, settings, registry=Registry(get_plugin_manager()),
                               options=RunOptions(output_dir=tmp_path, threads=1, progress=False))
     return {r["model"]["label"]: r for r in records}
@@ -167,12 +167,13 @@ def test_experiment_file_section_drives_the_simulation(tmp_path):
 
 
 def test_a_simulation_section_leaves_run_fingerprints_alone(tmp_path):
-    from crossbench.experiment import experiment_fingerprint, load_experiment
+    from crossbench.experiment import default_experiment, experiment_fingerprint, load_experiment
 
     plain = tmp_path / "a.toml"
     plain.write_text('[[models]]\nname = "popularity"\n')
     with_sim = tmp_path / "b.toml"
     with_sim.write_text('[[models]]\nname = "popularity"\n[simulation]\nrounds = 3\nprobe = 0.25\n')
-    a, b = load_experiment(plain), load_experiment(with_sim)
+    defaults = default_experiment(get_plugin_manager())
+    a, b = load_experiment(plain, defaults), load_experiment(with_sim, defaults)
     assert b.simulation == SimulationSettings(rounds=3, probe=0.25)
     assert experiment_fingerprint(a) == experiment_fingerprint(b)

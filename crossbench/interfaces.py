@@ -378,13 +378,20 @@ class Recommender(abc.ABC):
 
 
 def check_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str) -> None:
-    """Raise a :class:`CrossbenchError` if ``params`` names a hyperparameter ``spec`` lacks."""
+    """Raise a :class:`CrossbenchError` if ``params`` names a hyperparameter ``spec`` lacks, or
+    leaves out one without a default (a dataset's ``path``): before anything is built."""
     from crossbench.errors import CrossbenchError, closest
 
     sig = inspect.signature(spec.factory)
+    known = spec.hyperparameters()
+    required = [k for k, default in known.items() if default is inspect.Parameter.empty and k not in params]
+    if required:
+        raise CrossbenchError(
+            f"{where}: {spec.name!r} needs {', '.join(map(repr, required))} (no default); "
+            f"give {'it' if len(required) == 1 else 'them'}, e.g. {required[0]}=..."
+        )
     if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
         return
-    known = spec.hyperparameters()
     for key in params:
         if key not in known:
             near = closest(key, known)

@@ -47,9 +47,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if kind is None:
         return
     found = components(metafunc.config, plugins, kind)
-    metafunc.parametrize("name", [name for _, name in found], ids=[f"{plugin}:{name}" for plugin, name in found])
+    if not found:  # one clear skip instead of an empty parameter set
+        none = pytest.param(None, marks=pytest.mark.skip(reason=f"{', '.join(plugins)} register(s) no {kind}"))
+        metafunc.parametrize("name", [none], ids=[f"no-{kind}"])
+    else:
+        metafunc.parametrize("name", [name for _, name in found], ids=[f"{plugin}:{name}" for plugin, name in found])
     if "device" in metafunc.fixturenames:
-        metafunc.parametrize("device", DEVICES)
+        metafunc.parametrize("device", DEVICES if found else ["cpu"])
 
 
 def kind(name: str) -> Any:

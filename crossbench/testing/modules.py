@@ -38,7 +38,7 @@ def grads_reach(module: torch.nn.Module, *inputs: torch.Tensor) -> bool:
     return any(g is not None and bool(g.abs().sum() > 0) for g in grads)
 
 
-def same_on_cpu(request: pytest.FixtureRequest, kind: str, name: str, module: torch.nn.Module) -> torch.nn.Module:
+def same_on_cpu(request: pytest.FixtureRequest, kind: str, name: str, module: torch.nn.Module) -> Any:
     """A CPU copy of ``module`` (same weights) to compare a CUDA run against."""
     cpu = build(request, kind, name).eval()
     cpu.load_state_dict({k: v.cpu() for k, v in module.state_dict().items()})

@@ -384,22 +384,21 @@ def check_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str) 
 
     sig = inspect.signature(spec.factory)
     known = spec.hyperparameters()
+    if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        for key in params:
+            if key not in known:
+                near = closest(key, known)
+                hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
+                valid = ", ".join(sorted(known)) or "none"
+                raise CrossbenchError(
+                    f"{where}: {spec.name!r} has no hyperparameter {key!r}{hint} (valid: {valid})"
+                )
     required = [k for k, default in known.items() if default is inspect.Parameter.empty and k not in params]
     if required:
         raise CrossbenchError(
             f"{where}: {spec.name!r} needs {', '.join(map(repr, required))} (no default); "
             f"give {'it' if len(required) == 1 else 'them'}, e.g. {required[0]}=..."
         )
-    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
-        return
-    for key in params:
-        if key not in known:
-            near = closest(key, known)
-            hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
-            valid = ", ".join(sorted(known)) or "none"
-            raise CrossbenchError(
-                f"{where}: {spec.name!r} has no hyperparameter {key!r}{hint} (valid: {valid})"
-            )
 
 
 def coerce_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str) -> dict[str, Any]:

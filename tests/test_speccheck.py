@@ -59,3 +59,14 @@ def test_metric_compute_must_take_three_arguments():
 
 def test_every_builtin_passes(registry):
     assert registry.problems() == []
+
+
+def test_a_missing_required_keyword_is_refused_before_any_data_loads(tmp_path):
+    from click.testing import CliRunner
+
+    from crossbench.cli import CliState, cli
+
+    out = CliRunner().invoke(cli, ["run", "--dataset", "tabular", "--seeds", "0", "-q", "--output", str(tmp_path / "o")], obj=CliState())
+    assert out.exit_code == 2
+    assert "crossbench: error: dataset 'tabular': 'tabular' needs 'path' (no default); give it, e.g. path=..." in out.stderr
+    assert not (tmp_path / "o").exists()

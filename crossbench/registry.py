@@ -106,10 +106,11 @@ class Registry:
     def problems(self) -> list[str]:
         """One line per skipped plugin, per unusable duplicate name and per other plugin warning."""
         lines = [f.line() for f in self.failures()]
-        lines += [self._conflict_line(kind, name) for kind, name in sorted(self.conflicts)]
+        lines += [self.conflict_line(kind, name) for kind, name in sorted(self.conflicts)]
         return lines + list(getattr(self.pm, "warnings", []))
 
-    def _conflict_line(self, kind: str, name: str) -> str:
+    def conflict_line(self, kind: str, name: str) -> str:
+        """The one line saying which plugins registered ``name`` of ``kind``, and what to do."""
         package = getattr(self.pm, "package_of", lambda _: "?")
         who = " and ".join(f"plugin {p!r} ({package(p)})" for p in self.conflicts[(kind, name)])
         return (f"{NOUNS[kind]} name {name!r} is registered by {who}, so neither is used; "
@@ -143,7 +144,7 @@ class Registry:
     def _missing(self, kind: str, name: str) -> str:
         """Why ``name`` is not available: a duplicate, a skipped plugin's component, or unknown."""
         if (kind, name) in self.conflicts:
-            return self._conflict_line(kind, name)
+            return self.conflict_line(kind, name)
         failures = self.failures()
         for f in failures:
             if (kind, name) in f.provides:

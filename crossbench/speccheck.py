@@ -9,7 +9,8 @@ annotations and the search space only, so a broken spec is reported before any w
   conformance kit, so every hyperparameter needs a default. Datasets and recommenders may
   have required keywords (a dataset's ``path``); they are checked when used, before any data
   loads (:func:`crossbench.interfaces.check_kwargs`).
-- Every search-space parameter names a hyperparameter of the factory, once; its range is
+- Every search-space parameter names a hyperparameter of the factory, once (a whole model may
+  also name a component's, as ``fusion.heads``, checked when the model is built); its range is
   well formed (``low <= high``, positive bounds for a log scale, at least one choice); its
   type agrees with the factory's annotation (no :class:`~crossbench.interfaces.FloatParam`
   for an ``int``); and the factory's default, where there is one, lies in the range.
@@ -24,7 +25,7 @@ import typing
 from typing import Any
 
 from crossbench.errors import closest
-from crossbench.interfaces import CategoricalParam, ComponentSpec, FloatParam, IntParam, MetricSpec, Param
+from crossbench.interfaces import COMPONENT_ROLES, CategoricalParam, ComponentSpec, FloatParam, IntParam, MetricSpec, Param
 
 #: The keywords each kind's factory is called with, besides its hyperparameters.
 CALL_KEYWORDS: dict[str, tuple[str, ...]] = {
@@ -58,7 +59,7 @@ def spec_problems(kind: str, spec: ComponentSpec | MetricSpec) -> list[str]:
         return [f"{where}: the signature of factory {_qualname(spec.factory)} cannot be read ({exc})"]
     problems = _signature_problems(kind, where, spec, params)
     if not problems:
-        problems = _space_problems(where, spec, params)
+        problems = _space_problems(kind, where, spec, params)
     return problems
 
 
@@ -86,7 +87,7 @@ def _signature_problems(kind: str, where: str, spec: ComponentSpec, params: typi
     return out
 
 
-def _space_problems(where: str, spec: ComponentSpec, params: typing.Mapping[str, inspect.Parameter]) -> list[str]:
+def _space_problems(kind: str, where: str, spec: ComponentSpec, params: typing.Mapping[str, inspect.Parameter]) -> list[str]:
     out: list[str] = []
     space = spec.search_space
     if not isinstance(space, tuple | list):
@@ -104,6 +105,9 @@ def _space_problems(where: str, spec: ComponentSpec, params: typing.Mapping[str,
             out.append(f"{label} is given twice")
             continue
         seen.add(param.name)
+        role, dot, _ = param.name.partition(".")
+        if dot and kind == "recommenders" and role in COMPONENT_ROLES:
+            continue  # ``fusion.heads``: a component's hyperparameter, checked when the model is built
         if param.name not in known:
             if not var_kw:
                 near = closest(param.name, known)

@@ -70,3 +70,9 @@ def test_a_missing_required_keyword_is_refused_before_any_data_loads(tmp_path):
     assert out.exit_code == 2
     assert "crossbench: error: dataset 'tabular': 'tabular' needs 'path' (no default); give it, e.g. path=..." in out.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_model_may_search_a_component_parameter():
+    assert check("recommenders", lambda *, dim=8: None, IntParam("fusion.heads", 1, 4)) == []
+    [problem] = check("recommenders", lambda *, dim=8: None, IntParam("fusoin.heads", 1, 4))
+    assert "'fusoin.heads' is not a keyword" in problem

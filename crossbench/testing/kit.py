@@ -75,7 +75,7 @@ def test_plugin_loads(plugin: str, request: pytest.FixtureRequest) -> None:
     provided = [k for k in KINDS_TESTED for e in registry.entries(k) if e.plugin == plugin]
     assert provided, f"plugin {plugin!r} registers no component"
     for kind_, name in registry.conflicts:
-        assert plugin not in registry.conflicts[(kind_, name)], registry._conflict_line(kind_, name)
+        assert plugin not in registry.conflicts[(kind_, name)], registry.conflict_line(kind_, name)
 
 
 # --------------------------------------------------------------------------- datasets

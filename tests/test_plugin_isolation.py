@@ -135,10 +135,9 @@ def test_unknown_disabled_name_warns_once(monkeypatch, capsys):
     monkeypatch.setenv("CROSSBENCH_DISABLE_PLUGINS", "synthetc")
     code, out, err = cli(capsys, "plugins")
     assert code == 0 and "synthetic\tcrossbench" in out
-    assert err.strip().splitlines() == [
-        "crossbench: warning: CROSSBENCH_DISABLE_PLUGINS names 'synthetc', which is not an installed plugin; "
-        "did you mean 'synthetic'? (installed: basic, datasets, metrics, synthetic, zoo)"
-    ]
+    [line] = err.strip().splitlines()
+    assert line.startswith("crossbench: warning: CROSSBENCH_DISABLE_PLUGINS names 'synthetc', which is not an installed plugin; "
+                           "did you mean 'synthetic'? (installed: basic, ")
 
 
 def test_broken_plugin_in_a_fresh_process(tmp_path):

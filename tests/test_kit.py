@@ -14,7 +14,7 @@ from crossbench.testing.registry import components
 def test_every_builtin_plugin_is_under_the_kit(request):
     """tests/conftest.py names every built-in plugin, so their components all run the kit's contracts."""
     builtins = {ep.name for ep in entry_points(group="crossbench") if ep.value.startswith("crossbench_")}
-    assert set(conftest.crossbench_plugins) == builtins
+    assert set(conftest.crossbench_plugins) == builtins, "name every built-in plugin in tests/conftest.py crossbench_plugins"
     found = {kind: {name for _, name in components(request.config, conftest.crossbench_plugins, kind)}
              for kind in ("item-encoders", "user-encoders", "fusions", "scorers", "recommenders", "metrics")}
     assert {"id", "text", "text-id"} <= found["item-encoders"]

@@ -12,8 +12,10 @@ from typing import Any
 import click
 
 from crossbench import __version__
+from crossbench.cli_errors import ErrorContractGroup
+from crossbench.cli_records import reproduce, verify
 from crossbench.data.cli import data_group
-from crossbench.errors import CrossbenchError, unknown_name_message
+from crossbench.errors import CrossbenchError, closest, unknown_name_message
 from crossbench.experiment import (
     DEFAULT_EXPERIMENT,
     PRUNERS,
@@ -28,10 +30,9 @@ from crossbench.experiment import (
     parse_assignment,
 )
 from crossbench.interfaces import COMPONENT_ROLES
-from crossbench.leaderboard import render_markdown
 from crossbench.plugins import add_commands, get_plugin_manager
 from crossbench.registry import KINDS, NOUNS, Registry
-from crossbench.results import load_records, write_text_atomic
+from crossbench.results import load_records
 
 
 @dataclass
@@ -50,19 +51,7 @@ class CliState:
         return self._registry
 
 
-class _Group(click.Group):
-    """Turns :class:`CrossbenchError` into one line on stderr and exit status 2."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except CrossbenchError as exc:
-            click.echo(f"crossbench: error: {exc}", err=True)
-            ctx.exit(2)
-        except KeyboardInterrupt:
-            # every result file is written atomically: nothing half-written is left behind
-            click.echo("crossbench: interrupted; finished runs are kept, the same command resumes", err=True)
-            ctx.exit(130)
+_Group = ErrorContractGroup
 
 
 def _state() -> CliState:
@@ -247,8 +236,11 @@ def _model_params(models: tuple[ModelRef, ...], assignments: tuple[str, ...], re
         if not takers:
             names = ", ".join(m.display for m in candidates)
             what = f"a {role}" if role else f"a hyperparameter {key!r}"
-            raise CrossbenchError(f"--model-param {text}: none of the models ({names}) has {what}; "
-                                  f"see `crossbench list models` and each model's factory")
+            known = sorted({h for m in candidates for h in registry.get("recommenders", m.name).hyperparameters()})
+            near = closest(key, known) if role is None else []
+            hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
+            raise CrossbenchError(f"--model-param {text}: none of the models ({names}) has {what}{hint} "
+                                  f"(see `crossbench list models` and each model's factory)")
         for m in takers:
             out[m.display][f"{role}.{key}" if role else key] = value
     return tuple(replace(m, params=out[m.display]) for m in models)
@@ -335,25 +327,43 @@ def plugins() -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--output", type=click.Path(path_type=Path), help="Write the Markdown here.")
-@click.option("--check", "check", type=click.Path(path_type=Path), help="Fail if this file differs from the regenerated table.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the Markdown here, with its CSV, JSON, pairwise table and plots beside it.")
+@click.option("--check", "check", type=click.Path(dir_okay=False, path_type=Path),
+              help="Fail if this Markdown file, or its CSV, JSON, pairwise table or plots, differ from the regenerated ones.")
 def leaderboard(paths: tuple[Path, ...], output: Path | None, check: Path | None) -> None:
-    """Build the Markdown leaderboard from run records (files or results folders)."""
+    """Build the leaderboard from run records (files or results folders).
+
+    Every record is verified first: its schema, and each mean against its sha256-checked
+    per-user file; a record that disagrees is refused.
+    """
+    from crossbench.exports import artefacts, stale, write_artefacts
+
     records = load_records(paths)
     commands = {r.get("command") for r in records if r.get("command")}
-    markdown = render_markdown(records, command=commands.pop() if len(commands) == 1 else None)
+    command = commands.pop() if len(commands) == 1 else None
+    target = check or output
+    stem = target.name.removesuffix(".md") if target is not None else "leaderboard"
+    files = artefacts(records, command=command, stem=stem)
+    markdown = files[f"{stem}.md"].content.decode("utf-8")
     if check is not None:
-        current = check.read_text(encoding="utf-8") if check.exists() else ""
-        if current != markdown:
-            raise CrossbenchError(f"{check} is out of date with its run records; regenerate it with --output {check}")
-        click.echo(f"{check} is up to date")
+        out = stale(check.parent, files)
+        if out:
+            raise CrossbenchError(f"{check.parent}: out of date with its run records: {', '.join(out)}; "
+                                  f"regenerate them with --output {check}")
+        click.echo(f"{check} and its {len(files) - 1} companion file(s) are up to date")
         return
     if output is not None:
-        write_text_atomic(output, markdown)
+        write_artefacts(output.parent, files)
     click.echo(markdown)
 
 
 cli.add_command(data_group)
+cli.add_command(verify)
+cli.add_command(reproduce)
+from crossbench.cli_simulate import recommend_command, simulate_command  # noqa: E402 (reads the options above)
+
+cli.add_command(recommend_command); cli.add_command(simulate_command)  # noqa: E702
 
 
 def build_cli(state: CliState | None = None) -> click.Group:

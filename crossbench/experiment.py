@@ -20,6 +20,7 @@ from crossbench.evaluate.sampled import STRATEGIES
 from crossbench.interfaces import COMPONENT_ROLES, ComponentRef, RunEnv, coerce_kwargs
 from crossbench.modelspace import make_recommender
 from crossbench.registry import Registry
+from crossbench.simulation_settings import SimulationSettings, simulation_from_dict
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class Experiment:
     #: negatives per user instead; such results are labelled "sampled" everywhere.
     sampled_negatives: int = 0
     sampling: str = "uniform"
+    #: the ``[simulation]`` section (read by ``crossbench simulate`` only)
+    simulation: SimulationSettings | None = None
 
 
 #: Pruners a tuning study can use on trainer-based models' per-epoch validation metric.
@@ -128,6 +131,7 @@ def experiment_fingerprint(exp: Experiment, tuning: TuningSettings | None = None
     body = dataclasses.asdict(exp)
     body.pop("name")
     body.pop("chunk_size")
+    body.pop("simulation", None)  # a run's results do not depend on the [simulation] section
     body["tuning"] = tuning.fingerprint_fields() if tuning else None
     text = json.dumps(body, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -146,7 +150,7 @@ DEFAULT_EXPERIMENT = Experiment(
 # ------------------------------------------------------------------------------ TOML
 
 
-_TOP_KEYS = {"name", "dataset", "protocol", "models", "metrics", "ks", "seeds", "chunk_size", "sampled_negatives", "sampling"}
+_TOP_KEYS = {"name", "dataset", "protocol", "models", "metrics", "ks", "seeds", "chunk_size", "sampled_negatives", "sampling", "simulation"}
 
 
 def load_experiment(path: Path) -> Experiment:
@@ -155,6 +159,10 @@ def load_experiment(path: Path) -> Experiment:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CrossbenchError(f"experiment file {path} does not exist") from None
+    except IsADirectoryError:
+        raise CrossbenchError(f"experiment file {path} is a folder; name the experiment's .toml file") from None
+    except OSError as exc:
+        raise CrossbenchError(f"experiment file {path}: cannot read it ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise CrossbenchError(f"experiment file {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
@@ -217,6 +225,8 @@ def experiment_from_dict(raw: Mapping[str, Any], *, where: str) -> Experiment:
         kwargs["sampled_negatives"] = _expect(raw["sampled_negatives"], int, f"{where}: 'sampled_negatives'")
     if "sampling" in raw:
         kwargs["sampling"] = _expect(raw["sampling"], str, f"{where}: 'sampling'")
+    if "simulation" in raw:
+        kwargs["simulation"] = simulation_from_dict(raw["simulation"], where=where)
     exp = Experiment(**kwargs)
     if not exp.models:
         raise CrossbenchError(f"{where}: no [[models]] given; add at least one, e.g. [[models]] name = \"popularity\"")

@@ -117,6 +117,18 @@ def crossbench_metrics() -> Iterable[MetricSpec]:
 
 
 @hookspec
+def crossbench_feedback_models() -> Iterable[ComponentSpec]:
+    """Feedback models of the simulation (which shown items a user takes), selected with ``--feedback``.
+
+    Returns a list of specs whose ``factory(**hp) -> FeedbackModel``
+    (:class:`crossbench.feedback.FeedbackModel`). The factory is called before any work to check
+    the parameters (and ``check(dataset=..., where=...)``), then once per simulation; the model's
+    ``start(context)`` is called once before the first round and ``respond`` once per round.
+    """
+    raise NotImplementedError
+
+
+@hookspec
 def crossbench_commands(cli: click.Group) -> None:
     """Add sub-commands to the ``crossbench`` command group.
 

@@ -235,6 +235,15 @@ class ItemEncoder(nn.Module, abc.ABC):
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         """``items``: int64 tensor of any shape -> float tensor of that shape plus ``[dim]``."""
 
+    def inputs(self) -> dict[str, Any] | None:
+        """What the encoder read besides item ids, for run records (``None``: nothing to say).
+
+        Text encoders say which text was encoded: the recipe, a sample, how many texts were
+        encoded by the language model and how many served from the cache, and the model's
+        weights hash.
+        """
+        return None
+
     def all_items(self) -> torch.Tensor:
         """Vectors of every item of the domain, ``[n_items, dim]``."""
         n = int(self.n_items)
@@ -343,6 +352,16 @@ class Recommender(abc.ABC):
         allowed; a ``score`` without the keyword is called without it.
         """
 
+    def update(self, split: FitSplit, *, env: RunEnv) -> FitReport:
+        """Learn again after the feedback loop appended interactions to ``split.train``.
+
+        ``split`` is the split of the last fit with new target-domain interactions (later than
+        every training timestamp) added to its training data. How to update is the model's own
+        choice: trainer-based models fine-tune from their current weights; the default refits
+        from scratch (``fit``), which closed-form models keep.
+        """
+        return self.fit(split, env=env)
+
     def describe(self) -> Mapping[str, Any]:
         """Components and hyperparameters for the run record."""
         return {}
@@ -395,10 +414,8 @@ def check_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str) 
                 )
     required = [k for k, default in known.items() if default is inspect.Parameter.empty and k not in params]
     if required:
-        raise CrossbenchError(
-            f"{where}: {spec.name!r} needs {', '.join(map(repr, required))} (no default); "
-            f"give {'it' if len(required) == 1 else 'them'}, e.g. {required[0]}=..."
-        )
+        raise CrossbenchError(f"{where}: parameter(s) {', '.join(map(repr, required))} are required; give them, "
+                              f"e.g. {required[0]}=VALUE in the experiment file or on the command line")
 
 
 def coerce_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str) -> dict[str, Any]:

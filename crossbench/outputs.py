@@ -5,7 +5,10 @@ Layout::
     DIR/experiment.json     the experiment and its fingerprint (what the records belong to)
     DIR/runs/*.json         one record per finished (target, seed, model) run
     DIR/runs/*.users.npz    its per-user metric values
+    DIR/runs/experiment.toml  the experiment as a file (``crossbench reproduce`` reruns a row from it)
     DIR/leaderboard.md      the table, rebuilt from the records after every run command
+    DIR/leaderboard.csv     the same numbers as CSV, and as JSON in leaderboard.json
+    DIR/plots/*.png         metric@K curves and results by user group, per table section
     DIR/pairwise.md         every model against every other
     DIR/tuning.db           Optuna studies (default tuning storage)
     DIR/studies/*.png       optimisation history and parameter importances per study
@@ -23,18 +26,22 @@ import fcntl
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from crossbench.errors import CrossbenchError
-from crossbench.results import SCHEMA_VERSION, file_sha256, write_json_atomic
+from crossbench.results import SCHEMA_VERSION, file_sha256, write_json_atomic, write_text_atomic
 
 MANIFEST = "experiment.json"
+#: the experiment as a TOML file, inside runs/ beside the records
+EXPERIMENT_FILE = "experiment.toml"
 LOCK = ".crossbench.lock"
 #: what ``overwrite`` removes; any other file in the folder (an experiment.toml, notes) stays
-MANAGED = (MANIFEST, "runs", "leaderboard.md", "pairwise.md", "tuning.db", "tuning.db-wal", "tuning.db-shm", "studies")
+MANAGED = (MANIFEST, "runs", "leaderboard.md", "pairwise.md", "leaderboard.csv", "leaderboard.json", "plots",
+           "tuning.db", "tuning.db-wal", "tuning.db-shm", "studies")
 
 
 class ResultsFolder:
@@ -51,6 +58,7 @@ class ResultsFolder:
         """Refuse a folder that is a file, or that holds another experiment's results (unless ``overwrite``)."""
         if self.path.exists() and not self.path.is_dir():
             raise CrossbenchError(f"--output {self.path} is an existing file, not a folder; choose a folder")
+        self._probe_writable()
         if overwrite or not any(self.runs.glob("*.json")):
             return  # nothing finished here yet: whatever manifest lies here is replaced
         manifest = self.path / MANIFEST
@@ -72,6 +80,29 @@ class ResultsFolder:
                 "--overwrite to replace them"
             )
 
+    def _probe_writable(self) -> None:
+        """Create the folder and a file in it, then remove what the probe created: bad places fail before any work."""
+        created: list[Path] = []
+        p = self.path
+        while not p.exists() and p != p.parent:
+            created.append(p)
+            p = p.parent
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".probe.", suffix=".tmp")
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as exc:
+            raise CrossbenchError(
+                f"results folder {self.path}: cannot write there ({exc.strerror or exc}); choose a writable folder with --output"
+            ) from None
+        finally:
+            for q in created:  # deepest first: nothing is left behind by the probe
+                try:
+                    q.rmdir()
+                except OSError:
+                    break
+
     # -- while holding the lock ----------------------------------------------------------
 
     @contextmanager
@@ -81,6 +112,7 @@ class ResultsFolder:
         A folder this creates and that holds nothing but the lock when the block fails is removed again.
         """
         created = not self.path.exists()
+        new_parents = [p for p in self.path.parents if not p.exists()]
         self.path.mkdir(parents=True, exist_ok=True)
         f = open(self.path / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held for the block
         try:
@@ -105,6 +137,11 @@ class ResultsFolder:
         except BaseException:
             if created and {p.name for p in self.path.iterdir()} <= {LOCK, "runs"} and not any(self.runs.iterdir() if self.runs.is_dir() else ()):
                 shutil.rmtree(self.path, ignore_errors=True)
+                for p in new_parents:  # deepest first; a parent another run has filled since stays
+                    try:
+                        p.rmdir()
+                    except OSError:
+                        break
             raise
         finally:
             self._lock_file = None
@@ -125,9 +162,14 @@ class ResultsFolder:
             self.check(fingerprint, overwrite=False)
         self.remove_leftovers()
 
-    def write_manifest(self, *, fingerprint: str, manifest: dict[str, Any]) -> None:
-        """Say which experiment the records belong to (before the first record is written)."""
+    def write_manifest(self, *, fingerprint: str, manifest: dict[str, Any], experiment_toml: str | None = None) -> None:
+        """Say which experiment the records belong to (before the first record is written).
+
+        ``experiment_toml``, the experiment as a file, is kept as ``runs/experiment.toml``.
+        """
         self._require_lock()
+        if experiment_toml is not None and not (self.runs / EXPERIMENT_FILE).is_file():
+            write_text_atomic(self.runs / EXPERIMENT_FILE, experiment_toml)
         path = self.path / MANIFEST
         try:
             if json.loads(path.read_text(encoding="utf-8")).get("fingerprint") == fingerprint:

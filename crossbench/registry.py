@@ -22,6 +22,7 @@ KINDS: dict[str, str] = {
     "scorers": "crossbench_scorers",
     "recommenders": "crossbench_recommenders",
     "metrics": "crossbench_metrics",
+    "feedback-models": "crossbench_feedback_models",
 }
 
 #: singular nouns for messages
@@ -33,6 +34,7 @@ NOUNS: dict[str, str] = {
     "scorers": "scorer",
     "recommenders": "model",
     "metrics": "metric",
+    "feedback-models": "feedback model",
 }
 
 S = TypeVar("S", ComponentSpec, MetricSpec)

@@ -20,31 +20,36 @@ from crossbench.errors import CrossbenchError
 SCHEMA_VERSION = 1
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write ``payload`` as JSON to ``path`` through a temporary file and ``os.replace``."""
+def umask_mode() -> int:
+    """The mode a new regular file gets under the current umask (``0o666 & ~umask``)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``, with the umask's mode."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2, sort_keys=True, default=_jsonable)
-            f.write("\n")
+        os.fchmod(fd, umask_mode())  # mkstemp creates 0600 whatever the umask
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write ``payload`` as JSON to ``path`` atomically."""
+    text = json.dumps(payload, indent=2, sort_keys=True, default=_jsonable) + "\n"
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def _jsonable(value: Any) -> Any:
@@ -82,10 +87,44 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def reset_peak_rss() -> str:
+    """Start a new peak-memory measurement; return its scope.
+
+    On Linux, writing 5 to ``/proc/self/clear_refs`` resets the peak resident set (VmHWM) to the
+    current one, so the next :func:`peak_rss_mb` is the peak of what ran since: ``"run"``.
+    Elsewhere the peak is the process's since it started: ``"process"``.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return "run"
+    except OSError:
+        return "process"
+
+
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process in MiB."""
+    """Peak resident memory in MiB since the last :func:`reset_peak_rss` (Linux), else of the process."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def environment() -> dict[str, Any]:
@@ -102,24 +141,30 @@ def environment() -> dict[str, Any]:
         "pandas": pandas.__version__,
         "crossbench": crossbench.__version__,
         "git_commit": git_commit(),
+        "cpu": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 
 
-def load_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
-    """Read run records from files or folders (``runs/*.json`` inside a results folder)."""
+def load_records(paths: Iterable[Path], *, verify: bool = True) -> list[dict[str, Any]]:
+    """Read run records from files or folders (``runs/*.json`` inside a results folder).
+
+    Each record is checked against the schema (:mod:`crossbench.records`); with ``verify``
+    (the default) its means are also recomputed from its sha-checked per-user file, and a
+    record that disagrees is refused with one line.
+    """
+    from crossbench.records import read_record, verify_record
+
     records = []
     for p in paths:
         # a results folder's records are in runs/ (beside them lie experiment.json and the tables)
         files = (sorted(p.glob("runs/*.json")) if (p / "runs").is_dir() else sorted(p.glob("*.json"))) if p.is_dir() else [p]
         for f in files:
-            try:
-                rec = json.loads(f.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise CrossbenchError(f"run record {f}: cannot read it ({exc})") from exc
-            if not isinstance(rec, dict) or rec.get("schema") != SCHEMA_VERSION:
-                raise CrossbenchError(f"run record {f}: not a crossbench run record of schema {SCHEMA_VERSION}")
-            rec["_path"] = str(f)
+            rec = read_record(f, schema=SCHEMA_VERSION)
+            if verify:
+                verify_record(rec, where=f"run record {f}")
             records.append(rec)
     if not records:
         raise CrossbenchError(f"no run records found in {', '.join(map(str, paths))}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -29,12 +30,13 @@ from crossbench.evaluate.groups import breakdown, head_tail, item_popularity, us
 from crossbench.evaluate.peruser import save_per_user
 from crossbench.evaluate.sampled import draw_negatives, evaluate_sampled, sampled_key
 from crossbench.experiment import Experiment, ModelRef, RunOptions, TuningSettings, dataset_params, experiment_fingerprint, pick_device, validate
+from crossbench.experiment_toml import experiment_to_toml
+from crossbench.exports import artefacts, write_artefacts
 from crossbench.interfaces import ComponentRef, Recommender, RunEnv
-from crossbench.leaderboard import render_markdown, render_pairwise
 from crossbench.modelspace import make_recommender
 from crossbench.outputs import ResultsFolder
 from crossbench.registry import Registry
-from crossbench.results import SCHEMA_VERSION, environment, load_records, peak_rss_mb, write_json_atomic, write_text_atomic
+from crossbench.results import SCHEMA_VERSION, environment, load_records, peak_rss_mb, reset_peak_rss, write_json_atomic
 from crossbench.train import train_items
 
 
@@ -49,6 +51,11 @@ def safe_name(text: str, *, limit: int = 60) -> str:
     if slug == text:
         return slug
     return f"{slug or 'name'}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"
+
+
+def warn(message: str) -> None:
+    """One ``crossbench: warning:`` line on stderr (shown with ``-q`` too)."""
+    sys.stderr.write(f"crossbench: warning: {message}\n")
 
 
 def record_file(target: str, label: str, seed: int) -> str:
@@ -94,16 +101,25 @@ def run_experiment(
     data = registry.get("datasets", exp.dataset.name).factory(**dataset_params(exp, registry)).load()
     load_s = time.perf_counter() - t_load
     targets = resolve_targets(data, list(exp.protocol.targets) or None)
+    for target in targets:
+        n_items = data.domain(target).n_items
+        if max(exp.ks) > n_items:
+            big = ", ".join(str(k) for k in exp.ks if k > n_items)
+            warn(f"cut-off(s) {big} exceed the {n_items} items of target {target!r}: every item is retrieved there, "
+                 "so recall and hit rate at those cut-offs are 1 for every user")
     manifest = {"experiment": dataclasses.asdict(exp), "tuning": dataclasses.asdict(tuning) if tuning else None}
+    exp_toml = experiment_to_toml(exp)
     with folder.locked():
         folder.prepare(fingerprint=fingerprint, overwrite=overwrite)
+        def begin() -> None:
+            folder.write_manifest(fingerprint=fingerprint, manifest=manifest, experiment_toml=exp_toml)
+
         _run_all(exp, data, targets, registry=registry, options=options, folder=folder, device=device, threads=threads,
-                 tuning=tuning, log=log, load_s=load_s, begin=lambda: folder.write_manifest(fingerprint=fingerprint, manifest=manifest))
+                 tuning=tuning, log=log, load_s=load_s, begin=begin)
         records = load_records([folder.path])
-        markdown = render_markdown(records, command=options.command, record_dir=folder.runs)
-        write_text_atomic(folder.path / "leaderboard.md", markdown)
-        write_text_atomic(folder.path / "pairwise.md", render_pairwise(records, record_dir=folder.runs))
-    return records, markdown
+        files = artefacts(records, command=options.command, record_dir=folder.runs)
+        write_artefacts(folder.path, files)
+    return records, files["leaderboard.md"].content.decode("utf-8")
 
 
 def _run_all(
@@ -156,12 +172,14 @@ def _run_all(
                         m = replace(m, params={**m.params, **outcome.params})
                         tuned = outcome.record
                 log(f"{m.display}: target {target}, seed {seed}")
+                scope = reset_peak_rss()
                 rec = _run_one(exp, m, split, split_fp, seed=seed, registry=registry, device=device, options=options,
                                metrics=metrics, runs_dir=folder.runs)
                 rec["protocol"]["audit"] = audit
                 rec["model"]["tuning"] = tuned
                 rec.update(shared)
                 rec["timings"]["peak_rss_mb"] = peak_rss_mb()
+                rec["timings"]["peak_rss_scope"] = scope
                 path = folder.runs / rec["file"]
                 begin()
                 write_json_atomic(path, rec)

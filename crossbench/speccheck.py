@@ -35,6 +35,7 @@ CALL_KEYWORDS: dict[str, tuple[str, ...]] = {
     "fusions": ("context",),
     "scorers": ("context",),
     "recommenders": (),
+    "feedback-models": (),
 }
 
 #: Kinds built by name with no user-given hyperparameters: every hyperparameter needs a default.
@@ -71,15 +72,16 @@ def _signature_problems(kind: str, where: str, spec: ComponentSpec, params: typi
     if positional:
         out.append(f"{where}: factory {factory} takes {', '.join(map(repr, positional))} by position only; "
                    "factories are called with keyword arguments")
-    missing = [k for k in CALL_KEYWORDS[kind] if k not in params and not var_kw]
+    keywords = CALL_KEYWORDS.get(kind, ())
+    missing = [k for k in keywords if k not in params and not var_kw]
     if missing:
-        call = ", ".join(f"{k}=..." for k in CALL_KEYWORDS[kind])
+        call = ", ".join(f"{k}=..." for k in keywords)
         out.append(f"{where}: factory {factory} does not accept keyword(s) {', '.join(map(repr, missing))}; "
                    f"{_noun(kind)} factories are called as factory({call}, **hyperparameters)")
     if kind in BUILT_BY_NAME:
         required = [
             p.name for p in params.values()
-            if p.default is p.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in CALL_KEYWORDS[kind]
+            if p.default is p.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in keywords
         ]
         if required:
             out.append(f"{where}: factory {factory} requires {', '.join(map(repr, required))} without a default; "

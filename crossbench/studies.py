@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crossbench.errors import CrossbenchError
+from crossbench.results import umask_mode
 
 if TYPE_CHECKING:
     import optuna
@@ -400,6 +401,7 @@ def _save_png(fig: Any, path: Path) -> None:
     FigureCanvasAgg(fig)  # draw with Agg whatever the session's default backend
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, umask_mode())
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, format="png", dpi=100)
         os.replace(tmp, path)

@@ -57,6 +57,7 @@ from crossbench.interfaces import (
     check_kwargs,
 )
 from crossbench.progress import progress_bar
+from crossbench.results import umask_mode
 from crossbench.train_sequences import sequence_step, sequence_windows
 
 LOSSES = ("bpr", "softmax", "full-softmax")
@@ -105,6 +106,12 @@ class TrainConfig:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.negatives < 1 or self.sampled_negatives < 0:
             problems.append(f"negatives must be >= 1 and sampled_negatives >= 0, got {self.negatives}, {self.sampled_negatives}")
+        if not self.lr > 0:
+            problems.append(f"lr must be positive, got {self.lr}")
+        if not self.l2 >= 0:
+            problems.append(f"l2 must not be negative, got {self.l2}")
+        if self.valid_k < 1:
+            problems.append(f"valid_k must be at least 1, got {self.valid_k}")
         if not 0.0 <= self.target_history_dropout < 1.0:
             problems.append(f"target_history_dropout must be in [0, 1), got {self.target_history_dropout}")
         if problems:
@@ -221,10 +228,15 @@ class ComposedRecommender(Recommender):
         self.model: ComposedModel | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "components": {kind: ref.to_dict() for kind, ref in self.refs.items()},
             "training": asdict(self.config),
         }
+        if self.model is not None:
+            inputs = {d: enc.inputs() for d, enc in self.model.item_encoders.items() if isinstance(enc, ItemEncoder)}
+            if any(v is not None for v in inputs.values()):
+                out["item_inputs"] = {d: v for d, v in inputs.items() if v is not None}
+        return out
 
     def components(self) -> dict[str, ComponentRef]:
         return {role: self.refs[kind] for role, kind in COMPONENT_ROLES.items()}
@@ -298,8 +310,20 @@ class ComposedRecommender(Recommender):
     # -- fitting --------------------------------------------------------------------------
 
     def fit(self, split: FitSplit, *, env: RunEnv) -> FitReport:
-        cfg = self.config
+        return self._train(split, env, self._prepare(split, env))
+
+    def update(self, split: FitSplit, *, env: RunEnv) -> FitReport:
+        """Warm-started fine-tuning: training resumes from the current weights on ``split`` (the
+        same settings and early stopping on validation users); before any fit, a fit."""
+        if self.model is None:
+            return self.fit(split, env=env)
+        weights = self.model.state_dict()
         model = self._prepare(split, env)
+        model.load_state_dict(weights)
+        return self._train(split, env, model)
+
+    def _train(self, split: FitSplit, env: RunEnv, model: ComposedModel) -> FitReport:
+        cfg = self.config
         domains = model.domains_for(split.target)
         sequences = cfg.training == "sequences"
         pairs = {} if sequences else {  # (user, item) tensors are read by pair training only
@@ -494,6 +518,7 @@ class ComposedRecommender(Recommender):
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         payload = {"format": CHECKPOINT_FORMAT, "describe": json.dumps(self.describe(), sort_keys=True), "state": state}
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, umask_mode())
         os.close(fd)
         try:
             torch.save(payload, tmp)

@@ -27,7 +27,7 @@ needs_recbole = pytest.mark.skipif(not RECBOLE_PYTHON, reason="set CROSSBENCH_RE
 #: the scripts covered below; a new benchmark script must get a test here
 COVERED = {
     "train_throughput.py", "eval_throughput.py", "recbole_eval.py", "tuning_storage.py", "zoo_synthetic.py",
-    "gpu_check.py", "low_precision_product.py", "big_model_fit.py", "ablation_valid.py",
+    "gpu_check.py", "low_precision_product.py", "big_model_fit.py", "ablation_valid.py", "simulation_round.py",
 }
 NUMBER = r"[0-9]+(?:\.[0-9]+)?"
 
@@ -179,3 +179,16 @@ def test_ablation_valid_reports_validation_users_only() -> None:
     assert re.search(rf"^seed 0: validation ndcg@10 ({NUMBER}) \(\d+ users\), fit {NUMBER} s, epochs 2, threads 1$", out, re.MULTILINE), out
     assert report["model"] == "cd-attention" and report["params"] == {"epochs": "2", "dim": "16"}
     assert 0.0 < report["mean"] <= 1.0 and report["valid_ndcg@10"] == [report["mean"]]
+
+
+def test_simulation_round_reports_the_cost_of_a_round_against_fit_plus_evaluation() -> None:
+    out, report = run_benchmark("simulation_round.py", "--tiny", "--threads", "1", "--models", "popularity", "mf")
+    assert report["threads"] == 1 and report["rounds"] == 2 and report["n_users"] == 400
+    for name in ("popularity", "mf"):
+        r = report["models"][name]
+        assert r["round_s"] == pytest.approx(sum(r["round_parts_s"].values()))
+        assert r["ratio"] == pytest.approx(r["round_s"] / (r["fit_s"] + r["eval_s"]))
+        assert len(r["taken_per_round"]) == 2 and sum(r["taken_per_round"]) > 0
+        line = re.search(rf"^{name}: one round ({NUMBER}) s .* = ({NUMBER})x \(([0-9]+) simulated users, threads 1, ", out, re.MULTILINE)
+        assert line, out
+        assert int(line.group(3)) == r["users"] > 0

@@ -73,13 +73,13 @@ def test_stats_table_with_one_protocol(tmp_path: Path, registry: Registry) -> No
 def test_stats_errors_are_clear(tmp_path: Path, registry: Registry) -> None:
     root = write_recbole(tmp_path)
     result = invoke(registry, "stats", "recbole", "--dataset-param", f"path={root}", "--dataset-param", "domain=books")
-    assert result.exit_code == 1 and "has no hyperparameter 'domain'; did you mean 'domains'" in result.output
+    assert result.exit_code == 2 and "has no hyperparameter 'domain'; did you mean 'domains'" in result.output
     result = invoke(registry, "stats", "recbole", "--dataset-param", f"path={root}", "--dataset-param", "domains=books,movies",
                     "--target", "film")
-    assert result.exit_code == 1 and "unknown domain" in result.output
+    assert result.exit_code == 2 and "unknown domain" in result.output
     result = invoke(registry, "stats", "recbole", "--dataset-param", f"path={root}", "--dataset-param", "domains=books,movies",
                     "--protocol", "loo")
-    assert result.exit_code == 1 and "unknown protocol 'loo'" in result.output
+    assert result.exit_code == 2 and "unknown protocol 'loo'" in result.output
 
 
 def write_all_formats(root: Path, n_users: int = 60) -> dict[str, dict[str, object]]:

@@ -174,7 +174,7 @@ def test_cli_fetch_uses_the_dataset_downloads_and_cache_env(server: Server, tmp_
     assert result.stdout.strip() == str(tmp_path / "cache" / "datasets" / "local-ml" / "data" / "ml-1m")
     assert "ml-1m.zip" in result.stderr and "matches the published checksum" in result.stderr
     result = CliRunner().invoke(data_group, ["fetch", "douban"], obj=types.SimpleNamespace(registry=registry))
-    assert result.exit_code == 1 and "has no public download" in result.output and "local-ml" in result.output
+    assert result.exit_code == 2 and "has no public download" in result.output and "local-ml" in result.output
 
 
 def test_movielens_1m_reads_from_the_cache_or_says_how_to_fetch(tmp_path: Path, monkeypatch) -> None:

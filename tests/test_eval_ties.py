@@ -206,3 +206,15 @@ def test_launching_ahead_changes_nothing(monkeypatch):
     assert ahead.catalog == plain.catalog
     for key, values in plain.per_user.items():
         np.testing.assert_array_equal(ahead.per_user[key], values)
+
+
+def test_float64_scores_are_not_cast_to_float32_ties():
+    # 1 + 1e-12 and 1 are equal in float32 (a tie, relevant item ranked last) but not in float64
+    eps = 1e-12
+    assert np.float32(1.0 + eps) == np.float32(1.0)
+    scores = torch.tensor([[1.0, 1.0 + eps, 0.5]], dtype=torch.float64)
+    truth = GroundTruth.from_pairs(np.array([0]), np.array([1]))
+    result = evaluate(lambda users: scores[users], truth, n_items=3, metrics={"ndcg": SPECS["ndcg"]}, ks=(1,))
+    assert result.means["ndcg@1"] == 1.0  # float32 would make it a tie broken against the relevant item: 0.0
+    as32 = evaluate(lambda users: scores[users].float(), truth, n_items=3, metrics={"ndcg": SPECS["ndcg"]}, ks=(1,))
+    assert as32.means["ndcg@1"] == 0.0

@@ -21,3 +21,20 @@ def test_there_are_published_boards():
 def test_published_board_matches_its_records(board):
     out = CliRunner().invoke(cli, ["leaderboard", str(board.parent), "--check", str(board)], obj=CliState())
     assert out.exit_code == 0, out.output
+
+
+def test_the_index_lists_every_published_board():
+    from crossbench.leaderboard_index import main
+
+    assert main([str(ROOT), "--check"]) == 0
+    index = (ROOT / "README.md").read_text(encoding="utf-8")
+    for board in BOARDS:
+        assert f"]({board.parent.name}/leaderboard.md)" in index
+
+
+@pytest.mark.parametrize("board", BOARDS, ids=lambda p: p.parent.name)
+def test_published_board_has_its_exports(board):
+    folder = board.parent
+    assert (folder / "leaderboard.csv").is_file() and (folder / "leaderboard.json").is_file()
+    assert any((folder / "plots").glob("*-at-k.png")) and any((folder / "plots").glob("*-user-groups.png"))
+    assert (folder / "experiment.json").is_file()

@@ -68,7 +68,7 @@ def test_a_missing_required_keyword_is_refused_before_any_data_loads(tmp_path):
 
     out = CliRunner().invoke(cli, ["run", "--dataset", "tabular", "--seeds", "0", "-q", "--output", str(tmp_path / "o")], obj=CliState())
     assert out.exit_code == 2
-    assert "crossbench: error: dataset 'tabular': 'tabular' needs 'path' (no default); give it, e.g. path=..." in out.stderr
+    assert "crossbench: error: dataset 'tabular': parameter(s) 'path' are required; give them, e.g. path=VALUE" in out.stderr
     assert not (tmp_path / "o").exists()
 
 

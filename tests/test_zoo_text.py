@@ -10,6 +10,7 @@ import torch
 from crossbench.data.protocols import ColdStart
 from crossbench.errors import CrossbenchError
 from crossbench.interfaces import BuildContext
+from crossbench.results import file_sha256
 from crossbench_synthetic import SyntheticDataset
 from crossbench_synthetic.generator import DOMAIN_NOUNS, FILLER, TOPICS
 
@@ -120,3 +121,21 @@ def test_shipped_minilm_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     again = text.TextEmbedder(model_path=None, cache_dir=tmp_path).encode(["A recipe book for bread."])
     assert runs.texts == 3
     torch.testing.assert_close(again[0], v[2])
+
+
+def test_text_encoders_report_what_they_encoded(tiny_bert: Path, data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ctx = BuildContext(data=data, target="movies", dim=8, cache_dir=tmp_path)
+    first = text.text_id_item_encoder(context=ctx, domain="movies", model_path=str(tiny_bert)).inputs()
+    texts = data.domain("movies").item_texts()
+    assert first is not None and first["n_texts"] == 25 and first["sample"] == texts[:3]
+    assert first["n_encoded"] == len(set(texts)) and first["n_from_cache"] == 0
+    assert first["weights_sha256"] == file_sha256(tiny_bert / "model.safetensors")
+    second = text.text_item_encoder(context=ctx, domain="movies", model_path=str(tiny_bert)).inputs()
+    assert second is not None and second["n_encoded"] == 0 and second["n_from_cache"] == len(set(texts))
+
+
+def test_an_unwritable_cache_is_one_clear_error(tiny_bert: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CrossbenchError, match="cannot use the embedding cache .*pass a writable --cache-dir"):
+        text.TextEmbedder(model_path=str(tiny_bert), cache_dir=blocker / "cache")

@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
+from crossbench.cli_errors import ErrorContractGroup
 from crossbench.data.fetch import INDEX_ENV, downloads_of, fetch, prepare, prepared_path, wheel_source_of
 from crossbench.data.stats import domain_stats, overlap_stats, protocol_stats, render
 from crossbench.errors import CrossbenchError
@@ -32,8 +33,9 @@ def _registry() -> Any:
     return registry
 
 
-def _fail(exc: CrossbenchError) -> None:
-    raise click.ClickException(str(exc))
+def _fail(exc: CrossbenchError) -> NoReturn:
+    """Bad input: one ``crossbench: error:`` line and exit status 2, as for every command."""
+    raise exc
 
 
 def _obtainable(registry: Any) -> list[str]:
@@ -44,7 +46,7 @@ def _obtainable(registry: Any) -> list[str]:
     ]
 
 
-@click.group("data")
+@click.group("data", cls=ErrorContractGroup)
 def data_group() -> None:
     """Download or prepare public datasets and describe datasets (sizes, overlap, cold users)."""
 

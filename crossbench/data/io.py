@@ -174,13 +174,25 @@ def require_columns(frame: pd.DataFrame, columns: Sequence[str], *, path: Path |
         raise DataFileError(msg)
 
 
+#: cell texts that spreadsheets and pandas write for a missing value; never taken for an id
+MISSING_MARKERS = frozenset({"nan", "NaN", "NAN", "NA", "N/A", "n/a", "null", "NULL", "None", "none", "<NA>", "NaT"})
+
+
 def require_values(frame: pd.DataFrame, columns: Sequence[str], *, path: Path | str) -> None:
-    """Error naming the first line where one of ``columns`` is missing or empty."""
+    """Error naming the first line where one of ``columns`` is missing, empty or a missing-value marker (``NaN``, ``NULL``, ...)."""
     for col in columns:
         values = frame[col]
         bad = values.isna().to_numpy().copy()
         if values.dtype != np.float64:
-            bad |= (values == "").to_numpy()
+            text = values.astype(str).str.strip()
+            bad |= (text == "").to_numpy()
+            marker = text.isin(MISSING_MARKERS).to_numpy() & ~bad
+            if marker.any():
+                pos = int(np.argmax(marker))
+                raise DataFileError(
+                    f"{path}: line {frame.index[pos]}: column {col!r} holds {values.iloc[pos]!r}, a missing-value marker, "
+                    "not an id; drop the row or give the id"
+                )
         if bad.any():
             line = frame.index[int(np.argmax(bad))]
             raise DataFileError(f"{path}: line {line}: column {col!r} is empty or the row has too few fields")

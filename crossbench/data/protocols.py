@@ -102,7 +102,10 @@ class ColdStart:
 
     name = "cold-start"
 
-    def split(self, data: CrossDomainData) -> Split:
+    def __post_init__(self) -> None:
+        self._check()
+
+    def _check(self) -> None:
         if not 0 < self.test_fraction < 1 or not 0 <= self.valid_fraction < 1:
             raise CrossbenchError(
                 f"cold-start: test_fraction must be in (0, 1) and valid_fraction in [0, 1), "
@@ -113,6 +116,8 @@ class ColdStart:
                 f"cold-start: test_fraction + valid_fraction must be below 1 so that some overlapping "
                 f"users stay in training, got {self.test_fraction} + {self.valid_fraction}"
             )
+
+    def split(self, data: CrossDomainData) -> Split:
         target = data.domain(self.target)
         others = [d for d in data.domain_names if d != self.target]
         if not others:

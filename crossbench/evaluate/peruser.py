@@ -18,7 +18,7 @@ import numpy as np
 
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate.ranking import EvalResult
-from crossbench.results import file_sha256
+from crossbench.results import file_sha256, umask_mode
 
 _CATALOG = "catalog:"
 _RESERVED = ("users", "meta")
@@ -38,6 +38,7 @@ def save_per_user(result: EvalResult, path: Path) -> str:
     arrays["meta"] = np.asarray(json.dumps({"mode": result.mode, "sampling": dict(result.sampling)}, sort_keys=True))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, umask_mode())
         with os.fdopen(fd, "wb") as f:
             np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)

@@ -329,8 +329,10 @@ def _chunk_scores(
         raise CrossbenchError(
             f"the score function returned shape {tuple(scores.shape)} for {len(users)} users, expected {(len(users), n_items)}"
         )
-    if scores.device != device or scores.dtype != torch.float32:
-        scores = scores.to(device=device, dtype=torch.float32)
+    # float64 scores stay float64: casting them down could create ties their order did not have
+    dtype = scores.dtype if scores.dtype in (torch.float32, torch.float64) else torch.float32
+    if scores.device != device or scores.dtype != dtype:
+        scores = scores.to(device=device, dtype=dtype)
     elif scores._is_view() or not scores.is_contiguous():
         scores = scores.clone(memory_format=torch.contiguous_format)
     if not scores.is_contiguous():

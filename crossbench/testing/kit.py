@@ -26,6 +26,7 @@ import torch
 from crossbench.data.model import INTERACTION_COLUMNS, ITEM_COLUMNS, CrossDomainData
 from crossbench.errors import CrossbenchError
 from crossbench.interfaces import Dataset, FitReport, Recommender, RunEnv
+from crossbench.registry import KINDS
 from crossbench.testing.metrics import check_metric
 from crossbench.testing.modules import (
     DEVICES,
@@ -35,8 +36,6 @@ from crossbench.testing.modules import (
     check_user_encoder,
 )
 from crossbench.testing.registry import components, kit_registry, params_for, spec_of
-
-KINDS_TESTED = ("datasets", "item-encoders", "user-encoders", "fusions", "scorers", "recommenders", "metrics")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -72,7 +71,7 @@ def test_plugin_loads(plugin: str, request: pytest.FixtureRequest) -> None:
             pytest.fail(failure.line(), pytrace=False)
     installed = {name for name, _, _ in registry.pm.plugin_distributions()}  # type: ignore[attr-defined]
     assert plugin in installed, f"plugin {plugin!r} is not installed (installed: {', '.join(sorted(installed))})"
-    provided = [k for k in KINDS_TESTED for e in registry.entries(k) if e.plugin == plugin]
+    provided = [k for k in KINDS for e in registry.entries(k) if e.plugin == plugin]
     assert provided, f"plugin {plugin!r} registers no component"
     for kind_, name in registry.conflicts:
         assert plugin not in registry.conflicts[(kind_, name)], registry.conflict_line(kind_, name)

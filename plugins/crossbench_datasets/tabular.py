@@ -62,6 +62,8 @@ class TabularDataset(FileDataset):
         cols = [self.user_col, self.item_col, self.domain_col]
         optional = [c for c in (self.time_col, self.rating_col) if c is not None]
         require_columns(t, cols + optional, path=path, option="set user_col=, item_col=, domain_col=, time_col=, rating_col=")
+        if len(t) == 0:
+            raise DataFileError(f"{path}: the file has a header but no data rows; add interactions or name another file")
         require_values(t, cols + optional, path=path)
         present = sorted(set(t[self.domain_col]))
         domains = self.domains or tuple(present)

@@ -90,25 +90,13 @@ class SyntheticDataset(Dataset):
 
     def load(self) -> CrossDomainData:
         self.check()
-        rng = np.random.default_rng(self.seed)
         names = DEFAULT_DOMAINS[: self.n_domains]
         users = np.arange(self.n_users)
-        # who is active where: an `overlap` share everywhere, the rest in one domain each
-        everywhere = rng.random(self.n_users) < self.overlap
-        only = rng.integers(0, self.n_domains, self.n_users)
-        z = rng.standard_normal((self.n_users, self.n_topics))
-        noise_scale = math.sqrt(max(0.0, 1.0 - self.transfer**2))
+        everywhere, only, z = self._users()
         frames, item_frames = [], []
         for d, name in enumerate(names):
             drng = np.random.default_rng([self.seed, d + 1])
-            theta = self.transfer * z + noise_scale * drng.standard_normal((self.n_users, self.n_topics))
-            main = drng.integers(0, self.n_topics, self.n_items)
-            second = (main + drng.integers(1, self.n_topics, self.n_items)) % self.n_topics
-            topics = np.zeros((self.n_items, self.n_topics))
-            topics[np.arange(self.n_items), main] = 1.0
-            topics[np.arange(self.n_items), second] += 0.5
-            rank = drng.permutation(self.n_items)
-            log_pop = -self.zipf_exponent * np.log1p(rank)
+            theta, main, second, topics, log_pop = self._domain(drng, z)
             active = users[everywhere | (only == d)]
             counts = np.clip(
                 np.round(drng.lognormal(math.log(self.mean_interactions) - 0.18, 0.6, len(active))), 3, self.n_items // 2
@@ -118,7 +106,7 @@ class SyntheticDataset(Dataset):
             for s in range(0, len(active), chunk):
                 au = active[s : s + chunk]
                 cnt = counts[s : s + chunk]
-                logits = self.taste_strength * theta[au] @ topics.T / math.sqrt(1.25) + log_pop
+                logits = self._logits(theta[au], topics, log_pop)
                 gumbel = -np.log(-np.log(drng.random(logits.shape)))
                 top = np.argsort(-(logits + gumbel), axis=1)[:, : int(cnt.max())]
                 keep = np.arange(top.shape[1])[None, :] < cnt[:, None]
@@ -141,6 +129,40 @@ class SyntheticDataset(Dataset):
             meta={"default_target": names[1], "generator": params},
         )
 
+    def _users(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Who is active where (an ``overlap`` share everywhere, the rest in one domain each) and the tastes ``z``."""
+        rng = np.random.default_rng(self.seed)
+        everywhere = rng.random(self.n_users) < self.overlap
+        only = rng.integers(0, self.n_domains, self.n_users)
+        z = rng.standard_normal((self.n_users, self.n_topics))
+        return everywhere, only, z
+
+    def _domain(self, drng: np.random.Generator, z: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The first draws of a domain's generator: tastes, item topics and Zipf log-popularity."""
+        noise_scale = math.sqrt(max(0.0, 1.0 - self.transfer**2))
+        theta = self.transfer * z + noise_scale * drng.standard_normal((self.n_users, self.n_topics))
+        main = drng.integers(0, self.n_topics, self.n_items)
+        second = (main + drng.integers(1, self.n_topics, self.n_items)) % self.n_topics
+        topics = np.zeros((self.n_items, self.n_topics))
+        topics[np.arange(self.n_items), main] = 1.0
+        topics[np.arange(self.n_items), second] += 0.5
+        rank = drng.permutation(self.n_items)
+        log_pop = -self.zipf_exponent * np.log1p(rank)
+        return theta, main, second, topics, log_pop
+
+    def _logits(self, theta: np.ndarray, topics: np.ndarray, log_pop: np.ndarray) -> np.ndarray:
+        return np.asarray(self.taste_strength * theta @ topics.T / math.sqrt(1.25) + log_pop)
+
+    def planted(self, domain: str) -> PlantedChoice:
+        """The choice model that generated ``domain``'s interactions (without generating them)."""
+        names = DEFAULT_DOMAINS[: self.n_domains]
+        if domain not in names:
+            raise CrossbenchError(f"dataset 'synthetic' has no domain {domain!r} (domains: {', '.join(names)})")
+        self.check()
+        _, _, z = self._users()
+        theta, _, _, topics, log_pop = self._domain(np.random.default_rng([self.seed, names.index(domain) + 1]), z)
+        return PlantedChoice(self, theta, topics, log_pop)
+
     def _texts(self, rng: np.random.Generator, domain: str, main: np.ndarray, second: np.ndarray) -> tuple[list[str], list[str]]:
         noun = DOMAIN_NOUNS.get(domain, "item")
         titles, texts = [], []
@@ -157,6 +179,33 @@ class SyntheticDataset(Dataset):
             titles.append(title)
             texts.append(f"A {noun} about {' '.join(words)}.")
         return titles, texts
+
+
+@dataclass(frozen=True)
+class PlantedChoice:
+    """One domain's planted preferences: a user draws items with probability ``softmax(logits)``.
+
+    The generator makes about ``mean_interactions`` such draws per user (without replacement);
+    :meth:`acceptance` is the chance that an item is among ``draws`` independent draws,
+    ``1 - (1 - q_ui) ** draws`` with ``q_ui`` the item's choice probability.
+    """
+
+    dataset: SyntheticDataset
+    theta: np.ndarray
+    topics: np.ndarray
+    log_pop: np.ndarray
+
+    def choice(self, users: np.ndarray) -> np.ndarray:
+        """``[len(users), n_items]`` choice probabilities (generator user and item numbers)."""
+        logits = self.dataset._logits(self.theta[users], self.topics, self.log_pop)
+        logits -= logits.max(axis=1, keepdims=True)
+        q = np.exp(logits)
+        return np.asarray(q / q.sum(axis=1, keepdims=True))
+
+    def acceptance(self, users: np.ndarray, items: np.ndarray, *, draws: float) -> np.ndarray:
+        """``[U, K]`` chance that each user takes each of ``items`` ``[U, K]`` (``-1``: 0)."""
+        q = np.take_along_axis(self.choice(users), np.maximum(items, 0), axis=1)
+        return np.where(items >= 0, 1.0 - np.power(1.0 - q, draws), 0.0)
 
 
 def synthetic(

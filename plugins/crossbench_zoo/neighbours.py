@@ -131,6 +131,8 @@ class ItemKNN(_ItemItem):
         super().__init__(domains=domains)
         if not 0.0 <= alpha <= 1.0:
             raise CrossbenchError(f"model 'itemknn': alpha must be in [0, 1], got {alpha}")
+        if k < 1 or shrink < 0:
+            raise CrossbenchError(f"model 'itemknn': k must be at least 1 and shrink not negative, got k={k}, shrink={shrink}")
         self.k, self.shrink, self.alpha = k, shrink, alpha
 
     def _weights(self, gram: torch.Tensor) -> torch.Tensor:
@@ -156,6 +158,8 @@ class EASE(_ItemItem):
 
     def __init__(self, *, l2: float, domains: str) -> None:
         super().__init__(domains=domains)
+        if not l2 > 0:
+            raise CrossbenchError(f"model 'ease': l2 must be positive (it keeps the Gram matrix invertible), got {l2}")
         self.l2 = l2
 
     def _weights(self, gram: torch.Tensor) -> torch.Tensor:

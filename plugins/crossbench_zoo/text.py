@@ -19,6 +19,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,9 +69,14 @@ class EmbeddingCache:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, dim INTEGER, vec BLOB)")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.execute("CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, dim INTEGER, vec BLOB)")
+        except (OSError, sqlite3.Error) as exc:
+            raise CrossbenchError(
+                f"text item encoder: cannot use the embedding cache {self.path} ({exc}); pass a writable --cache-dir"
+            ) from None
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=60)
@@ -123,6 +129,8 @@ class TextEmbedder:
         self.identity = ModelIdentity(weights_sha, pooling, max_length, normalize)
         self.cache = EmbeddingCache(Path(cache_dir) / "text-embeddings.sqlite")
         self.n_encoded = 0
+        self.n_cached = 0
+        self.report: dict[str, Any] = {}
         self._model: nn.Module | None = None
         self._tokenizer = None
 
@@ -162,6 +170,7 @@ class TextEmbedder:
         """``[len(texts), width]`` float32 vectors; only cache misses are run through the model."""
         keys = [self.identity.text_key(t) for t in texts]
         found = self.cache.get(sorted(set(keys)))
+        self.n_cached += len(set(keys) & set(found))
         missing = sorted({k: t for k, t in zip(keys, texts) if k not in found}.items())
         if missing:
             vectors = self._run([t for _, t in missing])
@@ -217,8 +226,10 @@ class MoEAdapter(nn.Module):
 class TextItemEncoder(ItemEncoder):
     """Frozen text vectors of a domain's items through a trainable adapter (plus an optional ID embedding)."""
 
-    def __init__(self, *, text_vectors: torch.Tensor, dim: int, n_experts: int, dropout: float, with_id: bool, init_std: float = 0.02) -> None:
+    def __init__(self, *, text_vectors: torch.Tensor, dim: int, n_experts: int, dropout: float, with_id: bool, init_std: float = 0.02,
+                 report: dict[str, Any] | None = None) -> None:
         super().__init__()
+        self.report = report
         self.n_items, self.dim = text_vectors.shape[0], dim
         self.register_buffer("text", text_vectors.float(), persistent=False)
         self.adapter = MoEAdapter(in_dim=text_vectors.shape[1], out_dim=dim, n_experts=n_experts, dropout=dropout)
@@ -227,6 +238,9 @@ class TextItemEncoder(ItemEncoder):
         if with_id:
             self.id_embedding = nn.Embedding(self.n_items, dim)
             nn.init.normal_(self.id_embedding.weight, std=init_std)
+
+    def inputs(self) -> dict[str, Any] | None:
+        return self.report
 
     def all_items(self) -> torch.Tensor:
         # The catalogue is adapted once per parameter update: a training step that encodes
@@ -258,11 +272,28 @@ class TextItemEncoder(ItemEncoder):
         return out
 
 
+#: how an item's text is made from the dataset's item table
+TEXT_RECIPE = "title + '. ' + text (the title alone when there is no text)"
+
+
 def text_vectors(context: BuildContext, domain: str, *, model_path: str | None, pooling: str, max_length: int) -> tuple[torch.Tensor, TextEmbedder]:
     """The frozen vectors of ``domain``'s item texts (``title. text``), through the cache."""
     embedder = TextEmbedder(model_path=model_path, cache_dir=context.cache_dir, pooling=pooling, max_length=max_length)
+    texts = context.data.domain(domain).item_texts()
     with torch.random.fork_rng(devices=[]):  # loading the LM on a cache miss must not shift the seeded init
-        vectors = embedder.encode(context.data.domain(domain).item_texts())
+        vectors = embedder.encode(texts)
+    embedder.report = {
+        "recipe": TEXT_RECIPE,
+        "sample": texts[:3],
+        "n_texts": len(texts),
+        "n_distinct": len(set(texts)),
+        "n_encoded": embedder.n_encoded,
+        "n_from_cache": embedder.n_cached,
+        "language_model": "all-MiniLM-L6-v2 (shipped)" if embedder.default else str(embedder.path),
+        "weights_sha256": embedder.identity.weights_sha256,
+        "pooling": pooling,
+        "max_length": max_length,
+    }
     return vectors, embedder
 
 
@@ -271,8 +302,8 @@ def text_item_encoder(
     n_experts: int = 8, dropout: float = 0.1,
 ) -> TextItemEncoder:
     """Frozen pretrained text embeddings (default all-MiniLM-L6-v2) through a whitening + MoE adapter."""
-    vecs, _ = text_vectors(context, domain, model_path=model_path, pooling=pooling, max_length=max_length)
-    return TextItemEncoder(text_vectors=vecs, dim=context.dim, n_experts=n_experts, dropout=dropout, with_id=False)
+    vecs, embedder = text_vectors(context, domain, model_path=model_path, pooling=pooling, max_length=max_length)
+    return TextItemEncoder(text_vectors=vecs, dim=context.dim, n_experts=n_experts, dropout=dropout, with_id=False, report=embedder.report)
 
 
 def text_id_item_encoder(
@@ -280,5 +311,6 @@ def text_id_item_encoder(
     n_experts: int = 8, dropout: float = 0.1, init_std: float = 0.02,
 ) -> TextItemEncoder:
     """Adapted frozen text embeddings plus a learned ID embedding per item."""
-    vecs, _ = text_vectors(context, domain, model_path=model_path, pooling=pooling, max_length=max_length)
-    return TextItemEncoder(text_vectors=vecs, dim=context.dim, n_experts=n_experts, dropout=dropout, with_id=True, init_std=init_std)
+    vecs, embedder = text_vectors(context, domain, model_path=model_path, pooling=pooling, max_length=max_length)
+    return TextItemEncoder(text_vectors=vecs, dim=context.dim, n_experts=n_experts, dropout=dropout, with_id=True, init_std=init_std,
+                           report=embedder.report)

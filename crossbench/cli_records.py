@@ -1,0 +1,226 @@
+"""``crossbench verify`` and ``crossbench reproduce``: checking published results without trusting them."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import click
+
+from crossbench.errors import CrossbenchError
+
+#: exit status of `crossbench reproduce` when the rerun differs from the record
+DIFFERS = 3
+#: the default tolerance when the rerun's versions or device differ from the record's
+DEFAULT_TOLERANCE = 1e-6
+
+
+def _registry() -> Any:
+    from crossbench.cli import _state
+
+    return _state().registry
+
+
+def check_fingerprints(records: list[dict[str, Any]], registry: Any) -> list[str]:
+    """Reload each dataset the records name and re-split it; raise on a fingerprint that disagrees.
+
+    Returns one line per dataset that could not be checked (for example data not prepared here).
+    """
+    from crossbench.data.protocols import make_protocol
+    from crossbench.interfaces import coerce_kwargs
+
+    notes = []
+    by_dataset: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        by_dataset.setdefault(json.dumps([rec["dataset"]["name"], rec["dataset"]["params"]], sort_keys=True), []).append(rec)
+    for recs in by_dataset.values():
+        ds = recs[0]["dataset"]
+        try:
+            spec = registry.get("datasets", ds["name"])
+            data = spec.factory(**coerce_kwargs(spec, ds["params"], where=f"dataset {ds['name']!r}")).load()
+        except CrossbenchError as exc:
+            notes.append(f"dataset {ds['name']!r}: fingerprints not checked (the data is not at hand: {exc})")
+            continue
+        fingerprint = data.fingerprint()
+        splits: dict[str, str] = {}
+        for rec in recs:
+            where = f"run record {rec['_path']}"
+            if rec["dataset"]["fingerprint"] != fingerprint:
+                raise CrossbenchError(
+                    f"{where}: dataset fingerprint {rec['dataset']['fingerprint'][:12]} does not match {ds['name']!r} "
+                    f"as loaded here ({fingerprint[:12]}); the record or the data differs"
+                )
+            p = rec["protocol"]
+            key = json.dumps([p["name"], p["target"], rec["seed"], p["params"]], sort_keys=True)
+            if key not in splits:
+                params = {k: v for k, v in p["params"].items() if k not in ("seed", "target")}
+                splits[key] = make_protocol(p["name"], target=p["target"], seed=rec["seed"], **params).split(data).fingerprint()
+            if p["split_fingerprint"] != splits[key]:
+                raise CrossbenchError(
+                    f"{where}: split fingerprint {p['split_fingerprint'][:12]} does not match the {p['name']} split of "
+                    f"target {p['target']!r}, seed {rec['seed']} made here ({splits[key][:12]})"
+                )
+    return notes
+
+
+@click.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--no-data", is_flag=True, help="Do not reload the datasets to check the records' fingerprints.")
+def verify(folder: Path, no_data: bool) -> None:
+    """Check a results folder or published table without writing anything.
+
+    Every run record is checked against the schema; every mean is recomputed from its
+    sha256-checked per-user file; dataset and split fingerprints are recomputed from the data
+    where it is at hand; and the tables, CSV, JSON and plots in FOLDER are regenerated in
+    memory and compared with the files. Any disagreement is one line and exit status 2.
+    """
+    from crossbench.exports import artefacts, stale
+    from crossbench.results import load_records
+
+    records = load_records([folder])
+    n_users = sum(int(r["protocol"]["n_test_users"]) for r in records)
+    click.echo(f"{len(records)} run record(s): schema, per-user files and {n_users} users' values agree with every reported mean")
+    if not no_data:
+        notes = check_fingerprints(records, _registry())
+        for line in notes:
+            click.echo(line)
+        if not notes:
+            click.echo("dataset and split fingerprints agree with the data")
+    if (folder / "leaderboard.md").is_file():
+        commands = {r.get("command") for r in records if r.get("command")}
+        files = artefacts(records, command=commands.pop() if len(commands) == 1 else None)
+        out = stale(folder, files)
+        if out:
+            raise CrossbenchError(f"{folder}: out of date with its run records: {', '.join(out)}; regenerate with "
+                                  f"`crossbench leaderboard {folder} --output {folder / 'leaderboard.md'}`")
+        click.echo(f"{len(files)} table, CSV, JSON and plot file(s) are current")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How a rerun compares with its record."""
+
+    differences: list[str]
+    n_values: int
+    n_users: int
+
+
+def compare_runs(old: Mapping[str, Any], new: Mapping[str, Any], *, tolerance: float, old_dir: Path, new_dir: Path) -> Comparison:
+    """Metric means and every per-user value of two records of the same row, within ``tolerance``."""
+    import numpy as np
+
+    diffs = []
+    for field_path in (("dataset", "fingerprint"), ("protocol", "split_fingerprint")):
+        a, b = old[field_path[0]][field_path[1]], new[field_path[0]][field_path[1]]
+        if a != b:
+            diffs.append(f"{'.'.join(field_path)}: {a[:12]} in the record, {b[:12]} now")
+
+    def close(a: float, b: float) -> bool:
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return a == b if tolerance == 0 else abs(a - b) <= tolerance
+
+    old_m, new_m = old["evaluation"]["metrics"], new["evaluation"]["metrics"]
+    for key in sorted(set(old_m) | set(new_m)):
+        a, b = old_m.get(key), new_m.get(key)
+        if a is None or b is None or not close(float(a), float(b)):
+            diffs.append(f"{key}: {a!r} in the record, {b!r} now")
+    n_values = 0
+    with np.load(old_dir / old["evaluation"]["per_user"]["path"]) as za, np.load(new_dir / new["evaluation"]["per_user"]["path"]) as zb:
+        if not np.array_equal(za["users"], zb["users"]):
+            diffs.append("the test users differ")
+        else:
+            for key in sorted(set(za.files) - {"users", "meta"}):
+                if key not in zb.files:
+                    continue
+                a, b = np.asarray(za[key], dtype=np.float64), np.asarray(zb[key], dtype=np.float64)
+                n_values += a.size
+                same = np.isnan(a) == np.isnan(b)
+                ok = ~np.isnan(a) & ~np.isnan(b)
+                same[ok] = (a[ok] == b[ok]) if tolerance == 0 else (np.abs(a[ok] - b[ok]) <= tolerance)
+                if not same.all():
+                    diffs.append(f"per-user {key}: {int((~same).sum())} of {a.size} users differ")
+        n_users = int(len(za["users"]))
+    return Comparison(diffs, n_values, n_users)
+
+
+def _kept_experiment(record_path: Path) -> Any:
+    from crossbench.experiment_toml import experiment_from_manifest, experiment_from_text
+    from crossbench.outputs import EXPERIMENT_FILE, MANIFEST
+
+    kept = record_path.parent / EXPERIMENT_FILE
+    if kept.is_file():
+        return experiment_from_text(kept.read_text(encoding="utf-8"), where=f"experiment file {kept}")
+    manifest = record_path.parent.parent / MANIFEST
+    if manifest.is_file():
+        try:
+            body = json.loads(manifest.read_text(encoding="utf-8"))["experiment"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CrossbenchError(f"{manifest}: cannot read the experiment from it ({exc})") from None
+        return experiment_from_manifest(body, where=str(manifest))
+    raise CrossbenchError(
+        f"run record {record_path}: no {EXPERIMENT_FILE} beside it and no {MANIFEST} in its results folder; "
+        "reproduce needs the experiment the record belongs to"
+    )
+
+
+@click.command()
+@click.argument("record", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--tolerance", type=float, help=f"Largest difference allowed (default: 0 with the record's versions and device, else {DEFAULT_TOLERANCE}).")
+@click.option("--device", help="Device to rerun on (default: the record's).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".crossbench-cache"), show_default=True,
+              help="Cache for encoded item text.")
+def reproduce(record: Path, tolerance: float | None, device: str | None, cache_dir: Path) -> None:
+    """Rerun one leaderboard row from its run record and compare every value.
+
+    The row is refitted with the hyperparameters its record holds (for a tuned row, the
+    tuned ones; the study is not rerun), on the record's thread count, and evaluated on the
+    same split. With the record's library versions on the same device, metrics and per-user
+    values must be bit-identical; otherwise they must agree within the tolerance. Exit status
+    0: reproduced; 3: values differ (each difference listed); 2: bad input.
+    """
+    from crossbench.experiment import RunOptions
+    from crossbench.records import read_record, verify_record
+    from crossbench.results import SCHEMA_VERSION, environment, load_records
+    from crossbench.runner import run_experiment
+
+    rec = read_record(record, schema=SCHEMA_VERSION)
+    verify_record(rec, where=f"run record {record}")
+    exp = _kept_experiment(record)
+    from crossbench.experiment_toml import model_from_record
+
+    model = model_from_record(rec["model"])
+    if rec["dataset"]["name"] != exp.dataset.name or dict(rec["dataset"]["params"]) != dict(exp.dataset.params):
+        raise CrossbenchError(f"run record {record}: its dataset differs from the experiment kept beside it")
+    kept = {k: v for k, v in rec["protocol"]["params"].items() if k not in ("seed", "target")}
+    if rec["protocol"]["name"] != exp.protocol.name or kept != dict(exp.protocol.params):
+        raise CrossbenchError(f"run record {record}: its protocol {rec['protocol']['name']} {kept} differs from the experiment kept beside it")
+    exp = replace(exp, models=(model,), seeds=(int(rec["seed"]),),
+                  protocol=replace(exp.protocol, targets=(rec["protocol"]["target"],)))
+    run_device = device or ("cpu" if rec["device"] == "cpu" else "auto")
+    here = environment()
+    same = all(here[k] == rec["environment"].get(k) for k in ("torch", "numpy", "crossbench", "python"))
+    tol = tolerance if tolerance is not None else (0.0 if same and run_device == rec["device"] else DEFAULT_TOLERANCE)
+    if tol < 0:
+        raise CrossbenchError(f"--tolerance must not be negative, got {tol}")
+    if rec["model"].get("tuning"):
+        click.echo("tuned row: refitting with the tuned hyperparameters of its record (the study is not rerun)", err=True)
+    with tempfile.TemporaryDirectory(prefix="crossbench-reproduce-") as tmp:
+        options = RunOptions(output_dir=Path(tmp) / "out", device=run_device, threads=int(rec["threads"]), progress=False,
+                             cache_dir=cache_dir)
+        run_experiment(exp, registry=_registry(), options=options)
+        (new,) = load_records([options.output_dir])
+        result = compare_runs(rec, new, tolerance=tol, old_dir=record.parent, new_dir=options.output_dir / "runs")
+    what = "bit-identical" if tol == 0 else f"within {tol:g}"
+    if result.differences:
+        for line in result.differences:
+            click.echo(f"differs: {line}")
+        click.echo(f"crossbench: reproduce: {len(result.differences)} difference(s) beyond {what} for {record.name}", err=True)
+        click.get_current_context().exit(DIFFERS)
+    click.echo(f"reproduced {record.name}: {len(rec['evaluation']['metrics'])} metrics and {result.n_values} per-user values "
+               f"of {result.n_users} users {what}")

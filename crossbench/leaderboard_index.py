@@ -1,0 +1,85 @@
+"""The index of published tables: ``leaderboards/README.md``, generated from the tables' run records.
+
+``python -m crossbench.leaderboard_index leaderboards`` writes it; with ``--check`` it fails
+when the file differs from what the records give (the test suite runs the check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from crossbench.errors import CrossbenchError
+from crossbench.exports import table_data
+from crossbench.leaderboard_text import read_tuning
+from crossbench.results import load_records, write_text_atomic
+
+
+def _tuned(records: list[dict]) -> str:
+    studies = [read_tuning(r["model"].get("tuning")) for r in records]
+    budgets = sorted({t.budget for t in studies if t is not None})
+    if not budgets:
+        return "defaults (not tuned)"
+    untuned = " (models without a search space: defaults)" if any(t is None for t in studies) else ""
+    return f"per split on validation users, {' / '.join(budgets)} per model{untuned}"
+
+
+def render_index(root: Path) -> str:
+    """Markdown listing every ``ROOT/*/leaderboard.md`` with what it measures and its files."""
+    lines = [
+        "# Published leaderboards",
+        "",
+        "Each folder holds a table generated from the run records beside it (`runs/`), with the same",
+        "numbers as CSV and JSON and plots of every metric over K and by user group.",
+        "`crossbench verify FOLDER` recomputes every number from the per-user files;",
+        "`crossbench reproduce FOLDER/runs/RECORD.json` reruns one row.",
+        "",
+        "| table | dataset → target (protocol) | models | seeds | best on the primary metric | how rows were tuned | files |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    boards = sorted(p.parent for p in root.glob("*/leaderboard.md"))
+    if not boards:
+        raise CrossbenchError(f"{root}: no */leaderboard.md to index")
+    for board in boards:
+        records = load_records([board])
+        for section in table_data(records):
+            primary = section["primary"]
+            best = section["models"][0]
+            value = best["metrics"][primary]["mean"] if primary else float("nan")
+            seeds = sorted({s for m in section["models"] for s in m["seeds"]})
+            name = board.name
+            files = f"[csv]({name}/leaderboard.csv), [json]({name}/leaderboard.json), [pairwise]({name}/pairwise.md), [plots]({name}/plots)"
+            lines.append(
+                f"| [{name}]({name}/leaderboard.md) | {section['dataset']} → {section['target']} ({section['protocol']}) | "
+                f"{len(section['models'])} | {', '.join(map(str, seeds))} | {best['model']}: {primary} {value:.4f} | "
+                f"{_tuned([r for r in records if r['protocol']['target'] == section['target']])} | {files} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m crossbench.leaderboard_index", description=__doc__)
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--check", action="store_true", help="fail if ROOT/README.md is out of date")
+    args = parser.parse_args(argv)
+    try:
+        text = render_index(args.root)
+    except CrossbenchError as exc:
+        print(f"crossbench: error: {exc}", file=sys.stderr)
+        return 2
+    path = args.root / "README.md"
+    if args.check:
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            print(f"crossbench: error: {path} is out of date; regenerate it with python -m crossbench.leaderboard_index {args.root}",
+                  file=sys.stderr)
+            return 2
+        print(f"{path} is up to date")
+        return 0
+    write_text_atomic(path, text)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The ``[simulation]`` section of an experiment file: how the feedback loop runs."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from crossbench.errors import CrossbenchError, closest
+
+if TYPE_CHECKING:
+    from crossbench.registry import Registry
+
+
+@dataclass(frozen=True)
+class SimulationSettings:
+    """R rounds; each round every simulated user is shown their top ``k`` target items, the
+    feedback model decides which they take, those are appended to their target history and
+    the model is updated.
+
+    Simulated users are the protocol's test users (``users``: at most that many, a seeded
+    sample; ``None``: all) plus ``warm_users`` training users with target history, whose latest
+    ``warm_holdout`` share of target interactions becomes their held-out future.
+    """
+
+    rounds: int = 10
+    k: int = 10
+    feedback: str = "replay"
+    feedback_params: Mapping[str, Any] = field(default_factory=dict)
+    users: int | None = None
+    warm_users: int = 500
+    warm_holdout: float = 0.5
+    #: share of each simulated user's held-out items kept as probes (at least one): never taken,
+    #: they are the ground truth of every round's accuracy; the rest is what feedback may credit
+    probe: float = 0.5
+    #: accuracy metrics at ``k`` on the held-out items not yet taken; the first is the curves' and leaderboard's
+    metrics: tuple[str, ...] = ("ndcg", "recall")
+
+    @property
+    def primary(self) -> str:
+        return f"{self.metrics[0]}@{self.k}"
+
+    def check(self, registry: Registry, *, dataset: str, where: str = "[simulation]") -> None:
+        """Every setting in range and every name registered, before any work."""
+        if self.rounds < 1:
+            raise CrossbenchError(f"{where}: rounds must be at least 1, got {self.rounds}")
+        if self.k < 1:
+            raise CrossbenchError(f"{where}: k must be at least 1, got {self.k}")
+        if self.users is not None and self.users < 1:
+            raise CrossbenchError(f"{where}: users must be at least 1 (or left out for every test user), got {self.users}")
+        if self.warm_users < 0:
+            raise CrossbenchError(f"{where}: warm_users must be 0 or more, got {self.warm_users}")
+        if not 0 < self.warm_holdout < 1:
+            raise CrossbenchError(f"{where}: warm_holdout must be in (0, 1), got {self.warm_holdout}")
+        if not 0 < self.probe < 1:
+            raise CrossbenchError(f"{where}: probe must be in (0, 1), got {self.probe}")
+        if not self.metrics:
+            raise CrossbenchError(f"{where}: metrics must name at least one metric")
+        specs = registry.metrics(self.metrics)
+        wrong = [n for n, s in specs.items() if s.inputs not in ("ranks", "graded")]
+        if wrong:
+            raise CrossbenchError(f"{where}: metric(s) {', '.join(wrong)} are not accuracy metrics of held-out items; use e.g. ndcg, recall")
+        self.feedback_model(registry, where=where).check(dataset=dataset, where=where)
+
+    def feedback_model(self, registry: Registry, *, where: str = "[simulation]") -> Any:
+        """A new instance of the feedback model (hyperparameters checked by name and type)."""
+        from crossbench.interfaces import coerce_kwargs
+
+        spec = registry.get("feedback-models", self.feedback)
+        params = coerce_kwargs(spec, self.feedback_params, where=f"{where}: feedback model {self.feedback!r}")
+        return spec.factory(**params)
+
+
+_KEYS = {f for f in inspect.signature(SimulationSettings).parameters} - {"feedback_params"}
+
+
+def simulation_from_dict(raw: Any, *, where: str) -> SimulationSettings:
+    """``[simulation]`` of a TOML document; ``feedback`` is a name or a table ``{ name = "...", ...params }``."""
+    if not isinstance(raw, Mapping):
+        raise CrossbenchError(f"{where}: [simulation] must be a table, got {raw!r}")
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _KEYS:
+            near = closest(key, _KEYS)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise CrossbenchError(f"{where}: [simulation] has no setting {key!r}{hint} (valid: {', '.join(sorted(_KEYS))})")
+        if key == "feedback":
+            if isinstance(value, Mapping):
+                params = dict(value)
+                name = params.pop("name", None)
+                if not isinstance(name, str):
+                    raise CrossbenchError(f"{where}: [simulation] feedback table needs name = \"replay\" (or another feedback model)")
+                kwargs["feedback"], kwargs["feedback_params"] = name, params
+            elif isinstance(value, str):
+                kwargs["feedback"] = value
+            else:
+                raise CrossbenchError(f"{where}: [simulation] feedback must be a name or a table, got {value!r}")
+        elif key == "metrics":
+            if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+                raise CrossbenchError(f"{where}: [simulation] metrics must be a non-empty list of names, got {value!r}")
+            kwargs["metrics"] = tuple(value)
+        elif key in ("warm_holdout", "probe"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise CrossbenchError(f"{where}: [simulation] {key} must be a number, got {value!r}")
+            kwargs[key] = float(value)
+        else:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise CrossbenchError(f"{where}: [simulation] {key} must be an integer, got {value!r}")
+            kwargs[key] = value
+    return SimulationSettings(**kwargs)

@@ -1,0 +1,20 @@
+"""Feedback models for any dataset: ``replay`` of the held-out future."""
+
+from __future__ import annotations
+
+from crossbench import hookimpl
+from crossbench.interfaces import ComponentSpec
+from crossbench_feedback.replay import Replay, replay
+
+
+@hookimpl
+def crossbench_feedback_models() -> list[ComponentSpec]:
+    return [
+        ComponentSpec(
+            "replay", replay,
+            "a shown item is taken only if the user really interacted with it in the held-out future (optional position bias)",
+        )
+    ]
+
+
+__all__ = ["Replay", "replay"]

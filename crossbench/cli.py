@@ -31,7 +31,7 @@ from crossbench.experiment import (
     no_default_message,
 )
 from crossbench.interfaces import COMPONENT_ROLES
-from crossbench.plugins import get_plugin_manager
+from crossbench.plugins import add_commands, get_plugin_manager
 from crossbench.registry import KINDS, NOUNS, Registry
 from crossbench.results import load_records
 
@@ -47,6 +47,8 @@ class CliState:
     def registry(self) -> Registry:
         if self._registry is None:
             self._registry = Registry(get_plugin_manager(self.extra_plugins))
+            for line in self._registry.problems():  # once per process, one line each
+                click.echo(f"crossbench: warning: {line}", err=True)
         return self._registry
 
 
@@ -331,11 +333,12 @@ def list_(kind: str) -> None:
 
 @cli.command()
 def plugins() -> None:
-    """List every loaded plugin with its package and version."""
-    pm = _state().registry.pm
-    rows = pm.plugin_distributions()  # type: ignore[attr-defined]
-    for name, dist, version in rows:
+    """List every loaded plugin with its package and version, and every broken one with its cause."""
+    registry = _state().registry
+    for name, dist, version in registry.pm.plugin_distributions():  # type: ignore[attr-defined]
         click.echo(f"{name}\t{dist}\t{version}")
+    for failure in registry.failures():
+        click.echo(f"{failure.plugin}\t{failure.package}\tbroken: {failure.cause}")
 
 
 @cli.command()
@@ -382,7 +385,7 @@ cli.add_command(recommend_command); cli.add_command(simulate_command)  # noqa: E
 def build_cli(state: CliState | None = None) -> click.Group:
     """The command group with plugin-provided commands added."""
     state = state or CliState()
-    state.registry.pm.hook.crossbench_commands(cli=cli)
+    add_commands(state.registry.pm, cli)  # type: ignore[arg-type]
     return cli
 
 

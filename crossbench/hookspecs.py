@@ -2,7 +2,15 @@
 
 A plugin is any module or object with functions marked ``@crossbench.hookimpl`` whose
 names match the specs below. Packages announce plugins through the ``crossbench``
-entry-point group; the built-in plugins are loaded the same way.
+entry-point group; the built-in plugins are loaded the same way. docs/plugins.md documents
+every hook with an example (a test keeps it complete).
+
+The component hooks (``crossbench_datasets`` ... ``crossbench_metrics``) take no arguments and
+return a list of specs. They are called once per process, when the registry is built (before
+any command that names a component, ``crossbench list`` and ``crossbench plugins`` included),
+one plugin at a time. A plugin whose hook raises, returns something other than a list of specs,
+or returns a spec that fails the registration checks (:mod:`crossbench.speccheck`) is skipped
+as a whole with one line naming it; the other plugins load.
 """
 
 from __future__ import annotations
@@ -26,50 +34,98 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def crossbench_datasets() -> Iterable[ComponentSpec]:
-    """Datasets: each factory takes keyword hyperparameters and returns a ``Dataset``."""
+    """Datasets, selected with ``--dataset NAME`` (hyperparameters with ``--dataset-param``).
+
+    Returns a list of :class:`~crossbench.interfaces.ComponentSpec` whose ``factory(**hp)``
+    returns a :class:`~crossbench.interfaces.Dataset` (:data:`crossbench.factories.DatasetFactory`).
+    Its ``load()`` returns a validated :class:`~crossbench.data.model.CrossDomainData` (build one
+    with ``CrossDomainData.from_frames``); ``meta["default_target"]`` names the domain ranked when
+    no ``--target`` is given (else the last domain). Required keywords (a ``path``) are allowed;
+    they are checked before any data loads. The factory is called once per run, ``load`` once.
+    """
     raise NotImplementedError
 
 
 @hookspec
 def crossbench_item_encoders() -> Iterable[ComponentSpec]:
-    """Item encoders: ``factory(context=BuildContext, domain=str, **hp) -> ItemEncoder``."""
+    """Item encoders, used by composed models as ``item_encoder=NAME``.
+
+    Returns a list of specs whose ``factory(context=BuildContext, domain=str, **hp)`` returns an
+    :class:`~crossbench.interfaces.ItemEncoder` for ``domain``
+    (:class:`crossbench.factories.ItemEncoderFactory`); every hyperparameter has a default.
+    Called once per domain when a composed model is built, after the split: ``context.data`` is
+    the training data only.
+    """
     raise NotImplementedError
 
 
 @hookspec
 def crossbench_user_encoders() -> Iterable[ComponentSpec]:
-    """User encoders: ``factory(context=BuildContext, domain=str, **hp) -> UserEncoder``."""
+    """User encoders, used by composed models as ``user_encoder=NAME``.
+
+    Returns a list of specs whose ``factory(context=BuildContext, domain=str, **hp)`` returns a
+    :class:`~crossbench.interfaces.UserEncoder` (:class:`crossbench.factories.UserEncoderFactory`);
+    every hyperparameter has a default. Called once per domain when a composed model is built.
+    """
     raise NotImplementedError
 
 
 @hookspec
 def crossbench_fusions() -> Iterable[ComponentSpec]:
-    """Fusions: ``factory(context=BuildContext, **hp) -> Fusion``."""
+    """Fusions, used by composed models as ``fusion=NAME``.
+
+    Returns a list of specs whose ``factory(context=BuildContext, **hp)`` returns a
+    :class:`~crossbench.interfaces.Fusion` (:class:`crossbench.factories.FusionFactory`); every
+    hyperparameter has a default. Called once when a composed model is built. The fusion must
+    give a finite vector to a user with no history in any domain (every ``present`` false).
+    """
     raise NotImplementedError
 
 
 @hookspec
 def crossbench_scorers() -> Iterable[ComponentSpec]:
-    """Scorers: ``factory(context=BuildContext, **hp) -> Scorer``."""
+    """Scorers, used by composed models as ``scorer=NAME``.
+
+    Returns a list of specs whose ``factory(context=BuildContext, **hp)`` returns a
+    :class:`~crossbench.interfaces.Scorer` (:class:`crossbench.factories.ScorerFactory`); every
+    hyperparameter has a default. Called once when a composed model is built.
+    """
     raise NotImplementedError
 
 
 @hookspec
 def crossbench_recommenders() -> Iterable[ComponentSpec]:
-    """Whole models, selectable with ``--model``: ``factory(**hp) -> Recommender``."""
+    """Whole models, selected with ``--model NAME`` (hyperparameters with ``--model-param``).
+
+    Returns a list of specs whose ``factory(**hp)`` returns a
+    :class:`~crossbench.interfaces.Recommender` (:data:`crossbench.factories.RecommenderFactory`).
+    The factory is called before any data loads to check the parameters, then once per run (and
+    per tuning trial); ``fit`` receives a :class:`~crossbench.data.protocols.FitSplit` (no test set).
+    """
     raise NotImplementedError
 
 
 @hookspec
 def crossbench_metrics() -> Iterable[MetricSpec]:
-    """Ranking metrics computed from the ranks of each user's relevant items."""
+    """Ranking metrics, selected with ``--metrics NAME,...``.
+
+    Returns a list of :class:`~crossbench.interfaces.MetricSpec`. ``compute`` is called per chunk
+    of users and per cut-off ``k``; for ``ranks`` and ``graded`` metrics ``ranks`` holds each
+    relevant item's 0-based rank in item-index order (not sorted), ``inf`` past ``k`` and for
+    padding. Such a metric is also recomputed per item group (``ndcg@10[tail]``).
+    """
     raise NotImplementedError
 
 
 @hookspec
 def crossbench_feedback_models() -> Iterable[ComponentSpec]:
-    """Feedback models of the simulation (which shown items a user takes): ``factory(**hp) -> FeedbackModel``
-    (:class:`crossbench.feedback.FeedbackModel`)."""
+    """Feedback models of the simulation (which shown items a user takes), selected with ``--feedback``.
+
+    Returns a list of specs whose ``factory(**hp) -> FeedbackModel``
+    (:class:`crossbench.feedback.FeedbackModel`). The factory is called before any work to check
+    the parameters (and ``check(dataset=..., where=...)``), then once per simulation; the model's
+    ``start(context)`` is called once before the first round and ``respond`` once per round.
+    """
     raise NotImplementedError
 
 
@@ -124,9 +180,19 @@ def crossbench_default_experiment() -> Experiment | None:
 
 @hookspec
 def crossbench_commands(cli: click.Group) -> None:
-    """Add sub-commands to the ``crossbench`` command group."""
+    """Add sub-commands to the ``crossbench`` command group.
+
+    ``cli`` is the top-level :class:`click.Group`; call ``cli.add_command(...)``. Called once at
+    start-up, after the registry is built and before the command line is parsed; a plugin whose
+    hook raises is skipped with one warning line. Returns nothing.
+    """
 
 
 @hookspec
 def crossbench_run_finished(record: dict[str, Any], path: Path) -> None:
-    """Called after a run record has been written to ``path`` (loggers, exporters)."""
+    """Called after each run record has been written to ``path`` (loggers, exporters).
+
+    ``record`` is the run record as written (JSON-compatible: the experiment, the model and its
+    parameters, the split, the metric values, timings); ``path`` the file holding it. Called once
+    per finished (model, target, seed) run, in the process that ran it. Returns nothing.
+    """

@@ -322,21 +322,25 @@ class Recommender(abc.ABC):
 
 
 def check_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str) -> None:
-    """Raise a :class:`CrossbenchError` if ``params`` names a hyperparameter ``spec`` lacks."""
+    """Raise a :class:`CrossbenchError` if ``params`` names a hyperparameter ``spec`` lacks, or
+    leaves out one without a default (a dataset's ``path``): before anything is built."""
     from crossbench.errors import CrossbenchError, closest
 
     sig = inspect.signature(spec.factory)
-    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
-        return
     known = spec.hyperparameters()
-    for key in params:
-        if key not in known:
-            near = closest(key, known)
-            hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
-            valid = ", ".join(sorted(known)) or "none"
-            raise CrossbenchError(
-                f"{where}: {spec.name!r} has no hyperparameter {key!r}{hint} (valid: {valid})"
-            )
+    if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        for key in params:
+            if key not in known:
+                near = closest(key, known)
+                hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
+                valid = ", ".join(sorted(known)) or "none"
+                raise CrossbenchError(
+                    f"{where}: {spec.name!r} has no hyperparameter {key!r}{hint} (valid: {valid})"
+                )
+    required = [k for k, default in known.items() if default is inspect.Parameter.empty and k not in params]
+    if required:
+        raise CrossbenchError(f"{where}: parameter(s) {', '.join(map(repr, required))} are required; give them, "
+                              f"e.g. {required[0]}=VALUE in the experiment file or on the command line")
 
 
 def coerce_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str) -> dict[str, Any]:
@@ -350,12 +354,6 @@ def coerce_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str)
     from crossbench.errors import CrossbenchError
 
     check_kwargs(spec, params, where=where)
-    required = [p.name for p in inspect.signature(spec.factory).parameters.values()
-                if p.default is p.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-                and p.name not in params and p.name not in ("context", "domain")]
-    if required:
-        raise CrossbenchError(f"{where}: parameter(s) {', '.join(map(repr, required))} are required; give them, "
-                              f"e.g. {required[0]}=VALUE in the experiment file or on the command line")
     out = dict(params)
     for key, value in params.items():
         kinds = _simple_kinds(_annotation(spec.factory, key))

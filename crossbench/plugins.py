@@ -1,17 +1,31 @@
-"""Building the plugin manager: hook specs, entry points, blocked plugins."""
+"""Building the plugin manager: hook specs, entry points, blocked plugins, broken plugins.
+
+A plugin that cannot be imported, registered or validated does not stop the others: it is
+recorded as a :class:`PluginFailure` (one line naming the plugin, its package and the cause),
+unregistered, and skipped. Commands that do not need it work; a command that names one of
+its components fails with that line (see :class:`crossbench.registry.Registry`).
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pluggy
 
 from crossbench import hookspecs
-from crossbench.errors import CrossbenchError
+from crossbench.errors import closest
+
+if TYPE_CHECKING:
+    import click
 
 #: Comma-separated names of entry-point plugins to skip (e.g. ``synthetic,basic``).
 DISABLE_ENV = "CROSSBENCH_DISABLE_PLUGINS"
+
+#: The package column for plugins registered in process rather than through an entry point.
+IN_PROCESS = "(registered in process)"
 
 
 def disabled_plugins() -> set[str]:
@@ -20,12 +34,54 @@ def disabled_plugins() -> set[str]:
     return {part.strip() for part in raw.split(",") if part.strip()}
 
 
+def hook_names() -> list[str]:
+    """Every hook a plugin may implement (the ``@hookspec`` functions of :mod:`crossbench.hookspecs`)."""
+    marker = f"{hookspecs.PROJECT}_spec"
+    return sorted(name for name, obj in vars(hookspecs).items() if callable(obj) and hasattr(obj, marker))
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that was skipped, and why.
+
+    ``provides`` lists the ``(kind, name)`` components it declared, where they could be read
+    (a plugin that fails to import declares none).
+    """
+
+    plugin: str
+    package: str
+    cause: str
+    provides: tuple[tuple[str, str], ...] = ()
+
+    def line(self) -> str:
+        """One line for a person: which plugin, from which package, what broke, what to do."""
+        fix = f"disable it with {DISABLE_ENV}={self.plugin}" if self.package != IN_PROCESS else "fix it"
+        return f"plugin {self.plugin!r} ({self.package}) is broken and was skipped: {self.cause}; {fix}"
+
+
 class PluginManager(pluggy.PluginManager):
-    """A pluggy manager that remembers which installed package provided each plugin."""
+    """A pluggy manager that remembers each plugin's package, and the plugins it had to skip."""
 
     def __init__(self) -> None:
         super().__init__(hookspecs.PROJECT)
         self.distributions: dict[str, tuple[str, str]] = {}
+        #: plugins skipped because they failed to import, register or validate (in the order found)
+        self.failures: list[PluginFailure] = []
+        #: other problems worth one line each (e.g. an unknown name in ``$CROSSBENCH_DISABLE_PLUGINS``)
+        self.warnings: list[str] = []
+
+    def package_of(self, name: str) -> str:
+        """The installed package that provides plugin ``name``."""
+        return self.distributions.get(name, (IN_PROCESS, "-"))[0]
+
+    def skip(self, name: str, cause: str, provides: Iterable[tuple[str, str]] = ()) -> PluginFailure:
+        """Unregister plugin ``name`` (if registered), keep it out, and record why."""
+        if self.get_plugin(name) is not None:
+            self.unregister(name=name)
+        self.set_blocked(name)
+        failure = PluginFailure(name, self.package_of(name), cause, tuple(provides))
+        self.failures.append(failure)
+        return failure
 
     def plugin_distributions(self) -> list[tuple[str, str, str]]:
         """``(plugin name, package, version)`` for every registered plugin, sorted by name."""
@@ -33,7 +89,7 @@ class PluginManager(pluggy.PluginManager):
         for name, plugin in self.list_name_plugin():
             if plugin is None:
                 continue
-            dist, version = self.distributions.get(name, ("(registered in process)", "-"))
+            dist, version = self.distributions.get(name, (IN_PROCESS, "-"))
             out.append((name, dist, version))
         return sorted(out)
 
@@ -42,39 +98,83 @@ def get_plugin_manager(extra_plugins: Iterable[object] = (), *, load_entry_point
     """A new plugin manager with every entry-point plugin that is not disabled, plus ``extra_plugins``.
 
     Built-in plugins are ordinary entry points of the ``crossbench`` group. A plugin that
-    fails to import is reported by name.
+    fails to import or register (e.g. it implements a hook that does not exist) is recorded in
+    ``pm.failures`` and skipped; nothing here raises for a broken plugin.
     """
     pm = PluginManager()
     pm.add_hookspecs(hookspecs)
-    for name in disabled_plugins():
+    disabled = disabled_plugins()
+    for name in disabled:
         pm.set_blocked(name)
     if load_entry_points:
-        _load_entry_points(pm)
+        _load_entry_points(pm, disabled)
     for plugin in extra_plugins:
-        pm.register(plugin, name=_plugin_name(pm, plugin))
-    pm.check_pending()
+        _register(pm, plugin, _plugin_name(pm, plugin))
     return pm
 
 
-def _load_entry_points(pm: PluginManager) -> None:
+def _load_entry_points(pm: PluginManager, disabled: set[str]) -> None:
     from importlib.metadata import entry_points
 
-    for ep in entry_points(group=hookspecs.PROJECT):
+    found = list(entry_points(group=hookspecs.PROJECT))
+    names = {ep.name for ep in found}
+    for name in sorted(disabled - names):
+        near = closest(name, names)
+        hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
+        pm.warnings.append(
+            f"{DISABLE_ENV} names {name!r}, which is not an installed plugin{hint} (installed: {', '.join(sorted(names)) or 'none'})"
+        )
+    for ep in found:
         if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
             continue
+        dist = ep.dist.name if ep.dist is not None else "unknown package"
+        pm.distributions[ep.name] = (dist, ep.dist.version if ep.dist is not None else "-")
         try:
             plugin = ep.load()
-        except Exception as exc:  # report which plugin broke, not a bare traceback
-            dist = ep.dist.name if ep.dist else "unknown package"
-            raise CrossbenchError(
-                f"plugin {ep.name!r} (entry point {ep.value!r} of {dist}) failed to import: "
-                f"{type(exc).__name__}: {exc}; fix or uninstall it, or disable it with "
-                f"{DISABLE_ENV}={ep.name}"
-            ) from exc
-        pm.register(plugin, name=ep.name)
-        if ep.dist is not None:
-            pm.distributions[ep.name] = (ep.dist.name, ep.dist.version)
+        except Exception as exc:  # noqa: BLE001 - any import-time error: the plugin is skipped, not the command
+            pm.skip(ep.name, f"importing {ep.value!r} raised {type(exc).__name__}: {_one_line(exc)}")
+            continue
+        _register(pm, plugin, ep.name)
 
+
+def _register(pm: PluginManager, plugin: object, name: str) -> None:
+    """Register ``plugin``; if pluggy refuses it or it implements an unknown hook, skip it."""
+    try:
+        pm.register(plugin, name=name)
+    except Exception as exc:  # noqa: BLE001 - pluggy's validation errors (wrong hook arguments, ...)
+        pm.skip(name, _one_line(exc))
+        return
+    unknown = [
+        impl.function.__name__
+        for caller in pm.get_hookcallers(plugin) or []
+        if not caller.has_spec()
+        for impl in caller.get_hookimpls()
+        if impl.plugin is plugin and not impl.optionalhook
+    ]
+    if unknown:
+        hooks = hook_names()
+        causes = []
+        for hook in sorted(set(unknown)):
+            near = closest(hook, hooks, n=1)
+            causes.append(f"it implements unknown hook {hook!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+        pm.skip(name, "; ".join(causes))
+
+
+def add_commands(pm: PluginManager, group: click.Group) -> None:
+    """Let every plugin add its sub-commands; one whose hook raises is skipped with one warning line."""
+    import click
+
+    for impl in reversed(pm.hook.crossbench_commands.get_hookimpls()):
+        try:
+            impl.function(cli=group)
+        except Exception as exc:  # noqa: BLE001 - the other commands must still work
+            failure = pm.skip(impl.plugin_name, f"crossbench_commands() raised {type(exc).__name__}: {_one_line(exc)}")
+            click.echo(f"crossbench: warning: {failure.line()}", err=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
 
 def _plugin_name(pm: PluginManager, plugin: object) -> str:

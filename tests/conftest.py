@@ -1,12 +1,16 @@
-"""Shared fixtures."""
+"""Shared fixtures, and the conformance kit (crossbench.testing) run on every built-in plugin."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
 from crossbench.plugins import get_plugin_manager
 from crossbench.registry import Registry
+
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture(autouse=True)
@@ -20,3 +24,76 @@ def _torch_threads():
 @pytest.fixture(scope="session")
 def registry() -> Registry:
     return Registry(get_plugin_manager())
+
+
+#: the conformance kit's contract tests, on every component of the built-in plugins
+crossbench_plugins = ["basic", "synthetic", "datasets", "metrics", "zoo", "feedback"]
+
+
+@pytest.fixture(scope="session")
+def crossbench_params(registry, crossbench_kit_data, tmp_path_factory):
+    """Small settings for the kit: short training, a tiny local BERT, no downloads."""
+    bert: list[str] = []
+
+    def model_path() -> str:
+        if not bert:
+            from crossbench.testing.data import kit_texts
+            from crossbench_zoo.testing import make_tiny_bert
+
+            bert.append(str(make_tiny_bert(tmp_path_factory.mktemp("bert"), kit_texts(crossbench_kit_data))))
+        return bert[0]
+
+    def params(kind: str, name: str) -> dict | None:
+        if kind == "datasets":
+            # the file-backed loaders are tested on fixture files in test_data_loaders.py
+            return {"n_users": 80, "n_items": 40} if name == "synthetic" else None
+        hp = registry.get(kind, name).hyperparameters()
+        out: dict = {}
+        if "model_path" in hp:
+            out["model_path"] = model_path()
+        if kind == "recommenders":
+            out.update({k: v for k, v in (("epochs", 2), ("dim", 16)) if k in hp})
+        return out
+
+    return params
+
+
+def _hits(ranked, relevant, k):
+    return [p for p, i in enumerate(ranked[:k]) if i in relevant]
+
+
+#: brute-force definitions of the binary metrics, from a full ranking
+ORACLES = {
+    "recall": lambda ranked, rel, k: len(_hits(ranked, rel, k)) / len(rel),
+    "precision": lambda ranked, rel, k: len(_hits(ranked, rel, k)) / k,
+    "hr": lambda ranked, rel, k: float(bool(_hits(ranked, rel, k))),
+    "mrr": lambda ranked, rel, k: 1.0 / (_hits(ranked, rel, k)[0] + 1) if _hits(ranked, rel, k) else 0.0,
+    "ndcg": lambda ranked, rel, k: sum(1 / math.log2(p + 2) for p in _hits(ranked, rel, k))
+    / sum(1 / math.log2(p + 2) for p in range(min(len(rel), k))),
+}
+
+
+@pytest.fixture(scope="session")
+def crossbench_oracles():
+    return ORACLES
+
+
+def write_dist(root, name: str, *, entry_points: dict[str, dict[str, str]], files: dict[str, str]):
+    """A package installed by hand into folder ``root`` (put ``root`` on ``sys.path``): its ``files``
+    plus a ``NAME-0.1.dist-info`` with the given entry points, as pip would leave it; no network."""
+    from pathlib import Path
+
+    root = Path(root)
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    info = root / f"{name.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n", encoding="utf-8")
+    lines = []
+    for group, eps in entry_points.items():
+        lines.append(f"[{group}]")
+        lines += [f"{k} = {v}" for k, v in eps.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root

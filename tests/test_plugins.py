@@ -37,9 +37,10 @@ def test_disable_env_removes_plugin_from_cli(monkeypatch):
     monkeypatch.setenv("CROSSBENCH_DISABLE_PLUGINS", "synthetic, other")
     out = runner.invoke(cli, ["plugins"], obj=CliState())
     assert out.exit_code == 0
-    assert "synthetic" not in out.output and "basic" in out.output
+    assert "synthetic" not in out.stdout and "basic" in out.stdout
+    assert "CROSSBENCH_DISABLE_PLUGINS names 'other', which is not an installed plugin" in out.stderr
     out = runner.invoke(cli, ["list", "datasets"], obj=CliState())
-    assert "synthetic" not in out.output
+    assert "synthetic" not in out.stdout
     out = runner.invoke(cli, ["run", "--seeds", "0"], obj=CliState())
     assert out.exit_code == 2
     assert "unknown dataset 'synthetic'" in out.output
@@ -52,11 +53,12 @@ class _Dup:
 
 
 def test_duplicate_name_names_both_plugins():
-    pm = get_plugin_manager([_Dup()])
+    registry = Registry(get_plugin_manager([_Dup()]))
+    assert "shared" not in registry.names("fusions") and "target-only" in registry.names("fusions")
     with pytest.raises(CrossbenchError) as err:
-        Registry(pm)
+        registry.get("fusions", "shared")
     msg = str(err.value)
-    assert "'shared'" in msg and "'basic'" in msg and "_Dup" in msg
+    assert "'shared'" in msg and "'basic'" in msg and "_Dup" in msg and "neither is used" in msg
 
 
 def test_unknown_name_suggests_closest(registry):
@@ -79,11 +81,13 @@ def test_broken_plugin_is_named(monkeypatch):
         return found + [ep] if kw.get("group") == "crossbench" else found
 
     monkeypatch.setattr(md, "entry_points", fake)
-    with pytest.raises(CrossbenchError) as err:
-        get_plugin_manager()
-    assert "plugin 'broken'" in str(err.value) and "CROSSBENCH_DISABLE_PLUGINS=broken" in str(err.value)
+    pm = get_plugin_manager()  # the others load; the broken one is recorded
+    [failure] = pm.failures
+    assert failure.plugin == "broken" and "crossbench_no_such_module_xyz" in failure.cause
+    assert "CROSSBENCH_DISABLE_PLUGINS=broken" in failure.line()
+    assert pm.has_plugin("basic")
     monkeypatch.setenv("CROSSBENCH_DISABLE_PLUGINS", "broken")
-    get_plugin_manager()  # disabled: not imported at all
+    assert get_plugin_manager().failures == []  # disabled: not imported at all
 
 
 def test_search_spaces_name_real_hyperparameters(registry):

@@ -209,3 +209,27 @@ def test_metric(name: str, request: pytest.FixtureRequest) -> None:
     spec = spec_of(request, "metrics", name)
     oracles = request.getfixturevalue("crossbench_oracles")
     check_metric(spec, oracle=oracles.get(name) if hasattr(oracles, "get") else None)
+
+
+# --------------------------------------------------------------------------- protocols
+
+
+@kind("protocols")
+def test_protocol(name: str, request: pytest.FixtureRequest) -> None:
+    """A protocol splits the kit's data into a :class:`Split` for the target, deterministically, with no leak."""
+    from crossbench.data.audit import audit_split
+    from crossbench.data.protocols import Protocol, Split
+    from crossbench.testing.data import TARGET
+
+    spec = spec_of(request, "protocols", name)
+    data: CrossDomainData = request.getfixturevalue("crossbench_kit_data")
+    where = f"protocol {name!r}"
+    protocol = spec.factory(target=TARGET, seed=0)
+    assert isinstance(protocol, Protocol), f"{where}: the factory returned {type(protocol).__name__}, not a crossbench Protocol"
+    split = protocol.split(data)
+    assert isinstance(split, Split), f"{where}: split() returned {type(split).__name__}, not a Split"
+    assert (split.target, split.protocol) == (TARGET, name), f"{where}: the split says target {split.target!r}, protocol {split.protocol!r}"
+    assert split.test.n_users > 0, f"{where}: no test user on the kit's data"
+    audit_split(split)  # raises on any leak of held-out interactions into training
+    again = spec.factory(target=TARGET, seed=0).split(data)
+    assert again.fingerprint() == split.fingerprint(), f"{where}: the same seed gave another split"

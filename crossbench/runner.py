@@ -58,6 +58,20 @@ def warn(message: str) -> None:
     sys.stderr.write(f"crossbench: warning: {message}\n")
 
 
+def run_finished(registry: Registry, *, record: dict[str, Any], path: Path) -> None:
+    """Call every plugin's ``crossbench_run_finished``; one that fails is a warning naming it.
+
+    The record is already written when the hook runs, so a failing logger or exporter must not
+    end the run (or lose the runs after it).
+    """
+    for impl in registry.pm.hook.crossbench_run_finished.get_hookimpls():
+        try:
+            impl.function(record=record, path=path)
+        except Exception as exc:  # noqa: BLE001 - isolate the plugin, keep the run
+            warn(f"plugin {impl.plugin_name!r}: crossbench_run_finished failed for {path.name} "
+                 f"({type(exc).__name__}: {exc}); the record is kept")
+
+
 def record_file(target: str, label: str, seed: int) -> str:
     """The record's file name of one (target, model label, seed) run."""
     return f"{safe_name(target)}-{safe_name(label)}-seed{seed}.json"
@@ -183,7 +197,7 @@ def _run_all(
                 path = folder.runs / rec["file"]
                 begin()
                 write_json_atomic(path, rec)
-                registry.pm.hook.crossbench_run_finished(record=rec, path=path)
+                run_finished(registry, record=rec, path=path)
 
 
 def _run_one(

@@ -150,7 +150,7 @@ def _range_problem(param: Param) -> str | None:
 
 
 def _type_problem(param: Param, annotation: Any) -> str | None:
-    from crossbench.interfaces import _convert, _simple_kinds
+    from crossbench.params import _convert, _simple_kinds
 
     kinds = _simple_kinds(annotation)
     if not kinds:
@@ -163,7 +163,7 @@ def _type_problem(param: Param, annotation: Any) -> str | None:
     if isinstance(param, FloatParam) and float not in kinds:
         return f"is a FloatParam, but the factory declares it {declared}; use IntParam or CategoricalParam"
     if isinstance(param, CategoricalParam):
-        from crossbench.interfaces import _REFUSED
+        from crossbench.params import _REFUSED
 
         bad = [c for c in param.choices if not (c is None and type(None) in kinds) and _convert(c, kinds) is _REFUSED]
         if bad:

@@ -176,3 +176,40 @@ def test_usage_errors_follow_the_contract() -> None:
     assert out.exit_code == 2
     (line,) = out.output.strip().splitlines()
     assert line.startswith("crossbench: error: No such option '--bogus'.") and line.endswith(" run --help`)")
+
+
+class _FailingLogger:
+    """A plugin whose run-finished hook raises."""
+
+    @hookimpl
+    def crossbench_run_finished(self, record, path):  # type: ignore[no-untyped-def]
+        raise OSError("the log server is down")
+
+
+def test_a_failing_run_finished_hook_is_a_warning_and_the_runs_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(cli, ["run", "--model", "popularity", "--seeds", "0,1", "-q", "--output", "out", "--dataset-param", "n_users=300"],
+                             obj=CliState(extra_plugins=[_FailingLogger()]))
+    assert out.exit_code == 0, out.output
+    warnings = [x for x in out.output.splitlines() if "crossbench_run_finished failed" in x]
+    assert len(warnings) == 2 and "_FailingLogger" in warnings[0] and "the log server is down" in warnings[0]
+    assert len(list((tmp_path / "out" / "runs").glob("*-seed*.json"))) == 2
+
+
+def test_an_unwritable_output_is_refused_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a read-only folder (root ignores mode bits, so the refusal is simulated where the probe writes)
+    import tempfile
+
+    monkeypatch.chdir(tmp_path)
+    real = tempfile.mkstemp
+
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs.get("prefix") == ".probe.":
+            raise PermissionError(13, "Permission denied")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    out = CliRunner().invoke(cli, ["run", *FAST], obj=CliState())
+    assert out.exit_code == 2
+    assert "cannot write there (Permission denied)" in out.output
+    assert not (tmp_path / "crossbench-results").exists()

@@ -11,7 +11,10 @@ part of its contract it broke.
   change when only the test users' held-out interactions do;
 - metrics: the evaluator's values equal ``compute`` on brute-force ranks user by user, do not
   depend on the order of the ranks or on padding, and match an oracle where one is given
-  (:mod:`crossbench.testing.metrics`).
+  (:mod:`crossbench.testing.metrics`);
+- protocols: a deterministic, leak-free split of the target;
+- feedback models: only shown items taken, one flag per shown item, the same feedback for the
+  same seed.
 """
 
 from __future__ import annotations
@@ -233,3 +236,45 @@ def test_protocol(name: str, request: pytest.FixtureRequest) -> None:
     audit_split(split)  # raises on any leak of held-out interactions into training
     again = spec.factory(target=TARGET, seed=0).split(data)
     assert again.fingerprint() == split.fingerprint(), f"{where}: the same seed gave another split"
+
+
+# --------------------------------------------------------------------------- feedback models
+
+
+@kind("feedback-models")
+def test_feedback_model(name: str, request: pytest.FixtureRequest) -> None:
+    """A feedback model takes only shown items, answers in the shape shown, and is deterministic for a seed.
+
+    A model that refuses the kit's data in ``check`` (one that knows a dataset's hidden
+    preferences, say) is skipped with its own refusal as the reason.
+    """
+    from crossbench.feedback import FeedbackContext, FeedbackModel, check_taken
+    from crossbench.testing.data import TARGET, kit_split
+
+    spec = spec_of(request, "feedback-models", name)
+    data: CrossDomainData = request.getfixturevalue("crossbench_kit_data")
+    where = f"feedback model {name!r}"
+    split = kit_split(data)
+    n_items = data.domain(TARGET).n_items
+
+    def answer(shown: np.ndarray) -> np.ndarray:
+        model = spec.factory(**params_for(request, "feedback-models", name))
+        assert isinstance(model, FeedbackModel), f"{where}: the factory returned {type(model).__name__}, not a crossbench FeedbackModel"
+        try:
+            model.check(dataset=data.name, where=where)
+        except CrossbenchError as exc:
+            pytest.skip(f"refuses the kit's data: {exc}")
+        model.start(FeedbackContext(data=data, target=TARGET, future=split.test, seed=0))
+        taken = model.respond(np.asarray(split.test.users, dtype=np.int64), shown, round=1, rng=np.random.default_rng(7))
+        try:
+            return check_taken(taken, shown, name=name)
+        except CrossbenchError as exc:
+            pytest.fail(f"{where}: {exc}", pytrace=False)
+
+    rng = np.random.default_rng(0)
+    k = min(5, n_items)
+    shown = np.stack([rng.permutation(n_items)[:k] for _ in split.test.users]).astype(np.int64)
+    shown[0, k - 2 :] = -1  # a user shown fewer than K items
+    taken = answer(shown)
+    assert not taken[shown < 0].any(), f"{where}: took an item where none was shown"
+    assert np.array_equal(answer(shown), taken), f"{where}: the same seed and lists gave other feedback"

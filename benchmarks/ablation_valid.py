@@ -54,7 +54,8 @@ def main() -> None:
         protocol, target, protocol_params, seeds = "cold-start", "movies", {"test_fraction": 0.3, "valid_fraction": 0.2}, [0]
         params = {"epochs": 2, **params}
     else:
-        from crossbench.experiment import default_experiment, load_experiment
+        from crossbench.experiment import default_experiment
+        from crossbench.experiment_toml import load_experiment
 
         exp = load_experiment(args.experiment, default_experiment(registry.pm))
         data = registry.get("datasets", exp.dataset.name).factory(**exp.dataset.params).load()

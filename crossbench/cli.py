@@ -27,9 +27,9 @@ from crossbench.experiment import (
     TuningSettings,
     default_experiment,
     experiment_fingerprint,
-    load_experiment,
     no_default_message,
 )
+from crossbench.experiment_toml import load_experiment
 from crossbench.interfaces import COMPONENT_ROLES
 from crossbench.plugins import add_commands, get_plugin_manager
 from crossbench.registry import KINDS, NOUNS, Registry

@@ -1,11 +1,13 @@
-"""Experiments: what to run (dataset, protocol, models, metrics, seeds) and the runner."""
+"""Experiments: what to run (dataset, protocol, models, metrics, seeds), tuning settings, validation before any work, and run options.
+
+Experiment files are read and written by :mod:`crossbench.experiment_toml`; the runner is :mod:`crossbench.runner`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from crossbench.assignments import parse_assignment as parse_assignment  # re-exported: read by the CLI commands
 from crossbench.data.protocols import make_protocol
-from crossbench.errors import CrossbenchError, closest, unknown_name_message
-from crossbench.interfaces import COMPONENT_ROLES, ComponentRef, RunEnv, coerce_kwargs
+from crossbench.errors import CrossbenchError, unknown_name_message
+from crossbench.interfaces import RunEnv, coerce_kwargs
 from crossbench.modelspace import make_recommender
 from crossbench.registry import Registry
-from crossbench.simulation_settings import SimulationSettings, simulation_from_dict
+from crossbench.simulation_settings import SimulationSettings
 
 if TYPE_CHECKING:
     import pluggy
@@ -177,131 +179,6 @@ def no_default_message() -> str:
         f"{why}; or give an experiment file (crossbench run EXPERIMENT.toml), or name everything: "
         "--dataset NAME --protocol NAME --model NAME --metrics NAMES"
     )
-
-
-# ------------------------------------------------------------------------------ TOML
-
-
-_TOP_KEYS = {"name", "dataset", "protocol", "models", "metrics", "ks", "seeds", "chunk_size", "sampled_negatives", "sampling", "simulation"}
-
-
-def load_experiment(path: Path, defaults: Experiment | None = None) -> Experiment:
-    """Parse an experiment TOML file; errors name the file and what is wrong in it.
-
-    ``defaults`` (the default experiment) supplies the ``[dataset]``, the ``[protocol]`` name
-    and the ``metrics`` the file leaves out.
-    """
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CrossbenchError(f"experiment file {path} does not exist") from None
-    except IsADirectoryError:
-        raise CrossbenchError(f"experiment file {path} is a folder; name the experiment's .toml file") from None
-    except OSError as exc:
-        raise CrossbenchError(f"experiment file {path}: cannot read it ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise CrossbenchError(f"experiment file {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise CrossbenchError(f"experiment file {path}: malformed TOML: {exc}") from None
-    return experiment_from_dict(raw, where=f"experiment file {path}", defaults=defaults)
-
-
-def experiment_from_dict(raw: Mapping[str, Any], *, where: str, defaults: Experiment | None = None) -> Experiment:
-    """Build an :class:`Experiment` from a parsed TOML document (see :func:`load_experiment` for ``defaults``)."""
-    for key in raw:
-        if key not in _TOP_KEYS:
-            near = closest(key, _TOP_KEYS)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise CrossbenchError(f"{where}: unknown key {key!r}{hint} (valid: {', '.join(sorted(_TOP_KEYS))})")
-    kwargs: dict[str, Any] = {}
-    if "name" in raw:
-        kwargs["name"] = _expect(raw["name"], str, f"{where}: 'name'")
-    if "dataset" in raw:
-        table = dict(_expect(raw["dataset"], dict, f"{where}: [dataset]"))
-        name = _expect(table.pop("name", None), str, f"{where}: [dataset] 'name'")
-        kwargs["dataset"] = DatasetRef(name, table)
-    if "protocol" in raw:
-        table = dict(_expect(raw["protocol"], dict, f"{where}: [protocol]"))
-        default_name = defaults.protocol.name if defaults is not None else None
-        name = _expect(table.pop("name", default_name), str, f"{where}: [protocol] 'name'")
-        targets: tuple[str, ...] = ()
-        if "target" in table and "targets" in table:
-            raise CrossbenchError(f"{where}: [protocol] has both 'target' and 'targets'; keep one")
-        if "target" in table:
-            targets = (_expect(table.pop("target"), str, f"{where}: [protocol] 'target'"),)
-        if "targets" in table:
-            value = table.pop("targets")
-            targets = ("all",) if value == "all" else tuple(_expect_list(value, str, f"{where}: [protocol] 'targets'"))
-        kwargs["protocol"] = ProtocolRef(name, targets, table)
-    if "models" in raw:
-        models = []
-        for i, entry in enumerate(_expect_list(raw["models"], dict, f"{where}: [[models]]")):
-            table = dict(entry)
-            name = _expect(table.pop("name", None), str, f"{where}: [[models]] #{i + 1} 'name'")
-            label = table.pop("label", None)
-            if label is not None:
-                label = _expect(label, str, f"{where}: [[models]] #{i + 1} 'label'")
-            params: dict[str, Any] = {}
-            for k, v in table.items():
-                if k in COMPONENT_ROLES and isinstance(v, dict) and "name" not in v:
-                    # `fusion = { heads = 2 }`: hyperparameters of the model's own fusion
-                    params.update({f"{k}.{inner}": value for inner, value in v.items()})
-                else:
-                    params[k] = _component_ref(v)
-            models.append(ModelRef(name, params, label))
-        kwargs["models"] = tuple(models)
-    if "metrics" in raw:
-        kwargs["metrics"] = tuple(_expect_list(raw["metrics"], str, f"{where}: 'metrics'"))
-    if "ks" in raw:
-        kwargs["ks"] = tuple(_expect_list(raw["ks"], int, f"{where}: 'ks'"))
-    if "seeds" in raw:
-        kwargs["seeds"] = tuple(_expect_list(raw["seeds"], int, f"{where}: 'seeds'"))
-    if "chunk_size" in raw:
-        kwargs["chunk_size"] = _expect(raw["chunk_size"], int, f"{where}: 'chunk_size'")
-    if "sampled_negatives" in raw:
-        kwargs["sampled_negatives"] = _expect(raw["sampled_negatives"], int, f"{where}: 'sampled_negatives'")
-    if "sampling" in raw:
-        kwargs["sampling"] = _expect(raw["sampling"], str, f"{where}: 'sampling'")
-    if "simulation" in raw:
-        kwargs["simulation"] = simulation_from_dict(raw["simulation"], where=where)
-    missing = [key for key in ("dataset", "protocol", "metrics") if key not in kwargs]
-    if missing and defaults is None:
-        raise CrossbenchError(
-            f"{where}: no {', '.join(missing)} given and no loaded plugin provides a default experiment to take "
-            f"{'them' if len(missing) > 1 else 'it'} from; add {' and '.join(_EXAMPLES[m] for m in missing)}"
-        )
-    if defaults is not None:
-        kwargs.setdefault("dataset", defaults.dataset)
-        kwargs.setdefault("protocol", ProtocolRef(defaults.protocol.name))
-        kwargs.setdefault("metrics", defaults.metrics)
-    exp = Experiment(**kwargs)
-    if not exp.models:
-        raise CrossbenchError(f"{where}: no [[models]] given; add at least one, e.g. [[models]] name = \"popularity\"")
-    return exp
-
-
-_EXAMPLES = {"dataset": '[dataset] name = "..."', "protocol": '[protocol] name = "..."', "metrics": 'metrics = ["..."]'}
-
-
-def _component_ref(value: Any) -> Any:
-    if isinstance(value, dict) and "name" in value:
-        rest = dict(value)
-        return ComponentRef(str(rest.pop("name")), rest)
-    return value
-
-
-def _expect(value: Any, kind: type, where: str) -> Any:
-    if value is None:
-        raise CrossbenchError(f"{where} is missing")
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise CrossbenchError(f"{where} must be a {kind.__name__}, got {value!r}")
-    return value
-
-
-def _expect_list(value: Any, kind: type, where: str) -> list[Any]:
-    if not isinstance(value, list) or not value:
-        raise CrossbenchError(f"{where} must be a non-empty list, got {value!r}")
-    return [_expect(v, kind, f"{where} item") for v in value]
 
 
 # ------------------------------------------------------------------------------ validation

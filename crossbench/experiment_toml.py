@@ -1,10 +1,10 @@
-"""Writing an :class:`~crossbench.experiment.Experiment` back as an experiment TOML file.
+"""Experiment TOML files: reading them into an :class:`~crossbench.experiment.Experiment`, and writing one back.
 
-Every results folder keeps the experiment it ran as ``runs/experiment.toml`` (beside the run
+Errors of a file name the file and what is wrong in it. Every results folder keeps the experiment it ran as ``runs/experiment.toml`` (beside the run
 records), so a row can be rerun from the folder alone (``crossbench reproduce``), whether the
 experiment came from a file, from command-line options or from the default. The file loads
 back to an equal experiment (:func:`experiment_to_toml` and
-:func:`~crossbench.experiment.load_experiment` round-trip; tested).
+:func:`load_experiment` round-trip; tested).
 """
 
 from __future__ import annotations
@@ -12,11 +12,144 @@ from __future__ import annotations
 import json
 import math
 import re
+import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from crossbench.experiment import Experiment, ModelRef, experiment_from_dict
-from crossbench.interfaces import ComponentRef
+from crossbench.errors import CrossbenchError, closest
+from crossbench.experiment import DatasetRef, Experiment, ModelRef, ProtocolRef
+from crossbench.interfaces import COMPONENT_ROLES, ComponentRef
+from crossbench.simulation_settings import simulation_from_dict
+
+# ------------------------------------------------------------------------------ reading
+
+
+_TOP_KEYS = {"name", "dataset", "protocol", "models", "metrics", "ks", "seeds", "chunk_size", "sampled_negatives", "sampling", "simulation"}
+
+
+def load_experiment(path: Path, defaults: Experiment | None = None) -> Experiment:
+    """Parse an experiment TOML file; errors name the file and what is wrong in it.
+
+    ``defaults`` (the default experiment) supplies the ``[dataset]``, the ``[protocol]`` name
+    and the ``metrics`` the file leaves out.
+    """
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CrossbenchError(f"experiment file {path} does not exist") from None
+    except IsADirectoryError:
+        raise CrossbenchError(f"experiment file {path} is a folder; name the experiment's .toml file") from None
+    except OSError as exc:
+        raise CrossbenchError(f"experiment file {path}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise CrossbenchError(f"experiment file {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CrossbenchError(f"experiment file {path}: malformed TOML: {exc}") from None
+    return experiment_from_dict(raw, where=f"experiment file {path}", defaults=defaults)
+
+
+def experiment_from_dict(raw: Mapping[str, Any], *, where: str, defaults: Experiment | None = None) -> Experiment:
+    """Build an :class:`Experiment` from a parsed TOML document (see :func:`load_experiment` for ``defaults``)."""
+    for key in raw:
+        if key not in _TOP_KEYS:
+            near = closest(key, _TOP_KEYS)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise CrossbenchError(f"{where}: unknown key {key!r}{hint} (valid: {', '.join(sorted(_TOP_KEYS))})")
+    kwargs: dict[str, Any] = {}
+    if "name" in raw:
+        kwargs["name"] = _expect(raw["name"], str, f"{where}: 'name'")
+    if "dataset" in raw:
+        table = dict(_expect(raw["dataset"], dict, f"{where}: [dataset]"))
+        name = _expect(table.pop("name", None), str, f"{where}: [dataset] 'name'")
+        kwargs["dataset"] = DatasetRef(name, table)
+    if "protocol" in raw:
+        table = dict(_expect(raw["protocol"], dict, f"{where}: [protocol]"))
+        default_name = defaults.protocol.name if defaults is not None else None
+        name = _expect(table.pop("name", default_name), str, f"{where}: [protocol] 'name'")
+        targets: tuple[str, ...] = ()
+        if "target" in table and "targets" in table:
+            raise CrossbenchError(f"{where}: [protocol] has both 'target' and 'targets'; keep one")
+        if "target" in table:
+            targets = (_expect(table.pop("target"), str, f"{where}: [protocol] 'target'"),)
+        if "targets" in table:
+            value = table.pop("targets")
+            targets = ("all",) if value == "all" else tuple(_expect_list(value, str, f"{where}: [protocol] 'targets'"))
+        kwargs["protocol"] = ProtocolRef(name, targets, table)
+    if "models" in raw:
+        models = []
+        for i, entry in enumerate(_expect_list(raw["models"], dict, f"{where}: [[models]]")):
+            table = dict(entry)
+            name = _expect(table.pop("name", None), str, f"{where}: [[models]] #{i + 1} 'name'")
+            label = table.pop("label", None)
+            if label is not None:
+                label = _expect(label, str, f"{where}: [[models]] #{i + 1} 'label'")
+            params: dict[str, Any] = {}
+            for k, v in table.items():
+                if k in COMPONENT_ROLES and isinstance(v, dict) and "name" not in v:
+                    # `fusion = { heads = 2 }`: hyperparameters of the model's own fusion
+                    params.update({f"{k}.{inner}": value for inner, value in v.items()})
+                else:
+                    params[k] = _component_ref(v)
+            models.append(ModelRef(name, params, label))
+        kwargs["models"] = tuple(models)
+    if "metrics" in raw:
+        kwargs["metrics"] = tuple(_expect_list(raw["metrics"], str, f"{where}: 'metrics'"))
+    if "ks" in raw:
+        kwargs["ks"] = tuple(_expect_list(raw["ks"], int, f"{where}: 'ks'"))
+    if "seeds" in raw:
+        kwargs["seeds"] = tuple(_expect_list(raw["seeds"], int, f"{where}: 'seeds'"))
+    if "chunk_size" in raw:
+        kwargs["chunk_size"] = _expect(raw["chunk_size"], int, f"{where}: 'chunk_size'")
+    if "sampled_negatives" in raw:
+        kwargs["sampled_negatives"] = _expect(raw["sampled_negatives"], int, f"{where}: 'sampled_negatives'")
+    if "sampling" in raw:
+        kwargs["sampling"] = _expect(raw["sampling"], str, f"{where}: 'sampling'")
+    if "simulation" in raw:
+        kwargs["simulation"] = simulation_from_dict(raw["simulation"], where=where)
+    missing = [key for key in ("dataset", "protocol", "metrics") if key not in kwargs]
+    if missing and defaults is None:
+        raise CrossbenchError(
+            f"{where}: no {', '.join(missing)} given and no loaded plugin provides a default experiment to take "
+            f"{'them' if len(missing) > 1 else 'it'} from; add {' and '.join(_EXAMPLES[m] for m in missing)}"
+        )
+    if defaults is not None:
+        kwargs.setdefault("dataset", defaults.dataset)
+        kwargs.setdefault("protocol", ProtocolRef(defaults.protocol.name))
+        kwargs.setdefault("metrics", defaults.metrics)
+    exp = Experiment(**kwargs)
+    if not exp.models:
+        raise CrossbenchError(f"{where}: no [[models]] given; add at least one, e.g. [[models]] name = \"popularity\"")
+    return exp
+
+
+_EXAMPLES = {"dataset": '[dataset] name = "..."', "protocol": '[protocol] name = "..."', "metrics": 'metrics = ["..."]'}
+
+
+def _component_ref(value: Any) -> Any:
+    if isinstance(value, dict) and "name" in value:
+        rest = dict(value)
+        return ComponentRef(str(rest.pop("name")), rest)
+    return value
+
+
+def _expect(value: Any, kind: type, where: str) -> Any:
+    if value is None:
+        raise CrossbenchError(f"{where} is missing")
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise CrossbenchError(f"{where} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def _expect_list(value: Any, kind: type, where: str) -> list[Any]:
+    if not isinstance(value, list) or not value:
+        raise CrossbenchError(f"{where} must be a non-empty list, got {value!r}")
+    return [_expect(v, kind, f"{where} item") for v in value]
+
+
+
+# ------------------------------------------------------------------------------ writing
+
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -54,7 +187,7 @@ def _inline(table: Mapping[str, Any]) -> str:
 
 
 def experiment_to_toml(exp: Experiment) -> str:
-    """The experiment as TOML text that :func:`~crossbench.experiment.load_experiment` reads back as ``exp``."""
+    """The experiment as TOML text that :func:`load_experiment` reads back as ``exp``."""
     lines = [
         "# The experiment these run records belong to; `crossbench reproduce RECORD` reruns a row from it.",
         f"name = {_value(exp.name)}",
@@ -97,7 +230,7 @@ def model_from_record(model: Mapping[str, Any]) -> ModelRef:
 
 
 def experiment_from_text(text: str, *, where: str) -> Experiment:
-    """Parse experiment TOML text (as :func:`~crossbench.experiment.load_experiment` does for a file)."""
+    """Parse experiment TOML text (as :func:`load_experiment` does for a file)."""
     import tomllib
 
     try:

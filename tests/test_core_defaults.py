@@ -15,7 +15,8 @@ from crossbench.cli import CliState, cli
 from crossbench.data.protocols import make_protocol
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate.validation import ndcg_at_k
-from crossbench.experiment import DatasetRef, Experiment, ModelRef, ProtocolRef, default_experiment, experiment_from_dict
+from crossbench.experiment import DatasetRef, Experiment, ModelRef, ProtocolRef, default_experiment
+from crossbench.experiment_toml import experiment_from_dict
 from crossbench.interfaces import ComponentSpec, RunEnv
 from crossbench.modules import Fusion, ItemEncoder, Scorer, UserEncoder
 from crossbench.plugins import get_plugin_manager

@@ -167,7 +167,8 @@ def test_experiment_file_section_drives_the_simulation(tmp_path):
 
 
 def test_a_simulation_section_leaves_run_fingerprints_alone(tmp_path):
-    from crossbench.experiment import default_experiment, experiment_fingerprint, load_experiment
+    from crossbench.experiment import default_experiment, experiment_fingerprint
+    from crossbench.experiment_toml import load_experiment
 
     plain = tmp_path / "a.toml"
     plain.write_text('[[models]]\nname = "popularity"\n')

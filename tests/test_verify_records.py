@@ -13,8 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from crossbench.cli import CliState, cli
-from crossbench.experiment import load_experiment
-from crossbench.experiment_toml import experiment_from_text, experiment_to_toml
+from crossbench.experiment_toml import experiment_from_text, experiment_to_toml, load_experiment
 from crossbench.exports import PLOT_KEY, png_text
 from crossbench.results import file_sha256
 from crossbench_basic import DEFAULT_EXPERIMENT

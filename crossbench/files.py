@@ -21,3 +21,29 @@ def umask_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+def probe_folder(folder: Path) -> None:
+    """Create ``folder`` (and its missing parents) and a file in it, then remove everything the probe made.
+
+    Raises the ``OSError`` of the first step that fails, so that a place that cannot be written
+    (a read-only folder, a path under a file, /proc) is refused before any work.
+    """
+    import tempfile
+
+    created: list[Path] = []
+    p = Path(folder)
+    while not p.exists() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".probe.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(tmp)
+    finally:
+        for q in created:  # deepest first
+            try:
+                q.rmdir()
+            except OSError:
+                break

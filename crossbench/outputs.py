@@ -26,13 +26,13 @@ import fcntl
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from crossbench.errors import CrossbenchError
+from crossbench.files import probe_folder
 from crossbench.results import SCHEMA_VERSION, file_sha256, write_json_atomic, write_text_atomic
 
 MANIFEST = "experiment.json"
@@ -82,26 +82,12 @@ class ResultsFolder:
 
     def _probe_writable(self) -> None:
         """Create the folder and a file in it, then remove what the probe created: bad places fail before any work."""
-        created: list[Path] = []
-        p = self.path
-        while not p.exists() and p != p.parent:
-            created.append(p)
-            p = p.parent
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".probe.", suffix=".tmp")
-            os.close(fd)
-            os.unlink(tmp)
+            probe_folder(self.path)
         except OSError as exc:
             raise CrossbenchError(
                 f"results folder {self.path}: cannot write there ({exc.strerror or exc}); choose a writable folder with --output"
             ) from None
-        finally:
-            for q in created:  # deepest first: nothing is left behind by the probe
-                try:
-                    q.rmdir()
-                except OSError:
-                    break
 
     # -- while holding the lock ----------------------------------------------------------
 

@@ -114,27 +114,12 @@ class Recommendations:
 
 def check_writable(path: Path) -> None:
     """Refuse, before any work, an output file whose folder cannot be written (nothing is left behind)."""
-    import os
-    import tempfile
+    from crossbench.files import probe_folder
 
-    created: list[Path] = []
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        created.append(folder)
-        folder = folder.parent
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".probe.", suffix=".tmp")
-        os.close(fd)
-        os.unlink(tmp)
+        probe_folder(path.parent)
     except OSError as exc:
         raise CrossbenchError(f"--output {str(path)!r}: cannot write there ({exc.strerror or exc}); choose a writable place") from None
-    finally:
-        for q in created:
-            try:
-                q.rmdir()
-            except OSError:
-                break
 
 
 def check_parquet() -> None:

@@ -60,6 +60,17 @@ def _edit(path: Path, change) -> None:
     path.write_text(json.dumps(rec))
 
 
+def _flip_ndcg(runs: Path, n: int) -> tuple[Path, float]:
+    """Replace the first ``n`` users' ndcg@10 by 1 - value in the record's per-user file; return it and the new mean."""
+    users = runs / RECORD.replace(".json", ".users.npz")
+    with np.load(users) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["ndcg@10"] = np.asarray(arrays["ndcg@10"]).copy()
+    arrays["ndcg@10"][:n] = 1.0 - arrays["ndcg@10"][:n]
+    np.savez_compressed(users, **arrays)
+    return users, float(np.nanmean(arrays["ndcg@10"]))
+
+
 def test_verify_accepts_an_untouched_folder(folder: Path):
     out = _cli("verify", str(folder))
     assert out.exit_code == 0, out.output
@@ -82,12 +93,7 @@ def test_an_edited_metric_of_any_size_is_refused(copy: Path, delta: float):
 
 def test_a_per_user_file_edited_with_its_sha256_is_refused(copy: Path):
     runs = copy / "runs"
-    users = runs / RECORD.replace(".json", ".users.npz")
-    with np.load(users) as z:
-        arrays = {k: z[k] for k in z.files}
-    arrays["ndcg@10"] = np.asarray(arrays["ndcg@10"]).copy()
-    arrays["ndcg@10"][0] = 1.0 - arrays["ndcg@10"][0]
-    np.savez_compressed(users, **arrays)
+    users, _ = _flip_ndcg(runs, 1)
 
     def change(rec):
         rec["evaluation"]["per_user"]["sha256"] = file_sha256(users)
@@ -196,13 +202,7 @@ def test_reproduce_a_row_of_the_default_leaderboard_bit_identically():
 
 def test_reproduce_lists_what_differs(copy: Path):
     runs = copy / "runs"
-    users = runs / RECORD.replace(".json", ".users.npz")
-    with np.load(users) as z:
-        arrays = {k: z[k] for k in z.files}
-    arrays["ndcg@10"] = np.asarray(arrays["ndcg@10"]).copy()
-    arrays["ndcg@10"][:3] = 1.0 - arrays["ndcg@10"][:3]
-    np.savez_compressed(users, **arrays)
-    mean = float(np.nanmean(arrays["ndcg@10"]))
+    users, mean = _flip_ndcg(runs, 3)
 
     def change(rec):  # a consistent forgery: record, per-user file and sha256 all edited
         rec["evaluation"]["metrics"]["ndcg@10"] = mean

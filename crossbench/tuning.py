@@ -12,7 +12,9 @@ many, share a study by naming the same storage and study. The loop here is stora
 
 - a trial's number is handed out by the storage; a worker whose new trial would exceed the
   trial budget (counting finished, running and waiting trials with lower numbers) tells it
-  FAIL with the user attribute ``crossbench:surplus`` and claims nothing more;
+  FAIL with the user attribute ``crossbench:surplus`` and claims nothing more; so does a
+  worker handed a second copy of the defaults trial (two workers opening a new study at once
+  may each enqueue it: the lowest-numbered copy is the one run);
 - a running trial writes a heartbeat (user attribute ``crossbench:heartbeat``) every
   ``heartbeat_s`` seconds; one silent for ``2 * heartbeat_s`` belongs to a dead worker and is
   told FAIL and enqueued again with the same parameters (``crossbench:retry_of``);
@@ -174,6 +176,17 @@ def _is_surplus(study: optuna.Study, trial: optuna.Trial, budget: Budget) -> boo
     return len(before) >= budget.trials
 
 
+def _repeats_defaults(study: optuna.Study, trial: optuna.Trial) -> bool:
+    """True for a defaults trial when another, lower-numbered one exists.
+
+    Workers that open a new study at the same moment may each enqueue the defaults; trial
+    numbers are assigned by the storage, so the lowest-numbered defaults trial is the one run.
+    """
+    if not trial.user_attrs.get(DEFAULTS):
+        return False
+    return any(t.user_attrs.get(DEFAULTS) for t in study.get_trials(deepcopy=False) if t.number < trial.number)
+
+
 def optimize(
     study: optuna.Study,
     objective: Callable[[optuna.Trial], float],
@@ -208,7 +221,7 @@ def optimize(
             time.sleep(poll)  # the rest of the budget is being run by other workers
             continue
         trial = study.ask()
-        if _is_surplus(study, trial, budget):
+        if _is_surplus(study, trial, budget) or _repeats_defaults(study, trial):
             trial.set_user_attr(SURPLUS, True)
             study.tell(trial, state=TrialState.FAIL)
             continue

@@ -277,3 +277,19 @@ def test_a_one_trial_budget_is_the_defaults(tmp_path):
         options=RunOptions(output_dir=tmp_path, progress=False), settings=TuningSettings(trials=1), plots=False,
     )
     assert outcome.params == {"noise": 0.0} and outcome.record["trials_complete"] == 1
+
+
+def test_defaults_enqueued_by_two_workers_at_once_are_run_once():
+    """Two workers opening a new study together may both enqueue the defaults; only the first copy runs."""
+    from crossbench.tuning import DEFAULTS, SURPLUS
+
+    study = optuna.create_study(direction="maximize")
+    for _ in range(2):
+        study.enqueue_trial({"x": 0.25}, user_attrs={DEFAULTS: True}, skip_if_exists=False)
+    optimize(study, lambda t: t.suggest_float("x", 0.0, 1.0), budget=Budget(trials=3), sampler_seed=0, heartbeat_s=5)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 3
+    assert len({t.params["x"] for t in complete}) == 3
+    assert [t.params["x"] for t in complete if t.user_attrs.get(DEFAULTS)] == [0.25]
+    (copy,) = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert copy.user_attrs.get(SURPLUS) and copy.user_attrs.get(DEFAULTS) and copy.number == 1

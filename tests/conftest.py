@@ -97,3 +97,23 @@ def write_dist(root, name: str, *, entry_points: dict[str, dict[str, str]], file
         lines += [f"{k} = {v}" for k, v in eps.items()]
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root
+
+
+def run_child(tmp_path, script: str, args: list[str], *, bomb: bool):
+    """Run ``script`` (a crossbench CLI whose test plugin kills the process while the bomb flag exists) with ``args``.
+
+    ``bomb=True`` arms the flag (the child dies mid-run), ``False`` disarms it (the child runs through).
+    """
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "child.py"
+    path.write_text(script)
+    flag = tmp_path / "bomb.flag"
+    if bomb:
+        flag.write_text("1")
+    else:
+        flag.unlink(missing_ok=True)
+    env = {**os.environ, "CROSSBENCH_TEST_BOMB": str(flag)}
+    return subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True, env=env, timeout=300, check=False)

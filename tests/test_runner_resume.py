@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 from click.testing import CliRunner
+from conftest import run_child
 
 from crossbench.cli import CliState, cli
 from crossbench.outputs import ResultsFolder
@@ -54,15 +53,7 @@ VOLATILE = {"timings", "environment", "command", "_path"}
 
 
 def _child(tmp_path: Path, args: list[str], *, bomb: bool) -> subprocess.CompletedProcess:
-    script = tmp_path / "child.py"
-    script.write_text(SCRIPT)
-    flag = tmp_path / "bomb.flag"
-    if bomb:
-        flag.write_text("1")
-    else:
-        flag.unlink(missing_ok=True)
-    env = {**os.environ, "CROSSBENCH_TEST_BOMB": str(flag)}
-    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env, timeout=300, check=False)
+    return run_child(tmp_path, SCRIPT, args, bomb=bomb)
 
 
 def _stable(folder: Path) -> dict[str, dict]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from conftest import run_child
 
 # `crossbench simulate` in a child process, with an MF model that kills its own process with
 # SIGKILL in its second update (round 2) whenever the file named by $CROSSBENCH_TEST_BOMB exists.
@@ -46,16 +46,7 @@ ARGS = ["simulate", "--model", "bomb", "--model", "popularity", "--dataset-param
 
 
 def _child(tmp_path: Path, out: Path, *, bomb: bool) -> subprocess.CompletedProcess:
-    script = tmp_path / "child.py"
-    script.write_text(SCRIPT)
-    flag = tmp_path / "bomb.flag"
-    if bomb:
-        flag.write_text("1")
-    else:
-        flag.unlink(missing_ok=True)
-    env = {**os.environ, "CROSSBENCH_TEST_BOMB": str(flag)}
-    return subprocess.run([sys.executable, str(script), *ARGS, "--output", str(out)], capture_output=True, text=True, env=env,
-                          timeout=300, check=False)
+    return run_child(tmp_path, SCRIPT, [*ARGS, "--output", str(out)], bomb=bomb)
 
 
 def _stable(path: Path) -> dict:

@@ -97,7 +97,7 @@ def simulate_command(
     recorded per round. Settings come from the experiment file's [simulation] section and
     these options. A killed simulation resumes after its last finished round.
     """
-    from crossbench.runner import safe_name
+    from crossbench.files import safe_name
     from crossbench.simulation_runner import run_simulations
     from crossbench.simulation_settings import SimulationSettings
 

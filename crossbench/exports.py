@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crossbench.files import safe_name
 from crossbench.leaderboard import _by_model, _columns, _primary, _ranked, group_records, render_markdown, render_pairwise
 
 #: the PNG text key that holds the sha256 of a plot's data
@@ -39,12 +40,6 @@ class Artefact:
 
     content: bytes
     data_sha256: str | None = None
-
-
-def _slug(text: str) -> str:
-    from crossbench.runner import safe_name
-
-    return safe_name(text)
 
 
 def _stats(values: Sequence[float]) -> tuple[float, float | None]:
@@ -152,7 +147,7 @@ def _png(draw: Any, data: Any) -> Artefact:
 
 
 def _plots(section: dict[str, Any], folder: str) -> dict[str, Artefact]:
-    prefix = f"{folder}/" + _slug(f"{section['dataset']}-{section['protocol']}-{section['target']}")
+    prefix = f"{folder}/" + safe_name(f"{section['dataset']}-{section['protocol']}-{section['target']}")
     out = {}
     for name, pairs in _ks_of(section["columns"]).items():
         curves = {m["model"]: [m["metrics"][c]["mean"] for _, c in pairs] for m in section["models"]}
@@ -170,7 +165,7 @@ def _plots(section: dict[str, Any], folder: str) -> dict[str, Artefact]:
             ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
             ax.grid(alpha=0.3)
 
-        out[f"{prefix}-{_slug(name)}-at-k.png"] = _png(draw, {"ks": ks, "curves": curves})
+        out[f"{prefix}-{safe_name(name)}-at-k.png"] = _png(draw, {"ks": ks, "curves": curves})
     primary = section["primary"]
     groups = [g for g in section["models"][0]["user_groups"] if all(g in m["user_groups"] for m in section["models"])] if primary else []
     if groups:

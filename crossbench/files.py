@@ -1,9 +1,10 @@
-"""File helpers below every other layer: content hashes and the mode new files get."""
+"""File helpers below every other layer: content hashes, safe file names, the mode new files get, and writability probes."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 
@@ -47,3 +48,16 @@ def probe_folder(folder: Path) -> None:
                 q.rmdir()
             except OSError:
                 break
+
+
+def safe_name(text: str, *, limit: int = 60) -> str:
+    """``text`` as a file name that cannot leave its folder and stays distinct from others.
+
+    A name of ASCII letters, digits, ``_``, ``-`` and inner ``.`` is kept as it is; any other
+    name becomes a readable slug plus the first 8 hex digits of its sha256 (``模型`` ->
+    ``name-<hash>``, ``../../x`` -> ``x-<hash>``), so two labels never share a file.
+    """
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:limit].strip("-.")
+    if slug == text:
+        return slug
+    return f"{slug or 'name'}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"

@@ -10,8 +10,6 @@ ground truth to the evaluator.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import re
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -32,25 +30,13 @@ from crossbench.evaluate.sampled import draw_negatives, evaluate_sampled, sample
 from crossbench.experiment import Experiment, ModelRef, RunOptions, TuningSettings, dataset_params, experiment_fingerprint, pick_device, validate
 from crossbench.experiment_toml import experiment_to_toml
 from crossbench.exports import artefacts, write_artefacts
+from crossbench.files import safe_name as safe_name  # re-exported: the CLI commands name output folders with it
 from crossbench.interfaces import ComponentRef, Recommender, RunEnv
 from crossbench.modelspace import make_recommender
 from crossbench.outputs import ResultsFolder
 from crossbench.registry import Registry
 from crossbench.results import SCHEMA_VERSION, environment, load_records, peak_rss_mb, reset_peak_rss, write_json_atomic
 from crossbench.train import train_items
-
-
-def safe_name(text: str, *, limit: int = 60) -> str:
-    """``text`` as a file name that cannot leave its folder and stays distinct from others.
-
-    A name of ASCII letters, digits, ``_``, ``-`` and inner ``.`` is kept as it is; any other
-    name becomes a readable slug plus the first 8 hex digits of its sha256 (``模型`` ->
-    ``name-<hash>``, ``../../x`` -> ``x-<hash>``), so two labels never share a file.
-    """
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:limit].strip("-.")
-    if slug == text:
-        return slug
-    return f"{slug or 'name'}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"
 
 
 def warn(message: str) -> None:

@@ -136,7 +136,7 @@ def plot_curves(records: Sequence[dict[str, Any]], folder: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from crossbench.runner import safe_name
+    from crossbench.files import safe_name
 
     paths = []
     for (_, target), by_model in _groups(records).items():

@@ -35,14 +35,13 @@ def main() -> None:
 
     import torch
 
-    from crossbench.assignments import parse_assignment
-    from crossbench.data.protocols import make_protocol
+    from crossbench.data.protocols import train_items
     from crossbench.evaluate.ranking import evaluate
-    from crossbench.interfaces import RunEnv
-    from crossbench.modelspace import make_recommender
-    from crossbench.plugins import get_plugin_manager
-    from crossbench.registry import Registry
-    from crossbench.train import train_items
+    from crossbench.experiment.assignments import parse_assignment
+    from crossbench.plugin.build import make_protocol, make_recommender
+    from crossbench.plugin.interfaces import RunEnv
+    from crossbench.plugin.manager import get_plugin_manager
+    from crossbench.plugin.registry import Registry
 
     torch.set_num_threads(args.threads)
     registry = Registry(get_plugin_manager())
@@ -55,7 +54,7 @@ def main() -> None:
         params = {"epochs": 2, **params}
     else:
         from crossbench.experiment import default_experiment
-        from crossbench.experiment_toml import load_experiment
+        from crossbench.experiment.tomlfile import load_experiment
 
         exp = load_experiment(args.experiment, default_experiment(registry.pm))
         data = registry.get("datasets", exp.dataset.name).factory(**exp.dataset.params).load()

@@ -38,12 +38,12 @@ def main() -> None:
 
     import torch
 
+    from crossbench.data.protocols import train_items
     from crossbench.evaluate.ranking import evaluate
-    from crossbench.interfaces import RunEnv
-    from crossbench.modelspace import make_recommender
-    from crossbench.plugins import get_plugin_manager
-    from crossbench.registry import Registry
-    from crossbench.train import train_items
+    from crossbench.plugin.build import make_recommender
+    from crossbench.plugin.interfaces import RunEnv
+    from crossbench.plugin.manager import get_plugin_manager
+    from crossbench.plugin.registry import Registry
     from crossbench_protocols import ColdStart
     from crossbench_synthetic import SyntheticDataset
 

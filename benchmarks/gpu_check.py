@@ -33,11 +33,11 @@ for p in (ROOT, ROOT / "plugins"):
 
 import torch  # noqa: E402
 
+from crossbench.data.protocols import train_items  # noqa: E402
 from crossbench.evaluate.ranking import evaluate  # noqa: E402
-from crossbench.interfaces import RunEnv  # noqa: E402
-from crossbench.plugins import get_plugin_manager  # noqa: E402
-from crossbench.registry import Registry  # noqa: E402
-from crossbench.train import train_items  # noqa: E402
+from crossbench.plugin.interfaces import RunEnv  # noqa: E402
+from crossbench.plugin.manager import get_plugin_manager  # noqa: E402
+from crossbench.plugin.registry import Registry  # noqa: E402
 from crossbench_protocols import ColdStart  # noqa: E402
 
 TOLERANCE = 0.02  # absolute, on NDCG@10 and Recall@10 of about 1800 cold users

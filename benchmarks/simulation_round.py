@@ -30,15 +30,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine_load import OutsideLoad, describe  # noqa: E402
 
+from crossbench.data.protocols import train_items  # noqa: E402
 from crossbench.evaluate.groups import head_tail, item_popularity  # noqa: E402
 from crossbench.evaluate.ranking import evaluate  # noqa: E402
-from crossbench.interfaces import RunEnv  # noqa: E402
-from crossbench.modelspace import make_recommender  # noqa: E402
-from crossbench.plugins import get_plugin_manager  # noqa: E402
-from crossbench.registry import Registry  # noqa: E402
-from crossbench.simulation import Simulation, population  # noqa: E402
-from crossbench.simulation_settings import SimulationSettings  # noqa: E402
-from crossbench.train import train_items  # noqa: E402
+from crossbench.loop.simulation import Simulation, population  # noqa: E402
+from crossbench.plugin.build import make_recommender  # noqa: E402
+from crossbench.plugin.interfaces import RunEnv  # noqa: E402
+from crossbench.plugin.manager import get_plugin_manager  # noqa: E402
+from crossbench.plugin.registry import Registry  # noqa: E402
+from crossbench.plugin.simulation_settings import SimulationSettings  # noqa: E402
 from crossbench_protocols import ColdStart  # noqa: E402
 from crossbench_synthetic import SyntheticDataset  # noqa: E402
 

@@ -103,8 +103,8 @@ def evaluate_scores(split: dict[str, np.ndarray], score: Any) -> float:
     """NDCG@10 of ``score(users)`` (raw user ids -> ``[B, n_items]`` in raw item order), training items masked."""
     from crossbench.data.protocols import GroundTruth
     from crossbench.evaluate.ranking import evaluate
-    from crossbench.plugins import get_plugin_manager
-    from crossbench.registry import Registry
+    from crossbench.plugin.manager import get_plugin_manager
+    from crossbench.plugin.registry import Registry
 
     reg = Registry(get_plugin_manager())
     truth = GroundTruth.from_pairs(split["test_u"], split["test_i"])
@@ -126,9 +126,9 @@ def run_crossbench(name: str, args: argparse.Namespace, work: Path) -> dict[str,
 
     from crossbench.data.model import CrossDomainData
     from crossbench.data.protocols import GroundTruth, Split
-    from crossbench.interfaces import RunEnv
-    from crossbench.plugins import get_plugin_manager
-    from crossbench.registry import Registry
+    from crossbench.plugin.interfaces import RunEnv
+    from crossbench.plugin.manager import get_plugin_manager
+    from crossbench.plugin.registry import Registry
 
     torch.set_num_threads(args.threads)
     s = dict(np.load(work / "split.npz"))

@@ -1,13 +1,13 @@
 """What tuning storages cost per trial, and how tuning throughput scales with workers.
 
-(a) **Overhead per trial.** ``crossbench.tuning.optimize`` (the loop of ``crossbench tune``)
+(a) **Overhead per trial.** ``crossbench.tune.tuning.optimize`` (the loop of ``crossbench tune``)
 runs ``--trials`` trials of an objective that only suggests a realistic space (six
 hyperparameters: log-uniform learning rate and L2, log-int dimension, dropout, negatives, a
 categorical batch size) and returns a constant, so every millisecond measured is the tuning
 machinery: the TPE sampler, the budget and heartbeat bookkeeping, and the storage. Storages:
 Optuna's in-memory storage (the baseline, measured in the same run), the default SQLite file,
 a journal file, and PostgreSQL with ``--postgres URL``; each opened by
-``crossbench.studies.open_storage`` as ``crossbench tune`` opens it. Reported per storage:
+``crossbench.tune.storage.open_storage`` as ``crossbench tune`` opens it. Reported per storage:
 milliseconds per trial (median over ``--repeats``, the storages interleaved within each
 repeat), the same over the last fifth of the trials (the loop reads the whole study each
 trial, so the cost grows with its size), the ratio to in-memory and the extra milliseconds
@@ -57,7 +57,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
 import optuna  # noqa: E402
 
-from crossbench.studies import open_storage, resolve_storage  # noqa: E402
+from crossbench.tune.storage import open_storage, resolve_storage  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -65,7 +65,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 def _loop() -> tuple[str, Callable[[optuna.Study, Callable[[optuna.Trial], float], int], None]]:
     """The tuning loop to time: crossbench's own where it exists, else Optuna's ``Study.optimize``."""
     try:
-        from crossbench.tuning import Budget, optimize
+        from crossbench.tune.tuning import Budget, optimize
     except ImportError:
         def run_optuna(study: optuna.Study, objective: Callable[[optuna.Trial], float], n: int) -> None:
             study.sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=5)
@@ -74,7 +74,7 @@ def _loop() -> tuple[str, Callable[[optuna.Study, Callable[[optuna.Trial], float
 
     def run_crossbench(study: optuna.Study, objective: Callable[[optuna.Trial], float], n: int) -> None:
         optimize(study, objective, budget=Budget(trials=n, timeout_s=None), sampler_seed=0)
-    return "crossbench.tuning.optimize", run_crossbench
+    return "crossbench.tune.tuning.optimize", run_crossbench
 
 
 def _objective(stamps: list[float]) -> Callable[[optuna.Trial], float]:

@@ -1,7 +1,10 @@
-"""crossbench: a benchmark and evaluation harness for cross-domain recommendation."""
+"""crossbench: a benchmark and evaluation harness for cross-domain recommendation.
 
-from crossbench.hookspecs import hookimpl, hookspec
+The package is laid out by pipeline stage (see docs/architecture.md). This module is the
+facade plugins start from: ``from crossbench import hookimpl``. No module of the core imports it.
+"""
 
-__version__ = "0.1.0"
+from crossbench.plugin.hookspecs import hookimpl, hookspec
+from crossbench.version import __version__
 
 __all__ = ["__version__", "hookimpl", "hookspec"]

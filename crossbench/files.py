@@ -1,11 +1,16 @@
-"""File helpers below every other layer: content hashes, safe file names, the mode new files get, and writability probes."""
+"""File helpers below every other layer: the one atomic writer, content hashes, safe file names,
+the mode new files get, and writability probes."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
 def file_sha256(path: Path) -> str:
@@ -61,3 +66,34 @@ def safe_name(text: str, *, limit: int = 60) -> str:
     if slug == text:
         return slug
     return f"{slug or 'name'}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"
+
+
+@contextmanager
+def atomic_write(path: Path) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` through: a temporary file beside it that replaces ``path``
+    (``os.replace``) when the block ends, with the mode a new file gets under the umask.
+
+    On an error the temporary file is removed and ``path`` is left as it was, so a reader never
+    sees a half-written file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, umask_mode())  # mkstemp creates 0600 whatever the umask
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_write`)."""
+    with atomic_write(path) as f:
+        f.write(data)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` as UTF-8, atomically (:func:`atomic_write`)."""
+    write_bytes_atomic(path, text.encode("utf-8"))

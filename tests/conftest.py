@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from crossbench.plugins import get_plugin_manager
-from crossbench.registry import Registry
+from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.registry import Registry
 
 pytest_plugins = ["pytester"]
 

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from crossbench import hookimpl
 from crossbench.cli import CliState, cli
-from crossbench.interfaces import ComponentSpec, Fusion
+from crossbench.plugin.interfaces import Fusion
+from crossbench.plugin.specs import ComponentSpec
 
 SMALL = ["--dataset-param", "n_users=400", "--dataset-param", "n_items=120", "--seeds", "0", "-q"]
 
@@ -201,7 +202,7 @@ def test_sampled_evaluation_is_labelled_and_kept_apart(tmp_path):
     # a full-ranking run of the same model goes into a separate table, never the same one
     out = invoke(["run", "--model", "popularity", *SMALL, "--output", str(tmp_path / "f")])
     full = json.loads(next((tmp_path / "f" / "runs").glob("*.json")).read_text())
-    from crossbench.leaderboard import render_markdown
+    from crossbench.report.leaderboard import render_markdown
 
     text = render_markdown([rec, full])
     assert text.count("## synthetic") == 2
@@ -216,7 +217,7 @@ def test_beyond_accuracy_columns_and_groups(tmp_path):
     rec = json.loads(next((tmp_path / "b" / "runs").glob("*.json")).read_text())
     metrics = rec["evaluation"]["metrics"]
     # popularity recommends the same 10 items to everyone, up to items tied with the 10th
-    from crossbench.data.protocols import make_protocol
+    from crossbench.plugin.build import make_protocol
     from crossbench_synthetic import synthetic
 
     split = make_protocol(CliState().registry, "cold-start", target="movies", seed=0, test_fraction=0.5, valid_fraction=0.1).split(

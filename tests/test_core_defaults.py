@@ -12,16 +12,17 @@ from click.testing import CliRunner
 
 from crossbench import hookimpl
 from crossbench.cli import CliState, cli
-from crossbench.data.protocols import make_protocol
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate.validation import ndcg_at_k
 from crossbench.experiment import DatasetRef, Experiment, ModelRef, ProtocolRef, default_experiment
-from crossbench.experiment_toml import experiment_from_dict
-from crossbench.interfaces import ComponentSpec, RunEnv
-from crossbench.modules import Fusion, ItemEncoder, Scorer, UserEncoder
-from crossbench.plugins import get_plugin_manager
-from crossbench.registry import Registry
-from crossbench.trainconfig import TrainConfig, trains
+from crossbench.experiment.tomlfile import experiment_from_dict
+from crossbench.plugin.build import make_protocol
+from crossbench.plugin.interfaces import RunEnv
+from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.modules import Fusion, ItemEncoder, Scorer, UserEncoder
+from crossbench.plugin.registry import Registry
+from crossbench.plugin.specs import ComponentSpec
+from crossbench.train.settings import TrainConfig, trains
 from crossbench_basic.metrics import ndcg as plugin_ndcg
 
 # ---------------------------------------------------------------------------------------- NDCG
@@ -207,7 +208,7 @@ def test_protocols_are_listed_with_their_plugin() -> None:
 class _LastOne:
     @hookimpl
     def crossbench_protocols(self):
-        from crossbench.interfaces import ProtocolSpec
+        from crossbench.plugin.specs import ProtocolSpec
 
         return [ProtocolSpec("not-a-protocol", lambda *, target, seed: object(), "returns the wrong thing")]
 

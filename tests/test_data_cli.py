@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from crossbench.cli.data import data_group
 from crossbench.data.audit import audit_split
-from crossbench.data.cli import data_group
-from crossbench.data.protocols import make_protocol
+from crossbench.data.protocols import train_items
 from crossbench.evaluate.ranking import evaluate
-from crossbench.interfaces import RunEnv
-from crossbench.plugins import get_plugin_manager
-from crossbench.registry import Registry
-from crossbench.train import train_items
+from crossbench.plugin.build import make_protocol
+from crossbench.plugin.interfaces import RunEnv
+from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.registry import Registry
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ import pytest
 from click.testing import CliRunner
 
 from crossbench import hookimpl
-from crossbench.data.cli import data_group
+from crossbench.cli.data import data_group
 from crossbench.data.fetch import Download, FetchError, fetch
-from crossbench.interfaces import ComponentSpec
-from crossbench.plugins import get_plugin_manager
-from crossbench.registry import Registry
+from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.registry import Registry
+from crossbench.plugin.specs import ComponentSpec
 
 
 def ml1m_zip() -> bytes:

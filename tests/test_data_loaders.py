@@ -10,8 +10,8 @@ import pytest
 
 from crossbench.data.io import DataFileError
 from crossbench.errors import CrossbenchError
-from crossbench.plugins import get_plugin_manager
-from crossbench.registry import Registry
+from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.registry import Registry
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,10 @@ import pytest
 
 from crossbench.data.audit import audit_split
 from crossbench.data.model import CrossDomainData
-from crossbench.data.protocols import make_protocol, resolve_targets
+from crossbench.data.protocols import resolve_targets
 from crossbench.errors import CrossbenchError
-from crossbench.registry import Registry
+from crossbench.plugin.build import make_protocol
+from crossbench.plugin.registry import Registry
 from crossbench_protocols import ColdStart, Warm
 
 WARM_ROWS = [
@@ -110,9 +111,9 @@ def test_cold_start_seeds() -> None:
 FINGERPRINT_SCRIPT = """
 import numpy as np, pandas as pd
 from crossbench.data.model import CrossDomainData
-from crossbench.data.protocols import make_protocol
-from crossbench.plugins import get_plugin_manager
-from crossbench.registry import Registry
+from crossbench.plugin.build import make_protocol
+from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.registry import Registry
 registry = Registry(get_plugin_manager())
 rng = np.random.default_rng(7)
 n = 3000

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from crossbench.experiment import DatasetRef, ModelRef, RunOptions
-from crossbench.runner import run_experiment
+from crossbench.run.runner import run_experiment
 from crossbench_basic import DEFAULT_EXPERIMENT
 
 

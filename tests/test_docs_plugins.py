@@ -1,4 +1,4 @@
-"""docs/plugins.md documents every hook of crossbench/hookspecs.py with its typed signature,
+"""docs/plugins.md documents every hook of crossbench/plugin/hookspecs.py with its typed signature,
 arguments, return, when it is called, and an example. A hook added to hookspecs.py fails this
 test until it is documented there."""
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from crossbench import hookspecs
-from crossbench.plugins import hook_names
+from crossbench.plugin import hookspecs
+from crossbench.plugin.manager import hook_names
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")

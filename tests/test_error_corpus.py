@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from crossbench import hookimpl
 from crossbench.cli import CliState, cli
-from crossbench.interfaces import ComponentSpec
+from crossbench.plugin.specs import ComponentSpec
 
 FAST = ["--model", "popularity", "--seeds", "0", "-q", "--threads", "1"]
 

@@ -16,8 +16,8 @@ from crossbench.evaluate import evaluate
 from crossbench.evaluate.groups import breakdown, head_tail, item_popularity, user_groups
 from crossbench.evaluate.peruser import load_per_user, save_per_user
 from crossbench.evaluate.sampled import draw_negatives, evaluate_sampled, require_same_mode
-from crossbench.plugins import get_plugin_manager
-from crossbench.registry import Registry
+from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.registry import Registry
 from crossbench_basic.metrics import METRICS as BASIC
 from crossbench_metrics.measures import METRICS as MORE
 

@@ -9,12 +9,12 @@ import pytest
 from crossbench.data.model import CrossDomainData
 from crossbench.data.protocols import GroundTruth, Split
 from crossbench.errors import CrossbenchError
-from crossbench.feedback import FeedbackContext, check_taken, examination
-from crossbench.interfaces import RunEnv
-from crossbench.plugins import get_plugin_manager
-from crossbench.registry import Registry
-from crossbench.simulation import Simulation
-from crossbench.simulation_settings import SimulationSettings
+from crossbench.loop.feedback import FeedbackContext, check_taken, examination
+from crossbench.loop.simulation import Simulation
+from crossbench.plugin.interfaces import RunEnv
+from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.registry import Registry
+from crossbench.plugin.simulation_settings import SimulationSettings
 from crossbench_basic.specs import popularity
 from crossbench_feedback import replay
 
@@ -64,7 +64,7 @@ def test_a_replayed_simulation_takes_nothing_but_the_future(tmp_path):
                      metrics=registry.metrics(["ndcg", "recall"]), header={"fingerprint": "x"})
     with np.load(tmp_path / "r.npz") as state:
         taken = set(zip(state["user"].tolist(), state["item"].tolist()))
-    from crossbench.simulation import population
+    from crossbench.loop.simulation import population
 
     pop = population(split, settings, seed=0)
     future = {(int(u), int(i)) for j, u in enumerate(pop.future.users) for i in pop.future.items_of(j)}

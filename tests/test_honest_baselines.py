@@ -21,11 +21,11 @@ from crossbench.cli import CliState, cli
 from crossbench.data.model import CrossDomainData
 from crossbench.data.protocols import GroundTruth, Split
 from crossbench.errors import CrossbenchError
-from crossbench.interfaces import FitReport, Recommender, RunEnv
-from crossbench.leaderboard import leaderboard_table, render_markdown
-from crossbench.plugins import get_plugin_manager
-from crossbench.registry import Registry
-from crossbench.runner import declared_behaviour
+from crossbench.plugin.interfaces import FitReport, Recommender, RunEnv
+from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.registry import Registry
+from crossbench.report.leaderboard import leaderboard_table, render_markdown
+from crossbench.run.runner import declared_behaviour
 
 REGISTRY = Registry(get_plugin_manager())
 

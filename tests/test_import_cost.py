@@ -70,7 +70,7 @@ def test_listing_commands_import_no_torch(args: list[str], expect: str) -> None:
 def test_building_a_component_does_load_torch() -> None:
     # the factories import their modules when called: registration is cheap, use is not broken
     code = (
-        "import sys\nfrom crossbench.plugins import get_plugin_manager\nfrom crossbench.registry import Registry\n"
+        "import sys\nfrom crossbench.plugin.manager import get_plugin_manager\nfrom crossbench.plugin.registry import Registry\n"
         "r = Registry(get_plugin_manager())\nassert 'torch' not in sys.modules\n"
         "m = r.get('recommenders', 'mf').factory(epochs=1)\nprint(type(m).__name__, 'torch' in sys.modules)\n"
     )

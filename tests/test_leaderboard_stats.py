@@ -17,7 +17,7 @@ from scipy import stats as sp
 
 from crossbench.evaluate.peruser import save_per_user
 from crossbench.evaluate.ranking import EvalResult
-from crossbench.leaderboard import leaderboard_table, pairwise_table, render_markdown, render_pairwise, significance, tuned_cell
+from crossbench.report.leaderboard import leaderboard_table, pairwise_table, render_markdown, render_pairwise, significance, tuned_cell
 
 SEEDS = (0, 1, 2)
 USERS = np.arange(100, 130)

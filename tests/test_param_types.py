@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import crossbench.runner as runner
+import crossbench.run.runner as runner
 from crossbench.cli import CliState, cli
 from crossbench.errors import CrossbenchError
-from crossbench.interfaces import ComponentSpec, coerce_kwargs
-from crossbench.modelspace import make_recommender
-from crossbench.plugins import get_plugin_manager
-from crossbench.registry import Registry
+from crossbench.plugin.build import make_recommender
+from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.params import coerce_kwargs
+from crossbench.plugin.registry import Registry
+from crossbench.plugin.specs import ComponentSpec
 
 REGISTRY = Registry(get_plugin_manager())
 SMALL = ["--dataset-param", "n_users=300", "--dataset-param", "n_items=60", "-q"]
@@ -85,7 +86,7 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_safe_names_stay_inside_and_distinct() -> None:
-    from crossbench.runner import record_file, safe_name
+    from crossbench.run.runner import record_file, safe_name
 
     assert safe_name("mf") == "mf" and safe_name("cd-attention") == "cd-attention"  # plain names unchanged
     a, b, up = safe_name("模型"), safe_name("实验"), safe_name("../../x")

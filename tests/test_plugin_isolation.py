@@ -14,12 +14,12 @@ import pytest
 from conftest import write_dist
 
 from crossbench.cli import main
-from crossbench.plugins import get_plugin_manager
-from crossbench.registry import Registry
+from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.registry import Registry
 
 HEADER = """
 from crossbench import hookimpl
-from crossbench.interfaces import ComponentSpec, IntParam
+from crossbench.plugin.specs import ComponentSpec, IntParam
 from crossbench_synthetic import synthetic
 
 def tiny(*, n_users: int = 50, seed: int = 0):

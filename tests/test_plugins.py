@@ -8,9 +8,9 @@ from click.testing import CliRunner
 from crossbench import hookimpl
 from crossbench.cli import CliState, cli
 from crossbench.errors import CrossbenchError
-from crossbench.interfaces import ComponentSpec
-from crossbench.plugins import get_plugin_manager
-from crossbench.registry import Registry
+from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.registry import Registry
+from crossbench.plugin.specs import ComponentSpec
 
 
 def test_builtins_come_from_entry_points(registry):

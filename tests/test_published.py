@@ -24,7 +24,7 @@ def test_published_board_matches_its_records(board):
 
 
 def test_the_index_lists_every_published_board():
-    from crossbench.leaderboard_index import main
+    from crossbench.report.index import main
 
     assert main([str(ROOT), "--check"]) == 0
     index = (ROOT / "README.md").read_text(encoding="utf-8")

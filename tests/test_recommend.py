@@ -11,14 +11,15 @@ import torch
 from click.testing import CliRunner
 
 from crossbench.cli import CliState, cli
+from crossbench.data.protocols import train_items
 from crossbench.evaluate import evaluate
 from crossbench.evaluate.groups import item_popularity
 from crossbench.experiment import ModelRef
-from crossbench.interfaces import MetricSpec, RunEnv
-from crossbench.plugins import get_plugin_manager
-from crossbench.recommend import fit_for, load_split, recommend
-from crossbench.registry import Registry
-from crossbench.train import train_items
+from crossbench.loop.recommend import fit_for, load_split, recommend
+from crossbench.plugin.interfaces import RunEnv
+from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.registry import Registry
+from crossbench.plugin.specs import MetricSpec
 from crossbench_basic import DEFAULT_EXPERIMENT
 
 SMALL = ["--dataset-param", "n_users=400", "--dataset-param", "n_items=80", "--threads", "1", "-q"]

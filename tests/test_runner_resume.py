@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest import run_child
 
 from crossbench.cli import CliState, cli
-from crossbench.outputs import ResultsFolder
+from crossbench.records.folder import ResultsFolder
 
 SMALL = ["--dataset-param", "n_users=400", "--dataset-param", "n_items=80", "--threads", "1", "-q"]
 
@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent(
     import os, signal, sys
     from crossbench import hookimpl
     from crossbench.cli import CliState, build_cli
-    from crossbench.interfaces import ComponentSpec
+    from crossbench.plugin.specs import ComponentSpec
     from crossbench_basic.specs import mf
 
     class Bomb:

@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from crossbench.data.protocols import Split
-from crossbench.interfaces import RunEnv
-from crossbench.plugins import get_plugin_manager
-from crossbench.registry import Registry
+from crossbench.plugin.interfaces import RunEnv
+from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.registry import Registry
 from crossbench.train import ComposedRecommender
-from crossbench.train_sequences import sequence_windows
-from crossbench.trainconfig import TrainConfig
+from crossbench.train.sequences import sequence_windows
+from crossbench.train.settings import TrainConfig
 from crossbench_protocols import ColdStart
 from crossbench_synthetic import SyntheticDataset
 
@@ -36,7 +36,7 @@ def env(tmp_path: Path) -> RunEnv:
 
 
 def composed(fusion: str | object, **kw: object) -> ComposedRecommender:
-    from crossbench.train import ComponentRef
+    from crossbench.plugin.specs import ComponentRef
 
     return ComposedRecommender(
         item_encoder="id", user_encoder=ComponentRef("transformer", {"layers": 2, "heads": 2, "dropout": 0.0}),
@@ -83,7 +83,7 @@ def test_windows_cover_every_interaction_once() -> None:
 
 @pytest.mark.parametrize("fusion", ["target-only", "item-attention", "attention", "concat"])
 def test_all_position_loss_equals_position_by_position(split: Split, tmp_path: Path, fusion: str) -> None:
-    from crossbench.train import ComponentRef
+    from crossbench.plugin.specs import ComponentRef
 
     ref = ComponentRef(fusion, {"dropout": 0.0}) if fusion in ("item-attention", "attention", "concat") else fusion
     rec = composed(ref)
@@ -155,7 +155,7 @@ def test_cross_domain_model_declares_transfer(split: Split, tmp_path: Path) -> N
 
 
 def test_zero_validation_metric_after_first_epoch_stops(split: Split, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import crossbench.train as train
+    import crossbench.train.trainer as train
 
     monkeypatch.setattr(train, "evaluate", lambda *a, **k: SimpleNamespace(means={"ndcg@10": 0.0}))
     rec = composed("target-only", epochs=5)
@@ -165,7 +165,7 @@ def test_zero_validation_metric_after_first_epoch_stops(split: Split, tmp_path: 
 
 
 def test_sampled_softmax_with_popularity_correction_matches_hand_computation(split: Split, tmp_path: Path) -> None:
-    from crossbench.train_sequences import ranking_loss
+    from crossbench.train.sequences import ranking_loss
 
     g = torch.Generator().manual_seed(0)
     fused, catalogue = torch.randn(4, 8, generator=g), torch.randn(10, 8, generator=g)

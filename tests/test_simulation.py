@@ -12,12 +12,12 @@ from click.testing import CliRunner
 
 from crossbench.cli import CliState, cli
 from crossbench.experiment import DatasetRef, Experiment, ModelRef, ProtocolRef, RunOptions
-from crossbench.plugins import get_plugin_manager
-from crossbench.registry import Registry
-from crossbench.simulation import exposure, gini
-from crossbench.simulation_report import area, rounds_to_reach
-from crossbench.simulation_runner import run_simulations
-from crossbench.simulation_settings import SimulationSettings
+from crossbench.loop.report import area, rounds_to_reach
+from crossbench.loop.runner import run_simulations
+from crossbench.loop.simulation import exposure, gini
+from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.registry import Registry
+from crossbench.plugin.simulation_settings import SimulationSettings
 
 DATA = DatasetRef("synthetic", {"n_users": 1500, "n_items": 300})
 PLANTED = SimulationSettings(rounds=4, k=10, feedback="planted", users=250, warm_users=150)
@@ -93,8 +93,8 @@ def test_replay_credits_only_held_out_future_items(tmp_path):
     rec = rec["popularity"]
     with np.load(tmp_path / "simulations" / "movies-popularity-seed0.taken.npz") as state:
         taken = set(zip(state["user"].tolist(), state["item"].tolist()))
-    from crossbench.data.protocols import make_protocol
-    from crossbench.simulation import population
+    from crossbench.loop.simulation import population
+    from crossbench.plugin.build import make_protocol
 
     data = Registry(get_plugin_manager()).get("datasets", "synthetic").factory(n_users=1500, n_items=300).load()
     split = make_protocol(Registry(get_plugin_manager()), "cold-start", target="movies", seed=0, test_fraction=0.3, valid_fraction=0.1).split(data)
@@ -168,7 +168,7 @@ def test_experiment_file_section_drives_the_simulation(tmp_path):
 
 def test_a_simulation_section_leaves_run_fingerprints_alone(tmp_path):
     from crossbench.experiment import default_experiment, experiment_fingerprint
-    from crossbench.experiment_toml import load_experiment
+    from crossbench.experiment.tomlfile import load_experiment
 
     plain = tmp_path / "a.toml"
     plain.write_text('[[models]]\nname = "popularity"\n')

@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent(
     import os, signal, sys
     from crossbench import hookimpl
     from crossbench.cli import CliState, build_cli
-    from crossbench.interfaces import ComponentSpec
+    from crossbench.plugin.specs import ComponentSpec
     from crossbench_basic.specs import mf
 
     class Bomb:

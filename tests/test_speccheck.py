@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from crossbench.interfaces import CategoricalParam, ComponentSpec, FloatParam, IntParam, MetricSpec
-from crossbench.speccheck import spec_problems
+from crossbench.plugin.checks import spec_problems
+from crossbench.plugin.specs import CategoricalParam, ComponentSpec, FloatParam, IntParam, MetricSpec
 
 
 def fusion(*, context, hidden: int = 8, rate: float = 0.1, mode: str = "a", flag: bool = False):

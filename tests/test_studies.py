@@ -14,9 +14,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from crossbench import studies
 from crossbench.errors import CrossbenchError
-from crossbench.studies import StorageSpec, mask_password, open_storage, resolve_storage, write_study_plots
+from crossbench.tune import storage as studies
+from crossbench.tune.storage import StorageSpec, mask_password, open_storage, resolve_storage, write_study_plots
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -177,7 +177,7 @@ WORKER = """
     import os, sys, time
     from pathlib import Path
     import optuna
-    from crossbench.studies import open_storage, resolve_storage
+    from crossbench.tune.storage import open_storage, resolve_storage
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(resolve_storage(sys.argv[1], results_dir=Path(".")))
     study = optuna.create_study(study_name="shared", storage=storage, load_if_exists=True)
@@ -208,7 +208,7 @@ HANGING_WORKER = """
     import sys, time
     from pathlib import Path
     import optuna
-    from crossbench.studies import open_storage, resolve_storage
+    from crossbench.tune.storage import open_storage, resolve_storage
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(resolve_storage(sys.argv[1], results_dir=Path(".")), heartbeat_interval=1, grace_period=3)
     study = optuna.create_study(study_name="hb", storage=storage, load_if_exists=True)

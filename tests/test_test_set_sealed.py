@@ -10,12 +10,14 @@ import pytest
 import torch
 
 from crossbench import hookimpl
-from crossbench.data.protocols import FitSplit, make_protocol
+from crossbench.data.protocols import FitSplit
 from crossbench.experiment import DatasetRef, ModelRef, RunOptions
-from crossbench.interfaces import ComponentSpec, FitReport, Recommender, RunEnv
-from crossbench.plugins import get_plugin_manager
-from crossbench.registry import Registry
-from crossbench.runner import run_experiment
+from crossbench.plugin.build import make_protocol
+from crossbench.plugin.interfaces import FitReport, Recommender, RunEnv
+from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.registry import Registry
+from crossbench.plugin.specs import ComponentSpec
+from crossbench.run.runner import run_experiment
 from crossbench_basic import DEFAULT_EXPERIMENT
 from crossbench_zoo.testing import make_tiny_bert
 

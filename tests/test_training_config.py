@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from crossbench.errors import CrossbenchError
-from crossbench.interfaces import BuildContext, CategoricalParam, FloatParam, IntParam, Param
-from crossbench.modelspace import make_recommender
-from crossbench.registry import KINDS, Registry
+from crossbench.plugin.build import make_recommender
+from crossbench.plugin.interfaces import BuildContext
+from crossbench.plugin.registry import KINDS, Registry
+from crossbench.plugin.specs import CategoricalParam, FloatParam, IntParam, Param
 from crossbench.train import ComposedRecommender
-from crossbench.trainconfig import TRAINING_FIELDS, TRAINING_RANGES, TrainConfig, training_space, trains
+from crossbench.train.settings import TRAINING_FIELDS, TRAINING_RANGES, TrainConfig, training_space, trains
 
 #: kinds whose factories are called with a build context
 COMPONENT_KINDS = ("item-encoders", "user-encoders", "fusions", "scorers")

@@ -14,14 +14,16 @@ from optuna.trial import TrialState
 
 from crossbench import hookimpl
 from crossbench.cli import CliState, cli
-from crossbench.data.protocols import FitSplit, make_protocol
+from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError
 from crossbench.experiment import DatasetRef, ModelRef, RunOptions, TuningSettings
-from crossbench.interfaces import ComponentSpec, FitReport, FloatParam, IntParam, Recommender, RunEnv
-from crossbench.plugins import get_plugin_manager
-from crossbench.registry import Registry
-from crossbench.runner import run_experiment
-from crossbench.tuning import Budget, optimize, tune_split
+from crossbench.plugin.build import make_protocol
+from crossbench.plugin.interfaces import FitReport, Recommender, RunEnv
+from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.registry import Registry
+from crossbench.plugin.specs import ComponentSpec, FloatParam, IntParam
+from crossbench.run.runner import run_experiment
+from crossbench.tune.tuning import Budget, optimize, tune_split
 from crossbench_basic import DEFAULT_EXPERIMENT
 
 SMALL = {"n_users": 600, "n_items": 150}
@@ -281,7 +283,7 @@ def test_a_one_trial_budget_is_the_defaults(tmp_path):
 
 def test_defaults_enqueued_by_two_workers_at_once_are_run_once():
     """Two workers opening a new study together may both enqueue the defaults; only the first copy runs."""
-    from crossbench.tuning import DEFAULTS, SURPLUS
+    from crossbench.tune.tuning import DEFAULTS, SURPLUS
 
     study = optuna.create_study(direction="maximize")
     for _ in range(2):

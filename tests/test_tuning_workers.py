@@ -13,8 +13,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from crossbench.studies import open_storage, resolve_storage
-from crossbench.tuning import RETRY_OF, SURPLUS
+from crossbench.tune.storage import open_storage, resolve_storage
+from crossbench.tune.tuning import RETRY_OF, SURPLUS
 
 # A child crossbench process with a model whose fit takes about 0.3 s.
 SCRIPT = textwrap.dedent(
@@ -23,7 +23,8 @@ SCRIPT = textwrap.dedent(
     import torch
     from crossbench import hookimpl
     from crossbench.cli import CliState, build_cli
-    from crossbench.interfaces import ComponentSpec, FitReport, FloatParam, Recommender
+    from crossbench.plugin.interfaces import FitReport, Recommender
+    from crossbench.plugin.specs import ComponentSpec, FloatParam
 
     class Slow(Recommender):
         def __init__(self, *, x: float = 0.5):

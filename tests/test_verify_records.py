@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from crossbench.cli import CliState, cli
-from crossbench.experiment_toml import experiment_from_text, experiment_to_toml, load_experiment
-from crossbench.exports import PLOT_KEY, png_text
-from crossbench.results import file_sha256
+from crossbench.experiment.tomlfile import experiment_from_text, experiment_to_toml, load_experiment
+from crossbench.files import file_sha256
+from crossbench.report.exports import PLOT_KEY, png_text
 from crossbench_basic import DEFAULT_EXPERIMENT
 
 ROOT = Path(__file__).resolve().parents[1]

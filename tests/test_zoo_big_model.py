@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from crossbench.data.protocols import Split
+from crossbench.data.protocols import Split, train_items
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate.ranking import evaluate
-from crossbench.interfaces import RunEnv
-from crossbench.plugins import get_plugin_manager
-from crossbench.registry import Registry
-from crossbench.train import ComposedRecommender, train_items
+from crossbench.plugin.interfaces import RunEnv
+from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.registry import Registry
+from crossbench.train import ComposedRecommender
 from crossbench_protocols import ColdStart
 from crossbench_synthetic import SyntheticDataset
 from crossbench_synthetic.generator import DOMAIN_NOUNS, FILLER, TOPICS

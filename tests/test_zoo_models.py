@@ -11,13 +11,12 @@ import torch
 from scipy import stats
 
 from crossbench.data.model import CrossDomainData
-from crossbench.data.protocols import GroundTruth, Split
+from crossbench.data.protocols import GroundTruth, Split, train_items
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate.ranking import evaluate
-from crossbench.interfaces import RunEnv
-from crossbench.plugins import get_plugin_manager
-from crossbench.registry import Registry
-from crossbench.train import train_items
+from crossbench.plugin.interfaces import RunEnv
+from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.registry import Registry
 from crossbench_protocols import ColdStart
 from crossbench_synthetic import SyntheticDataset
 

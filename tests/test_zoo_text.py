@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from crossbench.errors import CrossbenchError
-from crossbench.interfaces import BuildContext
-from crossbench.results import file_sha256
+from crossbench.files import file_sha256
+from crossbench.plugin.interfaces import BuildContext
 from crossbench_protocols import ColdStart
 from crossbench_synthetic import SyntheticDataset
 from crossbench_synthetic.generator import DOMAIN_NOUNS, FILLER, TOPICS

@@ -10,11 +10,11 @@ import torch.nn.functional as F
 
 from crossbench.data.protocols import GroundTruth, Split
 from crossbench.errors import CrossbenchError
-from crossbench.interfaces import RunEnv
-from crossbench.plugins import get_plugin_manager
-from crossbench.registry import Registry
+from crossbench.plugin.interfaces import RunEnv
+from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.registry import Registry
 from crossbench.train import ComposedRecommender
-from crossbench.trainconfig import TrainConfig
+from crossbench.train.settings import TrainConfig
 from crossbench_protocols import ColdStart
 from crossbench_synthetic import SyntheticDataset
 

@@ -12,12 +12,12 @@ from typing import Any, NoReturn
 
 import click
 
-from crossbench.assignments import parse_assignment
-from crossbench.cli_errors import ErrorContractGroup
+from crossbench.cli.errors import ErrorContractGroup
 from crossbench.data.fetch import INDEX_ENV, downloads_of, fetch, prepare, prepared_path, wheel_source_of
-from crossbench.data.stats import domain_stats, overlap_stats, protocol_stats, render
 from crossbench.errors import CrossbenchError
-from crossbench.interfaces import check_kwargs
+from crossbench.experiment.assignments import parse_assignment
+from crossbench.plugin.params import check_kwargs
+from crossbench.report.data_stats import domain_stats, overlap_stats, protocol_stats, render
 
 
 def parse_assignments(pairs: Sequence[str], *, option: str) -> dict[str, Any]:

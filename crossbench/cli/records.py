@@ -21,9 +21,9 @@ DEFAULT_TOLERANCE = 1e-6
 
 
 def _registry() -> Any:
-    from crossbench.cli import _state
+    from crossbench.cli.common import current_state
 
-    return _state().registry
+    return current_state().registry
 
 
 def check_fingerprints(records: list[dict[str, Any]], registry: Any) -> list[str]:
@@ -31,8 +31,8 @@ def check_fingerprints(records: list[dict[str, Any]], registry: Any) -> list[str
 
     Returns one line per dataset that could not be checked (for example data not prepared here).
     """
-    from crossbench.data.protocols import make_protocol
-    from crossbench.interfaces import coerce_kwargs
+    from crossbench.plugin.build import make_protocol
+    from crossbench.plugin.params import coerce_kwargs
 
     notes = []
     by_dataset: dict[str, list[dict[str, Any]]] = {}
@@ -79,8 +79,8 @@ def verify(folder: Path, no_data: bool) -> None:
     where it is at hand; and the tables, CSV, JSON and plots in FOLDER are regenerated in
     memory and compared with the files. Any disagreement is one line and exit status 2.
     """
-    from crossbench.exports import artefacts, stale
-    from crossbench.results import load_records
+    from crossbench.records.store import load_records
+    from crossbench.report.exports import artefacts, stale
 
     records = load_records([folder])
     n_users = sum(int(r["protocol"]["n_test_users"]) for r in records)
@@ -150,8 +150,8 @@ def compare_runs(old: Mapping[str, Any], new: Mapping[str, Any], *, tolerance: f
 
 
 def _kept_experiment(record_path: Path) -> Any:
-    from crossbench.experiment_toml import experiment_from_manifest, experiment_from_text
-    from crossbench.outputs import EXPERIMENT_FILE, MANIFEST
+    from crossbench.experiment.tomlfile import experiment_from_manifest, experiment_from_text
+    from crossbench.records.folder import EXPERIMENT_FILE, MANIFEST
 
     kept = record_path.parent / EXPERIMENT_FILE
     if kept.is_file():
@@ -184,15 +184,15 @@ def reproduce(record: Path, tolerance: float | None, device: str | None, cache_d
     values must be bit-identical; otherwise they must agree within the tolerance. Exit status
     0: reproduced; 3: values differ (each difference listed); 2: bad input.
     """
-    from crossbench.experiment import RunOptions
-    from crossbench.records import read_record, verify_record
-    from crossbench.results import SCHEMA_VERSION, environment, load_records
-    from crossbench.runner import run_experiment
+    from crossbench.plugin.experiment import RunOptions
+    from crossbench.records.schema import read_record, verify_record
+    from crossbench.records.store import SCHEMA_VERSION, environment, load_records
+    from crossbench.run.runner import run_experiment
 
     rec = read_record(record, schema=SCHEMA_VERSION)
     verify_record(rec, where=f"run record {record}")
     exp = _kept_experiment(record)
-    from crossbench.experiment_toml import model_from_record
+    from crossbench.experiment.tomlfile import model_from_record
 
     model = model_from_record(rec["model"])
     if rec["dataset"]["name"] != exp.dataset.name or dict(rec["dataset"]["params"]) != dict(exp.dataset.params):

@@ -8,13 +8,13 @@ from typing import Any
 
 import click
 
-from crossbench.cli import _experiment, _experiment_options, _options, _state
+from crossbench.cli.common import current_state, experiment_from_options, experiment_options, run_options
 from crossbench.errors import CrossbenchError
-from crossbench.experiment import parse_assignment
+from crossbench.experiment.assignments import parse_assignment
 
 
 @click.command("recommend")
-@_experiment_options
+@experiment_options
 @click.option("--users", "users_spec", required=True, help="Raw user ids, comma-separated, or @FILE with one id per line.")
 @click.option("-k", "k", type=int, default=10, show_default=True, help="Items per user.")
 @click.option("--include-seen", is_flag=True, help="Also list items the user interacted with in training (default: excluded).")
@@ -33,10 +33,10 @@ def recommend_command(
     items are ranked as the evaluator ranks them (seen items excluded, the same tie rule).
     Rows: user, rank, item, title, score. Without --output the table goes to stdout.
     """
-    from crossbench.experiment import pick_device
-    from crossbench.interfaces import RunEnv
-    from crossbench.recommend import check_parquet, check_writable, fit_for, load_split, read_users, recommend, user_indices
-    from crossbench.runner import set_threads
+    from crossbench.experiment.checks import pick_device
+    from crossbench.loop.recommend import check_parquet, check_writable, fit_for, load_split, read_users, recommend, user_indices
+    from crossbench.plugin.interfaces import RunEnv
+    from crossbench.run.runner import set_threads
 
     if k < 1:
         raise CrossbenchError(f"-k {k}: give a positive number of items per user")
@@ -49,8 +49,8 @@ def recommend_command(
     if checkpoint is not None and not checkpoint.is_file():
         raise CrossbenchError(f"--checkpoint {str(checkpoint)!r} does not exist")
     ids = read_users(users_spec)
-    state = _state()
-    exp = _experiment(state, experiment_file, selection)
+    state = current_state()
+    exp = experiment_from_options(state, experiment_file, selection)
     if len(exp.models) != 1:
         labels = ", ".join(m.display for m in exp.models)
         raise CrossbenchError(f"recommend uses one model; the experiment has {len(exp.models)} ({labels}): pick one with --model")
@@ -77,7 +77,7 @@ def recommend_command(
 
 
 @click.command("simulate")
-@_experiment_options
+@experiment_options
 @click.option("--rounds", type=int, help="Rounds of the feedback loop (default: the [simulation] section's, else 10).")
 @click.option("-k", "k", type=int, help="Items shown per user per round (default 10).")
 @click.option("--feedback", help="Feedback model (see `crossbench list feedback-models`; default replay).")
@@ -98,11 +98,11 @@ def simulate_command(
     these options. A killed simulation resumes after its last finished round.
     """
     from crossbench.files import safe_name
-    from crossbench.simulation_runner import run_simulations
-    from crossbench.simulation_settings import SimulationSettings
+    from crossbench.loop.runner import run_simulations
+    from crossbench.plugin.simulation_settings import SimulationSettings
 
-    state = _state()
-    exp = _experiment(state, experiment_file, selection)
+    state = current_state()
+    exp = experiment_from_options(state, experiment_file, selection)
     settings = exp.simulation or SimulationSettings()
     changes: dict[str, Any] = {key: value for key, value in
                                (("rounds", rounds), ("k", k), ("users", n_users), ("warm_users", warm_users)) if value is not None}
@@ -114,7 +114,7 @@ def simulate_command(
         changes["feedback_params"] = params
     settings = dataclasses.replace(settings, **changes)
     out = output or Path("crossbench-results") / f"{safe_name(exp.name)}-simulation"
-    options = _options("simulate", out, device=device, threads=threads, quiet=quiet, cache_dir=cache_dir)
+    options = run_options("simulate", out, device=device, threads=threads, quiet=quiet, cache_dir=cache_dir)
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     records = run_simulations(exp, settings, registry=state.registry, options=options, log=log, overwrite=overwrite)
     click.echo((out / "simulations.md").read_text(encoding="utf-8"))

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from crossbench.data.audit import LeakageError, audit_split
     from crossbench.data.model import CrossDomainData, Domain
-    from crossbench.data.protocols import GroundTruth, Protocol, Split, make_protocol
+    from crossbench.data.protocols import GroundTruth, Protocol, Split
 
 _HOMES = {
     "LeakageError": "audit", "audit_split": "audit", "CrossDomainData": "model", "Domain": "model",
-    "GroundTruth": "protocols", "Protocol": "protocols", "Split": "protocols", "make_protocol": "protocols",
+    "GroundTruth": "protocols", "Protocol": "protocols", "Split": "protocols",
 }
 
-__all__ = ["CrossDomainData", "Domain", "GroundTruth", "LeakageError", "Protocol", "Split", "audit_split", "make_protocol"]
+__all__ = ["CrossDomainData", "Domain", "GroundTruth", "LeakageError", "Protocol", "Split", "audit_split"]
 
 
 def __getattr__(name: str) -> Any:

@@ -12,15 +12,12 @@ import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from crossbench.errors import CrossbenchError, closest
-
 if TYPE_CHECKING:
     from crossbench.data.model import CrossDomainData
-    from crossbench.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -51,6 +48,12 @@ class GroundTruth:
     def digest(self, h: hashlib._Hash) -> None:
         for a in (self.users, self.indptr, self.items):
             h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+
+
+def train_items(data: CrossDomainData, domain: str) -> GroundTruth:
+    """The training items of every user in ``domain``, for masking at evaluation."""
+    inter = data.domain(domain).interactions
+    return GroundTruth.from_pairs(inter["user"].to_numpy(), inter["item"].to_numpy())
 
 
 @dataclass(frozen=True)
@@ -109,21 +112,6 @@ class Protocol(abc.ABC):
     @abc.abstractmethod
     def split(self, data: CrossDomainData) -> Split:
         """Split ``data``; raise :class:`CrossbenchError` naming the problem when it cannot be split."""
-
-
-def make_protocol(registry: Registry, name: str, *, target: str, seed: int, **params: Any) -> Protocol:
-    """The registered protocol ``name`` for one ``target`` domain; unknown names or parameters are errors."""
-    spec = registry.get("protocols", name)
-    known = spec.parameters() if hasattr(spec, "parameters") else {}
-    for key in params:
-        if key not in known:
-            near = closest(key, known)
-            hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
-            raise CrossbenchError(f"protocol {name!r} has no parameter {key!r}{hint} (valid: {', '.join(sorted(known))})")
-    protocol = spec.factory(target=target, seed=seed, **params)
-    if not isinstance(protocol, Protocol):
-        raise CrossbenchError(f"protocol {name!r}: its factory returned {type(protocol).__name__}, not a crossbench Protocol")
-    return protocol
 
 
 def resolve_targets(data: CrossDomainData, targets: str | Sequence[str] | None) -> list[str]:

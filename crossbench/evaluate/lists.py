@@ -20,7 +20,7 @@ from crossbench.data.protocols import GroundTruth
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate import ties
 from crossbench.evaluate.csr import DeviceRows, row_lookup
-from crossbench.evaluate.ranking import _check_exclude, _chunk_scores
+from crossbench.evaluate.ranking import check_exclude, chunk_scores
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class SeenMask:
     """Sets each user's excluded items to ``-inf`` in a chunk of scores (the evaluator's masking)."""
 
     def __init__(self, exclude: GroundTruth | None, *, n_items: int, device: torch.device) -> None:
-        _check_exclude(exclude, n_items)
+        check_exclude(exclude, n_items)
         self.exclude, self.n_items = exclude, n_items
         self.rows = DeviceRows(exclude.indptr, exclude.items, device) if exclude is not None else None
 
@@ -85,7 +85,7 @@ def top_lists(
     items_out, scores_out = [], []
     for start in range(0, len(users), chunk_size):
         chunk = users[start : start + chunk_size]
-        scores = mask.apply(_chunk_scores(score_fn, chunk, n_items, device), chunk)
+        scores = mask.apply(chunk_scores(score_fn, chunk, n_items, device), chunk)
         items, values = lists_of(scores, k)
         items_out.append(items.cpu().numpy())
         scores_out.append(values.float().cpu().numpy())

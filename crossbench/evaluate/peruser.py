@@ -9,8 +9,6 @@ run record references the file by path and sha256 (returned by :func:`save_per_u
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ import numpy as np
 
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate.ranking import EvalResult
-from crossbench.files import file_sha256, umask_mode
+from crossbench.files import atomic_write, file_sha256
 
 _CATALOG = "catalog:"
 _RESERVED = ("users", "meta")
@@ -36,15 +34,8 @@ def save_per_user(result: EvalResult, path: Path) -> str:
     for key, value in result.catalog.items():
         arrays[_CATALOG + key] = np.asarray(value, dtype=np.float64)
     arrays["meta"] = np.asarray(json.dumps({"mode": result.mode, "sampling": dict(result.sampling)}, sort_keys=True))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, umask_mode())
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
     return file_sha256(path)
 
 

@@ -29,7 +29,7 @@ from crossbench.data.protocols import GroundTruth
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate import ties
 from crossbench.evaluate.csr import DeviceRows, row_lookup, sorted_rows
-from crossbench.interfaces import MetricSpec
+from crossbench.plugin.specs import MetricSpec
 from crossbench.progress import progress_bar
 
 #: Bytes of working memory per score in a chunk: the float32 scores plus the score
@@ -109,11 +109,11 @@ def evaluate(
     under the key ``"metric@k[group]"``. ``memory_budget_bytes``, when given, sets the
     chunk size instead of ``chunk_size`` (see :func:`chunk_size_for`).
     """
-    ks = _check_ks(ks)
+    ks = check_ks(ks)
     metrics = dict(metrics)
     plan = _Plan.build(metrics, item_popularity, n_items)
-    grades_arr = _check_inputs(truth, n_items, grades)
-    _check_exclude(exclude, n_items)
+    grades_arr = check_inputs(truth, n_items, grades)
+    check_exclude(exclude, n_items)
     groups = {name: _mask(name, m, n_items) for name, m in (item_groups or {}).items()}
     if memory_budget_bytes is not None:
         chunk_size = chunk_size_for(n_items, memory_budget_bytes)
@@ -148,7 +148,7 @@ def evaluate(
         nonlocal nan_seen
         stop = min(start + chunk_size, truth.n_users)
         out = buffers.next(stop - start) if buffers is not None else None
-        scores = _chunk_scores(score_fn, users_dev[start:stop], n_items, device, out=out)
+        scores = chunk_scores(score_fn, users_dev[start:stop], n_items, device, out=out)
         if ex_dev is not None and ex_rows is not None and ex_rows_dev is not None:
             rows, cols = ex_dev.take(ex_rows[start:stop], ex_rows_dev[start:stop])
             scores.view(-1).index_fill_(0, rows * n_items + cols, ties.NEG_INF)
@@ -312,7 +312,7 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return np.asarray(t.detach().to(torch.float64).cpu().numpy())
 
 
-def _chunk_scores(
+def chunk_scores(
     score_fn: Callable[..., torch.Tensor],
     users: np.ndarray | torch.Tensor,
     n_items: int,
@@ -347,21 +347,21 @@ def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
     )
 
 
-def _check_ks(ks: Sequence[int]) -> list[int]:
+def check_ks(ks: Sequence[int]) -> list[int]:
     ks = [int(k) for k in ks]
     if not ks or min(ks) < 1:
         raise CrossbenchError(f"cut-offs ks must be positive integers, got {list(ks)}")
     return sorted(set(ks))
 
 
-def _check_exclude(exclude: GroundTruth | None, n_items: int) -> None:
+def check_exclude(exclude: GroundTruth | None, n_items: int) -> None:
     if exclude is not None and len(exclude.items) and (exclude.items.min() < 0 or exclude.items.max() >= n_items):
         raise CrossbenchError(
             f"excluded (training) item indices must lie in [0, {n_items}); found {exclude.items.min()}..{exclude.items.max()}"
         )
 
 
-def _check_inputs(truth: GroundTruth, n_items: int, grades: np.ndarray | None) -> np.ndarray:
+def check_inputs(truth: GroundTruth, n_items: int, grades: np.ndarray | None) -> np.ndarray:
     if len(truth.items) and (truth.items.min() < 0 or truth.items.max() >= n_items):
         raise CrossbenchError(
             f"ground-truth item indices must lie in [0, {n_items}); found {truth.items.min()}..{truth.items.max()}"

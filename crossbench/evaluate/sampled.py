@@ -27,8 +27,8 @@ from crossbench.data.protocols import GroundTruth
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate import ties
 from crossbench.evaluate.csr import DeviceRows, csr_take, row_lookup, sorted_rows
-from crossbench.evaluate.ranking import EvalResult, _check_inputs, _check_ks, _chunk_scores
-from crossbench.interfaces import MetricSpec
+from crossbench.evaluate.ranking import EvalResult, check_inputs, check_ks, chunk_scores
+from crossbench.plugin.specs import MetricSpec
 
 STRATEGIES = ("uniform", "popularity")
 _BLOCK = 256
@@ -123,13 +123,13 @@ def evaluate_sampled(
 
     The tie rule is the full-ranking one. Only ``ranks`` and ``graded`` metrics apply.
     """
-    ks = _check_ks(ks)
+    ks = check_ks(ks)
     bad = [name for name, spec in metrics.items() if spec.inputs not in ("ranks", "graded")]
     if bad:
         raise CrossbenchError(f"metric(s) {', '.join(bad)} need the full ranking; they are not defined under sampled evaluation")
     if sample.items.shape[0] != truth.n_users:
         raise CrossbenchError(f"the negative sample covers {sample.items.shape[0]} users, the ground truth {truth.n_users}")
-    g_all = _check_inputs(truth, n_items, grades)
+    g_all = check_inputs(truth, n_items, grades)
     device = torch.device(device)
     width = max(int(np.diff(truth.indptr).max()) if truth.n_users else 0, 1)
     rel_items, rel_grades = sorted_rows(truth, g_all)
@@ -138,7 +138,7 @@ def evaluate_sampled(
     out: dict[str, list[np.ndarray]] = {sampled_key(f"{m}@{k}", sample): [] for m in metrics for k in ks}
     for start in range(0, truth.n_users, chunk_size):
         stop = min(start + chunk_size, truth.n_users)
-        scores = _chunk_scores(score_fn, truth.users[start:stop], n_items, device)
+        scores = chunk_scores(score_fn, truth.users[start:stop], n_items, device)
         rel, valid, g = truth_dev.padded(start, stop, width, n_items)
         neg = torch.as_tensor(sample.items[start:stop], device=device)
         cand = torch.cat([neg, rel.clamp(max=n_items - 1)], dim=1)

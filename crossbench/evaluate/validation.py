@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from crossbench.interfaces import MetricSpec
+from crossbench.plugin.specs import MetricSpec
 
 if TYPE_CHECKING:
     import torch
 
-    from crossbench.registry import Registry
+    from crossbench.plugin.registry import Registry
 
 #: The name the trainer reports its validation metric under (``ndcg@K`` in fit reports and records).
 VALIDATION_METRIC = "ndcg"

@@ -1,4 +1,4 @@
-"""Experiment TOML files: reading them into an :class:`~crossbench.experiment.Experiment`, and writing one back.
+"""Experiment TOML files: reading them into an :class:`~crossbench.plugin.experiment.Experiment`, and writing one back.
 
 Errors of a file name the file and what is wrong in it. Every results folder keeps the experiment it ran as ``runs/experiment.toml`` (beside the run
 records), so a row can be rerun from the folder alone (``crossbench reproduce``), whether the
@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from crossbench.errors import CrossbenchError, closest
-from crossbench.experiment import DatasetRef, Experiment, ModelRef, ProtocolRef
-from crossbench.interfaces import COMPONENT_ROLES, ComponentRef
-from crossbench.simulation_settings import simulation_from_dict
+from crossbench.plugin.experiment import DatasetRef, Experiment, ModelRef, ProtocolRef
+from crossbench.plugin.simulation_settings import simulation_from_dict
+from crossbench.plugin.specs import COMPONENT_ROLES, ComponentRef
 
 # ------------------------------------------------------------------------------ reading
 

@@ -20,15 +20,15 @@ import pandas as pd
 import torch
 
 from crossbench.data.model import CrossDomainData
-from crossbench.data.protocols import Split, make_protocol, resolve_targets
+from crossbench.data.protocols import Split, resolve_targets, train_items
 from crossbench.errors import CrossbenchError, closest
 from crossbench.evaluate.lists import top_lists
-from crossbench.experiment import Experiment, ModelRef, dataset_params, validate
-from crossbench.interfaces import Recommender, RunEnv
-from crossbench.modelspace import make_recommender
-from crossbench.registry import Registry
-from crossbench.results import write_text_atomic
-from crossbench.train import train_items
+from crossbench.experiment.checks import dataset_params, validate
+from crossbench.files import atomic_write, write_text_atomic
+from crossbench.plugin.build import make_protocol, make_recommender
+from crossbench.plugin.experiment import Experiment, ModelRef
+from crossbench.plugin.interfaces import Recommender, RunEnv
+from crossbench.plugin.registry import Registry
 
 FORMATS = ("csv", "json", "parquet")
 COLUMNS = ("user", "rank", "item", "title", "score")
@@ -88,18 +88,8 @@ class Recommendations:
             write_text_atomic(path, json.dumps(self.to_json(), indent=2) + "\n")
         else:
             check_parquet()
-            import os
-            import tempfile
-
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            os.close(fd)
-            try:
-                self.frame.to_parquet(tmp, index=False)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with atomic_write(path) as f:
+                self.frame.to_parquet(f, index=False)
         return fmt
 
     def to_json(self) -> list[dict[str, Any]]:

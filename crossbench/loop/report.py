@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from crossbench.results import write_text_atomic
+from crossbench.files import atomic_write, write_text_atomic
 
 
 def curve(record: dict[str, Any], group: str = "all") -> list[float | None]:
@@ -157,10 +157,9 @@ def plot_curves(records: Sequence[dict[str, Any]], folder: Path) -> list[Path]:
         axes[0].legend()
         fig.tight_layout()
         path = folder / f"simulation-{safe_name(target)}.png"
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        fig.savefig(tmp, dpi=90)
+        with atomic_write(path) as f:
+            fig.savefig(f, format="png", dpi=90)
         plt.close(fig)
-        tmp.replace(path)
         paths.append(path)
     return paths
 

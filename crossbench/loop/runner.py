@@ -19,17 +19,19 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
-from crossbench.data.protocols import make_protocol, resolve_targets
+from crossbench.data.protocols import resolve_targets
 from crossbench.errors import CrossbenchError
-from crossbench.experiment import Experiment, RunOptions, dataset_params, pick_device, validate
-from crossbench.interfaces import ComponentRef, RunEnv
-from crossbench.modelspace import make_recommender
-from crossbench.registry import Registry
-from crossbench.results import environment, write_json_atomic
-from crossbench.runner import record_file, set_threads
-from crossbench.simulation import Simulation
-from crossbench.simulation_report import write_reports
-from crossbench.simulation_settings import SimulationSettings
+from crossbench.experiment.checks import check_simulation, dataset_params, feedback_model, pick_device, validate
+from crossbench.loop.report import write_reports
+from crossbench.loop.simulation import Simulation
+from crossbench.plugin.build import make_protocol, make_recommender
+from crossbench.plugin.experiment import Experiment, RunOptions
+from crossbench.plugin.interfaces import RunEnv
+from crossbench.plugin.registry import Registry
+from crossbench.plugin.simulation_settings import SimulationSettings
+from crossbench.plugin.specs import ComponentRef
+from crossbench.records.store import environment, write_json_atomic
+from crossbench.run.runner import record_file, set_threads
 
 MANIFEST = "simulation.json"
 SCHEMA = 1
@@ -50,7 +52,7 @@ def run_simulations(
 ) -> list[dict[str, Any]]:
     """Run (or resume) every simulation of ``exp``; write the reports; return the records."""
     validate(exp, registry)
-    settings.check(registry, dataset=exp.dataset.name)
+    check_simulation(settings, registry, dataset=exp.dataset.name)
     device = pick_device(options.device)
     threads = set_threads(options.threads)
     fingerprint = simulation_fingerprint(exp, settings)
@@ -90,7 +92,7 @@ def run_simulations(
                     "protocol": {"name": split.protocol, "params": dict(split.params), "split_fingerprint": split.fingerprint()},
                 }
                 env = RunEnv(registry=registry, device=device, seed=seed, progress=options.progress, cache_dir=options.cache_dir)
-                feedback = settings.feedback_model(registry)
+                feedback = feedback_model(settings, registry)
                 header["feedback"] = {"name": settings.feedback, "params": dict(feedback.describe())}
                 records.append(sim.run(split, data, model, feedback, env=env, metrics=metrics, header=header, log=log))
     write_reports(records, folder, command=options.command)
@@ -100,7 +102,7 @@ def run_simulations(
 def _check_folder(folder: Any, fingerprint: str, *, overwrite: bool) -> None:
     if folder.exists() and not folder.is_dir():
         raise CrossbenchError(f"--output {folder} is an existing file, not a folder; choose a folder")
-    from crossbench.outputs import ResultsFolder
+    from crossbench.records.folder import ResultsFolder
 
     ResultsFolder(folder)._probe_writable()  # an unwritable place fails before any work
     manifest = folder / MANIFEST

@@ -2,13 +2,13 @@
 
 One simulation is one (target, seed, model). Its population is the protocol's test users
 (cold in the target domain under ``cold-start``) plus warm training users whose latest target
-interactions are held out as their future (:class:`~crossbench.simulation_settings.SimulationSettings`).
+interactions are held out as their future (:class:`~crossbench.plugin.simulation_settings.SimulationSettings`).
 
 Round ``r`` (1..R): every simulated user is shown the top ``k`` target items of the current
 model, ranked as the evaluator ranks (:mod:`crossbench.evaluate.lists`: seen items excluded,
 the same tie rule); the feedback model says which they take; those are appended to the
 users' target histories with timestamps after every training timestamp; the model is
-updated (:meth:`crossbench.interfaces.Recommender.update`); then one scoring pass measures
+updated (:meth:`crossbench.plugin.interfaces.Recommender.update`); then one scoring pass measures
 accuracy on each user's held-out items not yet taken and, from the same scores, ranks the
 lists of round ``r + 1``. Round 0 is the model fitted before any feedback.
 
@@ -31,15 +31,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from crossbench.data.protocols import FitSplit, GroundTruth, Split
+from crossbench.data.protocols import FitSplit, GroundTruth, Split, train_items
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate.lists import SeenMask, lists_of, top_lists
-from crossbench.evaluate.ranking import _chunk_scores, accepts_out, evaluate
-from crossbench.feedback import FeedbackContext, FeedbackModel, check_taken
-from crossbench.interfaces import MetricSpec, Recommender, RunEnv
-from crossbench.results import write_json_atomic
-from crossbench.simulation_settings import SimulationSettings
-from crossbench.train import train_items
+from crossbench.evaluate.ranking import accepts_out, chunk_scores, evaluate
+from crossbench.files import atomic_write
+from crossbench.loop.feedback import FeedbackContext, FeedbackModel, check_taken
+from crossbench.plugin.interfaces import Recommender, RunEnv
+from crossbench.plugin.simulation_settings import SimulationSettings
+from crossbench.plugin.specs import MetricSpec
+from crossbench.records.store import write_json_atomic
 
 STATE_COLUMNS = ("user", "item", "round", "rank")
 
@@ -149,7 +150,7 @@ def scoring_pass(
 
     def score_fn(users: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
         ids = users.cpu().numpy()
-        s = _chunk_scores(model.score, ids, n_items, device, out=out if takes_out else None)
+        s = chunk_scores(model.score, ids, n_items, device, out=out if takes_out else None)
         s = mask.apply(s, ids)
         items, _ = lists_of(s, k)
         for u, row in zip(ids.tolist(), items.cpu().numpy()):
@@ -308,19 +309,8 @@ class Simulation:
 
     def _save(self, record: dict[str, Any], taken: Mapping[str, np.ndarray], counts: np.ndarray) -> None:
         """The state (taken interactions, exposure counts per round), then the record, each atomically."""
-        import os
-        import tempfile
-
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.state_path.parent, prefix=f".{self.state_path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            with open(tmp, "wb") as f:
-                arrays: dict[str, Any] = {c: np.asarray(taken[c], dtype=np.int64) for c in STATE_COLUMNS}
-                np.savez(f, exposure=counts, **arrays)
-            os.replace(tmp, self.state_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(self.state_path) as f:
+            arrays: dict[str, Any] = {c: np.asarray(taken[c], dtype=np.int64) for c in STATE_COLUMNS}
+            np.savez(f, exposure=counts, **arrays)
         record["state"] = {"path": self.state_path.name, "rounds": len(record["rounds"]) - 1, "sha256": _content_sha(taken, counts)}
         write_json_atomic(self.record_path, record)

@@ -3,7 +3,7 @@
 A model's parameters are the keyword arguments of its factory (``dim=32``, ``fusion="attention"``)
 plus, for models built from components, ``ROLE.NAME`` keys that set a hyperparameter of the
 component in that role (``fusion.heads=2``, ``user_encoder.layers=3``; roles are the keys of
-:data:`crossbench.interfaces.COMPONENT_ROLES`).
+:data:`crossbench.plugin.specs.COMPONENT_ROLES`).
 
 The search space of a model is its own ``search_space`` plus, under the role prefix, the
 search space of each component it builds, except parameters the model's own space or its
@@ -18,9 +18,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from crossbench.errors import CrossbenchError, unknown_name_message
-from crossbench.interfaces import COMPONENT_ROLES, ComponentSpec, Param, Recommender, coerce_kwargs
-from crossbench.registry import Registry
+from crossbench.data.protocols import Protocol
+from crossbench.errors import CrossbenchError, closest, unknown_name_message
+from crossbench.plugin.interfaces import Recommender
+from crossbench.plugin.params import coerce_kwargs
+from crossbench.plugin.registry import Registry
+from crossbench.plugin.specs import COMPONENT_ROLES, ComponentSpec, Param
 
 
 def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -116,3 +119,18 @@ def default_values(registry: Registry, name: str, model: Recommender, space: lis
         if value is not inspect.Parameter.empty and value is not None:
             out[p.name] = value
     return out
+
+
+def make_protocol(registry: Registry, name: str, *, target: str, seed: int, **params: Any) -> Protocol:
+    """The registered protocol ``name`` for one ``target`` domain; unknown names or parameters are errors."""
+    spec = registry.get("protocols", name)
+    known = spec.parameters() if hasattr(spec, "parameters") else {}
+    for key in params:
+        if key not in known:
+            near = closest(key, known)
+            hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
+            raise CrossbenchError(f"protocol {name!r} has no parameter {key!r}{hint} (valid: {', '.join(sorted(known))})")
+    protocol = spec.factory(target=target, seed=seed, **params)
+    if not isinstance(protocol, Protocol):
+        raise CrossbenchError(f"protocol {name!r}: its factory returned {type(protocol).__name__}, not a crossbench Protocol")
+    return protocol

@@ -8,11 +8,11 @@ annotations and the search space only, so a broken spec is reported before any w
 - Encoders, fusions and scorers are built by name inside composed models and by the
   conformance kit, so every hyperparameter needs a default. Datasets and recommenders may
   have required keywords (a dataset's ``path``); they are checked when used, before any data
-  loads (:func:`crossbench.interfaces.check_kwargs`).
+  loads (:func:`crossbench.plugin.interfaces.check_kwargs`).
 - Every search-space parameter names a hyperparameter of the factory, once (a whole model may
   also name a component's, as ``fusion.heads``, checked when the model is built); its range is
   well formed (``low <= high``, positive bounds for a log scale, at least one choice); its
-  type agrees with the factory's annotation (no :class:`~crossbench.interfaces.FloatParam`
+  type agrees with the factory's annotation (no :class:`~crossbench.plugin.specs.FloatParam`
   for an ``int``); and the factory's default, where there is one, lies in the range.
 - A metric's ``compute`` accepts the three positional arguments of its ``inputs``.
 """
@@ -25,7 +25,7 @@ import typing
 from typing import Any
 
 from crossbench.errors import closest
-from crossbench.interfaces import COMPONENT_ROLES, CategoricalParam, ComponentSpec, FloatParam, IntParam, MetricSpec, Param
+from crossbench.plugin.specs import COMPONENT_ROLES, CategoricalParam, ComponentSpec, FloatParam, IntParam, MetricSpec, Param
 
 #: The keywords each kind's factory is called with, besides its hyperparameters.
 CALL_KEYWORDS: dict[str, tuple[str, ...]] = {
@@ -150,9 +150,9 @@ def _range_problem(param: Param) -> str | None:
 
 
 def _type_problem(param: Param, annotation: Any) -> str | None:
-    from crossbench.params import _convert, _simple_kinds
+    from crossbench.plugin.params import convert_value, simple_kinds
 
-    kinds = _simple_kinds(annotation)
+    kinds = simple_kinds(annotation)
     if not kinds:
         return None  # unannotated or not a plain type: nothing to check against
     declared = " or ".join(k.__name__ for k in kinds)
@@ -163,9 +163,9 @@ def _type_problem(param: Param, annotation: Any) -> str | None:
     if isinstance(param, FloatParam) and float not in kinds:
         return f"is a FloatParam, but the factory declares it {declared}; use IntParam or CategoricalParam"
     if isinstance(param, CategoricalParam):
-        from crossbench.params import _REFUSED
+        from crossbench.plugin.params import REFUSED
 
-        bad = [c for c in param.choices if not (c is None and type(None) in kinds) and _convert(c, kinds) is _REFUSED]
+        bad = [c for c in param.choices if not (c is None and type(None) in kinds) and convert_value(c, kinds) is REFUSED]
         if bad:
             return f"has choices {bad!r} that are not {declared} (the factory's annotation)"
     return None
@@ -212,6 +212,6 @@ def _qualname(obj: Any) -> str:
 
 
 def _noun(kind: str) -> str:
-    from crossbench.registry import NOUNS
+    from crossbench.plugin.specs import NOUNS
 
     return NOUNS.get(kind, kind)

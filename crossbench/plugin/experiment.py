@@ -1,6 +1,10 @@
-"""Experiments: what to run (dataset, protocol, models, metrics, seeds), tuning settings, validation before any work, and run options.
+"""The experiment as pure values: what to run (dataset, protocol, models, metrics, seeds),
+how to tune, and run options.
 
-Experiment files are read and written by :mod:`crossbench.experiment_toml`; the runner is :mod:`crossbench.runner`.
+The default-experiment hook returns an :class:`Experiment`, so the values belong to the
+plugin contract. Experiment files are read and written by :mod:`crossbench.experiment.tomlfile`,
+checked against the registry by :mod:`crossbench.experiment.checks`, and run by
+:mod:`crossbench.run.runner`.
 """
 
 from __future__ import annotations
@@ -11,19 +15,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from crossbench.assignments import parse_assignment as parse_assignment  # re-exported: read by the CLI commands
-from crossbench.data.protocols import make_protocol
 from crossbench.errors import CrossbenchError, unknown_name_message
-from crossbench.interfaces import RunEnv, coerce_kwargs
-from crossbench.modelspace import make_recommender
-from crossbench.registry import Registry
-from crossbench.simulation_settings import SimulationSettings
-
-if TYPE_CHECKING:
-    import pluggy
-    import torch
+from crossbench.plugin.simulation_settings import SimulationSettings
 
 
 @dataclass(frozen=True)
@@ -145,88 +140,6 @@ def experiment_fingerprint(exp: Experiment, tuning: TuningSettings | None = None
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def default_experiment(pm: pluggy.PluginManager) -> Experiment | None:
-    """The experiment a loaded plugin provides as the default (hook ``crossbench_default_experiment``), if any.
-
-    Two plugins providing one is an error naming both.
-    """
-    found = []
-    for impl in reversed(pm.hook.crossbench_default_experiment.get_hookimpls()):
-        exp = impl.function()
-        if exp is None:
-            continue
-        if not isinstance(exp, Experiment):
-            raise CrossbenchError(f"plugin {impl.plugin_name!r}: crossbench_default_experiment() returned {exp!r}, expected an Experiment")
-        found.append((impl.plugin_name, exp))
-    if len(found) > 1:
-        names = " and ".join(repr(name) for name, _ in found)
-        raise CrossbenchError(
-            f"plugins {names} both provide a default experiment; disable one with CROSSBENCH_DISABLE_PLUGINS "
-            "or give an experiment file"
-        )
-    return found[0][1] if found else None
-
-
-def no_default_message() -> str:
-    """What to do when no loaded plugin provides a default experiment."""
-    from crossbench.plugins import DISABLE_ENV, disabled_plugins
-
-    disabled = sorted(disabled_plugins())
-    why = (f"the plugins disabled by {DISABLE_ENV} ({', '.join(disabled)}) may be the one that does"
-           if disabled else "install or enable the plugin that provides it")
-    return (
-        "no default experiment: no loaded plugin provides one (hook crossbench_default_experiment); "
-        f"{why}; or give an experiment file (crossbench run EXPERIMENT.toml), or name everything: "
-        "--dataset NAME --protocol NAME --model NAME --metrics NAMES"
-    )
-
-
-# ------------------------------------------------------------------------------ validation
-
-
-def dataset_params(exp: Experiment, registry: Registry) -> dict[str, Any]:
-    """The dataset's parameters, checked by name and converted to the types its factory declares."""
-    return coerce_kwargs(registry.get("datasets", exp.dataset.name), exp.dataset.params, where=f"dataset {exp.dataset.name!r}")
-
-
-def validate(exp: Experiment, registry: Registry) -> None:
-    """Check every name and hyperparameter before any work, so bad input writes nothing."""
-    from crossbench.evaluate.sampled import STRATEGIES
-
-    dataset_params(exp, registry)
-    make_protocol(registry, exp.protocol.name, target="?", seed=0, **exp.protocol.params)
-    if not exp.models:
-        raise CrossbenchError("no models to run; name at least one with --model")
-    labels = [m.display for m in exp.models]
-    dup = sorted({x for x in labels if labels.count(x) > 1})
-    if dup:
-        raise CrossbenchError(f"model label(s) {dup} appear more than once; give each a distinct label")
-    env = RunEnv(registry=registry)
-    for m in exp.models:
-        model = make_recommender(registry, m.name, m.params, where=f"model {m.display!r}")
-        if hasattr(model, "check"):
-            model.check(env, where=f"model {m.display!r}")
-    registry.metrics(exp.metrics)
-    if not exp.ks or any(k < 1 for k in exp.ks):
-        raise CrossbenchError(f"cut-offs must be positive integers, got {list(exp.ks)}")
-    if not exp.seeds:
-        raise CrossbenchError("at least one seed is needed")
-    for what, values in (("seed", exp.seeds), ("cut-off", exp.ks), ("metric", exp.metrics)):
-        repeated = sorted({v for v in values if list(values).count(v) > 1}, key=str)
-        if repeated:
-            raise CrossbenchError(f"{what}(s) {', '.join(map(str, repeated))} given more than once; list each once")
-    if exp.chunk_size < 1:
-        raise CrossbenchError(f"chunk_size must be positive, got {exp.chunk_size}")
-    if exp.sampled_negatives < 0:
-        raise CrossbenchError(f"sampled_negatives must be 0 (full ranking) or positive, got {exp.sampled_negatives}")
-    if exp.sampling not in STRATEGIES:
-        raise CrossbenchError(unknown_name_message("sampling strategy", exp.sampling, STRATEGIES))
-    if exp.sampled_negatives:
-        full_only = [n for n, spec in registry.metrics(exp.metrics).items() if spec.inputs not in ("ranks", "graded")]
-        if full_only:
-            raise CrossbenchError(f"metric(s) {', '.join(full_only)} need the full ranking; drop them or set sampled_negatives = 0")
-
-
 # ------------------------------------------------------------------------------ options
 
 
@@ -241,18 +154,5 @@ class RunOptions:
     cache_dir: Path = Path(".crossbench-cache")
     command: str | None = None
     bf16: bool = False
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CrossbenchError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu or auto")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise CrossbenchError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
-    return torch.device(name)
 
 

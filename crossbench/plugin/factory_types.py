@@ -1,4 +1,4 @@
-"""Typed factories, one per component kind: what a :class:`~crossbench.interfaces.ComponentSpec`'s
+"""Typed factories, one per component kind: what a :class:`~crossbench.plugin.specs.ComponentSpec`'s
 ``factory`` is called with and must return.
 
 A factory's hyperparameters are extra keyword arguments with defaults (datasets and whole models
@@ -8,7 +8,7 @@ with one to have a type checker hold it to its kind's contract::
 
     fusion: FusionFactory = mean_gate
 
-The registry checks the same contract when a plugin registers (:mod:`crossbench.speccheck`).
+The registry checks the same contract when a plugin registers (:mod:`crossbench.plugin.checks`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import torch
 
-    from crossbench.interfaces import BuildContext, Dataset, Fusion, ItemEncoder, Recommender, Scorer, UserEncoder
+    from crossbench.plugin.interfaces import BuildContext, Dataset, Fusion, ItemEncoder, Recommender, Scorer, UserEncoder
 
 #: ``factory(**hyperparameters) -> Dataset``
 DatasetFactory = Callable[..., "Dataset"]
@@ -54,7 +54,7 @@ class ScorerFactory(Protocol):
 
 class MetricCompute(Protocol):
     """``compute(ranks, second, k) -> [users]`` (or a 0-dim tensor for ``item_counts``); see
-    :class:`~crossbench.interfaces.MetricSpec` for what ``second`` is for each ``inputs``."""
+    :class:`~crossbench.plugin.specs.MetricSpec` for what ``second`` is for each ``inputs``."""
 
     def __call__(self, ranks: torch.Tensor, second: torch.Tensor, k: int, /) -> torch.Tensor: ...
 

@@ -9,7 +9,7 @@ The component hooks (``crossbench_datasets`` ... ``crossbench_metrics``) take no
 return a list of specs. They are called once per process, when the registry is built (before
 any command that names a component, ``crossbench list`` and ``crossbench plugins`` included),
 one plugin at a time. A plugin whose hook raises, returns something other than a list of specs,
-or returns a spec that fails the registration checks (:mod:`crossbench.speccheck`) is skipped
+or returns a spec that fails the registration checks (:mod:`crossbench.plugin.checks`) is skipped
 as a whole with one line naming it; the other plugins load.
 """
 
@@ -24,8 +24,8 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from crossbench.experiment import Experiment
-    from crossbench.interfaces import ComponentSpec, MetricSpec, ProtocolSpec
+    from crossbench.plugin.experiment import Experiment
+    from crossbench.plugin.specs import ComponentSpec, MetricSpec, ProtocolSpec
 
 PROJECT = "crossbench"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -36,8 +36,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def crossbench_datasets() -> Iterable[ComponentSpec]:
     """Datasets, selected with ``--dataset NAME`` (hyperparameters with ``--dataset-param``).
 
-    Returns a list of :class:`~crossbench.interfaces.ComponentSpec` whose ``factory(**hp)``
-    returns a :class:`~crossbench.interfaces.Dataset` (:data:`crossbench.factories.DatasetFactory`).
+    Returns a list of :class:`~crossbench.plugin.specs.ComponentSpec` whose ``factory(**hp)``
+    returns a :class:`~crossbench.plugin.interfaces.Dataset` (:data:`crossbench.plugin.factory_types.DatasetFactory`).
     Its ``load()`` returns a validated :class:`~crossbench.data.model.CrossDomainData` (build one
     with ``CrossDomainData.from_frames``); ``meta["default_target"]`` names the domain ranked when
     no ``--target`` is given (else the last domain). Required keywords (a ``path``) are allowed;
@@ -51,8 +51,8 @@ def crossbench_item_encoders() -> Iterable[ComponentSpec]:
     """Item encoders, used by composed models as ``item_encoder=NAME``.
 
     Returns a list of specs whose ``factory(context=BuildContext, domain=str, **hp)`` returns an
-    :class:`~crossbench.interfaces.ItemEncoder` for ``domain``
-    (:class:`crossbench.factories.ItemEncoderFactory`); every hyperparameter has a default.
+    :class:`~crossbench.plugin.interfaces.ItemEncoder` for ``domain``
+    (:class:`crossbench.plugin.factory_types.ItemEncoderFactory`); every hyperparameter has a default.
     Called once per domain when a composed model is built, after the split: ``context.data`` is
     the training data only.
     """
@@ -64,7 +64,7 @@ def crossbench_user_encoders() -> Iterable[ComponentSpec]:
     """User encoders, used by composed models as ``user_encoder=NAME``.
 
     Returns a list of specs whose ``factory(context=BuildContext, domain=str, **hp)`` returns a
-    :class:`~crossbench.interfaces.UserEncoder` (:class:`crossbench.factories.UserEncoderFactory`);
+    :class:`~crossbench.plugin.interfaces.UserEncoder` (:class:`crossbench.plugin.factory_types.UserEncoderFactory`);
     every hyperparameter has a default. Called once per domain when a composed model is built.
     """
     raise NotImplementedError
@@ -75,7 +75,7 @@ def crossbench_fusions() -> Iterable[ComponentSpec]:
     """Fusions, used by composed models as ``fusion=NAME``.
 
     Returns a list of specs whose ``factory(context=BuildContext, **hp)`` returns a
-    :class:`~crossbench.interfaces.Fusion` (:class:`crossbench.factories.FusionFactory`); every
+    :class:`~crossbench.plugin.interfaces.Fusion` (:class:`crossbench.plugin.factory_types.FusionFactory`); every
     hyperparameter has a default. Called once when a composed model is built. The fusion must
     give a finite vector to a user with no history in any domain (every ``present`` false).
     """
@@ -87,7 +87,7 @@ def crossbench_scorers() -> Iterable[ComponentSpec]:
     """Scorers, used by composed models as ``scorer=NAME``.
 
     Returns a list of specs whose ``factory(context=BuildContext, **hp)`` returns a
-    :class:`~crossbench.interfaces.Scorer` (:class:`crossbench.factories.ScorerFactory`); every
+    :class:`~crossbench.plugin.interfaces.Scorer` (:class:`crossbench.plugin.factory_types.ScorerFactory`); every
     hyperparameter has a default. Called once when a composed model is built.
     """
     raise NotImplementedError
@@ -98,7 +98,7 @@ def crossbench_recommenders() -> Iterable[ComponentSpec]:
     """Whole models, selected with ``--model NAME`` (hyperparameters with ``--model-param``).
 
     Returns a list of specs whose ``factory(**hp)`` returns a
-    :class:`~crossbench.interfaces.Recommender` (:data:`crossbench.factories.RecommenderFactory`).
+    :class:`~crossbench.plugin.interfaces.Recommender` (:data:`crossbench.plugin.factory_types.RecommenderFactory`).
     The factory is called before any data loads to check the parameters, then once per run (and
     per tuning trial); ``fit`` receives a :class:`~crossbench.data.protocols.FitSplit` (no test set).
     """
@@ -109,7 +109,7 @@ def crossbench_recommenders() -> Iterable[ComponentSpec]:
 def crossbench_metrics() -> Iterable[MetricSpec]:
     """Ranking metrics, selected with ``--metrics NAME,...``.
 
-    Returns a list of :class:`~crossbench.interfaces.MetricSpec`. ``compute`` is called per chunk
+    Returns a list of :class:`~crossbench.plugin.specs.MetricSpec`. ``compute`` is called per chunk
     of users and per cut-off ``k``; for ``ranks`` and ``graded`` metrics ``ranks`` holds each
     relevant item's 0-based rank in item-index order (not sorted), ``inf`` past ``k`` and for
     padding. Such a metric is also recomputed per item group (``ndcg@10[tail]``).
@@ -122,7 +122,7 @@ def crossbench_feedback_models() -> Iterable[ComponentSpec]:
     """Feedback models of the simulation (which shown items a user takes), selected with ``--feedback``.
 
     Returns a list of specs whose ``factory(**hp) -> FeedbackModel``
-    (:class:`crossbench.feedback.FeedbackModel`). The factory is called before any work to check
+    (:class:`crossbench.loop.feedback.FeedbackModel`). The factory is called before any work to check
     the parameters (and ``check(dataset=..., where=...)``), then once per simulation; the model's
     ``start(context)`` is called once before the first round and ``respond`` once per round.
     """
@@ -134,7 +134,7 @@ def crossbench_protocols() -> Iterable[ProtocolSpec]:
     """Protocols: how a dataset becomes training data plus held-out validation and test ground truth.
 
     Called once, when the registry is built (every command that reads components). Return
-    an iterable of :class:`crossbench.interfaces.ProtocolSpec`, one per protocol, each with a
+    an iterable of :class:`crossbench.plugin.specs.ProtocolSpec`, one per protocol, each with a
     name unique among all plugins' protocols (``--protocol NAME``, ``[protocol] name``).
 
     A spec's ``factory`` is called as ``factory(target=DOMAIN, seed=SEED, **parameters)``
@@ -162,7 +162,7 @@ def crossbench_default_experiment() -> Experiment | None:
     Called when a command needs the default: ``run``/``tune`` without EXPERIMENT_FILE
     (options such as ``--model`` then change this experiment), and for the ``[dataset]``,
     the ``[protocol]`` name and the ``metrics`` an experiment file leaves out. Return a
-    :class:`crossbench.experiment.Experiment` naming components that the plugin itself or
+    :class:`crossbench.plugin.experiment.Experiment` naming components that the plugin itself or
     other installed plugins register, or ``None`` to provide none.
 
     At most one loaded plugin may return one (the built-in ``basic`` plugin does); two

@@ -3,7 +3,7 @@
 A plugin that cannot be imported, registered or validated does not stop the others: it is
 recorded as a :class:`PluginFailure` (one line naming the plugin, its package and the cause),
 unregistered, and skipped. Commands that do not need it work; a command that names one of
-its components fails with that line (see :class:`crossbench.registry.Registry`).
+its components fails with that line (see :class:`crossbench.plugin.registry.Registry`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
-from crossbench import hookspecs
 from crossbench.errors import closest
+from crossbench.plugin import hookspecs
 
 if TYPE_CHECKING:
     import click
@@ -35,7 +35,7 @@ def disabled_plugins() -> set[str]:
 
 
 def hook_names() -> list[str]:
-    """Every hook a plugin may implement (the ``@hookspec`` functions of :mod:`crossbench.hookspecs`)."""
+    """Every hook a plugin may implement (the ``@hookspec`` functions of :mod:`crossbench.plugin.hookspecs`)."""
     marker = f"{hookspecs.PROJECT}_spec"
     return sorted(name for name, obj in vars(hookspecs).items() if callable(obj) and hasattr(obj, marker))
 

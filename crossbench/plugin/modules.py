@@ -2,8 +2,8 @@
 
 They are ``torch.nn.Module`` subclasses, so this module imports torch; everything else a
 plugin needs to register components (specs, search-space parameters, contexts) lives in
-:mod:`crossbench.interfaces`, which does not, so that listing plugins stays fast. The four
-classes are also importable from :mod:`crossbench.interfaces` (loaded on first use).
+:mod:`crossbench.plugin.interfaces`, which does not, so that listing plugins stays fast. The four
+classes are also importable from :mod:`crossbench.plugin.interfaces` (loaded on first use).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Union
 
 if TYPE_CHECKING:
-    from crossbench.interfaces import ComponentSpec
+    from crossbench.plugin.specs import ComponentSpec
 
 
 def check_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str) -> None:
@@ -49,11 +49,11 @@ def coerce_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str)
     check_kwargs(spec, params, where=where)
     out = dict(params)
     for key, value in params.items():
-        kinds = _simple_kinds(_annotation(spec.factory, key))
+        kinds = simple_kinds(_annotation(spec.factory, key))
         if not kinds or value is None and type(None) in kinds:
             continue
-        converted = _convert(value, kinds)
-        if converted is _REFUSED:
+        converted = convert_value(value, kinds)
+        if converted is REFUSED:
             expected = " or ".join(k.__name__ for k in kinds if k is not type(None))
             raise CrossbenchError(
                 f"{where}: parameter {key!r} expects {expected}, got {value!r} ({type(value).__name__})"
@@ -62,7 +62,7 @@ def coerce_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str)
     return out
 
 
-_REFUSED = object()
+REFUSED = object()
 
 
 def _annotation(factory: Callable[..., Any], name: str) -> Any:
@@ -89,7 +89,7 @@ def _annotation(factory: Callable[..., Any], name: str) -> Any:
     return annotation
 
 
-def _simple_kinds(annotation: Any) -> tuple[type, ...]:
+def simple_kinds(annotation: Any) -> tuple[type, ...]:
     """The plain types of ``bool``, ``int``, ``float``, ``str`` annotations (and their unions with None)."""
     import types
     import typing
@@ -101,9 +101,9 @@ def _simple_kinds(annotation: Any) -> tuple[type, ...]:
     return tuple(members)
 
 
-def _convert(value: Any, kinds: tuple[type, ...]) -> Any:
+def convert_value(value: Any, kinds: tuple[type, ...]) -> Any:
     if isinstance(value, bool):
-        return value if bool in kinds else _REFUSED
+        return value if bool in kinds else REFUSED
     if bool in kinds and isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     if int in kinds:
@@ -124,5 +124,5 @@ def _convert(value: Any, kinds: tuple[type, ...]) -> Any:
                 pass
     if str in kinds and isinstance(value, str):
         return value
-    return _REFUSED
+    return REFUSED
 

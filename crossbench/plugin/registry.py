@@ -9,35 +9,9 @@ from typing import Any, Generic, TypeVar, Union
 import pluggy
 
 from crossbench.errors import CrossbenchError, unknown_name_message
-from crossbench.interfaces import ComponentSpec, MetricSpec, ProtocolSpec
-from crossbench.plugins import DISABLE_ENV, PluginFailure
-from crossbench.speccheck import spec_problems
-
-#: kind (as used on the command line) -> hook name
-KINDS: dict[str, str] = {
-    "datasets": "crossbench_datasets",
-    "item-encoders": "crossbench_item_encoders",
-    "user-encoders": "crossbench_user_encoders",
-    "fusions": "crossbench_fusions",
-    "scorers": "crossbench_scorers",
-    "recommenders": "crossbench_recommenders",
-    "metrics": "crossbench_metrics",
-    "feedback-models": "crossbench_feedback_models",
-    "protocols": "crossbench_protocols",
-}
-
-#: singular nouns for messages
-NOUNS: dict[str, str] = {
-    "datasets": "dataset",
-    "item-encoders": "item encoder",
-    "user-encoders": "user encoder",
-    "fusions": "fusion",
-    "scorers": "scorer",
-    "recommenders": "model",
-    "metrics": "metric",
-    "feedback-models": "feedback model",
-    "protocols": "protocol",
-}
+from crossbench.plugin.checks import spec_problems
+from crossbench.plugin.manager import DISABLE_ENV, PluginFailure
+from crossbench.plugin.specs import KINDS, NOUNS, ComponentSpec, MetricSpec, ProtocolSpec
 
 #: kinds whose specs are not plain :class:`ComponentSpec`
 SPEC_TYPES: dict[str, type[ComponentSpec] | type[MetricSpec]] = {"metrics": MetricSpec, "protocols": ProtocolSpec}
@@ -58,7 +32,7 @@ class Registry:
     """Every component spec from every plugin, by kind and unique name.
 
     Built from a plugin manager, it calls each plugin's hooks on their own and checks what they
-    return (:mod:`crossbench.speccheck`). A plugin whose hook raises or returns something else
+    return (:mod:`crossbench.plugin.checks`). A plugin whose hook raises or returns something else
     than a list of valid specs is skipped as a whole (:meth:`PluginManager.skip`), so that it is
     either fully available or not at all; the other plugins are unaffected.
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from crossbench.errors import CrossbenchError, closest
-
-if TYPE_CHECKING:
-    from crossbench.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -40,36 +37,6 @@ class SimulationSettings:
     @property
     def primary(self) -> str:
         return f"{self.metrics[0]}@{self.k}"
-
-    def check(self, registry: Registry, *, dataset: str, where: str = "[simulation]") -> None:
-        """Every setting in range and every name registered, before any work."""
-        if self.rounds < 1:
-            raise CrossbenchError(f"{where}: rounds must be at least 1, got {self.rounds}")
-        if self.k < 1:
-            raise CrossbenchError(f"{where}: k must be at least 1, got {self.k}")
-        if self.users is not None and self.users < 1:
-            raise CrossbenchError(f"{where}: users must be at least 1 (or left out for every test user), got {self.users}")
-        if self.warm_users < 0:
-            raise CrossbenchError(f"{where}: warm_users must be 0 or more, got {self.warm_users}")
-        if not 0 < self.warm_holdout < 1:
-            raise CrossbenchError(f"{where}: warm_holdout must be in (0, 1), got {self.warm_holdout}")
-        if not 0 < self.probe < 1:
-            raise CrossbenchError(f"{where}: probe must be in (0, 1), got {self.probe}")
-        if not self.metrics:
-            raise CrossbenchError(f"{where}: metrics must name at least one metric")
-        specs = registry.metrics(self.metrics)
-        wrong = [n for n, s in specs.items() if s.inputs not in ("ranks", "graded")]
-        if wrong:
-            raise CrossbenchError(f"{where}: metric(s) {', '.join(wrong)} are not accuracy metrics of held-out items; use e.g. ndcg, recall")
-        self.feedback_model(registry, where=where).check(dataset=dataset, where=where)
-
-    def feedback_model(self, registry: Registry, *, where: str = "[simulation]") -> Any:
-        """A new instance of the feedback model (hyperparameters checked by name and type)."""
-        from crossbench.interfaces import coerce_kwargs
-
-        spec = registry.get("feedback-models", self.feedback)
-        params = coerce_kwargs(spec, self.feedback_params, where=f"{where}: feedback model {self.feedback!r}")
-        return spec.factory(**params)
 
 
 _KEYS = {f for f in inspect.signature(SimulationSettings).parameters} - {"feedback_params"}

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from crossbench.errors import CrossbenchError
-from crossbench.files import probe_folder
-from crossbench.results import SCHEMA_VERSION, file_sha256, write_json_atomic, write_text_atomic
+from crossbench.files import file_sha256, probe_folder, write_text_atomic
+from crossbench.records.store import SCHEMA_VERSION, write_json_atomic
 
 MANIFEST = "experiment.json"
 #: the experiment as a TOML file, inside runs/ beside the records

@@ -1,6 +1,6 @@
 """The run-record schema, and verification of a record against its per-user file.
 
-A run record is a JSON document (see :mod:`crossbench.runner`); :data:`FIELDS` lists every
+A run record is a JSON document (see :mod:`crossbench.run.runner`); :data:`FIELDS` lists every
 field that tables, tuning summaries and ``crossbench reproduce`` read, with its type. A record
 is checked against it whenever it is read (:func:`check_record`), so a field deleted by hand is
 one line naming the field, never a ``KeyError``.
@@ -129,7 +129,7 @@ def recomputed_means(path: Path, *, sha256: str, where: str) -> tuple[dict[str, 
     """Means of every per-user array of the file at ``path`` (checked against ``sha256``) and its user count."""
     import numpy as np
 
-    from crossbench.results import file_sha256
+    from crossbench.files import file_sha256
 
     if not path.is_file():
         raise CrossbenchError(f"{where}: its per-user file {path} is missing; the record cannot be verified")

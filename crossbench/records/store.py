@@ -9,41 +9,20 @@ import platform
 import resource
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import crossbench
 from crossbench.errors import CrossbenchError
-from crossbench.files import file_sha256 as file_sha256  # re-exported: records name their files by hash
-from crossbench.files import umask_mode as umask_mode
+from crossbench.files import write_bytes_atomic
+from crossbench.version import __version__
 
 SCHEMA_VERSION = 1
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``, with the umask's mode."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, umask_mode())  # mkstemp creates 0600 whatever the umask
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write ``payload`` as JSON to ``path`` atomically."""
     text = json.dumps(payload, indent=2, sort_keys=True, default=_jsonable) + "\n"
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
@@ -61,7 +40,7 @@ def _jsonable(value: Any) -> Any:
 
 def git_commit() -> str | None:
     """The commit of the crossbench checkout, if it is one."""
-    here = Path(crossbench.__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the crossbench package
     try:
         out = subprocess.run(
             ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
@@ -123,7 +102,7 @@ def environment() -> dict[str, Any]:
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "pandas": pandas.__version__,
-        "crossbench": crossbench.__version__,
+        "crossbench": __version__,
         "git_commit": git_commit(),
         "cpu": cpu_model(),
         "cpu_cores": os.cpu_count(),
@@ -135,11 +114,11 @@ def environment() -> dict[str, Any]:
 def load_records(paths: Iterable[Path], *, verify: bool = True) -> list[dict[str, Any]]:
     """Read run records from files or folders (``runs/*.json`` inside a results folder).
 
-    Each record is checked against the schema (:mod:`crossbench.records`); with ``verify``
+    Each record is checked against the schema (:mod:`crossbench.records.schema`); with ``verify``
     (the default) its means are also recomputed from its sha-checked per-user file, and a
     record that disagrees is refused with one line.
     """
-    from crossbench.records import read_record, verify_record
+    from crossbench.records.schema import read_record, verify_record
 
     records = []
     for p in paths:

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
-from crossbench.data.protocols import make_protocol
 from crossbench.errors import CrossbenchError
+from crossbench.plugin.build import make_protocol
 
 if TYPE_CHECKING:
     from crossbench.data.model import CrossDomainData
-    from crossbench.registry import Registry
+    from crossbench.plugin.registry import Registry
 
 
 def domain_stats(data: CrossDomainData) -> list[dict[str, Any]]:

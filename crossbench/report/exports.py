@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from crossbench.files import safe_name
-from crossbench.leaderboard import _by_model, _columns, _primary, _ranked, group_records, render_markdown, render_pairwise
+from crossbench.report.leaderboard import group_records, metric_columns, primary_column, rank_models, records_by_model, render_markdown, render_pairwise
 
 #: the PNG text key that holds the sha256 of a plot's data
 PLOT_KEY = "crossbench-data-sha256"
@@ -56,9 +56,9 @@ def table_data(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The leaderboard as plain data: one entry per section, each model's per-seed values, mean and std."""
     sections = []
     for (dataset, fingerprint, protocol, target), recs in sorted(group_records(records).items()):
-        by_model = _by_model(recs)
-        columns = _columns(recs)
-        order = _ranked(by_model, _primary(columns)) if columns else sorted(by_model)
+        by_model = records_by_model(recs)
+        columns = metric_columns(recs)
+        order = rank_models(by_model, primary_column(columns)) if columns else sorted(by_model)
         models = []
         for label in order:
             rs = sorted(by_model[label], key=lambda r: r["seed"])
@@ -71,7 +71,7 @@ def table_data(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                            "fit_s": _stats([r["timings"]["fit_s"] for r in rs])[0], "metrics": metrics,
                            "user_groups": _groups(rs, columns)})
         sections.append({"dataset": dataset, "dataset_fingerprint": fingerprint, "protocol": protocol, "target": target,
-                         "columns": columns, "primary": _primary(columns) if columns else None, "models": models})
+                         "columns": columns, "primary": primary_column(columns) if columns else None, "models": models})
     return sections
 
 
@@ -207,7 +207,7 @@ def artefacts(records: Sequence[dict[str, Any]], *, command: str | None = None, 
 
 def write_artefacts(folder: Path, files: dict[str, Artefact]) -> None:
     """Write each file atomically under ``folder``."""
-    from crossbench.results import write_bytes_atomic
+    from crossbench.files import write_bytes_atomic
 
     for rel, art in files.items():
         write_bytes_atomic(folder / rel, art.content)

@@ -1,6 +1,6 @@
 """The index of published tables: ``leaderboards/README.md``, generated from the tables' run records.
 
-``python -m crossbench.leaderboard_index leaderboards`` writes it; with ``--check`` it fails
+``python -m crossbench.report.index leaderboards`` writes it; with ``--check`` it fails
 when the file differs from what the records give (the test suite runs the check).
 """
 
@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 from crossbench.errors import CrossbenchError
-from crossbench.exports import table_data
-from crossbench.leaderboard_text import read_tuning
-from crossbench.results import load_records, write_text_atomic
+from crossbench.files import write_text_atomic
+from crossbench.records.store import load_records
+from crossbench.report.exports import table_data
+from crossbench.report.notes import read_tuning
 
 
 def _tuned(records: list[dict]) -> str:
@@ -59,7 +60,7 @@ def render_index(root: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m crossbench.leaderboard_index", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m crossbench.report.index", description=__doc__)
     parser.add_argument("root", type=Path)
     parser.add_argument("--check", action="store_true", help="fail if ROOT/README.md is out of date")
     args = parser.parse_args(argv)
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.root / "README.md"
     if args.check:
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            print(f"crossbench: error: {path} is out of date; regenerate it with python -m crossbench.leaderboard_index {args.root}",
+            print(f"crossbench: error: {path} is out of date; regenerate it with python -m crossbench.report.index {args.root}",
                   file=sys.stderr)
             return 2
         print(f"{path} is up to date")

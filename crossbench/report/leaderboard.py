@@ -21,7 +21,7 @@ from tabulate import tabulate
 
 from crossbench.evaluate.peruser import load_per_user
 from crossbench.evaluate.stats import holm, paired_ttest, paired_users, user_means_over_seeds
-from crossbench.leaderboard_text import SOURCES_COLUMN, declares_behaviour, model_notes, sources_cell, tuned_cell, tuning_text
+from crossbench.report.notes import SOURCES_COLUMN, declares_behaviour, model_notes, sources_cell, tuned_cell, tuning_text
 
 #: One section's per-user ``(users, values)`` by (file, metric key): each file is read and hash-checked once per key.
 PerUserCache = dict[tuple[Path, str], tuple[np.ndarray, np.ndarray]]
@@ -70,14 +70,14 @@ def group_records(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str
     return dict(groups)
 
 
-def _by_model(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def records_by_model(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for rec in records:
         by_model[rec["model"]["label"]].append(rec)
     return dict(by_model)
 
 
-def _columns(records: Sequence[dict[str, Any]]) -> list[str]:
+def metric_columns(records: Sequence[dict[str, Any]]) -> list[str]:
     """Metric keys every record has, in the records' column order."""
     columns: list[str] = []
     for rec in records:
@@ -87,12 +87,12 @@ def _columns(records: Sequence[dict[str, Any]]) -> list[str]:
     return columns
 
 
-def _primary(columns: Sequence[str]) -> str:
+def primary_column(columns: Sequence[str]) -> str:
     """The metric rows are ranked and tested on: the first ``ndcg@`` column, else the first column."""
     return next((c for c in columns if c.startswith("ndcg@")), columns[0])
 
 
-def _ranked(by_model: dict[str, list[dict[str, Any]]], key: str) -> list[str]:
+def rank_models(by_model: dict[str, list[dict[str, Any]]], key: str) -> list[str]:
     """Model labels by their mean of ``key`` over seeds, best first."""
     means = {m: _mean([r["evaluation"]["metrics"][key] for r in rs]) for m, rs in by_model.items()}
     return sorted(by_model, key=lambda m: -means[m])
@@ -192,14 +192,14 @@ def leaderboard_table(
 
     When the records carry the models' declarations (records written before the runner
     recorded them do not), a ``sources`` column after the model says whether it reads the
-    source domains (:func:`~crossbench.leaderboard_text.sources_cell`). After the fit time
+    source domains (:func:`~crossbench.report.notes.sources_cell`). After the fit time
     comes how the row was tuned (:func:`tuned_cell`), and last, when every run has its
     per-user file, the Holm-adjusted p-value of each model against the best one
     on the primary metric (NDCG at the smallest K, else the first column) by
     :func:`significance`.
     """
-    by_model = _by_model(records)
-    columns = _columns(records)
+    by_model = records_by_model(records)
+    columns = metric_columns(records)
     means = {m: {c: _mean([r["evaluation"]["metrics"][c] for r in rs]) for c in columns} for m, rs in by_model.items()}
     lower = {c for r in records for c in r["evaluation"].get("lower_is_better", [])}
     best = {c: (min if c in lower else max)(means[m][c] for m in by_model) for c in columns}
@@ -208,8 +208,8 @@ def leaderboard_table(
     order = list(by_model)
     pvalues = None
     if columns:
-        primary = _primary(columns)
-        order = _ranked(by_model, primary)
+        primary = primary_column(columns)
+        order = rank_models(by_model, primary)
         if len(order) > 1:
             pvalues = significance(by_model, order[0], primary, record_dir, cache)
         if pvalues is not None:
@@ -249,12 +249,12 @@ def pairwise_table(
     t-test over those users, Holm-adjusted over all pairs of the table. Models are in
     leaderboard order; ``n/a`` where two models share fewer than 2 test users.
     """
-    by_model = _by_model(records)
-    columns = _columns(records)
+    by_model = records_by_model(records)
+    columns = metric_columns(records)
     if not columns:
         return None
-    primary = _primary(columns)
-    order = _ranked(by_model, primary)
+    primary = primary_column(columns)
+    order = rank_models(by_model, primary)
     diffs: dict[tuple[str, str], float] = {}
     raw: dict[tuple[str, str], float] = {}
     for i, a in enumerate(order):
@@ -311,7 +311,7 @@ def render_markdown(records: Sequence[dict[str, Any]], *, command: str | None = 
             text += f" p: {TEST_TEXT}, Holm-adjusted over the {len(rows) - 1} models compared with the best."
         out += [*intro[:-1], text, "", tabulate(rows, headers=header, tablefmt="github", disable_numparse=True), ""]
         if SOURCES_COLUMN in header:
-            out += model_notes(_by_model(recs), [row[0] for row in rows])
+            out += model_notes(records_by_model(recs), [row[0] for row in rows])
         out += [tuning_text(recs), ""]
     if command:
         out += [f"Reproduce: `{command}`", ""]
@@ -324,7 +324,7 @@ def render_pairwise(records: Sequence[dict[str, Any]], *, record_dir: Path | Non
     for (dataset, fingerprint, protocol, target), recs in sorted(group_records(records).items()):
         intro = _intro(dataset, fingerprint, protocol, target, recs)
         out += [*intro[:-1], intro[-1] + ".", ""]
-        n_models = len(_by_model(recs))
+        n_models = len(records_by_model(recs))
         table = pairwise_table(recs, record_dir=record_dir, cache={}) if n_models > 1 else None
         if n_models < 2:
             out += ["One model only: there is no pair to compare.", ""]

@@ -1,7 +1,7 @@
 """The experiment runner: splits, (tunes,) fits, evaluates, and keeps each run as it finishes.
 
 Every (target, seed, model) run writes its record into the results folder the moment it
-finishes (see :mod:`crossbench.outputs`), so a failed or killed command loses only the run in
+finishes (see :mod:`crossbench.records.folder`), so a failed or killed command loses only the run in
 progress; the same command again resumes, skipping finished runs. Models are fitted on
 :meth:`Split.fit_view` (training data and validation users); only this module hands the test
 ground truth to the evaluator.
@@ -21,22 +21,23 @@ import torch
 
 from crossbench.data.audit import audit_split
 from crossbench.data.model import CrossDomainData
-from crossbench.data.protocols import Split, make_protocol, resolve_targets
+from crossbench.data.protocols import Split, resolve_targets, train_items
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate import evaluate
 from crossbench.evaluate.groups import breakdown, head_tail, item_popularity, user_groups
 from crossbench.evaluate.peruser import save_per_user
 from crossbench.evaluate.sampled import draw_negatives, evaluate_sampled, sampled_key
-from crossbench.experiment import Experiment, ModelRef, RunOptions, TuningSettings, dataset_params, experiment_fingerprint, pick_device, validate
-from crossbench.experiment_toml import experiment_to_toml
-from crossbench.exports import artefacts, write_artefacts
+from crossbench.experiment.checks import dataset_params, pick_device, validate
+from crossbench.experiment.tomlfile import experiment_to_toml
 from crossbench.files import safe_name as safe_name  # re-exported: the CLI commands name output folders with it
-from crossbench.interfaces import ComponentRef, Recommender, RunEnv
-from crossbench.modelspace import make_recommender
-from crossbench.outputs import ResultsFolder
-from crossbench.registry import Registry
-from crossbench.results import SCHEMA_VERSION, environment, load_records, peak_rss_mb, reset_peak_rss, write_json_atomic
-from crossbench.train import train_items
+from crossbench.plugin.build import make_protocol, make_recommender
+from crossbench.plugin.experiment import Experiment, ModelRef, RunOptions, TuningSettings, experiment_fingerprint
+from crossbench.plugin.interfaces import Recommender, RunEnv
+from crossbench.plugin.registry import Registry
+from crossbench.plugin.specs import ComponentRef
+from crossbench.records.folder import ResultsFolder
+from crossbench.records.store import SCHEMA_VERSION, environment, load_records, peak_rss_mb, reset_peak_rss, write_json_atomic
+from crossbench.report.exports import artefacts, write_artefacts
 
 
 def warn(message: str) -> None:
@@ -84,12 +85,12 @@ def run_experiment(
     """Run every (target, seed, model) not finished yet; return all records and the leaderboard.
 
     With ``tuning``, each model with a search space is first tuned on each split's own
-    validation users (one study per split, see :mod:`crossbench.tuning`) and the best
+    validation users (one study per split, see :mod:`crossbench.tune.tuning`) and the best
     hyperparameters are fitted and evaluated on that split's test users.
     """
     validate(exp, registry)
     if tuning is not None:
-        from crossbench.tuning import check_tuning
+        from crossbench.tune.tuning import check_tuning
 
         check_tuning(exp, tuning, registry=registry, results_dir=options.output_dir)
     device = pick_device(options.device)
@@ -162,7 +163,7 @@ def _run_all(
             for m in todo:
                 tuned: dict[str, Any] | None = None
                 if tuning is not None:
-                    from crossbench.tuning import tune_split
+                    from crossbench.tune.tuning import tune_split
 
                     outcome = tune_split(
                         exp, m, split.fit_view(), seed=seed, split_fingerprint=split_fp, dataset_fingerprint=shared["dataset"]["fingerprint"],

@@ -23,7 +23,7 @@ Fixtures a conftest may override:
 
 Fixtures it provides: ``crossbench_kit_data`` (a tiny two-domain
 :class:`~crossbench.data.model.CrossDomainData`, target ``"movies"``) and
-``crossbench_kit_context`` (a :class:`~crossbench.interfaces.BuildContext` on its training split).
+``crossbench_kit_context`` (a :class:`~crossbench.plugin.interfaces.BuildContext` on its training split).
 """
 
 from __future__ import annotations

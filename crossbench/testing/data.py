@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from crossbench.data.model import CrossDomainData
-from crossbench.interfaces import BuildContext
+from crossbench.plugin.interfaces import BuildContext
 
 if TYPE_CHECKING:
     from crossbench.data.protocols import Split

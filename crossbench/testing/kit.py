@@ -2,7 +2,7 @@
 in a conftest (see :mod:`crossbench.testing`). Each failure message names the component and the
 part of its contract it broke.
 
-- datasets: a :class:`~crossbench.interfaces.Dataset` whose ``load`` gives valid data (schema,
+- datasets: a :class:`~crossbench.plugin.interfaces.Dataset` whose ``load`` gives valid data (schema,
   dtypes, unique ids, integer timestamps, a default target that is a domain) and the same data twice;
 - item and user encoders, fusions, scorers: shapes, gradients, masking of padding and absent
   domains, chunk-independent scoring, determinism on CPU and the same numbers on CUDA where present
@@ -28,8 +28,8 @@ import torch
 
 from crossbench.data.model import INTERACTION_COLUMNS, ITEM_COLUMNS, CrossDomainData
 from crossbench.errors import CrossbenchError
-from crossbench.interfaces import Dataset, FitReport, Recommender, RunEnv
-from crossbench.registry import KINDS
+from crossbench.plugin.interfaces import Dataset, FitReport, Recommender, RunEnv
+from crossbench.plugin.registry import KINDS
 from crossbench.testing.metrics import check_metric
 from crossbench.testing.modules import (
     DEVICES,
@@ -89,7 +89,7 @@ def test_dataset(name: str, request: pytest.FixtureRequest) -> None:
     params = params_for(request, "datasets", name)
     where = f"dataset {name!r}"
     dataset = spec.factory(**params)
-    assert isinstance(dataset, Dataset), f"{where}: the factory returned {type(dataset).__name__}, not a crossbench.interfaces.Dataset"
+    assert isinstance(dataset, Dataset), f"{where}: the factory returned {type(dataset).__name__}, not a crossbench.plugin.interfaces.Dataset"
     data = dataset.load()
     assert isinstance(data, CrossDomainData), f"{where}: load() returned {type(data).__name__}, not a CrossDomainData"
     try:
@@ -174,7 +174,7 @@ def _fit_and_score(request: pytest.FixtureRequest, name: str, fit: Any, users: t
     where = f"model {name!r}"
     spec = spec_of(request, "recommenders", name)
     model = spec.factory(**params_for(request, "recommenders", name))
-    assert isinstance(model, Recommender), f"{where}: the factory returned {type(model).__name__}, not a crossbench.interfaces.Recommender"
+    assert isinstance(model, Recommender), f"{where}: the factory returned {type(model).__name__}, not a crossbench.plugin.interfaces.Recommender"
     env = RunEnv(registry=kit_registry(request.config), seed=0, progress=False, cache_dir=cache)
     if hasattr(model, "check"):
         model.check(env, where=where)
@@ -248,7 +248,7 @@ def test_feedback_model(name: str, request: pytest.FixtureRequest) -> None:
     A model that refuses the kit's data in ``check`` (one that knows a dataset's hidden
     preferences, say) is skipped with its own refusal as the reason.
     """
-    from crossbench.feedback import FeedbackContext, FeedbackModel, check_taken
+    from crossbench.loop.feedback import FeedbackContext, FeedbackModel, check_taken
     from crossbench.testing.data import TARGET, kit_split
 
     spec = spec_of(request, "feedback-models", name)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from crossbench.data.protocols import GroundTruth
-from crossbench.interfaces import MetricSpec
+from crossbench.plugin.specs import MetricSpec
 
 N_USERS, N_ITEMS, KS = 13, 15, (1, 3, 5, 20)
 

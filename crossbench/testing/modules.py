@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 
-from crossbench.interfaces import BuildContext
+from crossbench.plugin.interfaces import BuildContext
 from crossbench.testing.data import DIM, TARGET
 from crossbench.testing.registry import params_for, spec_of
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from crossbench.registry import Registry
+from crossbench.plugin.registry import Registry
 
 _REGISTRY = pytest.StashKey[Registry]()
 
@@ -16,7 +16,7 @@ _REGISTRY = pytest.StashKey[Registry]()
 def kit_registry(config: pytest.Config) -> Registry:
     """One registry of every installed plugin per test session."""
     if _REGISTRY not in config.stash:
-        from crossbench.plugins import get_plugin_manager
+        from crossbench.plugin.manager import get_plugin_manager
 
         config.stash[_REGISTRY] = Registry(get_plugin_manager())
     return config.stash[_REGISTRY]

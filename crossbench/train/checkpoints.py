@@ -9,8 +9,6 @@ Reading it for a model of another configuration is refused with the difference n
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from typing import Any
 import torch
 
 from crossbench.errors import CrossbenchError
-from crossbench.files import umask_mode
+from crossbench.files import atomic_write
 
 CHECKPOINT_FORMAT = 1
 _CONFIGURATION = ("components", "training")
@@ -32,15 +30,8 @@ def save_checkpoint(path: Path, *, state: Mapping[str, torch.Tensor], describe: 
         "describe": json.dumps(describe, sort_keys=True),
         "state": {k: v.detach().cpu() for k, v in state.items()},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, umask_mode())
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        torch.save(payload, f)
     return path
 
 

@@ -2,7 +2,7 @@
 
 Also the per-user inputs it reads: each domain's most recent items (:func:`build_histories`)
 and each user's training items of a domain (:func:`train_items`, excluded when ranking).
-The trainer is :mod:`crossbench.train`.
+The trainer is :mod:`crossbench.train.trainer`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from crossbench.data.model import CrossDomainData
-from crossbench.data.protocols import GroundTruth
-from crossbench.modules import Fusion, ItemEncoder, Scorer, UserEncoder
+from crossbench.plugin.modules import Fusion, ItemEncoder, Scorer, UserEncoder
 
 
 def build_histories(data: CrossDomainData, length: int) -> dict[str, torch.Tensor]:
@@ -33,12 +32,6 @@ def build_histories(data: CrossDomainData, length: int) -> dict[str, torch.Tenso
             hist[users[keep], length - 1 - pos_from_end[keep]] = items[keep]
         out[name] = torch.from_numpy(hist)
     return out
-
-
-def train_items(data: CrossDomainData, domain: str) -> GroundTruth:
-    """The training items of every user in ``domain``, for masking at evaluation."""
-    inter = data.domain(domain).interactions
-    return GroundTruth.from_pairs(inter["user"].to_numpy(), inter["item"].to_numpy())
 
 
 def reads_history(encoder: nn.Module) -> bool:

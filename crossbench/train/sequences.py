@@ -34,10 +34,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from crossbench.modules import Fusion, ItemEncoder, Scorer, UserEncoder
+from crossbench.plugin.modules import Fusion, ItemEncoder, Scorer, UserEncoder
 
 if TYPE_CHECKING:
-    from crossbench.trainconfig import TrainConfig
+    from crossbench.train.settings import TrainConfig
 
 
 def sequence_windows(interactions: pd.DataFrame, length: int) -> tuple[torch.Tensor, torch.Tensor]:

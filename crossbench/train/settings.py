@@ -1,7 +1,7 @@
 """The training settings of composed models, defined once: fields, checks, search ranges.
 
 Every composed recommender (an item encoder, a user encoder, a fusion and a scorer trained
-by :mod:`crossbench.train`) takes the same training settings. They are the fields of
+by :mod:`crossbench.train.trainer`) takes the same training settings. They are the fields of
 :class:`TrainConfig`; a model's factory declares only its own hyperparameters and is wrapped
 by :func:`trains`, which adds each field of :class:`TrainConfig` to its signature as a keyword
 argument (with the model's own defaults) and hands the factory one ``config`` value. The
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from crossbench.errors import CrossbenchError, unknown_name_message
-from crossbench.interfaces import CategoricalParam, FloatParam, IntParam, Param
+from crossbench.plugin.specs import CategoricalParam, FloatParam, IntParam, Param
 
 LOSSES = ("bpr", "softmax", "full-softmax")
 TRAINING_MODES = ("pairs", "sequences")
@@ -51,7 +51,7 @@ class TrainConfig:
     sampled_negatives: int = 256
     #: ``pairs``: one (user, item) interaction per training sample, the item masked out of the
     #: history; ``sequences``: all-position training, one pass per user sequence
-    #: (:mod:`crossbench.train_sequences`), ``batch_size`` then counts sequences
+    #: (:mod:`crossbench.train.sequences`), ``batch_size`` then counts sequences
     training: str = "pairs"
     #: how ``softmax`` draws its shared negatives in ``sequences`` training (with logQ correction)
     negative_sampling: str = "uniform"

@@ -1,7 +1,7 @@
 """The trainer of composed models (item encoder + user encoder + fusion + scorer).
 
-The model itself is :class:`crossbench.composed.ComposedModel`; its weights are saved and
-read by :mod:`crossbench.checkpoints`; its settings are :class:`crossbench.trainconfig.TrainConfig`.
+The model itself is :class:`crossbench.train.composed.ComposedModel`; its weights are saved and
+read by :mod:`crossbench.train.checkpoints`; its settings are :class:`crossbench.train.settings.TrainConfig`.
 
 Training runs over the training interactions of every domain the fusion reads (only the
 target domain for target-only fusions). For a positive pair ``(u, i)`` in domain ``d`` the
@@ -36,28 +36,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from crossbench.checkpoints import read_checkpoint, save_checkpoint
-from crossbench.composed import ComposedModel, build_histories, reads_history, train_items
-from crossbench.data.protocols import FitSplit
+from crossbench.data.protocols import FitSplit, train_items
 from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.evaluate.ranking import evaluate
 from crossbench.evaluate.validation import VALIDATION_METRIC, VALIDATION_SPEC
-from crossbench.interfaces import (
-    COMPONENT_ROLES,
-    BuildContext,
-    ComponentRef,
-    ComponentSpec,
-    FitReport,
-    Recommender,
-    RunEnv,
-    check_kwargs,
-)
-from crossbench.modules import ItemEncoder
+from crossbench.plugin.interfaces import BuildContext, FitReport, Recommender, RunEnv
+from crossbench.plugin.modules import ItemEncoder
+from crossbench.plugin.params import check_kwargs
+from crossbench.plugin.specs import COMPONENT_ROLES, ComponentRef, ComponentSpec
 from crossbench.progress import progress_bar
-from crossbench.train_sequences import sequence_step, sequence_windows
-from crossbench.trainconfig import TrainConfig
+from crossbench.train.checkpoints import read_checkpoint, save_checkpoint
+from crossbench.train.composed import ComposedModel, build_histories, reads_history
+from crossbench.train.sequences import sequence_step, sequence_windows
+from crossbench.train.settings import TrainConfig
 
-__all__ = ["ComponentRef", "ComposedModel", "ComposedRecommender", "TrainConfig", "build_histories", "train_items"]
+__all__ = ["ComponentRef", "ComposedModel", "ComposedRecommender", "TrainConfig", "build_histories"]
 
 
 class ComposedRecommender(Recommender):
@@ -370,7 +363,7 @@ class ComposedRecommender(Recommender):
     # -- checkpoints ----------------------------------------------------------------------
 
     def save_checkpoint(self, path: Path) -> Path:
-        """Write the fitted model's weights and description to ``path`` atomically (:mod:`crossbench.checkpoints`)."""
+        """Write the fitted model's weights and description to ``path`` atomically (:mod:`crossbench.train.checkpoints`)."""
         if self.model is None:
             raise CrossbenchError("save_checkpoint() called before fit()")
         return save_checkpoint(Path(path), state=self.model.state_dict(), describe=self.describe())

@@ -21,11 +21,9 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import math
-import os
 import random
 import re
 import sqlite3
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -33,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crossbench.errors import CrossbenchError
-from crossbench.results import umask_mode
+from crossbench.files import atomic_write
 
 if TYPE_CHECKING:
     import optuna
@@ -399,15 +397,8 @@ def _save_png(fig: Any, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)  # draw with Agg whatever the session's default backend
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, umask_mode())
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=100)
 
 
 def param_importances(study: optuna.Study) -> dict[str, float]:

@@ -4,9 +4,9 @@ Each (target, seed, model) the benchmark reports is tuned on its own split's val
 users (a :class:`FitSplit`: the test users are not in it), so no trial sees a test user of
 the split it serves. Every model gets the same budget (:class:`Budget`: trials and/or
 seconds per model and split). The space is the model's own ``search_space`` plus each of its
-components' spaces under a role prefix (:mod:`crossbench.modelspace`).
+components' spaces under a role prefix (:mod:`crossbench.plugin.build`).
 
-Studies live in a storage (:mod:`crossbench.studies`: SQLite in the results folder by default,
+Studies live in a storage (:mod:`crossbench.tune.storage`: SQLite in the results folder by default,
 a journal file, or a database URL). Several ``crossbench tune`` processes, on one machine or
 many, share a study by naming the same storage and study. The loop here is storage-agnostic:
 
@@ -40,17 +40,18 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-import crossbench
-from crossbench.data.protocols import FitSplit, make_protocol, resolve_targets
+from crossbench.data.protocols import FitSplit, resolve_targets, train_items
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate import evaluate
 from crossbench.evaluate.validation import objective_metrics
-from crossbench.experiment import Experiment, ModelRef, RunOptions, TuningSettings, dataset_params, pick_device, validate
-from crossbench.interfaces import CategoricalParam, FloatParam, IntParam, Param, RunEnv
-from crossbench.modelspace import component_space, default_values, make_recommender, own_space
-from crossbench.registry import Registry
-from crossbench.studies import StorageSpec, open_storage, resolve_storage, write_study_plots
-from crossbench.train import train_items
+from crossbench.experiment.checks import dataset_params, pick_device, validate
+from crossbench.plugin.build import component_space, default_values, make_protocol, make_recommender, own_space
+from crossbench.plugin.experiment import Experiment, ModelRef, RunOptions, TuningSettings
+from crossbench.plugin.interfaces import RunEnv
+from crossbench.plugin.registry import Registry
+from crossbench.plugin.specs import CategoricalParam, FloatParam, IntParam, Param
+from crossbench.tune.storage import StorageSpec, open_storage, resolve_storage, write_study_plots
+from crossbench.version import __version__
 
 SURPLUS = "crossbench:surplus"
 HEARTBEAT = "crossbench:heartbeat"
@@ -285,7 +286,7 @@ def _metadata(exp: Experiment, m: ModelRef, settings: TuningSettings, *, target:
               split_fingerprint: str, dataset_fingerprint: str, space: list[Param]) -> dict[str, Any]:
     return {
         "crossbench:space": [repr(p) for p in space],
-        "crossbench:version": crossbench.__version__, "crossbench:optuna": optuna.__version__, "crossbench:torch": torch.__version__,
+        "crossbench:version": __version__, "crossbench:optuna": optuna.__version__, "crossbench:torch": torch.__version__,
         "crossbench:model": m.name, "crossbench:label": m.display, "crossbench:target": target, "crossbench:seed": seed,
         "crossbench:dataset_fingerprint": dataset_fingerprint, "crossbench:split_fingerprint": split_fingerprint,
         "crossbench:objective": settings.objective, "crossbench:budget": Budget(settings.trials, settings.timeout_s).to_dict(),

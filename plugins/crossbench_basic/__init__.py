@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from crossbench import hookimpl
 from crossbench.experiment import DatasetRef, Experiment, ModelRef, ProtocolRef
-from crossbench.interfaces import ComponentSpec, MetricSpec
+from crossbench.plugin.specs import ComponentSpec, MetricSpec
 from crossbench_basic import metrics, specs
 
 #: The benchmark ``crossbench run`` runs with no arguments: Popularity vs target-only MF vs a

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from crossbench.modules import Fusion, ItemEncoder, Scorer, UserEncoder
+from crossbench.plugin.modules import Fusion, ItemEncoder, Scorer, UserEncoder
 
 
 class IdItemEncoder(ItemEncoder):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from crossbench.interfaces import MetricSpec
+from crossbench.plugin.specs import MetricSpec
 
 if TYPE_CHECKING:
     import torch

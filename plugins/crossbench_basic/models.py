@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from crossbench.data.protocols import FitSplit
-from crossbench.interfaces import FitReport, Recommender, RunEnv
+from crossbench.plugin.interfaces import FitReport, Recommender, RunEnv
 
 
 class Popularity(Recommender):

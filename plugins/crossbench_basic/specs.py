@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from crossbench.interfaces import BuildContext, ComponentRef, ComponentSpec, FloatParam
-from crossbench.trainconfig import TrainConfig, training_space, trains
+from crossbench.plugin.interfaces import BuildContext
+from crossbench.plugin.specs import ComponentRef, ComponentSpec, FloatParam
+from crossbench.train.settings import TrainConfig, training_space, trains
 
 if TYPE_CHECKING:
     from crossbench.train import ComposedRecommender

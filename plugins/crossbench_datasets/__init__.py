@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from crossbench import hookimpl
 from crossbench.data.fetch import Download, data_path, prepared_path
 from crossbench.data.preprocess import Preprocessing, as_domains
-from crossbench.interfaces import ComponentSpec
+from crossbench.plugin.specs import ComponentSpec
 from crossbench_datasets.ml100k_source import DEFAULT_DOMAINS, ML100K_WHEEL, NAME
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ import pandas as pd
 from crossbench.data.io import DataFileError
 from crossbench.data.model import CrossDomainData
 from crossbench.data.preprocess import Preprocessing, build
-from crossbench.interfaces import Dataset
+from crossbench.plugin.interfaces import Dataset
 
 
 @dataclass(frozen=True)

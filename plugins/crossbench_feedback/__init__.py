@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from crossbench import hookimpl
-from crossbench.interfaces import ComponentSpec
+from crossbench.plugin.specs import ComponentSpec
 from crossbench_feedback.replay import Replay, replay
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from crossbench.data.protocols import GroundTruth
 from crossbench.errors import CrossbenchError
-from crossbench.feedback import FeedbackContext, FeedbackModel, examination
+from crossbench.loop.feedback import FeedbackContext, FeedbackModel, examination
 
 
 class Replay(FeedbackModel):

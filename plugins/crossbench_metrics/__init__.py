@@ -4,7 +4,7 @@ popularity, item coverage and Gini index."""
 from __future__ import annotations
 
 from crossbench import hookimpl
-from crossbench.interfaces import MetricSpec
+from crossbench.plugin.specs import MetricSpec
 from crossbench_metrics import measures
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from crossbench.interfaces import MetricSpec
+from crossbench.plugin.specs import MetricSpec
 
 if TYPE_CHECKING:
     import torch

@@ -8,7 +8,7 @@ out. ``warm``: leave-one-out by time under one global time cut.
 from __future__ import annotations
 
 from crossbench import hookimpl
-from crossbench.interfaces import ProtocolSpec
+from crossbench.plugin.specs import ProtocolSpec
 from crossbench_protocols.splits import ColdStart, Warm
 
 #: the cold-start fractions ``crossbench data stats`` shows side by side

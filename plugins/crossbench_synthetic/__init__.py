@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from crossbench import hookimpl
-from crossbench.interfaces import CategoricalParam, ComponentSpec, FloatParam
+from crossbench.plugin.specs import CategoricalParam, ComponentSpec, FloatParam
 
 if TYPE_CHECKING:
     from crossbench_synthetic.feedback import Planted

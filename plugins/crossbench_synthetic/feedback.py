@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from crossbench.errors import CrossbenchError
-from crossbench.feedback import FeedbackContext, FeedbackModel, examination
+from crossbench.loop.feedback import FeedbackContext, FeedbackModel, examination
 from crossbench_synthetic.generator import PlantedChoice, SyntheticDataset
 
 

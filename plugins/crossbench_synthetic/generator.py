@@ -20,7 +20,7 @@ import pandas as pd
 
 from crossbench.data.model import CrossDomainData
 from crossbench.errors import CrossbenchError
-from crossbench.interfaces import Dataset
+from crossbench.plugin.interfaces import Dataset
 
 TOPICS: tuple[tuple[str, ...], ...] = (
     ("space", "planet", "rocket", "galaxy", "astronaut", "orbit", "star", "alien", "comet", "moon"),

@@ -13,7 +13,7 @@ Registering the plugin imports no torch: the factories (:mod:`crossbench_zoo.fac
 from __future__ import annotations
 
 from crossbench import hookimpl
-from crossbench.interfaces import CategoricalParam, ComponentSpec, FloatParam, IntParam
+from crossbench.plugin.specs import CategoricalParam, ComponentSpec, FloatParam, IntParam
 from crossbench_zoo import factories as f
 from crossbench_zoo import models
 

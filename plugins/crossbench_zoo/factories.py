@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from crossbench.interfaces import BuildContext
+from crossbench.plugin.interfaces import BuildContext
 
 if TYPE_CHECKING:
     from crossbench_zoo.fusions import AttentionFusion, ConcatFusion, EmcdrFusion, GatingFusion, ItemAttentionFusion, PtupcdrFusion

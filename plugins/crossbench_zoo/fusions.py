@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from crossbench.modules import Fusion
+from crossbench.plugin.modules import Fusion
 
 
 def _others(vectors: Mapping[str, torch.Tensor], target: str) -> list[str]:

@@ -1,7 +1,7 @@
 """Named compositions of zoo components, and the reference attention-fusion big model.
 
 Each factory takes its own keyword arguments plus the shared training settings
-(:class:`crossbench.trainconfig.TrainConfig`, added by :func:`~crossbench.trainconfig.trains`)
+(:class:`crossbench.train.settings.TrainConfig`, added by :func:`~crossbench.train.settings.trains`)
 and returns a :class:`ComposedRecommender` (trained by crossbench's trainer), so every method
 is tuned and trained the same way. Torch is loaded when a model is built, not when the
 plugin is registered.
@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from crossbench.errors import CrossbenchError, unknown_name_message
-from crossbench.interfaces import CategoricalParam, ComponentRef, ComponentSpec, FloatParam, IntParam
-from crossbench.trainconfig import TrainConfig, training_space, trains
+from crossbench.plugin.specs import CategoricalParam, ComponentRef, ComponentSpec, FloatParam, IntParam
+from crossbench.train.settings import TrainConfig, training_space, trains
 
 if TYPE_CHECKING:
     from crossbench.train import ComposedRecommender

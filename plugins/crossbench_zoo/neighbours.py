@@ -25,7 +25,7 @@ import torch
 from crossbench.data.model import CrossDomainData
 from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError
-from crossbench.interfaces import FitReport, Recommender, RunEnv
+from crossbench.plugin.interfaces import FitReport, Recommender, RunEnv
 
 MAX_COLUMNS = 30_000
 #: the largest value of the popularity prior that fills all-zero score rows

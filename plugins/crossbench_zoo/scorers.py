@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from crossbench.modules import Scorer
+from crossbench.plugin.modules import Scorer
 
 
 class CosineScorer(Scorer):

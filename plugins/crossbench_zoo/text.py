@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from crossbench.errors import CrossbenchError
-from crossbench.interfaces import BuildContext
-from crossbench.modules import ItemEncoder
-from crossbench.results import file_sha256
+from crossbench.files import file_sha256
+from crossbench.plugin.interfaces import BuildContext
+from crossbench.plugin.modules import ItemEncoder
 
 #: the official sentence-transformers/all-MiniLM-L6-v2 weights (revision 1110a243)
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from crossbench import hookimpl
-from crossbench.interfaces import ComponentSpec, FloatParam, IntParam, MetricSpec
+from crossbench.plugin.specs import ComponentSpec, FloatParam, IntParam, MetricSpec
 from crossbench_example.dataset import example_shop
 from crossbench_example.fusion import mean_gate
 from crossbench_example.metric import dcg

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from crossbench.data.model import CrossDomainData
-from crossbench.interfaces import Dataset
+from crossbench.plugin.interfaces import Dataset
 
 GENRES = ("jazz", "folk", "crime", "travel", "poetry", "science")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from crossbench.interfaces import BuildContext, Fusion
+from crossbench.plugin.interfaces import BuildContext, Fusion
 
 
 class MeanGate(Fusion):

@@ -205,3 +205,22 @@ def test_the_checks_catch_what_they_are_for(tmp_path: Path) -> None:
     assert list(private_uses(fake, "crossbench.data.model", known, shown="model.py")) == ["model.py:3 uses crossbench.evaluate.ranking._mask"]
     fake.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from crossbench.evaluate.ranking import _mask\n")
     assert list(private_uses(fake, "crossbench.data.model", known, shown="model.py")) == ["model.py:3 imports crossbench.evaluate.ranking._mask"]
+
+
+#: the most lines of one file, and of one function, that a reader is asked to hold in their head
+MAX_FILE_LINES = 400
+MAX_FUNCTION_LINES = 80
+
+
+@pytest.mark.parametrize("where", ["crossbench", "plugins"])
+def test_files_and_functions_stay_small(where: str) -> None:
+    too_long = []
+    for path in sorted((ROOT / where).rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > MAX_FILE_LINES:
+            too_long.append(f"{path.relative_to(ROOT)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno is not None:
+                if node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES:
+                    too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert too_long == []

@@ -24,9 +24,8 @@ def test_published_board_matches_its_records(board):
 
 
 def test_the_index_lists_every_published_board():
-    from crossbench.report.index import main
-
-    assert main([str(ROOT), "--check"]) == 0
+    out = CliRunner().invoke(cli, ["leaderboard", "index", str(ROOT), "--check"], obj=CliState())
+    assert out.exit_code == 0, out.output
     index = (ROOT / "README.md").read_text(encoding="utf-8")
     for board in BOARDS:
         assert f"]({board.parent.name}/leaderboard.md)" in index

@@ -16,7 +16,8 @@ import pytest
 
 from crossbench.errors import CrossbenchError
 from crossbench.tune import storage as studies
-from crossbench.tune.storage import StorageSpec, mask_password, open_storage, resolve_storage, write_study_plots
+from crossbench.tune.plots import param_importances, write_study_plots
+from crossbench.tune.storage import StorageSpec, mask_password, open_storage, resolve_storage
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -287,7 +288,7 @@ def test_plots_are_pngs(tmp_path: Path) -> None:
         data = p.read_bytes()
         assert len(data) > 1000 and data.startswith(PNG_SIGNATURE)
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(p.name for p in paths)  # no temp files left
-    importances = studies.param_importances(study)
+    importances = param_importances(study)
     assert set(importances) == {"lr", "dim", "loss"} and abs(sum(importances.values()) - 1) < 1e-9
 
 

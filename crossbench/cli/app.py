@@ -7,10 +7,11 @@ from collections.abc import Sequence
 
 import click
 
-from crossbench.cli.commands import leaderboard, list_, plugins, run, tune
+from crossbench.cli.commands import list_, plugins, run, tune
 from crossbench.cli.common import CliState
 from crossbench.cli.data import data_group
 from crossbench.cli.errors import ErrorContractGroup
+from crossbench.cli.leaderboard import leaderboard
 from crossbench.cli.records import reproduce, verify
 from crossbench.cli.simulate import recommend_command, simulate_command
 from crossbench.errors import CrossbenchError

@@ -1,4 +1,4 @@
-"""The commands `run`, `tune`, `list`, `plugins` and `leaderboard`."""
+"""The commands `run`, `tune`, `list` and `plugins`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from crossbench.cli.common import current_state, experiment_from_options, experi
 from crossbench.errors import CrossbenchError
 from crossbench.plugin.experiment import PRUNERS, TuningSettings
 from crossbench.plugin.registry import KINDS, NOUNS
-from crossbench.records.store import load_records
 
 
 @click.command()
@@ -56,7 +55,7 @@ def run(
 @experiment_options
 @click.option("--trials", type=int, help="Trials per model and split (the same for every model); default 20 unless --timeout is given.")
 @click.option("--timeout", "timeout_s", type=float, help="Seconds of trials per model and split (with --trials: whichever ends first).")
-@click.option("--objective", default="ndcg@10", show_default=True, help="Validation metric to maximise, as NAME@K.")
+@click.option("--objective", help="Validation metric to maximise, as NAME@K (default: the experiment's primary metric).")
 @click.option("--pruner", type=click.Choice(PRUNERS), default="median", show_default=True,
               help="Stop unpromising trials of trainer-based models early, on the per-epoch validation metric.")
 @click.option("--sampler-seed", type=int, help="Seed of the TPE sampler (default: each split's seed).")
@@ -68,7 +67,7 @@ def run(
               help="Seconds between a running trial's heartbeats; a trial silent for twice as long is run again.")
 def tune(
     experiment_file: Path | None, output: Path | None, device: str, threads: int | None, cache_dir: Path, quiet: bool,
-    overwrite: bool, trials: int | None, timeout_s: float | None, objective: str, pruner: str, sampler_seed: int | None,
+    overwrite: bool, trials: int | None, timeout_s: float | None, objective: str | None, pruner: str, sampler_seed: int | None,
     storage: str | None, study: str | None, worker: bool, heartbeat_s: int, **selection: Any,
 ) -> None:
     """Tune every model on each split's validation users with Optuna, then run the benchmark.
@@ -84,6 +83,7 @@ def tune(
 
     state = current_state()
     exp = experiment_from_options(state, experiment_file, selection)
+    objective = objective or exp.primary_metric
     name, _, k = objective.partition("@")
     if not k.isdigit():
         raise CrossbenchError(f"--objective {objective!r}: expected NAME@K, e.g. ndcg@10")
@@ -129,36 +129,3 @@ def plugins() -> None:
         click.echo(f"{name}\t{dist}\t{version}")
     for failure in registry.failures():
         click.echo(f"{failure.plugin}\t{failure.package}\tbroken: {failure.cause}")
-
-
-@click.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the Markdown here, with its CSV, JSON, pairwise table and plots beside it.")
-@click.option("--check", "check", type=click.Path(dir_okay=False, path_type=Path),
-              help="Fail if this Markdown file, or its CSV, JSON, pairwise table or plots, differ from the regenerated ones.")
-def leaderboard(paths: tuple[Path, ...], output: Path | None, check: Path | None) -> None:
-    """Build the leaderboard from run records (files or results folders).
-
-    Every record is verified first: its schema, and each mean against its sha256-checked
-    per-user file; a record that disagrees is refused.
-    """
-    from crossbench.report.exports import artefacts, stale, write_artefacts
-
-    records = load_records(paths)
-    commands = {r.get("command") for r in records if r.get("command")}
-    command = commands.pop() if len(commands) == 1 else None
-    target = check or output
-    stem = target.name.removesuffix(".md") if target is not None else "leaderboard"
-    files = artefacts(records, command=command, stem=stem)
-    markdown = files[f"{stem}.md"].content.decode("utf-8")
-    if check is not None:
-        out = stale(check.parent, files)
-        if out:
-            raise CrossbenchError(f"{check.parent}: out of date with its run records: {', '.join(out)}; "
-                                  f"regenerate them with --output {check}")
-        click.echo(f"{check} and its {len(files) - 1} companion file(s) are up to date")
-        return
-    if output is not None:
-        write_artefacts(output.parent, files)
-    click.echo(markdown)

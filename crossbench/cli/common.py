@@ -60,6 +60,8 @@ def experiment_options(f: Any) -> Any:
         click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
         click.option("--ks", help="Comma-separated cut-offs, e.g. 10,20."),
         click.option("--metrics", "metrics", help="Comma-separated metric names."),
+        click.option("--primary", help="Primary metric as NAME@K: tables rank and test on it, tuning maximises it "
+                                       "(default: the experiment's; else the first metric at the first cut-off)."),
         click.option("--output", "output", type=click.Path(path_type=Path), help="Results folder (default: crossbench-results/NAME)."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
         click.option("--threads", type=int, help="torch CPU threads (recorded in every run record)."),
@@ -120,7 +122,7 @@ def _split_csv(text: str, kind: type, option: str) -> tuple[Any, ...]:
 def _apply_options(
     exp: Experiment, *, dataset: str | None, dataset_params: tuple[str, ...], models: tuple[str, ...],
     model_params: tuple[str, ...], protocol: str | None, targets: tuple[str, ...], protocol_params: tuple[str, ...],
-    seeds: str | None, ks: str | None, metrics: str | None, registry: Registry,
+    seeds: str | None, ks: str | None, metrics: str | None, primary: str | None, registry: Registry,
 ) -> Experiment:
     if dataset:
         exp = replace(exp, dataset=DatasetRef(dataset, {}))
@@ -148,6 +150,12 @@ def _apply_options(
         exp = replace(exp, ks=_split_csv(ks, int, "--ks"))
     if metrics is not None:
         exp = replace(exp, metrics=_split_csv(metrics, str, "--metrics"))
+    if primary is not None:
+        exp = replace(exp, primary=primary)
+    elif exp.primary is not None and (metrics is not None or ks is not None):
+        name, _, k = exp.primary.rpartition("@")
+        if name not in exp.metrics or not k.isdigit() or int(k) not in exp.ks:
+            exp = replace(exp, primary=None)  # the default's primary metric is not among the chosen ones
     return exp
 
 

@@ -13,7 +13,8 @@ from typing import Any, NoReturn
 import click
 
 from crossbench.cli.errors import ErrorContractGroup
-from crossbench.data.fetch import INDEX_ENV, downloads_of, fetch, prepare, prepared_path, wheel_source_of
+from crossbench.data.fetch import downloads_of, fetch
+from crossbench.data.wheels import INDEX_ENV, prepare, prepared_path, wheel_source_of
 from crossbench.errors import CrossbenchError
 from crossbench.experiment.assignments import parse_assignment
 from crossbench.plugin.params import check_kwargs

@@ -79,10 +79,12 @@ def verify(folder: Path, no_data: bool) -> None:
     where it is at hand; and the tables, CSV, JSON and plots in FOLDER are regenerated in
     memory and compared with the files. Any disagreement is one line and exit status 2.
     """
+    from crossbench.evaluate.peruser import PerUserFiles
     from crossbench.records.store import load_records
     from crossbench.report.exports import artefacts, stale
 
-    records = load_records([folder])
+    per_user = PerUserFiles()  # each per-user file read once: verified here, then read by the tables
+    records = load_records([folder], files=per_user)
     n_users = sum(int(r["protocol"]["n_test_users"]) for r in records)
     click.echo(f"{len(records)} run record(s): schema, per-user files and {n_users} users' values agree with every reported mean")
     if not no_data:
@@ -93,7 +95,7 @@ def verify(folder: Path, no_data: bool) -> None:
             click.echo("dataset and split fingerprints agree with the data")
     if (folder / "leaderboard.md").is_file():
         commands = {r.get("command") for r in records if r.get("command")}
-        files = artefacts(records, command=commands.pop() if len(commands) == 1 else None)
+        files = artefacts(records, command=commands.pop() if len(commands) == 1 else None, files=per_user)
         out = stale(folder, files)
         if out:
             raise CrossbenchError(f"{folder}: out of date with its run records: {', '.join(out)}; regenerate with "

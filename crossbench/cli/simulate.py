@@ -80,7 +80,7 @@ def recommend_command(
 @experiment_options
 @click.option("--rounds", type=int, help="Rounds of the feedback loop (default: the [simulation] section's, else 10).")
 @click.option("-k", "k", type=int, help="Items shown per user per round (default 10).")
-@click.option("--feedback", help="Feedback model (see `crossbench list feedback-models`; default replay).")
+@click.option("--feedback", help="Feedback model (see `crossbench list feedback-models`; default: the default experiment's).")
 @click.option("--feedback-param", "feedback_params", multiple=True, metavar="KEY=VALUE", help="Feedback model hyperparameter (repeatable).")
 @click.option("--users", "n_users", type=int, help="Simulate at most this many test users (a seeded sample; default all).")
 @click.option("--warm-users", type=int, help="Warm training users simulated beside them (default 500).")

@@ -17,9 +17,13 @@ Each step appends a plain dict (name, parameters, rows/users/items before and af
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from crossbench.errors import CrossbenchError
 
@@ -43,6 +47,57 @@ class Preprocessing:
             raise CrossbenchError(f"dataset {dataset!r}: kcore must be >= 0, got {self.kcore}")
         if self.min_overlap < 0:
             raise CrossbenchError(f"dataset {dataset!r}: min_overlap must be >= 0, got {self.min_overlap}")
+
+
+#: The keywords :func:`preprocessing` adds to a dataset factory, one per field of :class:`Preprocessing`.
+PREPROCESSING_FIELDS = ("min_rating", "deduplicate", "kcore", "min_overlap")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _as_preprocessing(values: Mapping[str, Any], base: Preprocessing) -> Preprocessing:
+    """``base`` with ``values``, converted: ``min_rating`` ``none``/``null``/empty means keep every rating."""
+    p = dataclasses.replace(base, **values)
+    rating = p.min_rating
+    absent = rating is None or str(rating).strip().lower() in ("", "none", "null")
+    return Preprocessing(min_rating=None if absent else float(rating), deduplicate=bool(p.deduplicate),  # type: ignore[arg-type]
+                         kcore=int(p.kcore), min_overlap=int(p.min_overlap))
+
+
+def preprocessing(defaults: Preprocessing | None = None) -> Callable[[F], F]:
+    """Decorate a dataset factory: it takes every preprocessing setting as a keyword argument.
+
+    The decorated factory declares its own parameters and a keyword ``preprocessing:
+    Preprocessing``. The factory it returns has those parameters followed by each field of
+    :class:`Preprocessing` (typed, with the defaults of ``defaults``, the field defaults if
+    ``None``), and passes the settings it is called with as one ``preprocessing``. Every dataset
+    thus offers the same preprocessing keywords, defined once.
+    """
+    base = defaults if defaults is not None else Preprocessing()
+    hints = typing.get_type_hints(Preprocessing)
+
+    def wrap(fn: F) -> F:
+        sig = inspect.signature(fn)
+        if "preprocessing" not in sig.parameters:
+            raise TypeError(f"{fn.__qualname__}: a factory decorated with @preprocessing takes a keyword 'preprocessing'")
+        own = [p for name, p in sig.parameters.items() if name != "preprocessing"]
+        clash = sorted({p.name for p in own} & set(PREPROCESSING_FIELDS))
+        if clash:
+            raise TypeError(f"{fn.__qualname__}: {clash} are preprocessing settings; drop them from the factory")
+        fields = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=getattr(base, name), annotation=hints[name])
+                  for name in PREPROCESSING_FIELDS]
+
+        @functools.wraps(fn)
+        def factory(**kwargs: Any) -> Any:
+            given = {k: kwargs.pop(k) for k in list(kwargs) if k in PREPROCESSING_FIELDS}
+            return fn(**kwargs, preprocessing=_as_preprocessing(given, base))
+
+        factory.__signature__ = sig.replace(parameters=[*own, *fields])  # type: ignore[attr-defined]
+        factory.__annotations__ = {**{k: v for k, v in fn.__annotations__.items() if k != "preprocessing"},
+                                   **{name: hints[name] for name in PREPROCESSING_FIELDS}}
+        return factory  # type: ignore[return-value]
+
+    return wrap
 
 
 def _counts(frame: pd.DataFrame) -> dict[str, int]:

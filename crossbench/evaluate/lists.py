@@ -20,7 +20,8 @@ from crossbench.data.protocols import GroundTruth
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate import ties
 from crossbench.evaluate.csr import DeviceRows, row_lookup
-from crossbench.evaluate.ranking import check_exclude, chunk_scores
+from crossbench.evaluate.inputs import check_exclude
+from crossbench.evaluate.ranking import chunk_scores
 
 
 @dataclass(frozen=True)

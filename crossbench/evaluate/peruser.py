@@ -39,14 +39,40 @@ def save_per_user(result: EvalResult, path: Path) -> str:
     return file_sha256(path)
 
 
-def load_per_user(path: Path, *, sha256: str | None = None) -> EvalResult:
-    """Read a file written by :func:`save_per_user`; with ``sha256``, refuse a file whose hash differs."""
+def load_per_user(path: Path, *, sha256: str | None = None, where: str | None = None) -> EvalResult:
+    """Read a file written by :func:`save_per_user`; with ``sha256``, refuse a file whose hash differs
+    (``where`` names the record in the message)."""
     path = Path(path)
     if sha256 is not None and file_sha256(path) != sha256:
-        raise CrossbenchError(f"{path}: sha256 does not match the run record; the per-user file was changed or replaced")
+        raise CrossbenchError(f"{where or path}: the sha256 of {path.name} does not match the record; "
+                              "the per-user file was changed or replaced")
     with np.load(path, allow_pickle=False) as z:
         users = z["users"]
         per_user = {k: z[k] for k in z.files if k not in _RESERVED and not k.startswith(_CATALOG)}
         catalog = {k[len(_CATALOG) :]: float(z[k]) for k in z.files if k.startswith(_CATALOG)}
         meta: dict[str, Any] = json.loads(str(z["meta"])) if "meta" in z.files else {"mode": "full", "sampling": {}}
     return EvalResult(users=users, per_user=per_user, catalog=catalog, mode=str(meta["mode"]), sampling=dict(meta["sampling"]))
+
+
+class PerUserFiles:
+    """The per-user files of one table build, each read once.
+
+    The first :meth:`read` of a file checks its sha256 and loads it (:func:`load_per_user`);
+    later reads of the same file return what was loaded, so verifying the records and building
+    every table from them reads each file once.
+    """
+
+    def __init__(self) -> None:
+        self._read: dict[Path, tuple[str | None, EvalResult]] = {}
+
+    def read(self, path: Path, *, sha256: str | None = None, where: str | None = None) -> EvalResult:
+        key = Path(path).resolve()
+        if key not in self._read:
+            self._read[key] = (sha256, load_per_user(path, sha256=sha256, where=where))
+        checked, result = self._read[key]
+        if sha256 is not None and checked is None:
+            self._read[key] = (sha256, load_per_user(path, sha256=sha256, where=where))
+        elif sha256 is not None and checked != sha256:
+            raise CrossbenchError(f"{where or path}: the sha256 of {Path(path).name} does not match the record; "
+                                  "the per-user file was changed or replaced")
+        return self._read[key][1]

@@ -29,6 +29,7 @@ from crossbench.data.protocols import GroundTruth
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate import ties
 from crossbench.evaluate.csr import DeviceRows, row_lookup, sorted_rows
+from crossbench.evaluate.inputs import check_exclude, check_group_mask, check_inputs, check_ks
 from crossbench.plugin.specs import MetricSpec
 from crossbench.progress import progress_bar
 
@@ -114,55 +115,81 @@ def evaluate(
     plan = _Plan.build(metrics, item_popularity, n_items)
     grades_arr = check_inputs(truth, n_items, grades)
     check_exclude(exclude, n_items)
-    groups = {name: _mask(name, m, n_items) for name, m in (item_groups or {}).items()}
+    groups = {name: check_group_mask(name, m, n_items) for name, m in (item_groups or {}).items()}
     if memory_budget_bytes is not None:
         chunk_size = chunk_size_for(n_items, memory_budget_bytes)
     if chunk_size < 1:
         raise CrossbenchError(f"chunk_size must be at least 1, got {chunk_size}")
-    device = torch.device(device)
-    kmax = max(ks)
-    popularity = torch.as_tensor(np.asarray(item_popularity, dtype=np.float64), device=device) if plan.lists else None
-    group_masks = {name: torch.as_tensor(m, device=device) for name, m in groups.items()}
-    keys = [f"{m}@{k}" for m, spec in metrics.items() if spec.inputs != "item_counts" for k in ks]
-    keys += [group_key(f"{m}@{k}", g) for g in groups for m in plan.relevance for k in ks]
-    out: dict[str, list[torch.Tensor]] = {key: [] for key in keys}  # kept on the device until the end
-    counts = {k: torch.zeros(n_items, dtype=torch.int64, device=device) for k in ks} if plan.counts else {}
-    ex_rows = row_lookup(exclude, truth.users) if exclude is not None else None
-    ex_dev = DeviceRows(exclude.indptr, exclude.items, device) if exclude is not None else None
-    ex_rows_dev = torch.as_tensor(ex_rows, device=device) if ex_rows is not None else None
-    users_dev = torch.as_tensor(np.asarray(truth.users, dtype=np.int64), device=device)
-    nan_seen = torch.zeros((), dtype=torch.bool, device=device)
-    rel_items, rel_grades = sorted_rows(truth, grades_arr)
-    truth_dev = DeviceRows(truth.indptr, rel_items, device, values=rel_grades)
-    # One padded width for every chunk, so that row sums never depend on the chunk's makeup.
-    width = max(int(np.diff(truth.indptr).max()) if truth.n_users else 0, 1)
-    # On an accelerator the next chunk is launched before this one is finished, so that its
-    # matrix product and top-K run while the host issues this chunk's small kernels. A second
-    # buffer is allocated only when there is a next chunk.
-    lookahead = _lookahead(device)
-    buffers = _ScoreBuffers.for_(score_fn, rows=min(chunk_size, truth.n_users), n_items=n_items, device=device,
-                                 count=2 if lookahead and truth.n_users > chunk_size else 1)
+    run = _Evaluation(score_fn, truth, plan, metrics=metrics, ks=ks, n_items=n_items, exclude=exclude, chunk_size=chunk_size,
+                      device=torch.device(device), grades=grades_arr, item_popularity=item_popularity, groups=groups)
+    pending: _Pending | None = None
+    with progress_bar(range(0, truth.n_users, chunk_size), label=label, enabled=progress) as chunks:
+        for start in chunks:
+            current = run.score(start)
+            if not run.lookahead:
+                run.collect(current)
+                continue
+            if pending is not None:
+                run.collect(pending)
+            pending = current
+    if pending is not None:
+        run.collect(pending)
+    return run.result()
 
-    def launch(start: int) -> _Pending:
+
+class _Evaluation:
+    """One evaluation on its device: the plan (what every chunk needs, built once), scoring a chunk
+    (:meth:`score`), collecting its metrics (:meth:`collect`) and the result (:meth:`result`)."""
+
+    def __init__(
+        self, score_fn: Callable[..., torch.Tensor], truth: GroundTruth, plan: _Plan, *, metrics: dict[str, MetricSpec],
+        ks: list[int], n_items: int, exclude: GroundTruth | None, chunk_size: int, device: torch.device,
+        grades: np.ndarray, item_popularity: np.ndarray | None, groups: Mapping[str, np.ndarray],
+    ) -> None:
+        self.score_fn, self.truth, self.plan, self.metrics, self.ks = score_fn, truth, plan, metrics, ks
+        self.n_items, self.chunk_size, self.device, self.kmax = n_items, chunk_size, device, max(ks)
+        self.popularity = torch.as_tensor(np.asarray(item_popularity, dtype=np.float64), device=device) if plan.lists else None
+        self.group_masks = {name: torch.as_tensor(m, device=device) for name, m in groups.items()}
+        keys = [f"{m}@{k}" for m, spec in metrics.items() if spec.inputs != "item_counts" for k in ks]
+        keys += [group_key(f"{m}@{k}", g) for g in groups for m in plan.relevance for k in ks]
+        self.out: dict[str, list[torch.Tensor]] = {key: [] for key in keys}  # kept on the device until the end
+        self.counts = {k: torch.zeros(n_items, dtype=torch.int64, device=device) for k in ks} if plan.counts else {}
+        self.ex_rows = row_lookup(exclude, truth.users) if exclude is not None else None
+        self.ex_dev = DeviceRows(exclude.indptr, exclude.items, device) if exclude is not None else None
+        self.ex_rows_dev = torch.as_tensor(self.ex_rows, device=device) if self.ex_rows is not None else None
+        self.users_dev = torch.as_tensor(np.asarray(truth.users, dtype=np.int64), device=device)
+        self.nan_seen = torch.zeros((), dtype=torch.bool, device=device)
+        rel_items, rel_grades = sorted_rows(truth, grades)
+        self.truth_dev = DeviceRows(truth.indptr, rel_items, device, values=rel_grades)
+        # One padded width for every chunk, so that row sums never depend on the chunk's makeup.
+        self.width = max(int(np.diff(truth.indptr).max()) if truth.n_users else 0, 1)
+        # On an accelerator the next chunk is launched before this one is finished, so that its
+        # matrix product and top-K run while the host issues this chunk's small kernels. A second
+        # buffer is allocated only when there is a next chunk.
+        self.lookahead = _lookahead(device)
+        self.buffers = _ScoreBuffers.for_(score_fn, rows=min(chunk_size, truth.n_users), n_items=n_items, device=device,
+                                          count=2 if self.lookahead and truth.n_users > chunk_size else 1)
+
+    def score(self, start: int) -> _Pending:
         """Score, mask and take the top K of one chunk (asynchronous on an accelerator)."""
-        nonlocal nan_seen
-        stop = min(start + chunk_size, truth.n_users)
-        out = buffers.next(stop - start) if buffers is not None else None
-        scores = chunk_scores(score_fn, users_dev[start:stop], n_items, device, out=out)
-        if ex_dev is not None and ex_rows is not None and ex_rows_dev is not None:
-            rows, cols = ex_dev.take(ex_rows[start:stop], ex_rows_dev[start:stop])
-            scores.view(-1).index_fill_(0, rows * n_items + cols, ties.NEG_INF)
-        top = ties.top_k(scores, kmax, check_nan=False)
-        nan_seen = nan_seen | torch.isnan(top.values[:, 0]).any()  # checked once at the end
+        stop = min(start + self.chunk_size, self.truth.n_users)
+        buffer = self.buffers.next(stop - start) if self.buffers is not None else None
+        scores = chunk_scores(self.score_fn, self.users_dev[start:stop], self.n_items, self.device, out=buffer)
+        if self.ex_dev is not None and self.ex_rows is not None and self.ex_rows_dev is not None:
+            rows, cols = self.ex_dev.take(self.ex_rows[start:stop], self.ex_rows_dev[start:stop])
+            scores.view(-1).index_fill_(0, rows * self.n_items + cols, ties.NEG_INF)
+        top = ties.top_k(scores, self.kmax, check_nan=False)
+        self.nan_seen = self.nan_seen | torch.isnan(top.values[:, 0]).any()  # checked once at the end
         return _Pending.launched(start, stop, scores, top)
 
-    def finish(p: _Pending) -> None:
-        """Ranks, metrics and top-K lists of a launched chunk."""
+    def collect(self, p: _Pending) -> None:
+        """Ranks, metrics and top-K lists of a scored chunk."""
+        plan, metrics, ks, n_items, out = self.plan, self.metrics, self.ks, self.n_items, self.out
         scores, top = p.scores, p.resolve()
-        rel, valid, g = truth_dev.padded(p.start, p.stop, width, n_items)
+        rel, valid, g = self.truth_dev.padded(p.start, p.stop, self.width, n_items)
         if plan.relevance:
             _relevance(out, metrics, plan, scores, top, rel, valid, g, ks, None)
-            for name, gm in group_masks.items():
+            for name, gm in self.group_masks.items():
                 in_group = valid & gm[rel.clamp(0, n_items - 1)]
                 _relevance(out, metrics, plan, scores, top, rel, in_group, g, ks, name)
         if plan.lists or plan.counts:
@@ -170,29 +197,20 @@ def evaluate(
             for k in ks:
                 kk = min(k, items.shape[1])
                 for name in plan.lists:
-                    out[f"{name}@{k}"].append(metrics[name].compute(items[:, :kk], popularity, k).to(torch.float64))
+                    out[f"{name}@{k}"].append(metrics[name].compute(items[:, :kk], self.popularity, k).to(torch.float64))
                 if plan.counts:  # shifted by one so that -1 (nothing listed) lands in a dropped bin
-                    counts[k] += torch.bincount(items[:, :kk].reshape(-1) + 1, minlength=n_items + 1)[1:]
+                    self.counts[k] += torch.bincount(items[:, :kk].reshape(-1) + 1, minlength=n_items + 1)[1:]
 
-    pending: _Pending | None = None
-    with progress_bar(range(0, truth.n_users, chunk_size), label=label, enabled=progress) as chunks:
-        for start in chunks:
-            current = launch(start)
-            if not lookahead:
-                finish(current)
-                continue
-            if pending is not None:
-                finish(pending)
-            pending = current
-    if pending is not None:
-        finish(pending)
-    if bool(nan_seen):
-        raise CrossbenchError(ties.NAN_MESSAGE)
-    per_user = {key: _np(torch.cat(parts)) if parts else np.zeros(0) for key, parts in out.items()}
-    catalog = {
-        f"{name}@{k}": float(metrics[name].compute(counts[k], truth.n_users, k)) for name in plan.counts for k in ks
-    }
-    return EvalResult(users=truth.users.copy(), per_user=per_user, catalog=catalog)
+    def result(self) -> EvalResult:
+        """The per-user values and catalogue-level values of every chunk collected."""
+        if bool(self.nan_seen):
+            raise CrossbenchError(ties.NAN_MESSAGE)
+        per_user = {key: _np(torch.cat(parts)) if parts else np.zeros(0) for key, parts in self.out.items()}
+        catalog = {
+            f"{name}@{k}": float(self.metrics[name].compute(self.counts[k], self.truth.n_users, k))
+            for name in self.plan.counts for k in self.ks
+        }
+        return EvalResult(users=self.truth.users.copy(), per_user=per_user, catalog=catalog)
 
 
 def _lookahead(device: torch.device) -> bool:
@@ -345,42 +363,6 @@ def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
         a.device == b.device and a.dtype == b.dtype and a.data_ptr() == b.data_ptr()
         and a.shape == b.shape and a.stride() == b.stride()
     )
-
-
-def check_ks(ks: Sequence[int]) -> list[int]:
-    ks = [int(k) for k in ks]
-    if not ks or min(ks) < 1:
-        raise CrossbenchError(f"cut-offs ks must be positive integers, got {list(ks)}")
-    return sorted(set(ks))
-
-
-def check_exclude(exclude: GroundTruth | None, n_items: int) -> None:
-    if exclude is not None and len(exclude.items) and (exclude.items.min() < 0 or exclude.items.max() >= n_items):
-        raise CrossbenchError(
-            f"excluded (training) item indices must lie in [0, {n_items}); found {exclude.items.min()}..{exclude.items.max()}"
-        )
-
-
-def check_inputs(truth: GroundTruth, n_items: int, grades: np.ndarray | None) -> np.ndarray:
-    if len(truth.items) and (truth.items.min() < 0 or truth.items.max() >= n_items):
-        raise CrossbenchError(
-            f"ground-truth item indices must lie in [0, {n_items}); found {truth.items.min()}..{truth.items.max()}"
-        )
-    if grades is None:
-        return np.ones(len(truth.items), dtype=np.float64)
-    g = np.asarray(grades, dtype=np.float64)
-    if g.shape != truth.items.shape:
-        raise CrossbenchError(f"grades has shape {g.shape}; it must align with the ground truth's items {truth.items.shape}")
-    if len(g) and not (g > 0).all():
-        raise CrossbenchError("grades must all be > 0: drop held-out items judged non-relevant from the ground truth")
-    return g
-
-
-def _mask(name: str, m: np.ndarray, n_items: int) -> np.ndarray:
-    m = np.asarray(m)
-    if m.dtype != bool or m.shape != (n_items,):
-        raise CrossbenchError(f"item group {name!r} must be a boolean mask of shape ({n_items},), got {m.dtype} {m.shape}")
-    return m
 
 
 def relevant_ranks(scores: torch.Tensor, relevant: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor:

@@ -27,7 +27,8 @@ from crossbench.data.protocols import GroundTruth
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate import ties
 from crossbench.evaluate.csr import DeviceRows, csr_take, row_lookup, sorted_rows
-from crossbench.evaluate.ranking import EvalResult, check_inputs, check_ks, chunk_scores
+from crossbench.evaluate.inputs import check_inputs, check_ks
+from crossbench.evaluate.ranking import EvalResult, chunk_scores
 from crossbench.plugin.specs import MetricSpec
 
 STRATEGIES = ("uniform", "popularity")

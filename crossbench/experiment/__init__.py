@@ -16,16 +16,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from crossbench.experiment.checks import default_experiment
     from crossbench.plugin.experiment import DatasetRef, Experiment, ModelRef, ProtocolRef, RunOptions, TuningSettings, experiment_fingerprint
+    from crossbench.plugin.simulation_settings import SimulationSettings
 
 _HOMES = {
     "DatasetRef": "crossbench.plugin.experiment", "Experiment": "crossbench.plugin.experiment",
     "ModelRef": "crossbench.plugin.experiment", "ProtocolRef": "crossbench.plugin.experiment",
     "RunOptions": "crossbench.plugin.experiment", "TuningSettings": "crossbench.plugin.experiment",
     "default_experiment": "crossbench.experiment.checks", "experiment_fingerprint": "crossbench.plugin.experiment",
+    "SimulationSettings": "crossbench.plugin.simulation_settings",
 }
 
 __all__ = [
-    "DatasetRef", "Experiment", "ModelRef", "ProtocolRef", "RunOptions", "TuningSettings", "default_experiment",
+    "DatasetRef", "Experiment", "ModelRef", "ProtocolRef", "RunOptions", "SimulationSettings", "TuningSettings", "default_experiment",
     "experiment_fingerprint",
 ]
 

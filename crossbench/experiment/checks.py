@@ -5,12 +5,13 @@ range; and the default experiment a plugin provides.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.plugin.build import make_protocol, make_recommender
 from crossbench.plugin.experiment import Experiment
-from crossbench.plugin.interfaces import RunEnv
+from crossbench.plugin.interfaces import Recommender, RunEnv
 from crossbench.plugin.manager import DISABLE_ENV, disabled_plugins
 from crossbench.plugin.params import coerce_kwargs
 from crossbench.plugin.registry import Registry
@@ -60,8 +61,12 @@ def dataset_params(exp: Experiment, registry: Registry) -> dict[str, Any]:
     return coerce_kwargs(registry.get("datasets", exp.dataset.name), exp.dataset.params, where=f"dataset {exp.dataset.name!r}")
 
 
-def validate(exp: Experiment, registry: Registry) -> None:
-    """Check every name and hyperparameter before any work, so bad input writes nothing."""
+def validate(exp: Experiment, registry: Registry) -> dict[str, Recommender]:
+    """Check every name and hyperparameter before any work, so bad input writes nothing.
+
+    Returns each model as built for its check (by label, unfitted): the runner fits these
+    instances in their first run instead of building each model a second time.
+    """
     from crossbench.evaluate.sampled import STRATEGIES  # loads torch: only when an experiment is checked
 
     dataset_params(exp, registry)
@@ -73,10 +78,12 @@ def validate(exp: Experiment, registry: Registry) -> None:
     if dup:
         raise CrossbenchError(f"model label(s) {dup} appear more than once; give each a distinct label")
     env = RunEnv(registry=registry)
+    built = {}
     for m in exp.models:
-        model = make_recommender(registry, m.name, m.params, where=f"model {m.display!r}")
-        if hasattr(model, "check"):
-            model.check(env, where=f"model {m.display!r}")
+        built[m.display] = make_recommender(registry, m.name, m.params, where=f"model {m.display!r}")
+        check = getattr(built[m.display], "check", None)  # Recommender.check; a duck-typed model may lack it
+        if check is not None:
+            check(env, where=f"model {m.display!r}")
     registry.metrics(exp.metrics)
     if not exp.ks or any(k < 1 for k in exp.ks):
         raise CrossbenchError(f"cut-offs must be positive integers, got {list(exp.ks)}")
@@ -86,6 +93,7 @@ def validate(exp: Experiment, registry: Registry) -> None:
         repeated = sorted({v for v in values if list(values).count(v) > 1}, key=str)
         if repeated:
             raise CrossbenchError(f"{what}(s) {', '.join(map(str, repeated))} given more than once; list each once")
+    check_primary(exp)
     if exp.chunk_size < 1:
         raise CrossbenchError(f"chunk_size must be positive, got {exp.chunk_size}")
     if exp.sampled_negatives < 0:
@@ -96,6 +104,7 @@ def validate(exp: Experiment, registry: Registry) -> None:
         full_only = [n for n, spec in registry.metrics(exp.metrics).items() if spec.inputs not in ("ranks", "graded")]
         if full_only:
             raise CrossbenchError(f"metric(s) {', '.join(full_only)} need the full ranking; drop them or set sampled_negatives = 0")
+    return built
 
 
 def check_simulation(settings: SimulationSettings, registry: Registry, *, dataset: str, where: str = "[simulation]") -> None:
@@ -120,8 +129,11 @@ def check_simulation(settings: SimulationSettings, registry: Registry, *, datase
         raise CrossbenchError(f"{where}: metric(s) {', '.join(wrong)} are not accuracy metrics of held-out items; use e.g. ndcg, recall")
     feedback_model(settings, registry, where=where).check(dataset=dataset, where=where)
 
+
 def feedback_model(settings: SimulationSettings, registry: Registry, *, where: str = "[simulation]") -> Any:
     """A new instance of the feedback model (hyperparameters checked by name and type)."""
+    if settings.feedback is None:
+        raise CrossbenchError(f"{where}: no feedback model named; give --feedback NAME (see `crossbench list feedback-models`)")
     spec = registry.get("feedback-models", settings.feedback)
     params = coerce_kwargs(spec, settings.feedback_params, where=f"{where}: feedback model {settings.feedback!r}")
     return spec.factory(**params)
@@ -138,3 +150,44 @@ def pick_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
         raise CrossbenchError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
     return torch.device(name)
+
+
+def check_primary(exp: Experiment) -> None:
+    """The primary metric is ``metric@k`` with the metric among the experiment's and k among its cut-offs."""
+    if exp.primary is None:
+        return
+    name, sep, k = exp.primary.rpartition("@")
+    if not sep or not k.isdigit():
+        raise CrossbenchError(f"primary metric {exp.primary!r}: expected METRIC@K, e.g. {exp.metrics[0]}@{exp.ks[0]}")
+    if name not in exp.metrics or int(k) not in exp.ks:
+        raise CrossbenchError(f"primary metric {exp.primary!r}: its metric must be one of {', '.join(exp.metrics)} "
+                              f"and its cut-off one of {', '.join(map(str, exp.ks))}")
+
+
+def resolve_simulation(settings: SimulationSettings, exp: Experiment, registry: Registry) -> SimulationSettings:
+    """``settings`` with what they leave out filled in, before any work.
+
+    The feedback model: the default experiment's (hook ``crossbench_default_experiment``), else
+    the only registered one. The metrics: the default experiment's when ``exp`` has them all,
+    else ``exp``'s primary metric followed by its other accuracy metrics.
+    """
+    default = default_experiment(registry.pm)
+    stated = default.simulation if default is not None else None
+    changes: dict[str, Any] = {}
+    if settings.feedback is None:
+        if stated is not None and stated.feedback is not None:
+            changes["feedback"], changes["feedback_params"] = stated.feedback, {**stated.feedback_params, **settings.feedback_params}
+        else:
+            names = sorted(registry.names("feedback-models"))
+            if len(names) != 1:
+                raise CrossbenchError(f"[simulation]: no feedback model named and {len(names)} registered ({', '.join(names) or 'none'}); "
+                                      "name one with --feedback NAME or [simulation] feedback = \"NAME\"")
+            changes["feedback"] = names[0]
+    if not settings.metrics:
+        if stated is not None and stated.metrics and set(stated.metrics) <= set(exp.metrics):
+            changes["metrics"] = stated.metrics
+        else:
+            specs = registry.metrics(exp.metrics)
+            accuracy = [n for n in exp.metrics if specs[n].inputs in ("ranks", "graded")]
+            changes["metrics"] = tuple(dict.fromkeys([exp.primary_metric.rpartition("@")[0], *accuracy]))
+    return dataclasses.replace(settings, **changes)

@@ -19,13 +19,13 @@ from typing import Any
 
 from crossbench.errors import CrossbenchError, closest
 from crossbench.plugin.experiment import DatasetRef, Experiment, ModelRef, ProtocolRef
-from crossbench.plugin.simulation_settings import simulation_from_dict
+from crossbench.plugin.simulation_settings import SimulationSettings, simulation_from_dict
 from crossbench.plugin.specs import COMPONENT_ROLES, ComponentRef
 
 # ------------------------------------------------------------------------------ reading
 
 
-_TOP_KEYS = {"name", "dataset", "protocol", "models", "metrics", "ks", "seeds", "chunk_size", "sampled_negatives", "sampling", "simulation"}
+_TOP_KEYS = {"name", "dataset", "protocol", "models", "metrics", "ks", "seeds", "chunk_size", "sampled_negatives", "sampling", "simulation", "primary"}
 
 
 def load_experiment(path: Path, defaults: Experiment | None = None) -> Experiment:
@@ -107,6 +107,8 @@ def experiment_from_dict(raw: Mapping[str, Any], *, where: str, defaults: Experi
         kwargs["sampling"] = _expect(raw["sampling"], str, f"{where}: 'sampling'")
     if "simulation" in raw:
         kwargs["simulation"] = simulation_from_dict(raw["simulation"], where=where)
+    if "primary" in raw:
+        kwargs["primary"] = _expect(raw["primary"], str, f"{where}: 'primary'")
     missing = [key for key in ("dataset", "protocol", "metrics") if key not in kwargs]
     if missing and defaults is None:
         raise CrossbenchError(
@@ -116,6 +118,8 @@ def experiment_from_dict(raw: Mapping[str, Any], *, where: str, defaults: Experi
     if defaults is not None:
         kwargs.setdefault("dataset", defaults.dataset)
         kwargs.setdefault("protocol", ProtocolRef(defaults.protocol.name))
+        if "metrics" not in kwargs and "ks" not in kwargs:  # the default's primary metric goes with its metrics
+            kwargs.setdefault("primary", defaults.primary)
         kwargs.setdefault("metrics", defaults.metrics)
     exp = Experiment(**kwargs)
     if not exp.models:
@@ -197,6 +201,7 @@ def experiment_to_toml(exp: Experiment) -> str:
         f"chunk_size = {exp.chunk_size}",
         f"sampled_negatives = {exp.sampled_negatives}",
         f"sampling = {_value(exp.sampling)}",
+        *([f"primary = {_value(exp.primary)}"] if exp.primary is not None else []),
         "",
         "[dataset]",
         f"name = {_value(exp.dataset.name)}",
@@ -210,12 +215,27 @@ def experiment_to_toml(exp: Experiment) -> str:
     elif exp.protocol.targets:
         lines.append(f"targets = {_value(list(exp.protocol.targets))}")
     lines += [f"{_key(k)} = {_value(v)}" for k, v in exp.protocol.params.items()]
+    if exp.simulation is not None:
+        lines += ["", *_simulation_lines(exp.simulation)]
     for m in exp.models:
         lines += ["", "[[models]]", f"name = {_value(m.name)}"]
         if m.label is not None:
             lines.append(f"label = {_value(m.label)}")
         lines += [f"{_key(k)} = {_value(v)}" for k, v in m.params.items()]
     return "\n".join(lines) + "\n"
+
+
+def _simulation_lines(s: SimulationSettings) -> list[str]:
+    """The ``[simulation]`` section that :func:`simulation_from_dict` reads back as ``s``."""
+    lines = ["[simulation]", f"rounds = {s.rounds}", f"k = {s.k}"]
+    if s.feedback is not None:
+        lines.append(f"feedback = {_inline({'name': s.feedback, **s.feedback_params}) if s.feedback_params else _value(s.feedback)}")
+    if s.users is not None:
+        lines.append(f"users = {s.users}")
+    lines += [f"warm_users = {s.warm_users}", f"warm_holdout = {_value(s.warm_holdout)}", f"probe = {_value(s.probe)}"]
+    if s.metrics:
+        lines.append(f"metrics = {_value(list(s.metrics))}")
+    return lines
 
 
 def model_from_record(model: Mapping[str, Any]) -> ModelRef:
@@ -248,6 +268,8 @@ def experiment_from_manifest(body: Mapping[str, Any], *, where: str) -> Experime
 
     try:
         raw: dict[str, Any] = {k: body[k] for k in ("name", "metrics", "ks", "seeds", "chunk_size", "sampled_negatives", "sampling")}
+        if body.get("primary") is not None:  # manifests written before the field existed have none
+            raw["primary"] = body["primary"]
         raw["dataset"] = {"name": body["dataset"]["name"], **body["dataset"]["params"]}
         protocol = body["protocol"]
         raw["protocol"] = {"name": protocol["name"], **protocol["params"]}

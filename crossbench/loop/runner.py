@@ -21,7 +21,7 @@ from typing import Any
 
 from crossbench.data.protocols import resolve_targets
 from crossbench.errors import CrossbenchError
-from crossbench.experiment.checks import check_simulation, dataset_params, feedback_model, pick_device, validate
+from crossbench.experiment.checks import check_simulation, dataset_params, feedback_model, pick_device, resolve_simulation, validate
 from crossbench.loop.report import write_reports
 from crossbench.loop.simulation import Simulation
 from crossbench.plugin.build import make_protocol, make_recommender
@@ -40,7 +40,7 @@ SCHEMA = 1
 def simulation_fingerprint(exp: Experiment, settings: SimulationSettings) -> str:
     """sha256 of everything that decides the simulations' results (not the name, nor the chunk size)."""
     body = dataclasses.asdict(exp)
-    for key in ("name", "chunk_size", "simulation"):
+    for key in ("name", "chunk_size", "simulation", "primary"):
         body.pop(key, None)
     body["simulation"] = dataclasses.asdict(settings)
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=repr).encode()).hexdigest()
@@ -52,6 +52,7 @@ def run_simulations(
 ) -> list[dict[str, Any]]:
     """Run (or resume) every simulation of ``exp``; write the reports; return the records."""
     validate(exp, registry)
+    settings = resolve_simulation(settings, exp, registry)
     check_simulation(settings, registry, dataset=exp.dataset.name)
     device = pick_device(options.device)
     threads = set_threads(options.threads)

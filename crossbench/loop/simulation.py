@@ -221,6 +221,7 @@ class Simulation:
     ) -> dict[str, Any]:
         """Run (or resume) every round; return the finished record."""
         s = self.settings
+        primary = f"{next(iter(metrics))}@{s.k}"  # the first metric, as the report's curves
         pop = population(split, s, seed=self.seed)
         n_items = split.train.domain(split.target).n_items
         record, taken, counts = self._load(header, n_items)
@@ -254,7 +255,7 @@ class Simulation:
         for r in range(done + 1, s.rounds + 1):
             tf = time.perf_counter()
             rng = np.random.default_rng(update_seed(self.seed, r))
-            took = check_taken(feedback.respond(pop.users, shown, round=r, rng=rng), shown, name=s.feedback) & ~is_probe(shown)
+            took = check_taken(feedback.respond(pop.users, shown, round=r, rng=rng), shown, name=str(s.feedback)) & ~is_probe(shown)
             rows, ranks = np.nonzero(took)
             taken = {
                 "user": np.concatenate([taken["user"], pop.users[rows]]), "item": np.concatenate([taken["item"], shown[rows, ranks]]),
@@ -278,7 +279,7 @@ class Simulation:
                 "seconds": {"feedback": feedback_s, "update": update_s, "pass": time.perf_counter() - tp},
             })
             self._save(record, taken, counts)
-            log(f"round {r}/{s.rounds}: {len(rows)} item(s) taken, {s.primary} {measured['accuracy']['all'].get(s.primary)}")
+            log(f"round {r}/{s.rounds}: {len(rows)} item(s) taken, {primary} {measured['accuracy']['all'].get(primary)}")
         record["finished"] = True
         write_json_atomic(self.record_path, record)
         return record

@@ -42,6 +42,9 @@ CALL_KEYWORDS: dict[str, tuple[str, ...]] = {
 #: Kinds built by name with no user-given hyperparameters: every hyperparameter needs a default.
 BUILT_BY_NAME = ("item-encoders", "user-encoders", "fusions", "scorers")
 
+#: Kinds that tuning never samples: a search space on one of them would be read by nothing.
+UNTUNED = ("datasets", "protocols", "feedback-models")
+
 #: Values optuna can store for a categorical parameter.
 CHOICE_TYPES = (type(None), bool, int, float, str)
 
@@ -60,6 +63,8 @@ def spec_problems(kind: str, spec: ComponentSpec | MetricSpec) -> list[str]:
     except (TypeError, ValueError) as exc:
         return [f"{where}: the signature of factory {_qualname(spec.factory)} cannot be read ({exc})"]
     problems = _signature_problems(kind, where, spec, params)
+    if kind in UNTUNED and spec.search_space:
+        problems.append(f"{where}: has a search_space, but {_noun(kind)}s are not tuned; drop it")
     if not problems:
         problems = _space_problems(kind, where, spec, params)
     return problems

@@ -56,8 +56,8 @@ class Experiment:
     """Everything a run needs; built from a TOML file, from CLI options, or the default.
 
     The dataset, protocol and metrics are named by the plugins that register them; the
-    default experiment (hook ``crossbench_default_experiment``) supplies them where an
-    experiment file leaves them out.
+    default experiment (hook ``crossbench_default_experiment``) supplies them, and the primary
+    metric, where an experiment file leaves them out.
     """
 
     name: str = "default"
@@ -74,6 +74,14 @@ class Experiment:
     sampling: str = "uniform"
     #: the ``[simulation]`` section (read by ``crossbench simulate`` only)
     simulation: SimulationSettings | None = None
+    #: ``metric@k`` that tables rank and test models on, tuning maximises unless told otherwise
+    #: and the simulation reports; ``None``: the first metric at the first cut-off
+    primary: str | None = None
+
+    @property
+    def primary_metric(self) -> str:
+        """The primary metric as ``metric@k`` (see :attr:`primary`)."""
+        return self.primary or f"{self.metrics[0]}@{self.ks[0]}"
 
 
 #: Pruners a tuning study can use on trainer-based models' per-epoch validation metric.
@@ -135,6 +143,7 @@ def experiment_fingerprint(exp: Experiment, tuning: TuningSettings | None = None
     body.pop("name")
     body.pop("chunk_size")
     body.pop("simulation", None)  # a run's results do not depend on the [simulation] section
+    body.pop("primary", None)  # nor on which metric the tables rank by
     body["tuning"] = tuning.fingerprint_fields() if tuning else None
     text = json.dumps(body, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()

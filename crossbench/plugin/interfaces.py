@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 #: The ``torch.nn.Module`` interfaces, defined in :mod:`crossbench.plugin.modules` and loaded on first use
 #: so that importing this module (every plugin does) does not import torch.
-_MODULES = ("Fusion", "ItemEncoder", "Scorer", "UserEncoder")
+_MODULES = ("Fusion", "ItemEncoder", "ItemLevelFusion", "Scorer", "UserEncoder")
 
 
 def __getattr__(name: str) -> Any:
@@ -112,7 +112,12 @@ class Dataset(abc.ABC):
 
 
 class Recommender(abc.ABC):
-    """A whole model: fitted on a split's training data, scores users against the target catalogue."""
+    """A whole model: fitted on a split's training data, scores users against the target catalogue.
+
+    Each model is built once when an experiment is checked, and that instance is fitted in its
+    first run: a constructor stores its hyperparameters and draws nothing at random (weights
+    are made in ``fit``, after the run has seeded torch).
+    """
 
     @abc.abstractmethod
     def fit(self, split: FitSplit, *, env: RunEnv) -> FitReport:
@@ -127,6 +132,15 @@ class Recommender(abc.ABC):
         large score matrix is allocated per chunk. Ignoring it (returning a new tensor) is
         allowed; a ``score`` without the keyword is called without it.
         """
+
+    def check(self, env: RunEnv, *, where: str) -> None:
+        """Refuse a bad setting before any work, with a :class:`~crossbench.errors.CrossbenchError`
+        naming ``where`` (e.g. a component name the registry does not know).
+
+        Called once per model when an experiment is checked, before any data is loaded; the
+        default checks nothing (the factory's keywords are already checked by name and type).
+        """
+        return None
 
     def update(self, split: FitSplit, *, env: RunEnv) -> FitReport:
         """Learn again after the feedback loop appended interactions to ``split.train``.

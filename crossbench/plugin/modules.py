@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Fusion", "ItemEncoder", "Scorer", "UserEncoder"]
+__all__ = ["Fusion", "ItemEncoder", "ItemLevelFusion", "Scorer", "UserEncoder"]
 
 
 class ItemEncoder(nn.Module, abc.ABC):
@@ -110,6 +110,30 @@ class Fusion(nn.Module, abc.ABC):
         position. It returns ``[B, P, dim]``. Fusions without ``positions`` always receive
         ``[B, dim]`` (the trainer gathers one row per predicted position).
         """
+
+
+class ItemLevelFusion(Fusion):
+    """A fusion that attends over a user's individual items in each domain, not only over one
+    pooled vector per domain: the trainer calls it with ``items`` and ``item_masks`` as well
+    (see :meth:`Fusion.forward` for their shapes and the masking rules).
+
+    Subclass it instead of setting ``item_level = True`` on a :class:`Fusion`; set
+    ``pooled_sources = False`` where the source domains are read through ``items`` only.
+    """
+
+    item_level = True
+
+    @abc.abstractmethod
+    def forward(
+        self,
+        vectors: Mapping[str, torch.Tensor],
+        present: Mapping[str, torch.Tensor],
+        target: str,
+        items: Mapping[str, torch.Tensor] | None = None,
+        item_masks: Mapping[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """As :meth:`Fusion.forward`, with ``items[d]`` ``[B, L_d, dim]`` and ``item_masks[d]``
+        ``[B, L_d]`` always given by the trainer."""
 
 
 class Scorer(nn.Module, abc.ABC):

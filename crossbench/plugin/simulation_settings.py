@@ -23,7 +23,8 @@ class SimulationSettings:
 
     rounds: int = 10
     k: int = 10
-    feedback: str = "replay"
+    #: the feedback model; ``None``: the default experiment's, else the only one registered
+    feedback: str | None = None
     feedback_params: Mapping[str, Any] = field(default_factory=dict)
     users: int | None = None
     warm_users: int = 500
@@ -31,11 +32,15 @@ class SimulationSettings:
     #: share of each simulated user's held-out items kept as probes (at least one): never taken,
     #: they are the ground truth of every round's accuracy; the rest is what feedback may credit
     probe: float = 0.5
-    #: accuracy metrics at ``k`` on the held-out items not yet taken; the first is the curves' and leaderboard's
-    metrics: tuple[str, ...] = ("ndcg", "recall")
+    #: accuracy metrics at ``k`` on the held-out items not yet taken; the first is the curves' and leaderboard's.
+    #: Empty: the default experiment's, when the experiment has them all, else the experiment's
+    #: primary metric and its other accuracy metrics
+    metrics: tuple[str, ...] = ()
 
     @property
     def primary(self) -> str:
+        if not self.metrics:
+            raise ValueError("the simulation's metrics are not resolved yet (crossbench.experiment.checks.resolve_simulation)")
         return f"{self.metrics[0]}@{self.k}"
 
 

@@ -19,9 +19,12 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crossbench.errors import CrossbenchError
+
+if TYPE_CHECKING:
+    from crossbench.evaluate.peruser import PerUserFiles
 
 #: the largest difference between a reported mean and the mean recomputed from per-user values
 MEAN_TOLERANCE = 1e-12
@@ -117,6 +120,9 @@ def check_record(record: Any, *, where: str, schema: int) -> None:
     missing = [c for c in ev["columns"] if c not in ev["metrics"]]
     if missing:
         raise CrossbenchError(f"{where}: column(s) {', '.join(missing)} have no value in 'evaluation.metrics'")
+    # optional: records written before the primary metric was recorded have none
+    if "primary" in ev and ev["primary"] not in ev["columns"]:
+        raise CrossbenchError(f"{where}: the primary metric {ev['primary']!r} is not one of its columns")
 
 
 def per_user_path(record: Mapping[str, Any], *, record_dir: Path | None = None) -> Path:
@@ -125,36 +131,17 @@ def per_user_path(record: Mapping[str, Any], *, record_dir: Path | None = None) 
     return base / str(record["evaluation"]["per_user"]["path"])
 
 
-def recomputed_means(path: Path, *, sha256: str, where: str) -> tuple[dict[str, float], int]:
-    """Means of every per-user array of the file at ``path`` (checked against ``sha256``) and its user count."""
-    import numpy as np
+def verify_record(record: Mapping[str, Any], *, where: str, record_dir: Path | None = None, files: PerUserFiles | None = None) -> None:
+    """Refuse ``record`` unless every reported mean equals the one recomputed from its per-user file
+    (read through ``files``, so that a table build reads each file once)."""
+    from crossbench.evaluate.peruser import PerUserFiles
 
-    from crossbench.files import file_sha256
-
+    ev = record["evaluation"]
+    path = per_user_path(record, record_dir=record_dir)
     if not path.is_file():
         raise CrossbenchError(f"{where}: its per-user file {path} is missing; the record cannot be verified")
-    if file_sha256(path) != sha256:
-        raise CrossbenchError(f"{where}: the sha256 of {path.name} does not match the record; the per-user file was changed or replaced")
-    out: dict[str, float] = {}
-    with np.load(path, allow_pickle=False) as z:
-        n_users = int(len(z["users"]))
-        for key in z.files:
-            if key in ("users", "meta"):
-                continue
-            values = np.asarray(z[key], dtype=np.float64)
-            name = key.removeprefix("catalog:")
-            if values.ndim == 0:
-                out[name] = float(values)
-            else:
-                ok = ~np.isnan(values)
-                out[name] = float(values[ok].mean()) if ok.any() else math.nan
-    return out, n_users
-
-
-def verify_record(record: Mapping[str, Any], *, where: str, record_dir: Path | None = None) -> None:
-    """Refuse ``record`` unless every reported mean equals the one recomputed from its per-user file."""
-    ev = record["evaluation"]
-    means, n_users = recomputed_means(per_user_path(record, record_dir=record_dir), sha256=ev["per_user"]["sha256"], where=where)
+    result = (files or PerUserFiles()).read(path, sha256=ev["per_user"]["sha256"], where=where)
+    means, n_users = result.means, len(result.users)
     if n_users != record["protocol"]["n_test_users"]:
         raise CrossbenchError(
             f"{where}: the per-user file holds {n_users} users but the record says {record['protocol']['n_test_users']} test users"

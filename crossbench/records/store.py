@@ -11,11 +11,14 @@ import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crossbench.errors import CrossbenchError
 from crossbench.files import write_bytes_atomic
 from crossbench.version import __version__
+
+if TYPE_CHECKING:
+    from crossbench.evaluate.peruser import PerUserFiles
 
 SCHEMA_VERSION = 1
 
@@ -111,23 +114,24 @@ def environment() -> dict[str, Any]:
     }
 
 
-def load_records(paths: Iterable[Path], *, verify: bool = True) -> list[dict[str, Any]]:
+def load_records(paths: Iterable[Path], *, verify: bool = True, files: PerUserFiles | None = None) -> list[dict[str, Any]]:
     """Read run records from files or folders (``runs/*.json`` inside a results folder).
 
     Each record is checked against the schema (:mod:`crossbench.records.schema`); with ``verify``
     (the default) its means are also recomputed from its sha-checked per-user file, and a
-    record that disagrees is refused with one line.
+    record that disagrees is refused with one line. Pass the ``files`` the tables will read
+    too, so that each per-user file is read once.
     """
     from crossbench.records.schema import read_record, verify_record
 
     records = []
     for p in paths:
         # a results folder's records are in runs/ (beside them lie experiment.json and the tables)
-        files = (sorted(p.glob("runs/*.json")) if (p / "runs").is_dir() else sorted(p.glob("*.json"))) if p.is_dir() else [p]
-        for f in files:
+        found = (sorted(p.glob("runs/*.json")) if (p / "runs").is_dir() else sorted(p.glob("*.json"))) if p.is_dir() else [p]
+        for f in found:
             rec = read_record(f, schema=SCHEMA_VERSION)
             if verify:
-                verify_record(rec, where=f"run record {f}")
+                verify_record(rec, where=f"run record {f}", files=files)
             records.append(rec)
     if not records:
         raise CrossbenchError(f"no run records found in {', '.join(map(str, paths))}")

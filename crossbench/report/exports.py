@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crossbench.evaluate.peruser import PerUserFiles
 from crossbench.files import safe_name
 from crossbench.report.leaderboard import group_records, metric_columns, primary_column, rank_models, records_by_model, render_markdown, render_pairwise
 
@@ -58,7 +59,7 @@ def table_data(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for (dataset, fingerprint, protocol, target), recs in sorted(group_records(records).items()):
         by_model = records_by_model(recs)
         columns = metric_columns(recs)
-        order = rank_models(by_model, primary_column(columns)) if columns else sorted(by_model)
+        order = rank_models(by_model, primary_column(recs, columns)) if columns else sorted(by_model)
         models = []
         for label in order:
             rs = sorted(by_model[label], key=lambda r: r["seed"])
@@ -71,7 +72,7 @@ def table_data(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                            "fit_s": _stats([r["timings"]["fit_s"] for r in rs])[0], "metrics": metrics,
                            "user_groups": _groups(rs, columns)})
         sections.append({"dataset": dataset, "dataset_fingerprint": fingerprint, "protocol": protocol, "target": target,
-                         "columns": columns, "primary": primary_column(columns) if columns else None, "models": models})
+                         "columns": columns, "primary": primary_column(recs, columns) if columns else None, "models": models})
     return sections
 
 
@@ -187,7 +188,7 @@ def _plots(section: dict[str, Any], folder: str) -> dict[str, Artefact]:
 
 
 def artefacts(records: Sequence[dict[str, Any]], *, command: str | None = None, record_dir: Path | None = None,
-              stem: str = "leaderboard") -> dict[str, Artefact]:
+              stem: str = "leaderboard", files: PerUserFiles | None = None) -> dict[str, Artefact]:
     """Every output file of a table, by path relative to its folder.
 
     The table ``STEM.md`` comes with ``STEM.csv`` and ``STEM.json``; for the stem
@@ -196,8 +197,10 @@ def artefacts(records: Sequence[dict[str, Any]], *, command: str | None = None, 
     """
     sections = table_data(records)
     plain = stem == "leaderboard"
-    out = {f"{stem}.md": Artefact(render_markdown(records, command=command, record_dir=record_dir).encode("utf-8"))}
-    out["pairwise.md" if plain else f"{stem}.pairwise.md"] = Artefact(render_pairwise(records, record_dir=record_dir).encode("utf-8"))
+    files = files or PerUserFiles()  # the records' per-user files, read once for both tables
+    out = {f"{stem}.md": Artefact(render_markdown(records, command=command, record_dir=record_dir, files=files).encode("utf-8"))}
+    out["pairwise.md" if plain else f"{stem}.pairwise.md"] = Artefact(
+        render_pairwise(records, record_dir=record_dir, files=files).encode("utf-8"))
     out[f"{stem}.csv"] = Artefact(_csv_bytes(sections))
     out[f"{stem}.json"] = Artefact(_json_bytes({"sections": sections}))
     for section in sections:

@@ -1,17 +1,14 @@
 """The index of published tables: ``leaderboards/README.md``, generated from the tables' run records.
 
-``python -m crossbench.report.index leaderboards`` writes it; with ``--check`` it fails
-when the file differs from what the records give (the test suite runs the check).
+``crossbench leaderboard index leaderboards`` writes it; with ``--check`` it fails when the
+file differs from what the records give (the test suite runs the check).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 from crossbench.errors import CrossbenchError
-from crossbench.files import write_text_atomic
 from crossbench.records.store import load_records
 from crossbench.report.exports import table_data
 from crossbench.report.notes import read_tuning
@@ -57,30 +54,3 @@ def render_index(root: Path) -> str:
                 f"{_tuned([r for r in records if r['protocol']['target'] == section['target']])} | {files} |"
             )
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m crossbench.report.index", description=__doc__)
-    parser.add_argument("root", type=Path)
-    parser.add_argument("--check", action="store_true", help="fail if ROOT/README.md is out of date")
-    args = parser.parse_args(argv)
-    try:
-        text = render_index(args.root)
-    except CrossbenchError as exc:
-        print(f"crossbench: error: {exc}", file=sys.stderr)
-        return 2
-    path = args.root / "README.md"
-    if args.check:
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            print(f"crossbench: error: {path} is out of date; regenerate it with python -m crossbench.report.index {args.root}",
-                  file=sys.stderr)
-            return 2
-        print(f"{path} is up to date")
-        return 0
-    write_text_atomic(path, text)
-    print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

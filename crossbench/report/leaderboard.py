@@ -19,12 +19,9 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from crossbench.evaluate.peruser import load_per_user
+from crossbench.evaluate.peruser import PerUserFiles
 from crossbench.evaluate.stats import holm, paired_ttest, paired_users, user_means_over_seeds
 from crossbench.report.notes import SOURCES_COLUMN, declares_behaviour, model_notes, sources_cell, tuned_cell, tuning_text
-
-#: One section's per-user ``(users, values)`` by (file, metric key): each file is read and hash-checked once per key.
-PerUserCache = dict[tuple[Path, str], tuple[np.ndarray, np.ndarray]]
 
 TEST_TEXT = (
     "two-sided paired t-test over test users, each user's values averaged over the seeds whose test set "
@@ -87,9 +84,19 @@ def metric_columns(records: Sequence[dict[str, Any]]) -> list[str]:
     return columns
 
 
-def primary_column(columns: Sequence[str]) -> str:
-    """The metric rows are ranked and tested on: the first ``ndcg@`` column, else the first column."""
-    return next((c for c in columns if c.startswith("ndcg@")), columns[0])
+#: Records written before the primary metric was recorded are ranked as tables ranked them then:
+#: on the first column of this metric, else on the first column.
+LEGACY_PRIMARY = "ndcg@"
+
+
+def primary_column(records: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """The metric rows are ranked and tested on: the one the records name (``evaluation.primary``,
+    the experiment's primary metric) when they agree on one of ``columns``; for records from before
+    that field, the first :data:`LEGACY_PRIMARY` column, else the first column."""
+    named = {r["evaluation"].get("primary") for r in records}
+    if len(named) == 1 and (primary := named.pop()) in columns:
+        return str(primary)
+    return next((c for c in columns if c.startswith(LEGACY_PRIMARY)), columns[0])
 
 
 def rank_models(by_model: dict[str, list[dict[str, Any]]], key: str) -> list[str]:
@@ -101,22 +108,15 @@ def rank_models(by_model: dict[str, list[dict[str, Any]]], key: str) -> list[str
 # --------------------------------------------------------------------------- per-user values
 
 
-def _per_user(
-    rec: dict[str, Any], key: str, record_dir: Path | None, cache: PerUserCache | None = None
-) -> tuple[np.ndarray, np.ndarray] | None:
+def _per_user(rec: dict[str, Any], key: str, record_dir: Path | None, files: PerUserFiles | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """The run's ``(users, values)`` of ``key`` from its per-user file; ``None`` when it has none."""
     info = rec["evaluation"].get("per_user")
     base = record_dir or (Path(rec["_path"]).parent if "_path" in rec else None)
     if not info or base is None or not (base / info["path"]).exists():
         return None
-    path = base / info["path"]
-    if cache is not None and (path, key) in cache:
-        return cache[(path, key)]
-    result = load_per_user(path, sha256=info.get("sha256"))
+    result = (files or PerUserFiles()).read(base / info["path"], sha256=info.get("sha256"))
     if key not in result.per_user:
         return None
-    if cache is not None:
-        cache[(path, key)] = (result.users, result.per_user[key])
     return result.users, result.per_user[key]
 
 
@@ -126,7 +126,7 @@ def matched_user_means(
     key: str,
     *,
     record_dir: Path | None = None,
-    cache: PerUserCache | None = None,
+    files: PerUserFiles | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """``(users, means of A, means of B)`` of ``key``, one entry per test user, users sorted.
 
@@ -143,7 +143,7 @@ def matched_user_means(
         rb = b_by_seed.get(ra["seed"])
         if rb is None or rb["protocol"]["split_fingerprint"] != ra["protocol"]["split_fingerprint"]:
             continue
-        a, b = _per_user(ra, key, record_dir, cache), _per_user(rb, key, record_dir, cache)
+        a, b = _per_user(ra, key, record_dir, files), _per_user(rb, key, record_dir, files)
         if a is None or b is None:
             return None
         users, x, y = paired_users(a[0], a[1], b[0], b[1])
@@ -162,7 +162,7 @@ def significance(
     best: str,
     key: str,
     record_dir: Path | None,
-    cache: PerUserCache | None = None,
+    files: PerUserFiles | None = None,
 ) -> dict[str, float] | None:
     """Holm-adjusted p-values of each model against ``best`` on ``key`` (see :func:`matched_user_means`).
 
@@ -174,7 +174,7 @@ def significance(
     for label, runs in by_model.items():
         if label == best:
             continue
-        matched = matched_user_means(by_model[best], runs, key, record_dir=record_dir, cache=cache)
+        matched = matched_user_means(by_model[best], runs, key, record_dir=record_dir, files=files)
         if matched is None or matched[0].size < 2:
             return None
         raw[label] = paired_ttest(matched[1], matched[2]).pvalue
@@ -186,7 +186,7 @@ def significance(
 
 
 def leaderboard_table(
-    records: Sequence[dict[str, Any]], *, record_dir: Path | None = None, cache: PerUserCache | None = None
+    records: Sequence[dict[str, Any]], *, record_dir: Path | None = None, files: PerUserFiles | None = None
 ) -> tuple[list[str], list[list[str]]]:
     """Header and rows: one row per model label, metrics as mean ± sample std over seeds, best in bold.
 
@@ -195,7 +195,7 @@ def leaderboard_table(
     source domains (:func:`~crossbench.report.notes.sources_cell`). After the fit time
     comes how the row was tuned (:func:`tuned_cell`), and last, when every run has its
     per-user file, the Holm-adjusted p-value of each model against the best one
-    on the primary metric (NDCG at the smallest K, else the first column) by
+    on the primary metric (:func:`primary_column`) by
     :func:`significance`.
     """
     by_model = records_by_model(records)
@@ -208,10 +208,10 @@ def leaderboard_table(
     order = list(by_model)
     pvalues = None
     if columns:
-        primary = primary_column(columns)
+        primary = primary_column(records, columns)
         order = rank_models(by_model, primary)
         if len(order) > 1:
-            pvalues = significance(by_model, order[0], primary, record_dir, cache)
+            pvalues = significance(by_model, order[0], primary, record_dir, files)
         if pvalues is not None:
             header.append(f"p vs best ({primary}, Holm)")
     rows = []
@@ -240,7 +240,7 @@ class PairwiseTable:
 
 
 def pairwise_table(
-    records: Sequence[dict[str, Any]], *, record_dir: Path | None = None, cache: PerUserCache | None = None
+    records: Sequence[dict[str, Any]], *, record_dir: Path | None = None, files: PerUserFiles | None = None
 ) -> PairwiseTable | None:
     """The square table of every pair of models; ``None`` without a common metric or every per-user file.
 
@@ -253,13 +253,13 @@ def pairwise_table(
     columns = metric_columns(records)
     if not columns:
         return None
-    primary = primary_column(columns)
+    primary = primary_column(records, columns)
     order = rank_models(by_model, primary)
     diffs: dict[tuple[str, str], float] = {}
     raw: dict[tuple[str, str], float] = {}
     for i, a in enumerate(order):
         for b in order[i + 1 :]:
-            matched = matched_user_means(by_model[a], by_model[b], primary, record_dir=record_dir, cache=cache)
+            matched = matched_user_means(by_model[a], by_model[b], primary, record_dir=record_dir, files=files)
             if matched is None:
                 return None
             users, mean_a, mean_b = matched
@@ -300,12 +300,14 @@ def _intro(dataset: str, fingerprint: str, protocol: str, target: str, recs: Seq
     ]
 
 
-def render_markdown(records: Sequence[dict[str, Any]], *, command: str | None = None, record_dir: Path | None = None) -> str:
+def render_markdown(records: Sequence[dict[str, Any]], *, command: str | None = None, record_dir: Path | None = None,
+                    files: PerUserFiles | None = None) -> str:
     """The full Markdown leaderboard: one section per dataset / protocol / target."""
+    files = files or PerUserFiles()
     out: list[str] = []
     for (dataset, fingerprint, protocol, target), recs in sorted(group_records(records).items()):
         intro = _intro(dataset, fingerprint, protocol, target, recs)
-        header, rows = leaderboard_table(recs, record_dir=record_dir, cache={})
+        header, rows = leaderboard_table(recs, record_dir=record_dir, files=files)
         text = intro[-1] + ", mean ± sample std over seeds; best in bold."
         if header[-1].startswith("p vs best"):
             text += f" p: {TEST_TEXT}, Holm-adjusted over the {len(rows) - 1} models compared with the best."
@@ -318,14 +320,15 @@ def render_markdown(records: Sequence[dict[str, Any]], *, command: str | None = 
     return "\n".join(out)
 
 
-def render_pairwise(records: Sequence[dict[str, Any]], *, record_dir: Path | None = None) -> str:
+def render_pairwise(records: Sequence[dict[str, Any]], *, record_dir: Path | None = None, files: PerUserFiles | None = None) -> str:
     """Markdown of every pair of models per dataset / protocol / target (see :func:`pairwise_table`)."""
+    files = files or PerUserFiles()
     out: list[str] = []
     for (dataset, fingerprint, protocol, target), recs in sorted(group_records(records).items()):
         intro = _intro(dataset, fingerprint, protocol, target, recs)
         out += [*intro[:-1], intro[-1] + ".", ""]
         n_models = len(records_by_model(recs))
-        table = pairwise_table(recs, record_dir=record_dir, cache={}) if n_models > 1 else None
+        table = pairwise_table(recs, record_dir=record_dir, files=files) if n_models > 1 else None
         if n_models < 2:
             out += ["One model only: there is no pair to compare.", ""]
         elif table is None:

@@ -25,7 +25,7 @@ from crossbench.data.protocols import Split, resolve_targets, train_items
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate import evaluate
 from crossbench.evaluate.groups import breakdown, head_tail, item_popularity, user_groups
-from crossbench.evaluate.peruser import save_per_user
+from crossbench.evaluate.peruser import PerUserFiles, save_per_user
 from crossbench.evaluate.sampled import draw_negatives, evaluate_sampled, sampled_key
 from crossbench.experiment.checks import dataset_params, pick_device, validate
 from crossbench.experiment.tomlfile import experiment_to_toml
@@ -88,7 +88,7 @@ def run_experiment(
     validation users (one study per split, see :mod:`crossbench.tune.tuning`) and the best
     hyperparameters are fitted and evaluated on that split's test users.
     """
-    validate(exp, registry)
+    built = validate(exp, registry)  # each model once, unfitted: fitted in its first run
     if tuning is not None:
         from crossbench.tune.tuning import check_tuning
 
@@ -116,9 +116,10 @@ def run_experiment(
             folder.write_manifest(fingerprint=fingerprint, manifest=manifest, experiment_toml=exp_toml)
 
         _run_all(exp, data, targets, registry=registry, options=options, folder=folder, device=device, threads=threads,
-                 tuning=tuning, log=log, load_s=load_s, begin=begin)
-        records = load_records([folder.path])
-        files = artefacts(records, command=options.command, record_dir=folder.runs)
+                 tuning=tuning, log=log, load_s=load_s, begin=begin, built=built)
+        per_user = PerUserFiles()
+        records = load_records([folder.path], files=per_user)
+        files = artefacts(records, command=options.command, record_dir=folder.runs, files=per_user)
         write_artefacts(folder.path, files)
     return records, files["leaderboard.md"].content.decode("utf-8")
 
@@ -126,7 +127,7 @@ def run_experiment(
 def _run_all(
     exp: Experiment, data: CrossDomainData, targets: list[str], *, registry: Registry, options: RunOptions,
     folder: ResultsFolder, device: torch.device, threads: int, tuning: TuningSettings | None,
-    log: Callable[[str], None], load_s: float, begin: Callable[[], None],
+    log: Callable[[str], None], load_s: float, begin: Callable[[], None], built: dict[str, Recommender],
 ) -> None:
     metrics = registry.metrics(exp.metrics)
     shared: dict[str, Any] = {
@@ -161,6 +162,7 @@ def _run_all(
             split_fp = split.fingerprint()
             audit = audit_split(split).to_dict()
             for m in todo:
+                model = built.pop(m.display, None)  # the instance validation built, for the model's first run
                 tuned: dict[str, Any] | None = None
                 if tuning is not None:
                     from crossbench.tune.tuning import tune_split
@@ -171,11 +173,11 @@ def _run_all(
                     )
                     if outcome is not None:
                         m = replace(m, params={**m.params, **outcome.params})
-                        tuned = outcome.record
+                        tuned, model = outcome.record, None
                 log(f"{m.display}: target {target}, seed {seed}")
                 scope = reset_peak_rss()
                 rec = _run_one(exp, m, split, split_fp, seed=seed, registry=registry, device=device, options=options,
-                               metrics=metrics, runs_dir=folder.runs)
+                               metrics=metrics, runs_dir=folder.runs, model=model)
                 rec["protocol"]["audit"] = audit
                 rec["model"]["tuning"] = tuned
                 rec.update(shared)
@@ -189,10 +191,11 @@ def _run_all(
 
 def _run_one(
     exp: Experiment, m: ModelRef, split: Split, split_fp: str, *, seed: int, registry: Registry,
-    device: torch.device, options: RunOptions, metrics: Mapping[str, Any], runs_dir: Path,
+    device: torch.device, options: RunOptions, metrics: Mapping[str, Any], runs_dir: Path, model: Recommender | None = None,
 ) -> dict[str, Any]:
     torch.manual_seed(seed)
-    model = make_recommender(registry, m.name, m.params, where=f"model {m.display!r}")
+    if model is None:
+        model = make_recommender(registry, m.name, m.params, where=f"model {m.display!r}")
     env = RunEnv(registry=registry, device=device, seed=seed, progress=options.progress, cache_dir=options.cache_dir, bf16=options.bf16)
     t0 = time.perf_counter()
     report = model.fit(split.fit_view(), env=env)
@@ -211,6 +214,7 @@ def _run_one(
             chunk_size=exp.chunk_size, device=device,
         )
         columns = [sampled_key(f"{name}@{k}", sample) for k in exp.ks for name in metrics]
+        primary = sampled_key(exp.primary_metric, sample)
     else:
         result = evaluate(
             model.score, split.test, n_items=n_items, metrics=metrics, ks=exp.ks, exclude=exclude,
@@ -218,6 +222,7 @@ def _run_one(
             item_popularity=popularity, item_groups=head_tail(popularity),
         )
         columns = [f"{name}@{k}" for k in exp.ks for name in metrics]
+        primary = exp.primary_metric
     eval_s = time.perf_counter() - t1
     file = record_file(split.target, m.display, seed)
     users_file = file.removesuffix(".json") + ".users.npz"
@@ -255,6 +260,7 @@ def _run_one(
             "sampling": dict(result.sampling),
             "ks": list(exp.ks),
             "columns": columns,
+            "primary": primary,
             "metrics": result.means,
             "lower_is_better": [c for c, (name, _) in zip(columns, ((n, k) for k in exp.ks for n in metrics)) if not metrics[name].higher_is_better],
             "user_groups": _finite_groups(breakdown(result, user_groups(split.train, split.target, result.users))),

@@ -176,8 +176,7 @@ def _fit_and_score(request: pytest.FixtureRequest, name: str, fit: Any, users: t
     model = spec.factory(**params_for(request, "recommenders", name))
     assert isinstance(model, Recommender), f"{where}: the factory returned {type(model).__name__}, not a crossbench.plugin.interfaces.Recommender"
     env = RunEnv(registry=kit_registry(request.config), seed=0, progress=False, cache_dir=cache)
-    if hasattr(model, "check"):
-        model.check(env, where=where)
+    model.check(env, where=where)
     assert not hasattr(fit, "test"), "the kit must hand a FitSplit without a test set"
     report = model.fit(fit, env=env)
     with torch.no_grad():

@@ -204,13 +204,7 @@ class ComposedRecommender(Recommender):
         for epoch in range(1, cfg.epochs + 1):
             epochs_run = epoch
             model.train()
-            batches = []
-            for d in domains:
-                n = len(pools[d]) if sequences else len(pairs[d][0])
-                perm = torch.randperm(n, generator=gen, device=env.device)
-                if sequences:
-                    perm = pools[d][perm]
-                batches += [(d, perm[s : s + cfg.batch_size]) for s in range(0, n, cfg.batch_size)]
+            batches = self._epoch_batches(domains, pools if sequences else None, pairs, gen, env.device)
             order = torch.randperm(len(batches), generator=order_gen).tolist()
             _sync(env.device)
             t0 = time.perf_counter()
@@ -232,10 +226,7 @@ class ComposedRecommender(Recommender):
             if split.valid.n_users == 0:
                 continue
             model.eval()
-            res = evaluate(
-                self.score, split.valid, n_items=n_target, metrics=metric, ks=[cfg.valid_k],
-                exclude=exclude, device=env.device,
-            )
+            res = evaluate(self.score, split.valid, n_items=n_target, metrics=metric, ks=[cfg.valid_k], exclude=exclude, device=env.device)
             score = res.means[f"{VALIDATION_METRIC}@{cfg.valid_k}"]
             history.append(score)
             if env.on_epoch is not None:
@@ -264,6 +255,20 @@ class ComposedRecommender(Recommender):
             valid_metric=f"{VALIDATION_METRIC}@{cfg.valid_k}", history=tuple(history),
             threads=torch.get_num_threads(), train_seconds=train_seconds, train_samples=samples, warnings=tuple(warnings),
         )
+
+    def _epoch_batches(
+        self, domains: list[str], pools: dict[str, torch.Tensor] | None, pairs: dict[str, tuple[torch.Tensor, torch.Tensor]],
+        gen: torch.Generator, device: torch.device,
+    ) -> list[tuple[str, torch.Tensor]]:
+        """Every domain's shuffled mini-batches of one epoch: indices of history windows (``pools``) or of pairs."""
+        batches = []
+        for d in domains:
+            n = len(pools[d]) if pools is not None else len(pairs[d][0])
+            perm = torch.randperm(n, generator=gen, device=device)
+            if pools is not None:
+                perm = pools[d][perm]
+            batches += [(d, perm[s : s + self.config.batch_size]) for s in range(0, n, self.config.batch_size)]
+        return batches
 
     def _inputs(
         self, model: ComposedModel, domain: str, users: torch.Tensor, pos: torch.Tensor | None, gen: torch.Generator | None

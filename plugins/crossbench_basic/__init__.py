@@ -9,7 +9,7 @@ load their modules when a component is built.
 from __future__ import annotations
 
 from crossbench import hookimpl
-from crossbench.experiment import DatasetRef, Experiment, ModelRef, ProtocolRef
+from crossbench.experiment import DatasetRef, Experiment, ModelRef, ProtocolRef, SimulationSettings
 from crossbench.plugin.specs import ComponentSpec, MetricSpec
 from crossbench_basic import metrics, specs
 
@@ -22,6 +22,9 @@ DEFAULT_EXPERIMENT = Experiment(
     models=(ModelRef("popularity"), ModelRef("mf"), ModelRef("shared-mean")),
     metrics=("recall", "ndcg", "hr", "mrr"),
     seeds=(0, 1, 2),
+    primary="ndcg@10",
+    # what `crossbench simulate` uses where an experiment leaves it out
+    simulation=SimulationSettings(feedback="replay", metrics=("ndcg", "recall")),
 )
 
 

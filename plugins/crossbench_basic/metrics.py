@@ -1,5 +1,8 @@
 """Recall, NDCG, HR and MRR at K from the 0-based ranks of relevant items (``inf`` = not in top K).
 
+NDCG is the core's own (:func:`crossbench.evaluate.validation.ndcg_at_k`, the metric composed
+models early-stop on), registered here under its name so that there is one NDCG.
+
 Each is a handful of whole-tensor operations per chunk of users: a rank of ``inf`` turns
 into a zero contribution through the arithmetic itself (``1 / log2(inf + 2) == 0``,
 ``1 / (inf + 1) == 0``), with no masks.
@@ -7,9 +10,9 @@ into a zero contribution through the arithmetic itself (``1 / log2(inf + 2) == 0
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from crossbench.evaluate.validation import ndcg_at_k
 from crossbench.plugin.specs import MetricSpec
 
 if TYPE_CHECKING:
@@ -26,22 +29,6 @@ def hit_rate(ranks: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Ten
     return (ranks < k).any(1).double()
 
 
-@lru_cache(maxsize=64)
-def ideal_dcg(k: int, device: torch.device) -> torch.Tensor:
-    """``[k]`` float64: entry ``j`` is the DCG of ``j + 1`` hits at the top (log2 discount)."""
-    import torch
-
-    positions = torch.arange(k, dtype=torch.float64, device=device)
-    return torch.cumsum(1.0 / torch.log2(positions + 2.0), 0)
-
-
-def ndcg(ranks: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
-    """Binary NDCG: DCG of the hits over the DCG of an ideal list of min(|rel|, K) hits."""
-    dcg = (1.0 / (ranks + 2.0).log2()).sum(1)
-    n_ideal = n_relevant.clamp(min=1, max=k).long() - 1
-    return dcg / ideal_dcg(k, ranks.device)[n_ideal]
-
-
 def mrr(ranks: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
     """Reciprocal rank of the first relevant item in the top K (0 if none)."""
     return 1.0 / (ranks.amin(1) + 1.0)
@@ -49,7 +36,7 @@ def mrr(ranks: torch.Tensor, n_relevant: torch.Tensor, k: int) -> torch.Tensor:
 
 METRICS = (
     MetricSpec("recall", recall, "relevant items retrieved in the top K / relevant items"),
-    MetricSpec("ndcg", ndcg, "binary NDCG@K (log2 discount, ideal list of min(|rel|, K) hits)"),
+    MetricSpec("ndcg", ndcg_at_k, "binary NDCG@K (log2 discount, ideal list of min(|rel|, K) hits)"),
     MetricSpec("hr", hit_rate, "hit rate: 1 if any relevant item is in the top K"),
     MetricSpec("mrr", mrr, "reciprocal rank of the first relevant item within the top K"),
 )

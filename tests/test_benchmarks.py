@@ -31,6 +31,8 @@ COVERED = {
 }
 NUMBER = r"[0-9]+(?:\.[0-9]+)?"
 
+pytestmark = pytest.mark.slow  # each script runs in a subprocess
+
 
 def run_benchmark(script: str, *args: str, timeout: float = 240) -> tuple[str, dict[str, Any]]:
     """Run ``python benchmarks/SCRIPT ARGS`` from the repository root; its output and its last (JSON) line."""

@@ -130,6 +130,7 @@ for name in ("cold-start", "warm"):
 """
 
 
+@pytest.mark.slow  # fresh interpreters
 def test_fingerprints_identical_across_processes() -> None:
     outputs = []
     for hashseed in ("1", "12345"):

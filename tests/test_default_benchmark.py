@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from crossbench.experiment import DatasetRef, ModelRef, RunOptions
 from crossbench.run.runner import run_experiment
 from crossbench_basic import DEFAULT_EXPERIMENT
+
+pytestmark = pytest.mark.slow  # model quality: three models fitted on 1,500 users, twice
 
 
 def _run(registry, tmp_path, transfer):

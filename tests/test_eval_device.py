@@ -14,7 +14,7 @@ from crossbench_metrics.measures import METRICS as MORE
 SPECS = {m.name: m for m in (*BASIC, *MORE)}
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu  # skipped without a CUDA device (conftest.py)
 def test_cuda_matches_cpu_exactly_on_tied_scores():
     rng = np.random.default_rng(11)
     n_users, n_items = 3000, 500

@@ -11,10 +11,13 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 from conftest import write_dist
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "crossbench-example-plugin"
 CROSSBENCH = str(Path(sys.executable).with_name("crossbench"))
+
+pytestmark = pytest.mark.slow  # crossbench and pytest run in subprocesses
 
 
 def install(src: Path, site: Path) -> dict[str, str]:

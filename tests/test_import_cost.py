@@ -14,6 +14,8 @@ import pytest
 
 HEAVY = ("torch", "transformers", "optuna", "matplotlib", "scipy")
 
+pytestmark = pytest.mark.slow  # each check starts a fresh interpreter
+
 
 def _imported_by_importtime(code: str) -> set[str]:
     done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True)

@@ -7,6 +7,7 @@ import textwrap
 from importlib.metadata import entry_points
 
 import conftest
+import pytest
 
 from crossbench.testing.registry import components
 
@@ -25,6 +26,7 @@ def test_every_builtin_plugin_is_under_the_kit(request):
     assert {"ndcg", "recall", "hr", "mrr"} <= found["metrics"]
 
 
+@pytest.mark.slow  # pytest in a subprocess
 def test_the_pytest_plugin_is_inert_and_imports_no_torch(pytester):
     """Loaded into every pytest run through `pytest11`, it adds no tests and imports neither torch nor a plugin."""
     pytester.makepyfile(test_plain=textwrap.dedent("""
@@ -38,6 +40,7 @@ def test_the_pytest_plugin_is_inert_and_imports_no_torch(pytester):
     result.assert_outcomes(passed=1)
 
 
+@pytest.mark.slow  # pytest in a subprocess
 def test_a_missing_plugin_is_named(pytester):
     pytester.makeconftest('crossbench_plugins = ["no-such-plugin"]\n')
     result = pytester.runpytest_subprocess("-q", "-k", "plugin_loads", "-p", "no:cacheprovider")

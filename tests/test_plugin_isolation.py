@@ -140,6 +140,7 @@ def test_unknown_disabled_name_warns_once(monkeypatch, capsys):
                            "did you mean 'synthetic'? (installed: basic, ")
 
 
+@pytest.mark.slow  # fresh interpreters
 def test_broken_plugin_in_a_fresh_process(tmp_path):
     """The console script end to end: `--version` answers, a run naming the plugin exits 2 with one line."""
     install(tmp_path, "bare-spec")

@@ -40,12 +40,9 @@ def _evaluator_top(model, split, k):
 
 
 @pytest.mark.parametrize("model", [ModelRef("popularity"), ModelRef("mf", {"epochs": 1, "dim": 16})])
-def test_recommend_is_the_evaluators_ranking_on_the_default_benchmark(model):
-    torch.set_num_threads(1)
-    registry = Registry(get_plugin_manager())
-    data, split = load_split(DEFAULT_EXPERIMENT, registry, target=None, seed=0)
-    env = RunEnv(registry=registry, seed=0, progress=False)
-    fitted = fit_for(DEFAULT_EXPERIMENT, model, split, registry=registry, env=env)
+def test_recommend_is_the_evaluators_ranking_on_the_default_benchmark(model, split_once, fit_once):
+    data, split = split_once(DEFAULT_EXPERIMENT)
+    fitted = fit_once(DEFAULT_EXPERIMENT, model)
     users, top = _evaluator_top(fitted, split, 10)
     assert len(users) > 1000  # the default benchmark's cold-start test users
     recs = recommend(fitted, split.train, split.target, users, k=10).frame
@@ -64,11 +61,9 @@ def test_recommend_is_the_evaluators_ranking_on_the_default_benchmark(model):
     np.testing.assert_allclose(first["score"].to_numpy(), scores[pos], rtol=0, atol=0)
 
 
-def test_seen_items_are_excluded_unless_asked():
-    registry = Registry(get_plugin_manager())
-    exp = DEFAULT_EXPERIMENT
-    data, split = load_split(exp, registry, target=None, seed=0)
-    fitted = fit_for(exp, ModelRef("popularity"), split, registry=registry, env=RunEnv(registry=registry, progress=False))
+def test_seen_items_are_excluded_unless_asked(split_once, fit_once):
+    data, split = split_once(DEFAULT_EXPERIMENT)
+    fitted = fit_once(DEFAULT_EXPERIMENT, ModelRef("popularity"))
     inter = split.train.domain(split.target).interactions
     user = int(inter["user"].value_counts().index[0])  # the most active training user
     seen = set(inter.loc[inter["user"] == user, "item"])

@@ -7,6 +7,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from conftest import run_child
 
@@ -66,6 +67,7 @@ def _stable(folder: Path) -> dict[str, dict]:
     return out
 
 
+@pytest.mark.slow  # runs in subprocesses, one killed
 def test_a_killed_run_resumes_to_the_records_of_an_uninterrupted_one(tmp_path):
     args = ["run", "--model", "popularity", "--model", "bomb", "--model", "mf", "--model-param", "mf.epochs=2",
             "--model-param", "mf.dim=8", "--seeds", "0,1", *SMALL]

@@ -48,6 +48,7 @@ def planted(planted_run) -> dict[str, dict]:
     return planted_run[0]
 
 
+@pytest.mark.slow  # model quality: a four-round feedback loop on 1,500 users
 def test_cold_users_warm_up_under_a_cross_domain_model(planted):
     rec = planted["shared-mean"]
     cold = _series(rec, "cold")
@@ -60,6 +61,7 @@ def test_cold_users_warm_up_under_a_cross_domain_model(planted):
     assert area(cold) > cold[0]
 
 
+@pytest.mark.slow  # model quality: a four-round feedback loop on 1,500 users
 def test_popularity_concentrates_the_interactions_it_learns_from(planted):
     pop = planted["popularity"]
     assert pop["update"] == "refit"
@@ -73,6 +75,7 @@ def test_popularity_concentrates_the_interactions_it_learns_from(planted):
         assert r_pop["exposure"]["coverage"] < 0.2 < r_cd["exposure"]["coverage"]
 
 
+@pytest.mark.slow  # the four-round feedback loop on 1,500 users
 def test_reports_are_written(planted_run):
     records, folder = planted_run
     text = (folder / "simulations.md").read_text()

@@ -7,7 +7,10 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+import pytest
 from conftest import run_child
+
+pytestmark = pytest.mark.slow  # simulations in subprocesses, one killed
 
 # `crossbench simulate` in a child process, with an MF model that kills its own process with
 # SIGKILL in its second update (round 2) whenever the file named by $CROSSBENCH_TEST_BOMB exists.

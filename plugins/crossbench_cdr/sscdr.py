@@ -101,16 +101,16 @@ class SSCDR(StagedRecommender):
 
     def __init__(
         self, *, dim: int = 64, hidden: int = 128, margin: float = 0.5, lam: float = 0.5, hops: int = 1,
-        lr: float = 1e-3, batch_size: int = 1024, pretrain_epochs: int = 50, map_epochs: int = 100,
+        lr: float = 1e-3, batch_size: int = 1024, epochs: int = 50, map_epochs: int = 100,
         map_batch_size: int = 128, patience: int = 5, source: str | None = None,
     ) -> None:
         self.dim, self.hidden, self.margin, self.lam, self.hops = dim, hidden, margin, lam, hops
-        self.lr, self.batch_size, self.pretrain_epochs, self.map_epochs = lr, batch_size, pretrain_epochs, map_epochs
+        self.lr, self.batch_size, self.epochs, self.map_epochs = lr, batch_size, epochs, map_epochs
         self.map_batch_size, self.patience, self.source = map_batch_size, patience, source
         problems = []
         if hops not in (0, 1, 2):
             problems.append(f"hops must be 0, 1 or 2, got {hops}")
-        if min(dim, hidden, batch_size, pretrain_epochs, map_epochs, map_batch_size, patience) < 1:
+        if min(dim, hidden, batch_size, epochs, map_epochs, map_batch_size, patience) < 1:
             problems.append("dim, hidden, batch sizes, epochs and patience must be >= 1")
         if not (margin > 0 and lam >= 0 and lr > 0):
             problems.append(f"margin and lr must be positive and lam >= 0, got {margin}, {lr}, {lam}")
@@ -119,7 +119,7 @@ class SSCDR(StagedRecommender):
 
     def settings(self) -> Mapping[str, Any]:
         return {k: getattr(self, k) for k in (
-            "dim", "hidden", "margin", "lam", "hops", "lr", "batch_size", "pretrain_epochs", "map_epochs",
+            "dim", "hidden", "margin", "lam", "hops", "lr", "batch_size", "epochs", "map_epochs",
             "map_batch_size", "patience", "source")}
 
     def reads_source_domains(self) -> bool:
@@ -142,7 +142,7 @@ class SSCDR(StagedRecommender):
 
     def stages(self, split: FitSplit, model: nn.Module, env: RunEnv) -> Sequence[Stage]:
         pre = [
-            Stage(side.name, (f"{side.name}_",), _MetricLoss(side, self.margin), _pairs(side), epochs=self.pretrain_epochs,
+            Stage(side.name, (f"{side.name}_",), _MetricLoss(side, self.margin), _pairs(side), epochs=self.epochs,
                   batch_size=self.batch_size, lr=self.lr)
             for side in self.sides
         ]

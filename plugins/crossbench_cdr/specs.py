@@ -78,7 +78,7 @@ GRAPH_MODELS: tuple[ComponentSpec, ...] = ()
 
 def cmf(
     *, dim: int = 64, alpha: float = 0.5, objective: str = "ranking", negatives: int = 1, l2: float = 1e-6,
-    lr: float = 1e-2, batch_size: int = 2048, epochs: int = 100, patience: int = 10, init_std: float = 0.01,
+    lr: float = 1e-3, batch_size: int = 2048, epochs: int = 200, patience: int = 10, init_std: float = 0.01,
     source: str | None = None,
 ) -> CMF:
     """CMF (Singh & Gordon, KDD 2008): one user factor matrix shared by both domains' weighted losses; see :mod:`crossbench_cdr.cmf`."""

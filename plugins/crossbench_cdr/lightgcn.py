@@ -111,6 +111,8 @@ class NegativeSampler:
 class LightGCNModule(nn.Module):
     """ID embeddings of every user and item node of ``graph``; :meth:`final` propagates them."""
 
+    connected: torch.Tensor
+
     def __init__(self, graph: BipartiteGraph, *, dim: int, layers: int, target_items: slice) -> None:
         super().__init__()
         self.graph = graph

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 from crossbench.interfaces import CategoricalParam, ComponentSpec, FloatParam, IntParam
 
 if TYPE_CHECKING:
+    from crossbench_cdr.bitgcf import BiTGCF
     from crossbench_cdr.cmf import CMF
     from crossbench_cdr.conet import CoNet
     from crossbench_cdr.emcdr import Emcdr
+    from crossbench_cdr.lightgcn import LightGCN
     from crossbench_cdr.ptupcdr import Ptupcdr
     from crossbench_cdr.sscdr import SSCDR
 
@@ -72,7 +74,65 @@ MAPPING_MODELS: tuple[ComponentSpec, ...] = (
 
 # --------------------------------------------------------------------------- graph models (LightGCN, BiTGCF)
 
-GRAPH_MODELS: tuple[ComponentSpec, ...] = ()
+def lightgcn(
+    *, dim: int = 64, layers: int = 3, lr: float = 1e-3, l2: float = 1e-4, batch_size: int = 1024, epochs: int = 400,
+    patience: int = 10, valid_k: int = 10,
+) -> LightGCN:
+    """LightGCN (He et al., SIGIR 2020) on the target domain's graph; see :mod:`crossbench_cdr.lightgcn`."""
+    from crossbench_cdr.lightgcn import LightGCN
+
+    return LightGCN(graph="target", dim=dim, layers=layers, lr=lr, l2=l2, batch_size=batch_size, epochs=epochs,
+                    patience=patience, valid_k=valid_k)
+
+
+def lightgcn_merged(
+    *, dim: int = 64, layers: int = 3, lr: float = 1e-3, l2: float = 1e-4, batch_size: int = 1024, epochs: int = 400,
+    patience: int = 10, valid_k: int = 10,
+) -> LightGCN:
+    """LightGCN on the merged graph of every domain (users shared by index); see :mod:`crossbench_cdr.lightgcn`."""
+    from crossbench_cdr.lightgcn import LightGCN
+
+    return LightGCN(graph="merged", dim=dim, layers=layers, lr=lr, l2=l2, batch_size=batch_size, epochs=epochs,
+                    patience=patience, valid_k=valid_k)
+
+
+def bitgcf(
+    *, source: str | None = None, dim: int = 64, layers: int = 2, lambda_source: float = 0.8, lambda_target: float = 0.8,
+    dropout: float = 0.3, combine: str = "concat", lr: float = 1e-3, l2: float = 1e-4, batch_size: int = 1024,
+    epochs: int = 300, patience: int = 10, valid_k: int = 10,
+) -> BiTGCF:
+    """BiTGCF (Liu et al., CIKM 2020): per-domain graph CF, shared users transferred both ways; see :mod:`crossbench_cdr.bitgcf`."""
+    from crossbench_cdr.bitgcf import BiTGCF
+
+    return BiTGCF(source=source, dim=dim, layers=layers, lambda_source=lambda_source, lambda_target=lambda_target,
+                  dropout=dropout, combine=combine, lr=lr, l2=l2, batch_size=batch_size, epochs=epochs, patience=patience,
+                  valid_k=valid_k)
+
+
+_GRAPH_SPACE = (
+    CategoricalParam("dim", (32, 64, 128)),
+    IntParam("layers", 1, 4),
+    FloatParam("lr", 3e-4, 1e-2, log=True),
+    FloatParam("l2", 1e-6, 1e-2, log=True),
+)
+
+GRAPH_MODELS: tuple[ComponentSpec, ...] = (
+    ComponentSpec(
+        "lightgcn", lightgcn,
+        "LightGCN as in He et al. 2020 on the target graph: layer-mean propagation, BPR (cannot serve users without target history)",
+        _GRAPH_SPACE,
+    ),
+    ComponentSpec(
+        "lightgcn-merged", lightgcn_merged,
+        "LightGCN on the merged graph of all domains (users shared by index); cold users reached through their source items",
+        _GRAPH_SPACE,
+    ),
+    ComponentSpec(
+        "bitgcf", bitgcf,
+        "BiTGCF as in Liu et al. 2020: per-domain graph CF, shared users' embeddings transferred both ways at every layer",
+        (*_GRAPH_SPACE, FloatParam("lambda_source", 0.5, 1.0), FloatParam("lambda_target", 0.5, 1.0), FloatParam("dropout", 0.0, 0.5)),
+    ),
+)
 
 # --------------------------------------------------------------------------- SSCDR, CoNet, CMF
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +90,3 @@ def run_reference(
         raise RuntimeError(f"the PTUPCDR reference printed no epoch lines for {missing}; log: {log}")
     return curves, seconds, str(log)
 
-
-if __name__ == "__main__":  # parse a saved log: python benchmarks/fidelity_ptupcdr.py LOG
-    for model, curve in parse_log(Path(sys.argv[1]).read_text()).items():
-        print(model, "best-test", curve.best_test(), "last", curve.last())

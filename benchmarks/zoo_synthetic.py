@@ -34,9 +34,9 @@ from crossbench_protocols import ColdStart
 from crossbench_synthetic import SyntheticDataset
 
 TARGET_ONLY = ("popularity", "mf", "sasrec")
-CROSS_DOMAIN = ("shared-id", "shared-mean", "emcdr", "ptupcdr", "cd-concat", "cd-gating", "cd-attention", "itemknn", "ease", "lm-attention")
+CROSS_DOMAIN = ("shared-id", "shared-mean", "emcdr-joint", "ptupcdr-joint", "cd-concat", "cd-gating", "cd-attention", "itemknn", "ease", "lm-attention")
 BIG = "lm-attention"
-HISTORY_MODELS = ("shared-mean", "emcdr", "ptupcdr", "cd-concat", "cd-gating", "cd-attention", "sasrec", "lm-attention")
+HISTORY_MODELS = ("shared-mean", "emcdr-joint", "ptupcdr-joint", "cd-concat", "cd-gating", "cd-attention", "sasrec", "lm-attention")
 
 
 def run_models(

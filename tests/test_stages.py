@@ -223,3 +223,19 @@ def test_mistakes_are_named(split, registry):
         run_stages(model, [s, s], split=split, env=env(registry), score=target_scores(model))
     with pytest.raises(CrossbenchError, match="columns differ in length"):
         StageData({"a": torch.zeros(2), "b": torch.zeros(3)})
+
+
+def test_the_guide_example_runs(split, registry):
+    """docs/stages.md's example model fits and scores as the guide says."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "stages.md").read_text(encoding="utf-8")
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec(compile(code, "docs/stages.md", "exec"), scope)
+    model = scope["MapModel"](epochs=2)
+    report = model.fit(split, env=env(registry))
+    assert [s.name for s in report.stages] == ["target", "source", "map"]
+    assert report.stages[-1].valid_score is not None and report.stages[0].valid_score is None
+    users = torch.as_tensor(split.valid.users)
+    assert model.score(users).shape == (len(users), split.train.domain(TARGET).n_items)

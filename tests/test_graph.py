@@ -165,3 +165,11 @@ def test_memory_is_linear_in_edges():
     assert g.master._nnz() == 2 * g.n_edges and g.n_edges == len(np.unique(u * 100_000 + i))
     out = g.propagate(torch.ones(g.n_nodes, 4))
     assert out.shape == (300_000, 4)
+
+
+def test_propagation_keeps_float32_under_autocast():
+    g, e = four_nodes()
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = g.propagate(e)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.squeeze(1), torch.tensor([4.328427, 2.121320, 1.914214, 0.707107]))

@@ -200,9 +200,6 @@ class BiTGCF(StagedRecommender):
                 "l2": self.l2, "batch_size": self.batch_size, "epochs": self.epochs, "patience": self.patience,
                 "valid_k": self.valid_k}
 
-    def describe(self) -> dict[str, Any]:
-        return {"components": {"recommender": {"name": "bitgcf", "params": dict(self.settings())}}}
-
     def reads_source_domains(self) -> bool:
         return True
 

@@ -189,10 +189,6 @@ class LightGCN(StagedRecommender):
         return {"graph": self.graph, "dim": self.dim, "layers": self.layers, "lr": self.lr, "l2": self.l2,
                 "batch_size": self.batch_size, "epochs": self.epochs, "patience": self.patience, "valid_k": self.valid_k}
 
-    def describe(self) -> dict[str, Any]:
-        name = "lightgcn" if self.graph == "target" else "lightgcn-merged"
-        return {"components": {"recommender": {"name": name, "params": dict(self.settings())}}}
-
     def reads_source_domains(self) -> bool:
         return self.graph == "merged"
 

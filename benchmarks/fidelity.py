@@ -79,9 +79,12 @@ def crossbench_rating_model(name: str, *, epochs: int, lr: float, alpha: float):
     else:
         from crossbench_cdr.cmf import CMF
 
-        # the authors' CMF (their "DataAug") fits one MF to both domains' ratings pooled:
-        # every rating weighs alike, so alpha is the source share of the training ratings
-        model = CMF(objective="rating", dim=10, lr=lr, epochs=epochs, batch_size=256, l2=0.0, init_std=1.0, alpha=alpha)
+        # the authors' CMF (their "DataAug") fits one MF to both domains' ratings pooled, in batches
+        # of 256: every rating weighs alike, so alpha is the source share of the training ratings,
+        # and a crossbench step reads 128 ratings of each domain, so that a step sees 256 ratings and
+        # an epoch takes about as many steps as theirs (with 256 per domain it takes half as many,
+        # and 10 epochs leave the factors under-trained: MAE 1.042 +- 0.054 against their 0.968)
+        model = CMF(objective="rating", dim=10, lr=lr, epochs=epochs, batch_size=128, l2=0.0, init_std=1.0, alpha=alpha)
     return model
 
 

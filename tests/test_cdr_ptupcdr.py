@@ -92,9 +92,9 @@ def test_the_history_holds_the_most_recent_source_items(split):
         assert [i for i in rated[u].tolist() if i >= 0] == rows["item"].tolist()
 
 
-@pytest.mark.parametrize("objective", ["ranking", "rating"])
-def test_the_meta_stage_trains_only_the_meta_network_on_overlapping_users(split, registry, objective):
-    rec = Ptupcdr(objective=objective, dim=4, meta_dim=6, epochs=1, meta_epochs=2)
+@pytest.mark.parametrize(("objective", "ranking_loss"), [("ranking", "softmax"), ("ranking", "bpr"), ("rating", "softmax")])
+def test_the_meta_stage_trains_only_the_meta_network_on_overlapping_users(split, registry, objective, ranking_loss):
+    rec = Ptupcdr(objective=objective, ranking_loss=ranking_loss, dim=4, meta_dim=6, epochs=1, meta_epochs=2)
     e = env(registry)
     torch.manual_seed(0)
     rec.env = e
@@ -134,3 +134,27 @@ def test_a_cold_user_is_scored_with_the_bridged_source_vector(split, fitted):
         bridged = torch.bmm(model.source.user(cold).unsqueeze(1), model.bridge(cold)).squeeze(1)
         torch.testing.assert_close(rec.score(cold), bridged @ model.target.item.weight.T)
     assert report.stages[-1].name == "meta" and report.valid_score == max(report.stages[-1].history)
+
+
+def test_the_task_loss_matches_a_hand_computation():
+    """Softmax task loss: cross-entropy of u W_u . v over the whole target catalogue; BPR: -log sigmoid(s_pos - s_neg)."""
+    from crossbench_cdr.ptupcdr import meta_loss
+
+    class Fixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.target = torch.nn.Module()
+            self.target.item = torch.nn.Embedding(3, 2)
+            with torch.no_grad():
+                self.target.item.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+
+        def transfer(self, users):
+            return torch.tensor([[2.0, 0.0]]).expand(len(users), 2)
+
+    batch = {"user": torch.tensor([0]), "item": torch.tensor([1])}
+    # scores 2, 0, 2: -log(e^0 / (e^2 + e^0 + e^2))
+    expected = -np.log(1.0 / (2 * np.exp(2) + 1.0))
+    got = meta_loss("ranking", 3, "softmax")(Fixed(), batch, torch.Generator().manual_seed(0))
+    assert abs(float(got.detach()) - expected) < 1e-6
+    rated = meta_loss("rating", 3)(Fixed(), {**batch, "rating": torch.tensor([4.0])}, torch.Generator())
+    assert float(rated.detach()) == 16.0  # (0 - 4)^2

@@ -239,3 +239,13 @@ def test_the_guide_example_runs(split, registry):
     assert report.stages[-1].valid_score is not None and report.stages[0].valid_score is None
     users = torch.as_tensor(split.valid.users)
     assert model.score(users).shape == (len(users), split.train.domain(TARGET).n_items)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_stages_run_on_cuda_under_bf16(split, registry):
+    model = ToyMF()
+    report = model.fit(split, env=RunEnv(registry=registry, seed=0, progress=False, device=torch.device("cuda"), bf16=True))
+    users = torch.as_tensor(split.valid.users)
+    scores = model.score(users)
+    assert scores.device.type == "cuda" and scores.dtype == torch.float32 and torch.isfinite(scores).all()
+    assert [s.name for s in report.stages] == ["source", "target"] and report.train_samples > 0

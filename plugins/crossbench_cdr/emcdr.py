@@ -30,6 +30,13 @@ batches of 256 (64 for the mapping) are the settings of the PTUPCDR authors' cod
 (easezyc/WSDM2022-PTUPCDR, which trains EMCDR as a baseline); the MLP has one hidden layer
 of ``2 * dim`` tanh units (``hidden`` overrides the width).
 
+Checked on the validation users of the MovieLens-100K development benchmark (cold-start,
+target drama, seeds 0-2, validation NDCG@10, every other setting default): the MLP mapping
+0.4834 against 0.4687 linear; the pooled source (comedy + action) 0.4834 against 0.4814
+comedy alone and 0.4762 action alone. Larger factors train better there (``dim=32,
+epochs=20``: 0.5164) but the defaults stay the published ones; ``dim`` and ``epochs`` are in
+the search space that tuning explores.
+
 Differences from the paper, and why:
 
 - the mapping stage runs at most ``map_epochs`` epochs and stops early on the validation
@@ -40,7 +47,8 @@ Differences from the paper, and why:
   catalogue (the paper has one source domain; ``source="<domain>"`` keeps one);
 - ``objective="ranking"`` is the default because the harness's benchmarks are implicit
   feedback (ratings >= 4 kept, all equal): BPR-MF is one of the paper's two factor models;
-  MF on such ratings would fit a constant;
+  MF on such ratings would fit a constant. BPR factors start from N(0, 0.1) (the ratings' MF
+  from N(0, 1), as the authors' code);
 - users with no interaction in either domain are scored by target popularity (the paper does
   not score them).
 """

@@ -141,7 +141,7 @@ class FactorRecommender(StagedRecommender):
         return True
 
     def cold_users(self) -> str:
-        return "from source-domain factors (transferred); popularity for users with no history"
+        return "from source-domain history"
 
     def init_std(self) -> float:
         """nn.Embedding's N(0, 1) for ratings (as the authors' code); N(0, 0.1) for BPR."""

@@ -11,9 +11,9 @@ The procedure of the paper, as trained here (:mod:`crossbench.stages`):
 3. a meta network ``relu`` MLP turning ``p_u`` into the user's own bridge, a ``dim x dim``
    matrix ``W_u``; the user's transferred vector is ``u_src W_u``;
 4. the task-oriented loss: the transferred vector is scored directly against the overlapping
-   users' target training interactions (MSE on ratings for ``objective="rating"``, BPR with
-   one uniform negative for ``"ranking"``); only the encoder and meta network train, every
-   factor frozen;
+   users' target training interactions (MSE on ratings for ``objective="rating"``; for
+   ``"ranking"``, ``ranking_loss``: softmax cross-entropy over the whole target catalogue, or
+   BPR with one uniform negative); only the encoder and meta network train, every factor frozen;
 5. a user cold in the target is scored with ``u_src W_u``.
 
 Python API (for scripts that build their own data)::
@@ -30,6 +30,10 @@ Adam with ``lr=0.01`` and no weight decay, 10 epochs per stage, batches of 256 f
 and 128 for the meta network: the paper's and its authors' code's settings
 (easezyc/WSDM2022-PTUPCDR, task 1).
 
+On the same validation users the pooled source and comedy alone tie (BPR meta loss: 0.4470
+and 0.4477), and ``dim=32, epochs=20`` gives 0.4804 with the softmax meta loss; the
+defaults stay the published ones (tuning explores ``dim`` and ``epochs``).
+
 Differences from the paper, and why:
 
 - the meta stage runs at most ``meta_epochs`` epochs and stops early on the validation users'
@@ -39,7 +43,11 @@ Differences from the paper, and why:
   enter it, as in the authors' code; a user with no such item gets a zero characteristic
   vector (the authors' padding would attend over padding embeddings);
 - ``objective="ranking"`` (the default on the harness's implicit-feedback data, where every
-  kept rating is 4 or 5) replaces MSE by BPR in every stage;
+  kept rating is 4 or 5, so MSE would fit a constant) replaces MSE by BPR in the factor stages
+  and by ``ranking_loss`` in the meta stage. ``ranking_loss="softmax"`` was chosen on the
+  validation users of the MovieLens-100K development benchmark (cold-start, target drama,
+  seeds 0-2, every other setting default): validation NDCG@10 0.4719 against 0.4470 for
+  ``"bpr"`` (popularity: 0.4356);
 - on data with more than one non-target domain every non-target domain is one pooled source
   catalogue (the paper has one source domain; ``source="<domain>"`` keeps one);
 - users with no interaction in either domain are scored by target popularity.
@@ -52,10 +60,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from crossbench.data.protocols import FitSplit
-from crossbench.errors import CrossbenchError
+from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.interfaces import RunEnv
 from crossbench.stages import Batch, EarlyStopping, Stage
 from crossbench_cdr.factors import FactorModel, FactorRecommender, bpr_loss, pairs_data, rating_loss
@@ -83,6 +92,10 @@ def source_histories(split: FitSplit, source: Side, *, length: int, positive_onl
         keep = from_end < length
         hist[u[keep], length - 1 - from_end[keep]] = i[keep]
     return torch.from_numpy(hist)
+
+
+#: The task-oriented loss under ``objective="ranking"``.
+RANKING_LOSSES = ("softmax", "bpr")
 
 
 class MetaNet(nn.Module):
@@ -120,13 +133,16 @@ class PtupcdrModel(FactorModel):
         return torch.bmm(self.source.user(users).unsqueeze(1), self.bridge(users)).squeeze(1)
 
 
-def meta_loss(objective: str, n_items: int):  # noqa: ANN201 - a LossFn
-    """The task-oriented loss: the transferred vector against the user's target training interactions."""
+def meta_loss(objective: str, n_items: int, ranking_loss: str = "softmax"):  # noqa: ANN201 - a LossFn
+    """The task-oriented loss: the transferred vector against the user's target training interactions
+    (MSE on ratings; for ranking, softmax cross-entropy over the whole target catalogue or BPR)."""
 
     def loss(model: PtupcdrModel, batch: Batch, gen: torch.Generator) -> torch.Tensor:
         u = model.transfer(batch["user"])
         if objective == "rating":
             return rating_loss(u, model.target.item(batch["item"]), batch["rating"])
+        if ranking_loss == "softmax":
+            return F.cross_entropy((u @ model.target.item.weight.T).float(), batch["item"])
         neg = torch.randint(0, n_items, (len(u),), generator=gen, device=u.device)
         return bpr_loss(u, model.target.item(batch["item"]), model.target.item(neg))
 
@@ -141,10 +157,14 @@ class Ptupcdr(FactorRecommender):
     def __init__(
         self, *, objective: str = "ranking", source: str | None = None, dim: int = 10, meta_dim: int = 50,
         history_length: int = 20, lr: float = 0.01, weight_decay: float = 0.0, epochs: int = 10, meta_epochs: int = 10,
-        batch_size: int = 256, meta_batch_size: int = 128, patience: int = 3, valid_k: int = 10,
+        batch_size: int = 256, meta_batch_size: int = 128, ranking_loss: str = "softmax", patience: int = 3,
+        valid_k: int = 10,
     ) -> None:
         super().__init__(objective=objective, source=source, dim=dim, lr=lr, weight_decay=weight_decay, epochs=epochs,
                          batch_size=batch_size, patience=patience, valid_k=valid_k)
+        if ranking_loss not in RANKING_LOSSES:
+            raise CrossbenchError("model 'ptupcdr': " + unknown_name_message("ranking_loss", ranking_loss, RANKING_LOSSES))
+        self.ranking_loss = ranking_loss
         if min(meta_dim, history_length, meta_epochs, meta_batch_size) < 1:
             raise CrossbenchError(f"model 'ptupcdr': meta_dim, history_length, meta_epochs and meta_batch_size must be >= 1; "
                                   f"got {meta_dim}, {history_length}, {meta_epochs}, {meta_batch_size}")
@@ -153,7 +173,7 @@ class Ptupcdr(FactorRecommender):
 
     def settings(self) -> Mapping[str, Any]:
         return {**super().settings(), "meta_dim": self.meta_dim, "history_length": self.history_length,
-                "meta_epochs": self.meta_epochs, "meta_batch_size": self.meta_batch_size}
+                "meta_epochs": self.meta_epochs, "meta_batch_size": self.meta_batch_size, "ranking_loss": self.ranking_loss}
 
     def build(self, split: FitSplit, env: RunEnv) -> PtupcdrModel:
         self._sides = self.sides(split)
@@ -167,10 +187,10 @@ class Ptupcdr(FactorRecommender):
         rows = pairs_data(target, objective=self.objective, model=self.name, users=self.overlap(source, target))
         return [
             *self.pretraining(source, target),
-            Stage("meta", ("meta.",), meta_loss(self.objective, target.n_items), rows, self.meta_epochs,
+            Stage("meta", ("meta.",), meta_loss(self.objective, target.n_items, self.ranking_loss), rows, self.meta_epochs,
                   batch_size=self.meta_batch_size, lr=self.lr, weight_decay=self.weight_decay,
                   stop=EarlyStopping(patience=self.patience, valid_k=self.valid_k)),
         ]
 
 
-__all__ = ["MetaNet", "Ptupcdr", "PtupcdrModel", "meta_loss", "source_histories"]
+__all__ = ["RANKING_LOSSES", "MetaNet", "Ptupcdr", "PtupcdrModel", "meta_loss", "source_histories"]

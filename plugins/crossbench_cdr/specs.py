@@ -42,7 +42,7 @@ def emcdr(
 def ptupcdr(
     *, objective: str = "ranking", source: str | None = None, dim: int = 10, meta_dim: int = 50, history_length: int = 20,
     lr: float = 0.01, weight_decay: float = 0.0, epochs: int = 10, meta_epochs: int = 10, batch_size: int = 256,
-    meta_batch_size: int = 128, patience: int = 3, valid_k: int = 10,
+    meta_batch_size: int = 128, ranking_loss: str = "softmax", patience: int = 3, valid_k: int = 10,
 ) -> Ptupcdr:
     """PTUPCDR (Zhu et al., WSDM 2022): pretrained per-domain MF, then a meta network emitting each user's bridge; see :mod:`crossbench_cdr.ptupcdr`."""
     from crossbench_cdr.ptupcdr import Ptupcdr
@@ -50,7 +50,7 @@ def ptupcdr(
     return Ptupcdr(
         objective=objective, source=source, dim=dim, meta_dim=meta_dim, history_length=history_length, lr=lr,
         weight_decay=weight_decay, epochs=epochs, meta_epochs=meta_epochs, batch_size=batch_size,
-        meta_batch_size=meta_batch_size, patience=patience, valid_k=valid_k,
+        meta_batch_size=meta_batch_size, ranking_loss=ranking_loss, patience=patience, valid_k=valid_k,
     )
 
 

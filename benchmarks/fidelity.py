@@ -135,10 +135,11 @@ def run_ranking(args: argparse.Namespace, models: list[str], results: list[Resul
         write_recbole(task, folder, name=TARGET)
         for name in models:
             ref, seconds = run_recbole(python=args.recbole_python, data=folder, dataset=TARGET, model=name, seed=seed,
-                                       threads=args.threads, workdir=folder / name)
+                                       threads=args.threads, workdir=folder / name, epochs=args.ranking_epochs,
+                                       patience=args.ranking_patience)
             print(f"seed {seed}: RecBole {name} ran {seconds:.0f} s", flush=True)
-            ours, cb_seconds, report = fit_ranking_model(crossbench_ranking_model(name), task, name=TARGET, seed=seed,
-                                                         threads=args.threads)
+            model = crossbench_ranking_model(name, epochs=args.ranking_epochs, patience=args.ranking_patience)
+            ours, cb_seconds, report = fit_ranking_model(model, task, name=TARGET, seed=seed, threads=args.threads)
             print(f"seed {seed}: crossbench {name} fitted in {cb_seconds:.0f} s, {report.epochs} epochs "
                   f"(best {report.best_epoch}), {report.threads} thread(s)", flush=True)
             for metric in ("recall@10", "ndcg@10", "mrr@10", "hit@10", "recall@20", "ndcg@20"):
@@ -183,6 +184,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--recbole-cdr-python", type=Path, help="its interpreter (Python 3.9, recbole==1.0.1)")
     parser.add_argument("--cdr-epochs", type=int, default=300,
                         help="epochs per training phase for the RecBole-CDR models, both sides (RecBole-CDR's default: 300)")
+    parser.add_argument("--ranking-epochs", type=int, default=300, help="LightGCN's epoch cap, both sides (RecBole's default)")
+    parser.add_argument("--ranking-patience", type=int, default=10,
+                        help="LightGCN's early-stopping patience in epochs, both sides (RecBole's stopping_step, default 10)")
     parser.add_argument("--epochs", type=int, default=10, help="epochs per phase, both sides (the authors' default: 10)")
     parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate, both sides (the authors' default)")
     parser.add_argument("--threads", type=int, default=1)
@@ -198,8 +202,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         path = getattr(args, flag)
         if path is not None and not path.exists():
             problems.append(f"--{flag.replace('_', '-')} {path} does not exist")
-    if args.threads < 1 or args.epochs < 1 or args.cdr_epochs < 1 or len(args.seeds) < 1:
-        problems.append("--threads, --epochs and --cdr-epochs must be >= 1 and --seeds non-empty")
+    if min(args.threads, args.epochs, args.cdr_epochs, args.ranking_epochs, args.ranking_patience) < 1 or not args.seeds:
+        problems.append("--threads and every --*epochs and --*patience must be >= 1 and --seeds non-empty")
     if problems:
         parser.exit(2, f"fidelity.py: {'; '.join(problems)}\n")
     return args

@@ -19,24 +19,26 @@ RUNNER = Path(__file__).resolve().parent / "fidelity_recbole_run.py"
 RECBOLE_NAMES = {"lightgcn": "LightGCN"}
 
 
-def crossbench_ranking_model(name: str):  # noqa: ANN201
+def crossbench_ranking_model(name: str, *, epochs: int = 300, patience: int = 10):  # noqa: ANN201
     """Crossbench's model with RecBole 1.2.1's defaults (LightGCN: 64 dims, 2 layers, lr 1e-3, reg 1e-5,
     batches of 2048, at most 300 epochs, patience 10)."""
     if name != "lightgcn":
         raise ValueError(f"no RecBole counterpart configured for {name!r}")
     from crossbench_cdr.lightgcn import LightGCN
 
-    return LightGCN(graph="target", dim=64, layers=2, lr=1e-3, l2=1e-5, batch_size=2048, epochs=300, patience=10)
+    return LightGCN(graph="target", dim=64, layers=2, lr=1e-3, l2=1e-5, batch_size=2048, epochs=epochs, patience=patience)
 
 
 def run_recbole(
-    *, python: Path, data: Path, dataset: str, model: str, seed: int, threads: int, workdir: Path, timeout: float = 3600,
+    *, python: Path, data: Path, dataset: str, model: str, seed: int, threads: int, workdir: Path, epochs: int = 300,
+    patience: int = 10, timeout: float = 3600,
 ) -> tuple[dict[str, float], float]:
     """RecBole's test metrics (best validation epoch) for ``model`` and the seconds the run took."""
     workdir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
     cmd = [str(python), str(RUNNER), "--data", str(data), "--dataset", dataset, "--model", RECBOLE_NAMES[model],
-           "--seed", str(seed), "--threads", str(threads), "--workdir", str(workdir)]
+           "--seed", str(seed), "--threads", str(threads), "--workdir", str(workdir), "--epochs", str(epochs),
+           "--stopping-step", str(patience)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
     seconds = time.perf_counter() - start

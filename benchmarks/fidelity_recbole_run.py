@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--epochs", type=int, default=None, help="RecBole's default (300) when left out")
+    parser.add_argument("--stopping-step", type=int, default=None, help="RecBole's default (10) when left out")
     args = parser.parse_args()
 
     import torch
@@ -46,6 +47,8 @@ def main() -> None:
     }
     if args.epochs is not None:
         config["epochs"] = args.epochs
+    if args.stopping_step is not None:
+        config["stopping_step"] = args.stopping_step
     start = time.perf_counter()
     result = run_recbole(model=args.model, dataset=args.dataset, config_dict=config, saved=True)
     seconds = time.perf_counter() - start

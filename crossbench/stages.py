@@ -53,7 +53,8 @@ from crossbench.progress import progress_bar
 #: A batch: the stage data's columns, the rows of this batch.
 Batch = Mapping[str, torch.Tensor]
 #: ``loss(model, batch, generator)``: a scalar tensor; draw random numbers (negatives) from ``generator``.
-LossFn = Callable[[torch.nn.Module, Batch, torch.Generator], torch.Tensor]
+#: ``model`` is the module the stage trains (typed ``Any`` so a loss may name its own module class).
+LossFn = Callable[[Any, Batch, torch.Generator], torch.Tensor]
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -269,7 +270,7 @@ def run_stages(
         reports.append(run_stage(model, stage, split=split, env=env, score=score, counter=counter))
     stopped = [r for r in reports if r.valid_score is not None]
     last = stopped[-1] if stopped else None
-    warnings = ()
+    warnings: tuple[str, ...] = ()
     if last is not None and last.valid_score == 0.0:
         warnings = (f"validation {VALIDATION_METRIC} of stage {last.name!r} is exactly 0: the model ranks no validation item in its top k",)
     return StagedFitReport(

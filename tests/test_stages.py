@@ -9,7 +9,7 @@ from torch import nn
 
 from crossbench.errors import CrossbenchError
 from crossbench.interfaces import RunEnv
-from crossbench.stages import EarlyStopping, Stage, StagedFitReport, StagedRecommender, StageData, run_stage, run_stages
+from crossbench.stages import EarlyStopping, Stage, StageData, StagedFitReport, StagedRecommender, run_stage, run_stages
 from crossbench.stages_data import domain_pairs, overlapping_users, user_rows
 from crossbench.testing.data import TARGET, kit_data, kit_split
 

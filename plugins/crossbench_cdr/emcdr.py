@@ -106,7 +106,7 @@ class Emcdr(FactorRecommender):
         super().__init__(objective=objective, source=source, dim=dim, lr=lr, weight_decay=weight_decay, epochs=epochs,
                          batch_size=batch_size, patience=patience, valid_k=valid_k)
         if mapping not in MAPPINGS:
-            raise CrossbenchError(f"model 'emcdr': " + unknown_name_message("mapping", mapping, MAPPINGS))
+            raise CrossbenchError("model 'emcdr': " + unknown_name_message("mapping", mapping, MAPPINGS))
         if hidden < 0 or map_epochs < 1 or map_batch_size < 1:
             raise CrossbenchError(f"model 'emcdr': hidden must be >= 0 (0: 2 * dim), map_epochs and map_batch_size >= 1; "
                                   f"got {hidden}, {map_epochs}, {map_batch_size}")

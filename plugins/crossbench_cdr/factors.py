@@ -32,7 +32,7 @@ from torch import nn
 from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.interfaces import RunEnv
-from crossbench.stages import Batch, Stage, StagedRecommender, StageData
+from crossbench.stages import Batch, Stage, StageData, StagedRecommender
 from crossbench_cdr.sources import Side, rated, two_sides
 
 OBJECTIVES = ("rating", "ranking")
@@ -51,6 +51,10 @@ class MF(nn.Module):
 
 class FactorModel(nn.Module):
     """Source and target factors plus per-user flags; subclasses add the transfer's parameters."""
+
+    warm: torch.Tensor
+    has_source: torch.Tensor
+    popularity: torch.Tensor
 
     def __init__(self, *, n_users: int, source: Side, target: Side, dim: int, init_std: float) -> None:
         super().__init__()
@@ -152,12 +156,11 @@ class FactorRecommender(StagedRecommender):
 
     def pretraining(self, source: Side, target: Side) -> list[Stage]:
         """Target MF, then source MF, each for ``epochs`` (as the authors' code: a fixed count)."""
-        common = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "weight_decay": self.weight_decay}
         return [
-            Stage("target-factors", ("target.",), mf_loss("target", target.n_items, self.objective),
-                  pairs_data(target, objective=self.objective, model=self.name), **common),
-            Stage("source-factors", ("source.",), mf_loss("source", source.n_items, self.objective),
-                  pairs_data(source, objective=self.objective, model=self.name), **common),
+            Stage(f"{part}-factors", (f"{part}.",), mf_loss(part, side.n_items, self.objective),
+                  pairs_data(side, objective=self.objective, model=self.name), self.epochs, batch_size=self.batch_size,
+                  lr=self.lr, weight_decay=self.weight_decay)
+            for part, side in (("target", target), ("source", source))
         ]
 
     def score_users(self, model: torch.nn.Module, users: torch.Tensor) -> torch.Tensor:

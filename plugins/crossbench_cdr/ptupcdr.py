@@ -118,6 +118,8 @@ class MetaNet(nn.Module):
 class PtupcdrModel(FactorModel):
     """Per-domain factors, each user's source history, and the meta network."""
 
+    history: torch.Tensor
+
     def __init__(self, *, history: torch.Tensor, meta_dim: int, **kw: Any) -> None:
         super().__init__(**kw)
         self.register_buffer("history", history)

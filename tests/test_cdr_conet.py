@@ -92,25 +92,45 @@ def test_joint_loss_sums_both_domains_and_masks_the_domain_a_user_lacks():
     value = loss(model, batch, gen)
     replay = torch.Generator().manual_seed(0)
     torch.rand(1, generator=replay)  # b's paired book (unused: the row is a book)
-    torch.rand(1, generator=replay)  # b's paired movie (none)
+    torch.rand(1, generator=replay)  # b's paired movie (none: movie 0, masked)
     neg_book = int(torch.randint(0, 2, (1,), generator=replay))
-    neg_movie = int(torch.randint(0, 2, (1,), generator=replay))
     s_pos, _ = model.towers(torch.tensor([1]), torch.tensor([1]), torch.tensor([0]))
-    s_neg, _ = model.towers(torch.tensor([1]), torch.tensor([neg_book]), torch.tensor([neg_movie]))
+    s_neg, _ = model.towers(torch.tensor([1]), torch.tensor([neg_book]), torch.tensor([0]))
     expected = (F.softplus(-s_pos) + F.softplus(s_neg)) / 2  # log-loss of label 1 and label 0; movie half masked
     assert value.item() == pytest.approx(expected.item(), rel=1e-6)
     value.backward()
     assert model.target_out.weight.grad.abs().sum() == 0  # no target-domain loss for a user without movies
 
 
-def test_full_ranking_feeds_the_mean_source_item_to_the_source_tower():
+def test_a_negative_keeps_the_users_own_item_in_the_other_tower():
+    """A movie negative of user a is paired with one of a's books, so the source side never reveals the label."""
+    conet, model = _one_unit_model()
+    source, target = conet.sides
+    loss = _JointLogLoss(source, target, negatives=1, device=torch.device("cpu"))
+    batch = {"user": torch.tensor([0]), "item": torch.tensor([1]), "in_target": torch.tensor([True])}
+    value = loss(model, batch, torch.Generator().manual_seed(5))
+    replay = torch.Generator().manual_seed(5)
+    own_book = [0, 1][int(torch.rand(1, generator=replay) * 2)]  # a's books 0 and 1
+    torch.rand(1, generator=replay)  # a's paired movie (unused: the row is a movie)
+    torch.randint(0, 2, (1,), generator=replay)  # a book negative (unused: the row is a movie)
+    neg_movie = int(torch.randint(0, 2, (1,), generator=replay))
+    s_pos, t_pos = model.towers(torch.tensor([0]), torch.tensor([own_book]), torch.tensor([1]))
+    _, t_neg = model.towers(torch.tensor([0]), torch.tensor([own_book]), torch.tensor([neg_movie]))
+    expected = F.softplus(-s_pos) + (F.softplus(-t_pos) + F.softplus(t_neg)) / 2  # books: one positive; movies: both
+    assert value.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_full_ranking_averages_the_target_logits_over_the_users_source_items():
     conet, model = _one_unit_model()
     scores = conet.score_users(model, torch.tensor([0, 1]))
-    # user a's books 0 and 1: mean embedding -0.25; user b: book 1 only
-    for row, (user, context) in enumerate(((1.0, -0.25), (2.0, -1.0))):
-        a = torch.tensor([[user, context]]).expand(2, 2)
-        b = torch.cat([torch.full((2, 1), user), model.target_items.weight], 1)
-        torch.testing.assert_close(scores[row], model.run(a, b)[1])
+    movies = model.target_items.weight
+    for row, (user, books) in enumerate(((1.0, (0.5, -1.0)), (2.0, (-1.0,)))):  # a: books 0 and 1; b: book 1
+        per_book = []
+        for book in books:
+            a = torch.tensor([[user, book]]).expand(2, 2)
+            b = torch.cat([torch.full((2, 1), user), movies], 1)
+            per_book.append(model.run(a, b)[1])
+        torch.testing.assert_close(scores[row], torch.stack(per_book).mean(0))
 
 
 def test_bad_layer_sizes_are_named():

@@ -166,14 +166,15 @@ def sscdr(
 
 def conet(
     *, dim: int = 32, hidden: str = "32,16,8", cross: bool = True, negatives: int = 1, lr: float = 1e-3,
-    batch_size: int = 128, weight_decay: float = 0.0, epochs: int = 50, patience: int = 3, source: str | None = None,
+    batch_size: int = 128, weight_decay: float = 0.0, epochs: int = 50, patience: int = 3, context_items: int = 8,
+    source: str | None = None,
 ) -> CoNet:
     """CoNet (Hu et al., CIKM 2018): two MLP towers with shared cross connections, joint log-loss; see :mod:`crossbench_cdr.conet`."""
     from crossbench_cdr.conet import CoNet
 
     return CoNet(
         dim=dim, hidden=hidden, cross=cross, negatives=negatives, lr=lr, batch_size=batch_size,
-        weight_decay=weight_decay, epochs=epochs, patience=patience, source=source,
+        weight_decay=weight_decay, epochs=epochs, patience=patience, context_items=context_items, source=source,
     )
 
 
@@ -186,7 +187,7 @@ OTHER_MODELS: tuple[ComponentSpec, ...] = (
     ComponentSpec(
         "sscdr", sscdr, "SSCDR as in Kang et al. 2019: metric-learning factors, semi-supervised mapping on overlapping users, multi-hop inference",
         (CategoricalParam("dim", (16, 32, 64, 128)), FloatParam("lr", 1e-3, 3e-2, log=True), FloatParam("margin", 0.1, 2.0, log=True),
-         FloatParam("lam", 0.0, 2.0), CategoricalParam("hops", (0, 1, 2))),
+         FloatParam("lam", 0.0, 2.0), CategoricalParam("hops", (0, 1, 2)), IntParam("epochs", 50, 200, log=True)),
     ),
     ComponentSpec(
         "conet", conet, "CoNet as in Hu et al. 2018: two MLP towers joined by shared cross connections, joint log-loss with sampled negatives",

@@ -125,7 +125,10 @@ class CoNet(StagedRecommender):
         self.lr, self.batch_size, self.weight_decay, self.epochs, self.patience = lr, batch_size, weight_decay, epochs, patience
         self.source, self.context_items = source, context_items
         if min(dim, negatives, batch_size, epochs, patience, context_items, *self.hidden, 1) < 1 or not self.hidden:
-            raise CrossbenchError(f"model 'conet': dim, hidden sizes (at least one), negatives, batch_size, epochs and patience must be >= 1, got {self.settings()}")
+            raise CrossbenchError(
+                "model 'conet': dim, hidden sizes (at least one), negatives, batch_size, epochs, patience and "
+                f"context_items must be >= 1, got {self.settings()}"
+            )
         if not (lr > 0 and weight_decay >= 0):
             raise CrossbenchError(f"model 'conet': lr must be positive and weight_decay >= 0, got {lr}, {weight_decay}")
 

@@ -39,11 +39,6 @@ class Side:
         """Training interactions per user ``[n_users]``."""
         return np.diff(self.indptr)
 
-    def user_item_matrix(self, n_users: int) -> torch.Tensor:
-        """The binary user x item matrix as a sparse COO tensor (row-normalised by :func:`row_mean`)."""
-        idx = torch.as_tensor(np.stack([self.users, self.items]), dtype=torch.long)
-        return torch.sparse_coo_tensor(idx, torch.ones(len(self.users)), (n_users, self.n_items)).coalesce()
-
     def sample_own(self, users: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """One of each user's items, uniformly (``item``, ``has``); ``has`` is False (item 0) for users with none."""
         indptr = torch.as_tensor(self.indptr, device=users.device)
@@ -63,7 +58,10 @@ def _csr(users: np.ndarray, items: np.ndarray, n_users: int) -> tuple[np.ndarray
 
 
 def _side(split: FitSplit, name: str, domains: Sequence[str]) -> Side:
-    users, items, ratings, offset = [], [], [], 0
+    users: list[np.ndarray] = []
+    items: list[np.ndarray] = []
+    ratings: list[np.ndarray | None] = []
+    offset = 0
     for d in domains:
         inter = split.train.domain(d).interactions
         users.append(inter["user"].to_numpy().astype(np.int64))
@@ -71,7 +69,8 @@ def _side(split: FitSplit, name: str, domains: Sequence[str]) -> Side:
         ratings.append(inter["rating"].to_numpy(dtype=np.float32) if "rating" in inter.columns else None)
         offset += split.train.domain(d).n_items
     u, i = np.concatenate(users), np.concatenate(items)
-    r = None if any(x is None for x in ratings) else np.concatenate(ratings)  # type: ignore[arg-type]
+    given = [x for x in ratings if x is not None]
+    r = np.concatenate(given) if len(given) == len(ratings) else None
     indptr, csr_items = _csr(u, i, split.train.n_users)
     return Side(name=name, domains=tuple(domains), n_items=offset, users=u, items=i, ratings=r, indptr=indptr, csr_items=csr_items)
 

@@ -72,7 +72,6 @@ from crossbench.stages import EarlyStopping, Stage, StageData, StagedRecommender
 from crossbench_cdr.sources import Side, two_sides
 
 
-
 def ball(x: torch.Tensor) -> torch.Tensor:
     """Project onto the unit ball: ``x / max(1, |x|)`` row-wise."""
     return x / x.norm(dim=-1, keepdim=True).clamp(min=1.0)

@@ -75,8 +75,8 @@ MAPPING_MODELS: tuple[ComponentSpec, ...] = (
 # --------------------------------------------------------------------------- graph models (LightGCN, BiTGCF)
 
 def lightgcn(
-    *, dim: int = 64, layers: int = 3, lr: float = 1e-3, l2: float = 1e-4, batch_size: int = 1024, epochs: int = 400,
-    patience: int = 10, valid_k: int = 10,
+    *, dim: int = 64, layers: int = 3, lr: float = 1e-3, l2: float = 1e-4, batch_size: int = 1024, epochs: int = 1000,
+    patience: int = 50, valid_k: int = 10,
 ) -> LightGCN:
     """LightGCN (He et al., SIGIR 2020) on the target domain's graph; see :mod:`crossbench_cdr.lightgcn`."""
     from crossbench_cdr.lightgcn import LightGCN
@@ -86,8 +86,8 @@ def lightgcn(
 
 
 def lightgcn_merged(
-    *, dim: int = 64, layers: int = 3, lr: float = 1e-3, l2: float = 1e-4, batch_size: int = 1024, epochs: int = 400,
-    patience: int = 10, valid_k: int = 10,
+    *, dim: int = 64, layers: int = 3, lr: float = 1e-3, l2: float = 1e-4, batch_size: int = 1024, epochs: int = 1000,
+    patience: int = 50, valid_k: int = 10,
 ) -> LightGCN:
     """LightGCN on the merged graph of every domain (users shared by index); see :mod:`crossbench_cdr.lightgcn`."""
     from crossbench_cdr.lightgcn import LightGCN

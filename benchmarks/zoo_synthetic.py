@@ -34,9 +34,9 @@ from crossbench_protocols import ColdStart
 from crossbench_synthetic import SyntheticDataset
 
 TARGET_ONLY = ("popularity", "mf", "sasrec")
-CROSS_DOMAIN = ("cmf", "shared-mean", "emcdr", "ptupcdr", "cd-concat", "cd-gating", "cd-attention", "itemknn", "ease", "lm-attention")
+CROSS_DOMAIN = ("shared-id", "shared-mean", "emcdr-joint", "ptupcdr-joint", "cd-concat", "cd-gating", "cd-attention", "itemknn", "ease", "lm-attention")
 BIG = "lm-attention"
-HISTORY_MODELS = ("shared-mean", "emcdr", "ptupcdr", "cd-concat", "cd-gating", "cd-attention", "sasrec", "lm-attention")
+HISTORY_MODELS = ("shared-mean", "emcdr-joint", "ptupcdr-joint", "cd-concat", "cd-gating", "cd-attention", "sasrec", "lm-attention")
 
 
 def run_models(
@@ -128,7 +128,7 @@ def main() -> None:
     overrides: dict[str, dict[str, object]] = {m: {"history_length": a.history_length} for m in HISTORY_MODELS}
     # ID-embedding models start from small vectors (init_std 0.02, chosen on validation NDCG@10)
     overrides["mf"] = {"init_std": 0.02}
-    overrides["cmf"] = {"init_std": 0.02}
+    overrides["shared-id"] = {"init_std": 0.02}
     if a.model_path:
         overrides[BIG]["model_path"] = a.model_path
     for setting in a.settings:

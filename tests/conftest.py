@@ -80,7 +80,7 @@ def fit_once(registry: Registry, split_once):
 
 
 #: the conformance kit's contract tests, on every component of the built-in plugins
-crossbench_plugins = ["basic", "synthetic", "datasets", "metrics", "zoo", "feedback", "protocols"]
+crossbench_plugins = ["basic", "synthetic", "datasets", "metrics", "zoo", "feedback", "protocols", "cdr"]
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ def test_every_builtin_plugin_is_under_the_kit(request):
              for kind in ("item-encoders", "user-encoders", "fusions", "scorers", "recommenders", "metrics")}
     assert {"id", "text", "text-id"} <= found["item-encoders"]
     assert {"mean", "user-id", "gru", "transformer"} <= found["user-encoders"]
-    assert {"target-only", "shared", "concat", "gating", "attention", "emcdr", "ptupcdr"} <= found["fusions"]
+    assert {"target-only", "shared", "concat", "gating", "attention", "emcdr-joint", "ptupcdr-joint"} <= found["fusions"]
     assert {"dot", "cosine", "mlp"} <= found["scorers"]
     assert {"popularity", "mf", "composed", "itemknn"} <= found["recommenders"]
     assert {"ndcg", "recall", "hr", "mrr"} <= found["metrics"]

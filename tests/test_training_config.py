@@ -127,7 +127,7 @@ def test_every_composed_model_takes_the_one_training_configuration(registry: Reg
         tweaked = make_recommender(registry, entry.spec.name, {"epochs": 7, "lr": "0.25"}, where="test")
         assert isinstance(tweaked, ComposedRecommender)
         assert (tweaked.config.epochs, tweaked.config.lr) == (7, 0.25)
-    assert {"composed", "mf", "cmf", "shared-mean", "emcdr", "sasrec", "lm-attention"} <= set(composed)
+    assert {"composed", "mf", "shared-id", "shared-mean", "emcdr-joint", "sasrec", "lm-attention"} <= set(composed)
     assert registry.get("recommenders", "sasrec").hyperparameters()["training"] == "sequences"
 
 

@@ -107,7 +107,7 @@ def test_item_item_models_refuse_bad_settings() -> None:
 
 CROSS = {
     "shared-mean": {"epochs": 8},
-    "emcdr": {"epochs": 8, "history_length": 20},
+    "emcdr-joint": {"epochs": 8, "history_length": 20},
     "cd-gating": {"epochs": 8, "history_length": 20},
     "ease": {},
 }

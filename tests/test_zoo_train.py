@@ -104,16 +104,16 @@ def test_user_id_encoders_skip_histories_but_keep_presence(split: Split, tmp_pat
 
 
 def test_checkpoint_round_trip_and_refusals(split: Split, tmp_path: Path) -> None:
-    rec = ComposedRecommender(item_encoder="id", user_encoder="mean", fusion="emcdr", scorer="cosine", config=TrainConfig(dim=8, epochs=2))
+    rec = ComposedRecommender(item_encoder="id", user_encoder="mean", fusion="emcdr-joint", scorer="cosine", config=TrainConfig(dim=8, epochs=2))
     rec.fit(split, env=env(tmp_path, checkpoint_dir=tmp_path / "ckpt"))
     path = tmp_path / "ckpt" / "model.pt"
     assert path.is_file()
     torch.load(path, weights_only=True)  # plain tensors and primitives only
     users = torch.as_tensor(split.test.users)
-    again = ComposedRecommender(item_encoder="id", user_encoder="mean", fusion="emcdr", scorer="cosine", config=TrainConfig(dim=8, epochs=2))
+    again = ComposedRecommender(item_encoder="id", user_encoder="mean", fusion="emcdr-joint", scorer="cosine", config=TrainConfig(dim=8, epochs=2))
     again.load_checkpoint(path, split, env=env(tmp_path))
     assert torch.equal(again.score(users), rec.score(users))
-    other = ComposedRecommender(item_encoder="id", user_encoder="mean", fusion="emcdr", scorer="cosine", config=TrainConfig(dim=8, epochs=3))
+    other = ComposedRecommender(item_encoder="id", user_encoder="mean", fusion="emcdr-joint", scorer="cosine", config=TrainConfig(dim=8, epochs=3))
     with pytest.raises(CrossbenchError, match=r"another configuration \(training settings differ: \['epochs'\]\)"):
         other.load_checkpoint(path, split, env=env(tmp_path))
     with pytest.raises(CrossbenchError, match="does not exist"):

@@ -1,5 +1,5 @@
 """Built-in components: ID item encoder, mean-pool and user-ID user encoders, target-only
-and shared-user fusions, dot scorer, Popularity, composed MF / CMF models, the core
+and shared-user fusions, dot scorer, Popularity, composed MF and shared-user-ID models, the core
 ranking metrics (Recall, NDCG, HR, MRR), and the default benchmark.
 
 Registering the plugin imports no torch: the factories in :mod:`crossbench_basic.specs`

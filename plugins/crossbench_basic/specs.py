@@ -120,8 +120,11 @@ def shared_mean(*, config: TrainConfig) -> ComposedRecommender:
 
 
 @trains()
-def cmf(*, init_std: float = 0.1, config: TrainConfig) -> ComposedRecommender:
-    """Collective MF: user-ID embeddings per domain averaged into one shared user vector."""
+def shared_id(*, init_std: float = 0.1, config: TrainConfig) -> ComposedRecommender:
+    """User-ID embeddings per domain averaged over the domains a user is present in (``shared`` fusion), trained
+    jointly with BPR and target-history dropout. Not collective MF as Singh & Gordon define it (one user factor
+    shared by both domains' weighted losses): that model is the ``cdr`` plugin's ``cmf``; this one was published
+    as ``cmf`` before."""
     return _composed(
         item_encoder=ComponentRef("id", {"init_std": init_std}), user_encoder=ComponentRef("user-id", {"init_std": init_std}),
         fusion="shared", scorer="dot", config=config,
@@ -139,7 +142,7 @@ RECOMMENDERS = (
     ComponentSpec("mf", mf, "target-only BPR matrix factorisation", (*TRAINING, _INIT_STD)),
     ComponentSpec("shared-mean", shared_mean, "cross-domain: mean-pooled per-domain histories, shared-user fusion", TRAINING + _DROPOUT),
     ComponentSpec(
-        "cmf", cmf, "collective matrix factorisation: per-domain user IDs fused into one user",
+        "shared-id", shared_id, "per-domain user IDs averaged by the shared fusion, BPR (published as 'cmf' before)",
         (*TRAINING, *_DROPOUT, _INIT_STD),
     ),
 )

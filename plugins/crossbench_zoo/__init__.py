@@ -1,8 +1,10 @@
 """The model zoo: text item encoders, sequence user encoders, fusions, scorers, CDR baselines.
 
 Item encoders ``text`` and ``text-id``; user encoders ``gru`` and ``transformer``; fusions
-``concat``, ``gating``, ``attention``, ``emcdr`` and ``ptupcdr``; scorers ``cosine`` and
-``mlp``; whole models ``itemknn`` and ``ease``; named compositions ``emcdr``, ``ptupcdr``,
+``concat``, ``gating``, ``attention``, ``emcdr-joint`` and ``ptupcdr-joint``; scorers ``cosine`` and
+``mlp``; whole models ``itemknn`` and ``ease``; named compositions ``emcdr-joint``, ``ptupcdr-joint``
+(EMCDR- and PTUPCDR-style fusions trained jointly, end to end; the papers' procedures are the
+``cdr`` plugin's ``emcdr`` and ``ptupcdr``),
 ``cd-concat``, ``cd-gating``, ``cd-attention``, ``sasrec`` and the reference big model
 ``lm-attention``.
 
@@ -53,8 +55,8 @@ def crossbench_fusions() -> list[ComponentSpec]:
             "item-level cross-domain attention (target query over the user's individual items of every domain)",
             (CategoricalParam("heads", (1, 2, 4)), IntParam("layers", 1, 2), FloatParam("dropout", 0.0, 0.3)),
         ),
-        ComponentSpec("emcdr", f.emcdr_fusion, "EMCDR-style MLP mapping source -> target for cold users", (IntParam("hidden", 32, 256, log=True),)),
-        ComponentSpec("ptupcdr", f.ptupcdr_fusion, "PTUPCDR-style personalised bridge from a meta network", (IntParam("hidden", 16, 128, log=True),)),
+        ComponentSpec("emcdr-joint", f.emcdr_fusion, "EMCDR-style MLP mapping source -> target for cold users (joint training)", (IntParam("hidden", 32, 256, log=True),)),
+        ComponentSpec("ptupcdr-joint", f.ptupcdr_fusion, "PTUPCDR-style personalised bridge from a meta network (joint training)", (IntParam("hidden", 16, 128, log=True),)),
     ]
 
 

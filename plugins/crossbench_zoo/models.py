@@ -34,15 +34,17 @@ def _id_composition(fusion: ComponentRef, config: TrainConfig) -> ComposedRecomm
 
 
 @trains()
-def emcdr(*, hidden: int = 128, config: TrainConfig) -> ComposedRecommender:
-    """EMCDR-style: per-domain user vectors, an MLP maps source to target vectors for cold users."""
-    return _id_composition(ComponentRef("emcdr", {"hidden": hidden}), config)
+def emcdr_joint(*, hidden: int = 128, config: TrainConfig) -> ComposedRecommender:
+    """EMCDR-style mapping trained jointly, end to end (not EMCDR's procedure: that is the ``cdr`` plugin's
+    ``emcdr``): per-domain user vectors, an MLP maps source to target vectors for cold users."""
+    return _id_composition(ComponentRef("emcdr-joint", {"hidden": hidden}), config)
 
 
 @trains()
-def ptupcdr(*, hidden: int = 64, config: TrainConfig) -> ComposedRecommender:
-    """PTUPCDR-style: a meta network generates each user's source-to-target bridge from their source history."""
-    return _id_composition(ComponentRef("ptupcdr", {"hidden": hidden}), config)
+def ptupcdr_joint(*, hidden: int = 64, config: TrainConfig) -> ComposedRecommender:
+    """PTUPCDR-style bridge trained jointly, end to end (not PTUPCDR's procedure: that is the ``cdr`` plugin's
+    ``ptupcdr``): a meta network generates each user's source-to-target bridge from their source history."""
+    return _id_composition(ComponentRef("ptupcdr-joint", {"hidden": hidden}), config)
 
 
 @trains()
@@ -150,8 +152,10 @@ LM_ATTENTION_SPACE = (
 TRAINING_SPACE = training_space("dim", "lr", "l2", "negatives", "batch_size", "target_history_dropout")
 
 RECOMMENDERS = (
-    ComponentSpec("emcdr", emcdr, "EMCDR-style source-to-target MLP mapping for cold users (trained jointly)", TRAINING_SPACE),
-    ComponentSpec("ptupcdr", ptupcdr, "PTUPCDR-style personalised bridge from a meta network (trained jointly)", TRAINING_SPACE),
+    ComponentSpec("emcdr-joint", emcdr_joint, "EMCDR-style source-to-target MLP mapping for cold users, trained jointly end to end", TRAINING_SPACE),
+    ComponentSpec(
+        "ptupcdr-joint", ptupcdr_joint, "PTUPCDR-style personalised bridge from a meta network, trained jointly end to end", TRAINING_SPACE
+    ),
     ComponentSpec("cd-concat", cd_concat, "per-domain mean-pooled histories, concat + MLP fusion", TRAINING_SPACE),
     ComponentSpec("cd-gating", cd_gating, "per-domain mean-pooled histories, gated fusion", TRAINING_SPACE),
     ComponentSpec("cd-attention", cd_attention, "per-domain mean-pooled ID histories, cross-domain attention fusion", TRAINING_SPACE),

@@ -59,7 +59,7 @@ def split_once(registry: Registry):
 def fit_once(registry: Registry, split_once):
     """``fit_once(experiment, model, seed=0)``: ``model`` (a ModelRef) fitted on ``split_once(experiment, seed)``
     with that seed and one thread, once per session however many tests ask. Tests only score it; none may change it."""
-    from crossbench.interfaces import RunEnv
+    from crossbench.plugin.interfaces import RunEnv
     from crossbench.recommend import fit_for
 
     fitted: dict[tuple[str, str, int], object] = {}

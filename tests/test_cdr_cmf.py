@@ -14,7 +14,7 @@ import torch
 from crossbench.data.model import CrossDomainData
 from crossbench.data.protocols import FitSplit, GroundTruth
 from crossbench.errors import CrossbenchError
-from crossbench.interfaces import RunEnv
+from crossbench.plugin.interfaces import RunEnv
 from crossbench_cdr.cmf import CMF, CMFModule, _JointLoss, _side_tensors
 from crossbench_cdr.sources import two_sides
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from crossbench.data.model import CrossDomainData
 from crossbench.data.protocols import FitSplit, GroundTruth
 from crossbench.errors import CrossbenchError
-from crossbench.interfaces import RunEnv
+from crossbench.plugin.interfaces import RunEnv
 from crossbench_cdr.conet import CoNet, CoNetModule, _JointLogLoss
 
 ENV = RunEnv(registry=None, seed=0, progress=False)  # type: ignore[arg-type]

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from crossbench.errors import CrossbenchError
-from crossbench.interfaces import RunEnv
-from crossbench.stages import run_stage, run_stages
+from crossbench.plugin.interfaces import RunEnv
 from crossbench.testing.data import TARGET, kit_data, kit_split
+from crossbench.train.stages import run_stage, run_stages
 from crossbench_cdr.emcdr import Emcdr
 
 SOURCE = "books"

@@ -13,7 +13,7 @@ import torch
 from crossbench.data.model import CrossDomainData
 from crossbench.data.protocols import FitSplit, GroundTruth
 from crossbench.errors import CrossbenchError
-from crossbench.interfaces import RunEnv
+from crossbench.plugin.interfaces import RunEnv
 from crossbench.testing.data import kit_data, kit_split
 from crossbench_cdr.lightgcn import LightGCN, LightGCNModule, NegativeSampler, bpr_loss
 

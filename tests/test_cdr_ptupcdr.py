@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from crossbench.interfaces import RunEnv
-from crossbench.stages import run_stage, run_stages
+from crossbench.plugin.interfaces import RunEnv
 from crossbench.testing.data import TARGET, kit_data, kit_split
+from crossbench.train.stages import run_stage, run_stages
 from crossbench_cdr.ptupcdr import MetaNet, Ptupcdr, source_histories
 from crossbench_cdr.sources import two_sides
 

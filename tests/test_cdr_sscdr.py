@@ -11,9 +11,9 @@ from torch import nn
 
 from crossbench.data.model import CrossDomainData
 from crossbench.data.protocols import FitSplit, GroundTruth
-from crossbench.interfaces import RunEnv
-from crossbench.stages import run_stage, validation_score
+from crossbench.plugin.interfaces import RunEnv
 from crossbench.testing.data import TARGET, kit_data, kit_split
+from crossbench.train.stages import run_stage, validation_score
 from crossbench_cdr.sscdr import SSCDR, SSCDRModule, _MappingLoss, ball
 
 ENV = RunEnv(registry=None, seed=0, progress=False)  # type: ignore[arg-type]

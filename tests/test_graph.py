@@ -1,4 +1,4 @@
-"""crossbench.graph: normalised propagation against hand computations, merged graphs, isolated
+"""crossbench.train.graph: normalised propagation against hand computations, merged graphs, isolated
 nodes, and the device and dtype of the embeddings kept."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 
 from crossbench.data.model import CrossDomainData
 from crossbench.errors import CrossbenchError
-from crossbench.graph import bipartite_graph, domain_graph, light_gcn, merged_graph, propagate_layers
+from crossbench.train.graph import bipartite_graph, domain_graph, light_gcn, merged_graph, propagate_layers
 
 R2 = math.sqrt(2.0)
 

@@ -1,4 +1,4 @@
-"""The training base for whole torch models with declared stages (crossbench.stages)."""
+"""The training base for whole torch models with declared stages (crossbench.train.stages)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from crossbench.errors import CrossbenchError
-from crossbench.interfaces import RunEnv
-from crossbench.stages import EarlyStopping, Stage, StageData, StagedFitReport, StagedRecommender, run_stage, run_stages
-from crossbench.stages_data import domain_pairs, overlapping_users, user_rows
+from crossbench.plugin.interfaces import RunEnv
 from crossbench.testing.data import TARGET, kit_data, kit_split
+from crossbench.train.stages import EarlyStopping, Stage, StageData, StagedFitReport, StagedRecommender, run_stage, run_stages
+from crossbench.train.stages_data import domain_pairs, overlapping_users, user_rows
 
 SOURCE = "books"
 

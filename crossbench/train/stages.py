@@ -7,7 +7,7 @@ procedure as an ordered list of :class:`Stage` values; :func:`run_stages` runs t
 parts the composed trainer (:mod:`crossbench.train`) uses too: the core validation metric
 (:data:`crossbench.evaluate.validation.VALIDATION_SPEC`, full ranking on validation users,
 training items excluded), the ``RunEnv.on_epoch`` pruning callback, checkpoints
-(:mod:`crossbench.checkpoints`), the progress bar, the device and bf16 autocast on CUDA.
+(:mod:`crossbench.train.checkpoints`), the progress bar, the device and bf16 autocast on CUDA.
 
 A stage names
 
@@ -24,7 +24,7 @@ A stage names
   weights.
 
 The test split is never reachable: fitting receives a :class:`~crossbench.data.protocols.FitSplit`.
-Stage data helpers live in :mod:`crossbench.stages_data`; docs/stages.md is the guide.
+Stage data helpers live in :mod:`crossbench.train.stages_data`; docs/stages.md is the guide.
 """
 
 from __future__ import annotations
@@ -41,14 +41,13 @@ from typing import Any
 
 import torch
 
-from crossbench.checkpoints import read_checkpoint, save_checkpoint
-from crossbench.composed import train_items
-from crossbench.data.protocols import FitSplit
+from crossbench.data.protocols import FitSplit, train_items
 from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.evaluate.ranking import evaluate
 from crossbench.evaluate.validation import VALIDATION_METRIC, VALIDATION_SPEC
-from crossbench.interfaces import FitReport, Recommender, RunEnv
+from crossbench.plugin.interfaces import FitReport, Recommender, RunEnv
 from crossbench.progress import progress_bar
+from crossbench.train.checkpoints import read_checkpoint, save_checkpoint
 
 #: A batch: the stage data's columns, the rows of this batch.
 Batch = Mapping[str, torch.Tensor]

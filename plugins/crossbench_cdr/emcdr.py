@@ -3,7 +3,7 @@
 Man, Shen, Jin, Cheng. "Cross-Domain Recommendation: An Embedding and Mapping Approach."
 IJCAI 2017, pp. 2464-2470.
 
-The procedure of the paper, as trained here (:mod:`crossbench.stages`):
+The procedure of the paper, as trained here (:mod:`crossbench.train.stages`):
 
 1. latent factors of each domain, learned separately (``target-factors``, ``source-factors``):
    MF on ratings (``objective="rating"``) or BPR-MF (``objective="ranking"``), the paper's two
@@ -64,9 +64,9 @@ from torch import nn
 
 from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError, unknown_name_message
-from crossbench.interfaces import RunEnv
-from crossbench.stages import Batch, EarlyStopping, Stage
-from crossbench.stages_data import user_rows
+from crossbench.plugin.interfaces import RunEnv
+from crossbench.train.stages import Batch, EarlyStopping, Stage
+from crossbench.train.stages_data import user_rows
 from crossbench_cdr.factors import FactorModel, FactorRecommender
 
 MAPPINGS = ("mlp", "linear")

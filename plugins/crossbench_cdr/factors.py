@@ -31,8 +31,8 @@ from torch import nn
 
 from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError, unknown_name_message
-from crossbench.interfaces import RunEnv
-from crossbench.stages import Batch, Stage, StageData, StagedRecommender
+from crossbench.plugin.interfaces import RunEnv
+from crossbench.train.stages import Batch, Stage, StageData, StagedRecommender
 from crossbench_cdr.sources import Side, rated, two_sides
 
 OBJECTIVES = ("rating", "ranking")

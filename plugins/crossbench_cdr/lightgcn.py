@@ -9,7 +9,7 @@ the dot product of the final embeddings. Training: BPR on each training interact
 one item drawn uniformly from the items the user has not interacted with, plus
 ``l2 * (|e_u^(0)|^2 + |e_i^(0)|^2 + |e_j^(0)|^2) / 2`` over the batch's ego embeddings,
 divided by the batch size (the authors' code), Adam. Propagation is
-:mod:`crossbench.graph`.
+:mod:`crossbench.train.graph`.
 
 Two variants, registered as two models:
 
@@ -19,7 +19,7 @@ Two variants, registered as two models:
   them all alike (every item tied, so the evaluator ranks them pessimistically). It says so
   in :meth:`LightGCN.cold_users`.
 - ``lightgcn-merged`` (``graph="merged"``): one graph over every domain's training
-  interactions, users shared by index (:func:`crossbench.graph.merged_graph`); BPR on every
+  interactions, users shared by index (:func:`crossbench.train.graph.merged_graph`); BPR on every
   domain's interactions, each negative drawn from its positive's own domain. A user without
   target interactions reaches the target items through their source-domain items and the
   users they share with them; they are scored against the target items only. This is not a
@@ -44,7 +44,7 @@ PyTorch code and RecBole use 2048). Differences from the paper, and why:
 
 Python API (what the fidelity benchmark calls, on data it builds)::
 
-    from crossbench.interfaces import RunEnv
+    from crossbench.plugin.interfaces import RunEnv
     from crossbench_cdr.lightgcn import LightGCN
     model = LightGCN(graph="target", dim=64, layers=3, lr=1e-3, l2=1e-4, batch_size=2048, epochs=300, patience=10)
     report = model.fit(fit_split, env=RunEnv(registry=None, seed=0))  # a crossbench.data.protocols.FitSplit
@@ -67,9 +67,9 @@ from torch import nn
 
 from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError, unknown_name_message
-from crossbench.graph import BipartiteGraph, domain_graph, light_gcn, merged_graph
-from crossbench.interfaces import RunEnv
-from crossbench.stages import EarlyStopping, Stage, StageData, StagedRecommender
+from crossbench.plugin.interfaces import RunEnv
+from crossbench.train.graph import BipartiteGraph, domain_graph, light_gcn, merged_graph
+from crossbench.train.stages import EarlyStopping, Stage, StageData, StagedRecommender
 
 GRAPHS = ("target", "merged")
 #: at most this many redraws of a negative that is one of the user's positives

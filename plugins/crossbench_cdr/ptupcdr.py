@@ -3,7 +3,7 @@
 Zhu, Tang, Liu, Zhuang, Xie, Zhang, Lin, He. "Personalized Transfer of User Preferences for
 Cross-domain Recommendation." WSDM 2022, pp. 1507-1515.
 
-The procedure of the paper, as trained here (:mod:`crossbench.stages`):
+The procedure of the paper, as trained here (:mod:`crossbench.train.stages`):
 
 1. pretrained latent factors of each domain (``target-factors``, ``source-factors``; MF);
 2. a characteristic encoder: attention over the embeddings (source factors) of the items in
@@ -65,8 +65,8 @@ from torch import nn
 
 from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError, unknown_name_message
-from crossbench.interfaces import RunEnv
-from crossbench.stages import Batch, EarlyStopping, Stage
+from crossbench.plugin.interfaces import RunEnv
+from crossbench.train.stages import Batch, EarlyStopping, Stage
 from crossbench_cdr.factors import FactorModel, FactorRecommender, bpr_loss, pairs_data, rating_loss
 from crossbench_cdr.sources import Side
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from crossbench.interfaces import CategoricalParam, ComponentSpec, FloatParam, IntParam
+from crossbench.plugin.specs import CategoricalParam, ComponentSpec, FloatParam, IntParam
 
 if TYPE_CHECKING:
     from crossbench_cdr.bitgcf import BiTGCF

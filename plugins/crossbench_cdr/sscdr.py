@@ -67,8 +67,8 @@ from torch import nn
 
 from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError
-from crossbench.interfaces import RunEnv
-from crossbench.stages import EarlyStopping, Stage, StageData, StagedRecommender
+from crossbench.plugin.interfaces import RunEnv
+from crossbench.train.stages import EarlyStopping, Stage, StageData, StagedRecommender
 from crossbench_cdr.sources import Side, two_sides
 
 

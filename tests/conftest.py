@@ -26,6 +26,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _python_children_are_slow(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that starts a Python process (an interpreter, torch and the plugins to load) must be marked
+    ``slow``; otherwise it fails here, before the process starts, so that ``-m "not slow"`` stays fast."""
+    if request.node.get_closest_marker("slow") is not None:
+        return
+    import subprocess
+    from pathlib import Path
+
+    class Popen(subprocess.Popen):
+        def __init__(self, args, *rest, **kw):
+            program = args if isinstance(args, (str, bytes, Path)) else args[0]
+            name = Path(str(program).split()[0]).name
+            if name.startswith("python") or name == "crossbench":
+                pytest.fail(f"{request.node.nodeid} starts `{name}` in a new process: mark it @pytest.mark.slow", pytrace=False)
+            super().__init__(args, *rest, **kw)
+
+    monkeypatch.setattr(subprocess, "Popen", Popen)
+
+
+@pytest.fixture(autouse=True)
 def _torch_threads():
     """Each test starts with one torch thread and leaves one: on a machine shared by other work, torch's
     threads busy-wait for each other and a small fit takes many times longer. A test of threads sets its own."""

@@ -47,7 +47,8 @@ defaults, which could not be checked against the paper here), ``l2=1e-4`` and ``
 development benchmark (cold-start, target drama, seed 0, validation NDCG@10): the defaults
 0.536; ``l2=1e-3`` 0.530; ``combine="mean"`` 0.507; ``layers=3`` 0.531; ``dropout=0.1`` 0.544
 (seed 1: 0.534 against the defaults' 0.536, so no change); scoring cold users by their source
-embedding without its ego part 0.380 against 0.536 with it. The defaults were kept.
+embedding without its ego part 0.380 against 0.536 with it; ``patience=50`` (LightGCN's) 0.540
+at 2.4 times the fitting time. The defaults were kept.
 
 Python API (for scripts)::
 

@@ -33,6 +33,7 @@ from machine_load import OutsideLoad, describe  # noqa: E402
 from crossbench.data.protocols import train_items  # noqa: E402
 from crossbench.evaluate.groups import head_tail, item_popularity  # noqa: E402
 from crossbench.evaluate.ranking import evaluate  # noqa: E402
+from crossbench.experiment.checks import feedback_model  # noqa: E402
 from crossbench.loop.simulation import Simulation, population  # noqa: E402
 from crossbench.plugin.build import make_recommender  # noqa: E402
 from crossbench.plugin.interfaces import RunEnv  # noqa: E402
@@ -62,7 +63,7 @@ def measure(registry: Registry, name: str, params: dict, *, data, split, setting
         sim = Simulation(Path(tmp) / "sim.json", Path(tmp) / "sim.npz", settings, seed)
         torch.manual_seed(seed)
         fresh = make_recommender(registry, name, params, where=name)
-        feedback = settings.feedback_model(registry)
+        feedback = feedback_model(settings, registry)
         record = sim.run(split, data, fresh, feedback, env=env, metrics=registry.metrics(settings.metrics),
                          header={"fingerprint": "benchmark"})
     rounds = record["rounds"][1:]
@@ -87,7 +88,7 @@ def main() -> None:
     params = {m: ({"epochs": 2, "dim": 8} if args.tiny and m != "popularity" else {}) for m in args.models}
     data = SyntheticDataset(seed=args.seed, **size).load()
     split = ColdStart(target="movies", test_fraction=0.5, valid_fraction=0.1, seed=args.seed).split(data)
-    settings = SimulationSettings(rounds=args.rounds, k=10, feedback="planted", warm_users=50 if args.tiny else 500)
+    settings = SimulationSettings(rounds=args.rounds, k=10, feedback="planted", warm_users=50 if args.tiny else 500, metrics=("ndcg", "recall"))
     results = {}
     for name in args.models:
         r = measure(registry, name, params[name], data=data, split=split, settings=settings, seed=args.seed)

@@ -1,6 +1,6 @@
 """What tuning storages cost per trial, and how tuning throughput scales with workers.
 
-(a) **Overhead per trial.** ``crossbench.tune.tuning.optimize`` (the loop of ``crossbench tune``)
+(a) **Overhead per trial.** ``crossbench.tune.trials.optimize`` (the loop of ``crossbench tune``)
 runs ``--trials`` trials of an objective that only suggests a realistic space (six
 hyperparameters: log-uniform learning rate and L2, log-int dimension, dropout, negatives, a
 categorical batch size) and returns a constant, so every millisecond measured is the tuning
@@ -65,7 +65,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 def _loop() -> tuple[str, Callable[[optuna.Study, Callable[[optuna.Trial], float], int], None]]:
     """The tuning loop to time: crossbench's own where it exists, else Optuna's ``Study.optimize``."""
     try:
-        from crossbench.tune.tuning import Budget, optimize
+        from crossbench.tune.trials import Budget, optimize
     except ImportError:
         def run_optuna(study: optuna.Study, objective: Callable[[optuna.Trial], float], n: int) -> None:
             study.sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=5)
@@ -74,7 +74,7 @@ def _loop() -> tuple[str, Callable[[optuna.Study, Callable[[optuna.Trial], float
 
     def run_crossbench(study: optuna.Study, objective: Callable[[optuna.Trial], float], n: int) -> None:
         optimize(study, objective, budget=Budget(trials=n, timeout_s=None), sampler_seed=0)
-    return "crossbench.tune.tuning.optimize", run_crossbench
+    return "crossbench.tune.trials.optimize", run_crossbench
 
 
 def _objective(stamps: list[float]) -> Callable[[optuna.Trial], float]:

@@ -23,7 +23,8 @@ from crossbench.plugin.manager import get_plugin_manager
 from crossbench.plugin.registry import Registry
 from crossbench.plugin.specs import ComponentSpec, FloatParam, IntParam
 from crossbench.run.runner import run_experiment
-from crossbench.tune.tuning import Budget, optimize, tune_split
+from crossbench.tune.trials import Budget, optimize
+from crossbench.tune.tuning import tune_split
 from crossbench_basic import DEFAULT_EXPERIMENT
 
 SMALL = {"n_users": 600, "n_items": 150}
@@ -283,7 +284,7 @@ def test_a_one_trial_budget_is_the_defaults(tmp_path):
 
 def test_defaults_enqueued_by_two_workers_at_once_are_run_once():
     """Two workers opening a new study together may both enqueue the defaults; only the first copy runs."""
-    from crossbench.tune.tuning import DEFAULTS, SURPLUS
+    from crossbench.tune.trials import DEFAULTS, SURPLUS
 
     study = optuna.create_study(direction="maximize")
     for _ in range(2):

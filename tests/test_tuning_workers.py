@@ -15,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 
 from crossbench.tune.storage import open_storage, resolve_storage
-from crossbench.tune.tuning import RETRY_OF, SURPLUS
+from crossbench.tune.trials import RETRY_OF, SURPLUS
 
 # A child crossbench process with a model whose fit takes about 0.3 s.
 SCRIPT = textwrap.dedent(

@@ -63,10 +63,10 @@ def spec_problems(kind: str, spec: ComponentSpec | MetricSpec) -> list[str]:
     except (TypeError, ValueError) as exc:
         return [f"{where}: the signature of factory {_qualname(spec.factory)} cannot be read ({exc})"]
     problems = _signature_problems(kind, where, spec, params)
-    if kind in UNTUNED and spec.search_space:
-        problems.append(f"{where}: has a search_space, but {_noun(kind)}s are not tuned; drop it")
     if not problems:
         problems = _space_problems(kind, where, spec, params)
+    if kind in UNTUNED and spec.search_space:
+        problems.append(f"{where}: has a search_space, but {_noun(kind)}s are not tuned; drop it")
     return problems
 
 

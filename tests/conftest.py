@@ -62,7 +62,7 @@ def registry() -> Registry:
 @pytest.fixture(scope="session")
 def split_once(registry: Registry):
     """``split_once(experiment, seed=0) -> (data, split)``: an experiment's data and split, loaded once per session."""
-    from crossbench.recommend import load_split
+    from crossbench.loop.recommend import load_split
 
     loaded: dict[tuple[str, int], tuple] = {}
 
@@ -79,8 +79,8 @@ def split_once(registry: Registry):
 def fit_once(registry: Registry, split_once):
     """``fit_once(experiment, model, seed=0)``: ``model`` (a ModelRef) fitted on ``split_once(experiment, seed)``
     with that seed and one thread, once per session however many tests ask. Tests only score it; none may change it."""
+    from crossbench.loop.recommend import fit_for
     from crossbench.plugin.interfaces import RunEnv
-    from crossbench.recommend import fit_for
 
     fitted: dict[tuple[str, str, int], object] = {}
 

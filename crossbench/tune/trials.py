@@ -190,13 +190,16 @@ def optimize(
         with _Heartbeat(study, trial, heartbeat_s):
             try:
                 value = objective(trial)
+            except optuna.exceptions.UpdateFinishedTrialError:  # given up as lost by another worker mid-run
+                log(f"{study.study_name}: trial {trial.number} was given up as lost while it ran; its rerun counts instead")
+                continue
             except optuna.TrialPruned:
-                study.tell(trial, state=TrialState.PRUNED)
-                log(f"{study.study_name}: trial {trial.number} pruned")
+                if _tell_unless_finished(study, trial, state=TrialState.PRUNED):
+                    log(f"{study.study_name}: trial {trial.number} pruned")
                 continue
             except Exception as exc:  # a configuration of the space that does not work: recorded, then the next
-                trial.set_user_attr(ERROR, f"{type(exc).__name__}: {exc}"[:500])
-                study.tell(trial, state=TrialState.FAIL)
+                if not _tell_unless_finished(study, trial, state=TrialState.FAIL, error=f"{type(exc).__name__}: {exc}"[:500]):
+                    continue
                 errors = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if ERROR in t.user_attrs]
                 log(f"{study.study_name}: trial {trial.number} failed: {type(exc).__name__}: {exc}")
                 finished = study.get_trials(deepcopy=False, states=FINISHED)
@@ -209,10 +212,24 @@ def optimize(
             except BaseException:  # interrupted: the trial is failed so that a later run draws a new one
                 study.tell(trial, state=TrialState.FAIL)
                 raise
-        try:
-            study.tell(trial, value)
-        except optuna.exceptions.UpdateFinishedTrialError:  # taken for lost (no heartbeat for too long) and rerun
+        if not _tell_unless_finished(study, trial, value=value):
             log(f"{study.study_name}: trial {trial.number} was given up as lost while it ran; its rerun counts instead")
+
+
+def _tell_unless_finished(
+    study: optuna.Study, trial: optuna.Trial, *, value: float | None = None, state: TrialState | None = None, error: str | None = None
+) -> bool:
+    """Finish ``trial``; False when another worker already failed it as lost (its rerun counts instead)."""
+    try:
+        if error is not None:
+            trial.set_user_attr(ERROR, error)
+        if state is None:
+            study.tell(trial, value)
+        else:
+            study.tell(trial, state=state)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    return True
 
 
 def _sampler(seed: int, number: int) -> optuna.samplers.BaseSampler:

@@ -1,4 +1,4 @@
-"""Leaderboard significance counts each test user once; the pairwise table; the tuned column.
+"""Leaderboard significance counts each test user once; the pairwise table; the tuned and peak-memory columns.
 
 The expected numbers are computed here by hand (plain dicts and lists, scipy's ttest_rel as
 the oracle), independently of crossbench's statistics code.
@@ -17,6 +17,7 @@ from scipy import stats as sp
 
 from crossbench.evaluate.peruser import save_per_user
 from crossbench.evaluate.ranking import EvalResult
+from crossbench.report.exports import table_data
 from crossbench.report.leaderboard import leaderboard_table, pairwise_table, render_markdown, render_pairwise, significance, tuned_cell
 
 SEEDS = (0, 1, 2)
@@ -207,7 +208,7 @@ def test_tuned_column_in_the_table(tmp_path, toy):
     ]
     header, rows = leaderboard_table(records)
     col = header.index("tuned")
-    assert header[col - 1] == "fit s"
+    assert header[col - 2 : col] == ["fit s", "peak MiB"]
     assert {r[0]: r[col] for r in rows} == {"a": "defaults", "b": "3×20 trials (6 pruned), TPE"}
     text = render_markdown(records)
     assert ("Tuning: each tuned row was tuned per split on that split's validation users with the budget shown; "
@@ -215,3 +216,27 @@ def test_tuned_column_in_the_table(tmp_path, toy):
     assert "earlier tuner" not in text
     legacy = [*records[:3], *[{**r, "model": {"label": "b", "tuning": LEGACY}} for r in records[3:]]]
     assert "Cells marked `*` come from records of the earlier tuner" in render_markdown(legacy)
+
+
+def test_peak_memory_column_is_the_largest_peak_over_seeds(tmp_path, toy):
+    def timed(label: str, seed: int, peak: float | None, scope: str | None) -> dict[str, Any]:
+        rec = _record(tmp_path, label, seed, toy[label][seed])
+        rec["model"]["name"] = label
+        rec["timings"] = {"fit_s": 2.0 + seed, **({} if peak is None else {"peak_rss_mb": peak}),
+                          **({} if scope is None else {"peak_rss_scope": scope})}
+        return rec
+
+    per_run = [timed("a", s, p, "run") for s, p in zip(SEEDS, (400.4, 512.6, 498.0))]
+    process = [timed("b", s, p, sc) for s, p, sc in zip(SEEDS, (300.0, 290.0, 310.2), ("run", None, "run"))]
+    unknown = [timed("c", s, None, None) for s in SEEDS]
+    header, rows = leaderboard_table([*per_run, *process, *unknown])
+    fit, peak = header.index("fit s"), header.index("peak MiB")
+    cells = {r[0]: (r[fit], r[peak]) for r in rows}
+    # fit s: mean of 2, 3, 4; peak: the largest of the three peaks, rounded; a process-wide peak marked
+    assert cells == {"a": ("3.0", "513"), "b": ("3.0", "310 ‡"), "c": ("3.0", "—")}
+    text = render_markdown([*per_run, *process, *unknown])
+    assert "`peak MiB`: the largest over seeds of the run's peak resident memory" in text
+    assert "Cells marked `‡` hold a peak of the whole process" in text
+    assert "Cells marked `‡`" not in render_markdown(per_run)
+    sections = table_data([*per_run, *process, *unknown])
+    assert {m["model"]: m["peak_rss_mb"] for m in sections[0]["models"]} == {"a": 512.6, "b": 310.2, "c": None}

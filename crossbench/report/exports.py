@@ -53,6 +53,12 @@ def _stats(values: Sequence[float]) -> tuple[float, float | None]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in clean) / (len(clean) - 1))
 
 
+def _peak(runs: Sequence[dict[str, Any]]) -> float | None:
+    """The largest peak resident memory (MiB) of the runs; ``None`` when none records one."""
+    peaks = [float(r["timings"]["peak_rss_mb"]) for r in runs if r.get("timings", {}).get("peak_rss_mb") is not None]
+    return max(peaks) if peaks else None
+
+
 def table_data(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The leaderboard as plain data: one entry per section, each model's per-seed values, mean and std."""
     sections = []
@@ -69,7 +75,7 @@ def table_data(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 mean, std = _stats(values)
                 metrics[c] = {"mean": mean, "std": std, "per_seed": values}
             models.append({"model": label, "name": rs[0]["model"]["name"], "seeds": [r["seed"] for r in rs],
-                           "fit_s": _stats([r["timings"]["fit_s"] for r in rs])[0], "metrics": metrics,
+                           "fit_s": _stats([r["timings"]["fit_s"] for r in rs])[0], "peak_rss_mb": _peak(rs), "metrics": metrics,
                            "user_groups": _groups(rs, columns)})
         sections.append({"dataset": dataset, "dataset_fingerprint": fingerprint, "protocol": protocol, "target": target,
                          "columns": columns, "primary": primary_column(recs, columns) if columns else None, "models": models})

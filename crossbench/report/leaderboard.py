@@ -21,7 +21,17 @@ from tabulate import tabulate
 
 from crossbench.evaluate.peruser import PerUserFiles
 from crossbench.evaluate.stats import holm, paired_ttest, paired_users, user_means_over_seeds
-from crossbench.report.notes import SOURCES_COLUMN, declares_behaviour, model_notes, sources_cell, tuned_cell, tuning_text
+from crossbench.report.notes import (
+    PEAK_COLUMN,
+    SOURCES_COLUMN,
+    declares_behaviour,
+    model_notes,
+    peak_cell,
+    peak_text,
+    sources_cell,
+    tuned_cell,
+    tuning_text,
+)
 
 TEST_TEXT = (
     "two-sided paired t-test over test users, each user's values averaged over the seeds whose test set "
@@ -192,8 +202,8 @@ def leaderboard_table(
 
     When the records carry the models' declarations (records written before the runner
     recorded them do not), a ``sources`` column after the model says whether it reads the
-    source domains (:func:`~crossbench.report.notes.sources_cell`). After the fit time
-    comes how the row was tuned (:func:`tuned_cell`), and last, when every run has its
+    source domains (:func:`~crossbench.report.notes.sources_cell`). After the fit time and the
+    peak memory (:func:`~crossbench.report.notes.peak_cell`) comes how the row was tuned (:func:`tuned_cell`), and last, when every run has its
     per-user file, the Holm-adjusted p-value of each model against the best one
     on the primary metric (:func:`primary_column`) by
     :func:`significance`.
@@ -204,7 +214,7 @@ def leaderboard_table(
     lower = {c for r in records for c in r["evaluation"].get("lower_is_better", [])}
     best = {c: (min if c in lower else max)(means[m][c] for m in by_model) for c in columns}
     sources = declares_behaviour(records)
-    header = ["model", *([SOURCES_COLUMN] if sources else []), "seeds", *columns, "fit s", "tuned"]
+    header = ["model", *([SOURCES_COLUMN] if sources else []), "seeds", *columns, "fit s", PEAK_COLUMN, "tuned"]
     order = list(by_model)
     pvalues = None
     if columns:
@@ -222,6 +232,7 @@ def leaderboard_table(
             cell = _fmt([r["evaluation"]["metrics"][c] for r in rs])
             row.append(f"**{cell}**" if math.isclose(means[m][c], best[c], rel_tol=0, abs_tol=1e-12) else cell)
         row.append(f"{_mean([r['timings']['fit_s'] for r in rs]):.1f}")
+        row.append(peak_cell(rs))
         row.append(tuned_cell(rs))
         if pvalues is not None:
             row.append("—" if m == order[0] else _fmt_p(pvalues[m]))
@@ -314,7 +325,7 @@ def render_markdown(records: Sequence[dict[str, Any]], *, command: str | None = 
         out += [*intro[:-1], text, "", tabulate(rows, headers=header, tablefmt="github", disable_numparse=True), ""]
         if SOURCES_COLUMN in header:
             out += model_notes(records_by_model(recs), [row[0] for row in rows])
-        out += [tuning_text(recs), ""]
+        out += [tuning_text(recs), "", peak_text(recs), ""]
     if command:
         out += [f"Reproduce: `{command}`", ""]
     return "\n".join(out)

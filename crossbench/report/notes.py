@@ -1,6 +1,7 @@
 """Leaderboard cells and notes that describe the models rather than measure them.
 
 * how each row was tuned (:func:`tuned_cell`, and the sentence under every table);
+* the peak memory of each row's runs (:func:`peak_cell`, and the sentence saying what it is);
 * whether a model reads the source domains (:func:`sources_cell`, the ``sources`` column)
   and how it scores users with no target-domain history (:func:`model_notes`), both as the
   run records' ``model`` entry declares them (``reads_source_domains``, ``cold_users``).
@@ -110,6 +111,41 @@ def tuning_text(records: Sequence[dict[str, Any]]) -> str:
     """The sentence under a table on how its rows were tuned."""
     legacy = any(t is not None and t.legacy for t in (read_tuning(r["model"].get("tuning")) for r in records))
     return TUNING_TEXT + (LEGACY_TUNING_TEXT if legacy else "")
+
+
+# --------------------------------------------------------------------------- peak memory
+
+PEAK_COLUMN = "peak MiB"
+PEAK_TEXT = (
+    "`fit s`: mean over seeds of the fit's seconds; `peak MiB`: the largest over seeds of the run's peak "
+    "resident memory (the records' `timings.peak_rss_mb`)."
+)
+PROCESS_PEAK_TEXT = (
+    " Cells marked `‡` hold a peak of the whole process up to that run (records written before the peak "
+    "was reset for each run), which may include runs before it in the same process."
+)
+
+
+def _is_process_peak(rec: dict[str, Any]) -> bool:
+    return rec.get("timings", {}).get("peak_rss_scope") != "run"
+
+
+def peak_cell(runs: Sequence[dict[str, Any]]) -> str:
+    """The largest peak resident memory (MiB, rounded) of the row's runs; ``—`` when none records one.
+
+    Marked `` ‡`` when a run's peak is its process's rather than its own (scope other than ``run``).
+    """
+    rs = [r for r in runs if r.get("timings", {}).get("peak_rss_mb") is not None]
+    if not rs:
+        return "—"
+    cell = f"{max(float(r['timings']['peak_rss_mb']) for r in rs):.0f}"
+    return cell + (" ‡" if any(_is_process_peak(r) for r in rs) else "")
+
+
+def peak_text(records: Sequence[dict[str, Any]]) -> str:
+    """The sentence under a table on its ``fit s`` and ``peak MiB`` columns."""
+    process = any(r.get("timings", {}).get("peak_rss_mb") is not None and _is_process_peak(r) for r in records)
+    return PEAK_TEXT + (PROCESS_PEAK_TEXT if process else "")
 
 
 # --------------------------------------------------------------------------- declared behaviour

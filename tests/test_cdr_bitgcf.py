@@ -5,37 +5,16 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
+from hand_graphs import env, tiny_split
 
-from crossbench.data.model import CrossDomainData
-from crossbench.data.protocols import FitSplit, GroundTruth
 from crossbench.errors import CrossbenchError
-from crossbench.plugin.interfaces import RunEnv
 from crossbench.testing.data import kit_data, kit_split
 from crossbench_cdr.bitgcf import BiTGCF, BiTGCFModule
 
 R2 = math.sqrt(2.0)
 
-
-def tiny_split() -> FitSplit:
-    """Target 'films': u0-f0, u0-f1, u1-f0; source 'books': u0-b0, u2-b0.
-
-    u0 is the only shared user (source degree 1, target degree 2); u1 is in films only; u2 is in
-    books only (a cold user of the target).
-    """
-    rows = [("films", "u0", "f0", 1), ("films", "u0", "f1", 2), ("films", "u1", "f0", 3),
-            ("books", "u0", "b0", 4), ("books", "u2", "b0", 5)]
-    frame = pd.DataFrame(rows, columns=["domain", "user", "item", "timestamp"])
-    data = CrossDomainData.from_frames("tiny", frame, domain_order=["films", "books"])
-    empty = GroundTruth.from_pairs(np.zeros(0, np.int64), np.zeros(0, np.int64))
-    return FitSplit(protocol="hand", target="films", train=data, valid=empty)
-
-
-def env() -> RunEnv:
-    return RunEnv(registry=None, seed=0, progress=False)  # type: ignore[arg-type]
 
 
 def module(**kw) -> BiTGCFModule:

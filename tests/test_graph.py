@@ -173,3 +173,29 @@ def test_propagation_keeps_float32_under_autocast():
         out = g.propagate(e)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out.squeeze(1), torch.tensor([4.328427, 2.121320, 1.914214, 0.707107]))
+
+
+def test_propagated_module_caches_in_eval_mode_only_and_forgets_on_mode_change_and_loading() -> None:
+    from crossbench.train.graph import PropagatedModule
+
+    class Counting(PropagatedModule[torch.Tensor]):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(2))
+            self.calls = 0
+
+        def propagate(self) -> torch.Tensor:
+            self.calls += 1
+            return self.w * 2
+
+    m = Counting()
+    m.final(), m.final()
+    assert m.calls == 2  # training: recomputed on every call
+    m.eval()
+    first = m.final()
+    assert m.final() is first and m.calls == 3  # evaluation: computed once
+    m.load_state_dict({"w": torch.full((2,), 5.0)})
+    assert torch.equal(m.final(), torch.full((2,), 10.0)) and m.calls == 4  # loading clears the cache
+    m.train().eval()
+    m.final()
+    assert m.calls == 5  # a mode change clears it too

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import numpy as np
 import torch
@@ -47,7 +47,10 @@ from crossbench.errors import CrossbenchError
 if TYPE_CHECKING:
     from crossbench.data.model import CrossDomainData
 
-__all__ = ["BipartiteGraph", "bipartite_graph", "domain_graph", "light_gcn", "merged_graph", "propagate_layers"]
+__all__ = ["BipartiteGraph", "PropagatedModule", "bipartite_graph", "domain_graph", "light_gcn", "merged_graph", "propagate_layers"]
+
+
+PropagatedT = TypeVar("PropagatedT")
 
 
 class BipartiteGraph:
@@ -217,3 +220,33 @@ def light_gcn(graph: BipartiteGraph, embeddings: torch.Tensor, *, layers: int) -
     """
     outs = propagate_layers(graph, embeddings, layers=layers)
     return torch.stack(outs, dim=0).mean(dim=0)
+
+
+class PropagatedModule(torch.nn.Module, Generic[PropagatedT]):
+    """A graph model whose propagated embeddings are computed once between training steps.
+
+    Subclasses define :meth:`propagate`; :meth:`final` returns its result, recomputed on every
+    call while training and cached in evaluation mode. Switching mode (``train()``/``eval()``) or
+    loading weights clears the cache, so scoring never reads embeddings of older weights.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._final: PropagatedT | None = None
+
+    def propagate(self) -> PropagatedT:
+        raise NotImplementedError
+
+    def final(self) -> PropagatedT:
+        """:meth:`propagate`, computed once between training steps."""
+        if self._final is None or self.training:
+            self._final = self.propagate()
+        return self._final
+
+    def train(self, mode: bool = True) -> Self:
+        self._final = None
+        return super().train(mode)
+
+    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        self._final = None
+        return super().load_state_dict(*args, **kwargs)

@@ -72,7 +72,7 @@ from torch import nn
 from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.plugin.interfaces import RunEnv
-from crossbench.train.graph import BipartiteGraph, domain_graph, merged_graph
+from crossbench.train.graph import BipartiteGraph, PropagatedModule, domain_graph, merged_graph
 from crossbench.train.stages import EarlyStopping, Stage, StageData, StagedRecommender
 from crossbench_cdr.lightgcn import NegativeSampler
 
@@ -80,7 +80,7 @@ COMBINE = ("concat", "mean")
 SIDES = ("source", "target")
 
 
-class BiTGCFModule(nn.Module):
+class BiTGCFModule(PropagatedModule[dict[str, tuple[torch.Tensor, torch.Tensor]]]):
     """Per-domain ID embeddings (``source.*``, ``target.*``), graphs and the shared-user bridge."""
 
     degree_source: torch.Tensor
@@ -108,7 +108,6 @@ class BiTGCFModule(nn.Module):
         self.register_buffer("degree_target", dt)
         #: the bridge: users with training interactions in both domains
         self.register_buffer("shared", (ds > 0) & (dt > 0))
-        self._final: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def embedding(self, side: str, kind: str) -> nn.Embedding:
         """The ``kind`` (``user`` or ``item``) ID embedding of ``side``."""
@@ -147,19 +146,6 @@ class BiTGCFModule(nn.Module):
             final[side] = self.graphs[side].split(joined)
         return final
 
-    def final(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """:meth:`propagate`, computed once between training steps (cleared by ``train()`` and loading)."""
-        if self._final is None or self.training:
-            self._final = self.propagate()
-        return self._final
-
-    def train(self, mode: bool = True) -> BiTGCFModule:
-        self._final = None
-        return super().train(mode)
-
-    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        self._final = None
-        return super().load_state_dict(*args, **kwargs)
 
     def scores(self, users: torch.Tensor) -> torch.Tensor:
         """Target scores: users with target interactions by their target embedding, cold users by their

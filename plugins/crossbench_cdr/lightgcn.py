@@ -68,7 +68,7 @@ from torch import nn
 from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.plugin.interfaces import RunEnv
-from crossbench.train.graph import BipartiteGraph, domain_graph, light_gcn, merged_graph
+from crossbench.train.graph import BipartiteGraph, PropagatedModule, domain_graph, light_gcn, merged_graph
 from crossbench.train.stages import EarlyStopping, Stage, StageData, StagedRecommender
 
 GRAPHS = ("target", "merged")
@@ -111,7 +111,7 @@ class NegativeSampler:
         return neg
 
 
-class LightGCNModule(nn.Module):
+class LightGCNModule(PropagatedModule[tuple[torch.Tensor, torch.Tensor]]):
     """ID embeddings of every user and item node of ``graph``; :meth:`final` propagates them."""
 
     connected: torch.Tensor
@@ -127,26 +127,12 @@ class LightGCNModule(nn.Module):
         nn.init.xavier_uniform_(self.item.weight)
         #: users with at least one edge in the graph (the others are scored all-tied)
         self.register_buffer("connected", graph.user_degree > 0)
-        self._final: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Final (layer-mean) user and item embeddings of every node."""
         ego = torch.cat([self.user.weight, self.item.weight])
         return self.graph.split(light_gcn(self.graph, ego, layers=self.layers))
 
-    def final(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`propagate`, computed once between training steps (cleared by ``train()`` and loading)."""
-        if self._final is None or self.training:
-            self._final = self.propagate()
-        return self._final
-
-    def train(self, mode: bool = True) -> LightGCNModule:
-        self._final = None
-        return super().train(mode)
-
-    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        self._final = None
-        return super().load_state_dict(*args, **kwargs)
 
     def scores(self, users: torch.Tensor) -> torch.Tensor:
         """Dot products of ``users`` with every target item; 0 for users with no edge."""

@@ -181,8 +181,8 @@ class FactorRecommender(StagedRecommender):
         if not isinstance(model, FactorModel):
             raise CrossbenchError(f"model {self.name!r}: predict() called before fit()")
         device = model.target.item.weight.device
-        u = torch.as_tensor(np.array(users), dtype=torch.long, device=device)
-        i = torch.as_tensor(np.array(items), dtype=torch.long, device=device)
+        u = torch.as_tensor(users, dtype=torch.long, device=device)
+        i = torch.as_tensor(items, dtype=torch.long, device=device)
         with torch.no_grad():
             return (model.user_vectors(u) * model.target.item(i)).sum(-1).float().cpu()
 

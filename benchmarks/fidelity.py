@@ -34,13 +34,14 @@ Both sides use one thread (``torch.set_num_threads``; the reference subprocesses
 difference of the means against the reference's seed-to-seed spread (sample std over seeds):
 ``within spread`` when ``|mean_cb - mean_ref| <= 2 * std_ref``, otherwise ``better`` or ``worse``.
 
-Run (about 2 minutes per seed for the rating models, one core)::
+Run (about 2 minutes per seed for the rating models, one core; ``REFS`` is the folder, outside
+this repository, that holds the references' checkouts and virtualenvs)::
 
-    export CROSSBENCH_CACHE=/work/cache            # where `crossbench data prepare movielens-100k` put the data
+    export CROSSBENCH_CACHE=~/.cache/crossbench   # where `crossbench data prepare movielens-100k` put the data
     .venv/bin/python benchmarks/fidelity.py --seeds 0 1 2 \\
-        --ptupcdr-ref /work/refs/ptupcdr --ptupcdr-python /work/refs/ptupcdr-venv/bin/python \\
-        --recbole-python /work/refs/recbole-venv/bin/python \\
-        --recbole-cdr-ref /work/refs/recbole-cdr --recbole-cdr-python /work/refs/recbole-cdr-venv/bin/python \\
+        --ptupcdr-ref REFS/ptupcdr --ptupcdr-python REFS/ptupcdr-venv/bin/python \\
+        --recbole-python REFS/recbole-venv/bin/python \\
+        --recbole-cdr-ref REFS/recbole-cdr --recbole-cdr-python REFS/recbole-cdr-venv/bin/python \\
         --cdr-epochs 50 --workdir /tmp/fidelity
 
 It prints, per model and metric, one line per side: ``mean ± std [per-seed values]``, then the

@@ -50,7 +50,7 @@ SCRIPT = textwrap.dedent(
     """
 )
 
-VOLATILE = {"timings", "environment", "command", "_path"}
+VOLATILE = {"seal", "timings", "environment", "command", "_path"}
 
 
 def _child(tmp_path: Path, args: list[str], *, bomb: bool) -> subprocess.CompletedProcess:

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from crossbench.cli import CliState, cli
 from crossbench.experiment.tomlfile import experiment_from_text, experiment_to_toml, load_experiment
 from crossbench.files import file_sha256
+from crossbench.records.schema import record_seal
 from crossbench.report.exports import PLOT_KEY, png_text
 from crossbench_basic import DEFAULT_EXPERIMENT
 
@@ -55,8 +56,11 @@ def copy(folder: Path, tmp_path: Path) -> Path:
 
 
 def _edit(path: Path, change) -> None:
+    """Change a record as a determined editor would: its seal recomputed too (the checks behind it must still refuse)."""
     rec = json.loads(path.read_text())
     change(rec)
+    if "seal" in rec:
+        rec["seal"] = record_seal(rec)
     path.write_text(json.dumps(rec))
 
 
@@ -79,7 +83,7 @@ def test_verify_accepts_an_untouched_folder(folder: Path):
     assert "are current" in out.output
 
 
-@pytest.mark.parametrize("delta", [0.1, 1e-6, 1e-10])
+@pytest.mark.parametrize("delta", [0.1, 1e-6, 1e-10, 1e-14])
 def test_an_edited_metric_of_any_size_is_refused(copy: Path, delta: float):
     def change(rec):
         rec["evaluation"]["metrics"]["ndcg@10"] += delta

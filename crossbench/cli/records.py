@@ -68,6 +68,29 @@ def check_fingerprints(records: list[dict[str, Any]], registry: Any) -> list[str
     return notes
 
 
+def check_manifest(folder: Path) -> str | None:
+    """Recompute the fingerprint of the experiment ``FOLDER/experiment.json`` holds; raise when it is not
+    the fingerprint the manifest states. Returns a line to print (``None`` without a manifest)."""
+    from crossbench.experiment.tomlfile import experiment_from_manifest
+    from crossbench.plugin.experiment import TuningSettings, experiment_fingerprint
+    from crossbench.records.folder import MANIFEST, read_manifest
+
+    manifest = read_manifest(folder / MANIFEST)
+    if manifest is None:
+        return None
+    where = str(folder / MANIFEST)
+    exp = experiment_from_manifest(manifest.get("experiment") or {}, where=where)
+    try:
+        tuning = TuningSettings(**manifest["tuning"]) if manifest.get("tuning") else None
+    except TypeError as exc:
+        raise CrossbenchError(f"{where}: its tuning settings are not crossbench's ({exc})") from None
+    actual = experiment_fingerprint(exp, tuning)
+    if actual != manifest["fingerprint"]:
+        raise CrossbenchError(f"{where}: states fingerprint {manifest['fingerprint'][:12]} but holds the experiment of "
+                              f"fingerprint {actual[:12]}; the manifest was edited")
+    return f"{MANIFEST}: fingerprint {actual[:12]} is that of the experiment it holds, and every record carries or matches it"
+
+
 @click.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--no-data", is_flag=True, help="Do not reload the datasets to check the records' fingerprints.")
@@ -83,10 +106,13 @@ def verify(folder: Path, no_data: bool) -> None:
     from crossbench.records.store import load_records
     from crossbench.report.exports import artefacts, stale
 
+    manifest_line = check_manifest(folder)
     per_user = PerUserFiles()  # each per-user file read once: verified here, then read by the tables
     records = load_records([folder], files=per_user)
     n_users = sum(int(r["protocol"]["n_test_users"]) for r in records)
     click.echo(f"{len(records)} run record(s): schema, per-user files and {n_users} users' values agree with every reported mean")
+    if manifest_line:
+        click.echo(manifest_line)
     if not no_data:
         notes = check_fingerprints(records, _registry())
         for line in notes:

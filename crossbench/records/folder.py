@@ -23,16 +23,17 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from crossbench.errors import CrossbenchError
-from crossbench.files import file_sha256, probe_folder, write_text_atomic
+from crossbench.files import file_sha256, probe_folder, umask_mode, write_text_atomic
+from crossbench.records.safe import check_not_link, check_regular, read_json, refuse_kind
 from crossbench.records.store import SCHEMA_VERSION, write_json_atomic
 
 MANIFEST = "experiment.json"
@@ -42,6 +43,18 @@ LOCK = ".crossbench.lock"
 #: what ``overwrite`` removes; any other file in the folder (an experiment.toml, notes) stays
 MANAGED = (MANIFEST, "runs", "leaderboard.md", "pairwise.md", "leaderboard.csv", "leaderboard.json", "plots",
            "tuning.db", "tuning.db-wal", "tuning.db-shm", "studies")
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """A results folder's ``experiment.json`` (``None`` when there is none); one that is not a regular
+    file, not JSON or has no fingerprint is refused with one line."""
+    if not os.path.lexists(path):
+        return None
+    body = read_json(path, what="experiment manifest")
+    if not isinstance(body, dict) or not isinstance(body.get("fingerprint"), str):
+        raise CrossbenchError(f"experiment manifest {path}: not written by crossbench (no fingerprint); "
+                              "choose another --output, or pass --overwrite to replace the folder")
+    return body
 
 
 class ResultsFolder:
@@ -55,30 +68,45 @@ class ResultsFolder:
     # -- checks before any work ----------------------------------------------------------
 
     def check(self, fingerprint: str, *, overwrite: bool) -> None:
-        """Refuse a folder that is a file, or that holds another experiment's results (unless ``overwrite``)."""
+        """Refuse a folder that is a file, holds symbolic links where crossbench writes, or holds another
+        experiment's results or records (unless ``overwrite``, which replaces them)."""
         if self.path.exists() and not self.path.is_dir():
             raise CrossbenchError(f"--output {self.path} is an existing file, not a folder; choose a folder")
+        for name in (*MANAGED, LOCK):
+            check_not_link(self.path / name, what=f"results folder entry {name!r}:")
         self._probe_writable()
         if overwrite or not any(self.runs.glob("*.json")):
             return  # nothing finished here yet: whatever manifest lies here is replaced
-        manifest = self.path / MANIFEST
-        saved = None
-        if manifest.is_file():
-            try:
-                saved = json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint")
-            except (OSError, json.JSONDecodeError, AttributeError):
-                saved = None
-        if saved is None:
+        try:
+            manifest = read_manifest(self.path / MANIFEST)
+        except CrossbenchError:
+            manifest = None
+        if manifest is None:
             raise CrossbenchError(
                 f"results folder {self.path} holds run records of an unknown experiment (no readable {MANIFEST}); "
                 "choose another --output, or pass --overwrite to replace them"
             )
+        saved = manifest["fingerprint"]
         if saved != fingerprint:
             raise CrossbenchError(
                 f"results folder {self.path} holds the results of another experiment (fingerprint "
                 f"{saved[:12]}, this one {fingerprint[:12]}); choose another --output, or pass "
                 "--overwrite to replace them"
             )
+        self._check_records(manifest)
+
+    def _check_records(self, manifest: dict[str, Any]) -> None:
+        """Refuse a record that is not a regular file or is of another experiment; damaged ones are rerun."""
+        from crossbench.records.schema import check_belongs, check_record
+
+        for f in sorted(self.runs.glob("*.json")):
+            check_regular(f, what="run record")
+            try:
+                rec = read_json(f, what="run record")
+                check_record(rec, where=f"run record {f}", schema=SCHEMA_VERSION)
+            except CrossbenchError:
+                continue  # unreadable or damaged: not finished, so its run is done again and replaces it
+            check_belongs(rec, manifest=manifest, where=f"run record {f}")
 
     def _probe_writable(self) -> None:
         """Create the folder and a file in it, then remove what the probe created: bad places fail before any work."""
@@ -100,7 +128,7 @@ class ResultsFolder:
         created = not self.path.exists()
         new_parents = [p for p in self.path.parents if not p.exists()]
         self.path.mkdir(parents=True, exist_ok=True)
-        f = open(self.path / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - held for the block
+        f = self._open_lock()
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -134,12 +162,28 @@ class ResultsFolder:
             fcntl.flock(f, fcntl.LOCK_UN)
             f.close()
 
+    def _open_lock(self) -> IO[str]:
+        """The lock file, opened without following a symbolic link and only when it is a regular file."""
+        path = self.path / LOCK
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, umask_mode())
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise refuse_kind(path, stat.S_IFLNK, what="results folder lock") from None
+            raise CrossbenchError(f"results folder lock {path}: cannot open it ({exc.strerror or exc})") from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise refuse_kind(path, mode, what="results folder lock")
+        return os.fdopen(fd, "a+", encoding="utf-8")
+
     def prepare(self, *, fingerprint: str, overwrite: bool) -> None:
         """Under the lock: re-check, clear on ``overwrite``, remove dead runs' leftovers."""
         self._require_lock()
         if overwrite:
             for name in MANAGED:
                 target = self.path / name
+                check_not_link(target, what=f"results folder entry {name!r}:")
                 if target.is_dir():
                     shutil.rmtree(target)
                 elif target.exists():
@@ -158,9 +202,9 @@ class ResultsFolder:
             write_text_atomic(self.runs / EXPERIMENT_FILE, experiment_toml)
         path = self.path / MANIFEST
         try:
-            if json.loads(path.read_text(encoding="utf-8")).get("fingerprint") == fingerprint:
+            if (read_manifest(path) or {}).get("fingerprint") == fingerprint:
                 return
-        except (OSError, ValueError, AttributeError):
+        except CrossbenchError:
             pass
         write_json_atomic(path, {**manifest, "fingerprint": fingerprint, "schema": SCHEMA_VERSION})
 
@@ -181,16 +225,22 @@ class ResultsFolder:
                 gone.append(p)
         return gone
 
-    def finished(self, file: str) -> bool:
-        """True when ``runs/file`` is a readable record whose per-user file matches its sha256."""
+    def finished(self, file: str, *, fingerprint: str) -> bool:
+        """True when ``runs/file`` is a readable record of the experiment ``fingerprint`` whose per-user
+        file (a regular file) matches its sha256."""
+        from crossbench.records.schema import check_belongs, read_record
+
         path = self.runs / file
-        if not path.is_file():
-            return False
         try:
-            rec = json.loads(path.read_text(encoding="utf-8"))
-            info = rec["evaluation"]["per_user"]
-            return bool(file_sha256(self.runs / info["path"]) == info["sha256"])
-        except (OSError, ValueError, KeyError, TypeError):
+            manifest = read_manifest(self.path / MANIFEST)
+            rec = read_record(path, schema=SCHEMA_VERSION)
+            if manifest is None or manifest["fingerprint"] != fingerprint:
+                return False
+            check_belongs(rec, manifest=manifest, where=str(path))
+            users = self.runs / rec["evaluation"]["per_user"]["path"]
+            check_regular(users, what="per-user file")
+            return bool(file_sha256(users) == rec["evaluation"]["per_user"]["sha256"])
+        except (CrossbenchError, OSError):
             return False
 
     def _require_lock(self) -> None:

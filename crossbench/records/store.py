@@ -20,13 +20,24 @@ from crossbench.version import __version__
 if TYPE_CHECKING:
     from crossbench.evaluate.peruser import PerUserFiles
 
-SCHEMA_VERSION = 1
+#: the schema records are written with (see :mod:`crossbench.records.schema`; schema 1 is still read)
+SCHEMA_VERSION = 2
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write ``payload`` as JSON to ``path`` atomically."""
     text = json.dumps(payload, indent=2, sort_keys=True, default=_jsonable) + "\n"
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """Write a run record atomically, with its ``seal`` (:func:`crossbench.records.schema.record_seal`)
+    computed over exactly what is written."""
+    from crossbench.records.schema import record_seal
+
+    body = json.loads(json.dumps({k: v for k, v in record.items() if k != "seal"}, default=_jsonable))
+    record["seal"] = body["seal"] = record_seal(body)
+    write_json_atomic(path, body)
 
 
 def _jsonable(value: Any) -> Any:
@@ -114,24 +125,55 @@ def environment() -> dict[str, Any]:
     }
 
 
+def run_key(record: dict[str, Any]) -> str:
+    """What identifies a run: two records with the same key are the same run (one is a copy)."""
+    ev, p = record["evaluation"], record["protocol"]
+    return json.dumps([record["dataset"]["name"], record["dataset"]["fingerprint"], p["name"], p["params"], p["target"],
+                       p["split_fingerprint"], record["seed"], record["model"]["label"], ev["mode"], ev.get("sampling")],
+                      sort_keys=True, default=repr)
+
+
+def _folder_records(folder: Path) -> tuple[list[Path], dict[str, Any] | None]:
+    """The record files of a results folder (``runs/*.json``) and its manifest, if it has one."""
+    from crossbench.records.folder import MANIFEST, read_manifest
+    from crossbench.records.safe import check_not_link
+
+    check_not_link(folder / "runs", what="runs folder")
+    return sorted((folder / "runs").glob("*.json")), read_manifest(folder / MANIFEST)
+
+
 def load_records(paths: Iterable[Path], *, verify: bool = True, files: PerUserFiles | None = None) -> list[dict[str, Any]]:
     """Read run records from files or folders (``runs/*.json`` inside a results folder).
 
     Each record is checked against the schema (:mod:`crossbench.records.schema`); with ``verify``
     (the default) its means are also recomputed from its sha-checked per-user file, and a
     record that disagrees is refused with one line. Pass the ``files`` the tables will read
-    too, so that each per-user file is read once.
+    too, so that each per-user file is read once. A results folder's records must belong to
+    the experiment of its ``experiment.json`` (:func:`crossbench.records.schema.check_belongs`);
+    the same run twice (a copy) is refused.
     """
-    from crossbench.records.schema import read_record, verify_record
+    from crossbench.records.schema import check_belongs, read_record, verify_record
 
+    paths = list(paths)
     records = []
+    seen: dict[str, str] = {}
     for p in paths:
-        # a results folder's records are in runs/ (beside them lie experiment.json and the tables)
-        found = (sorted(p.glob("runs/*.json")) if (p / "runs").is_dir() else sorted(p.glob("*.json"))) if p.is_dir() else [p]
+        manifest = None
+        if p.is_dir() and (p / "runs").is_dir():  # a results folder: beside runs/ lie experiment.json and the tables
+            found, manifest = _folder_records(p)
+        else:
+            found = sorted(p.glob("*.json")) if p.is_dir() else [p]
         for f in found:
             rec = read_record(f, schema=SCHEMA_VERSION)
+            if manifest is not None:
+                check_belongs(rec, manifest=manifest, where=f"run record {f}")
             if verify:
                 verify_record(rec, where=f"run record {f}", files=files)
+            key = run_key(rec)
+            if key in seen:
+                raise CrossbenchError(f"run record {f}: the same run as {seen[key]} (model {rec['model']['label'][:60]!r}, "
+                                      f"seed {rec['seed']}, target {rec['protocol']['target'][:40]!r}); a run is counted once — remove the copy")
+            seen[key] = str(f)
             records.append(rec)
     if not records:
         raise CrossbenchError(f"no run records found in {', '.join(map(str, paths))}")

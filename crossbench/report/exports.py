@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import struct
 import warnings
 import zlib
@@ -25,12 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crossbench.errors import CrossbenchError
 from crossbench.evaluate.peruser import PerUserFiles
 from crossbench.files import safe_name
 from crossbench.report.leaderboard import group_records, metric_columns, primary_column, rank_models, records_by_model, render_markdown, render_pairwise
 
 #: the PNG text key that holds the sha256 of a plot's data
 PLOT_KEY = "crossbench-data-sha256"
+#: the largest table, CSV, JSON or plot file compared by :func:`stale`
+MAX_ARTEFACT_BYTES = 64 << 20
 #: user groups drawn, in this order, when any run has them
 GROUP_ORDER = ("cold", "warm", "overlap", "no-overlap", "history 0")
 
@@ -215,11 +219,24 @@ def artefacts(records: Sequence[dict[str, Any]], *, command: str | None = None, 
 
 
 def write_artefacts(folder: Path, files: dict[str, Artefact]) -> None:
-    """Write each file atomically under ``folder``."""
-    from crossbench.files import write_bytes_atomic
+    """Write each file atomically under ``folder``.
 
+    Nothing is written through a symbolic link inside ``folder`` (a ``plots/`` that is a link is
+    refused before the first file); a place that cannot be written (a full or read-only disk,
+    ``/proc``) is one line naming the path.
+    """
+    from crossbench.files import write_bytes_atomic
+    from crossbench.records.safe import check_not_link
+
+    for rel in files:
+        for sub in Path(rel).parents[:-1]:
+            check_not_link(folder / sub, what="output folder")
     for rel, art in files.items():
-        write_bytes_atomic(folder / rel, art.content)
+        try:
+            write_bytes_atomic(folder / rel, art.content)
+        except OSError as exc:
+            raise CrossbenchError(f"cannot write {folder / rel}: {exc.strerror or exc}; choose another output "
+                                  "place (or free space there)") from None
 
 
 def png_text(data: bytes) -> dict[str, str]:
@@ -244,13 +261,19 @@ def png_text(data: bytes) -> dict[str, str]:
 
 def stale(folder: Path, files: dict[str, Artefact]) -> list[str]:
     """Files of ``folder`` that are missing or differ from ``files`` (plots: by the hash of their data)."""
+    from crossbench.records.safe import read_regular
+
     out = []
     for rel, art in files.items():
         path = folder / rel
-        if not path.is_file():
+        if not os.path.lexists(path):
             out.append(f"{rel} (missing)")
             continue
-        current = path.read_bytes()
+        try:
+            current = read_regular(path, what="table file", limit=MAX_ARTEFACT_BYTES)
+        except CrossbenchError:
+            out.append(f"{rel} (not a regular file crossbench wrote)")
+            continue
         if art.data_sha256 is not None:
             if png_text(current).get(PLOT_KEY) != art.data_sha256:
                 out.append(f"{rel} (plots other numbers)")

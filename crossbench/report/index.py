@@ -11,6 +11,7 @@ from pathlib import Path
 from crossbench.errors import CrossbenchError
 from crossbench.records.store import load_records
 from crossbench.report.exports import table_data
+from crossbench.report.leaderboard import md_cell
 from crossbench.report.notes import read_tuning
 
 
@@ -49,8 +50,9 @@ def render_index(root: Path) -> str:
             name = board.name
             files = f"[csv]({name}/leaderboard.csv), [json]({name}/leaderboard.json), [pairwise]({name}/pairwise.md), [plots]({name}/plots)"
             lines.append(
-                f"| [{name}]({name}/leaderboard.md) | {section['dataset']} → {section['target']} ({section['protocol']}) | "
-                f"{len(section['models'])} | {', '.join(map(str, seeds))} | {best['model']}: {primary} {value:.4f} | "
+                f"| [{name}]({name}/leaderboard.md) | {md_cell(section['dataset'])} → {md_cell(section['target'])} "
+                f"({md_cell(section['protocol'])}) | "
+                f"{len(section['models'])} | {', '.join(map(str, seeds))} | {md_cell(best['model'])}: {md_cell(primary)} {value:.4f} | "
                 f"{_tuned([r for r in records if r['protocol']['target'] == section['target']])} | {files} |"
             )
     return "\n".join(lines) + "\n"

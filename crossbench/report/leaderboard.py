@@ -10,6 +10,7 @@ by a paired t-test over users, Holm-adjusted over the table's comparisons.
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,28 @@ TEST_TEXT = (
     "two-sided paired t-test over test users, each user's values averaged over the seeds whose test set "
     "holds them (each user counted once)"
 )
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+
+def md_line(text: object) -> str:
+    """``text`` on one Markdown line: line breaks and other control characters become one space each run.
+
+    Labels are refused at input, but records made elsewhere (or edited) may hold anything.
+    """
+    return _CONTROL.sub(" ", str(text))
+
+
+def md_cell(text: object) -> str:
+    """``text`` as one Markdown table cell: on one line (:func:`md_line`) with ``|`` escaped."""
+    return md_line(text).replace("|", "\\|")
+
+
+def md_table(rows: Sequence[Sequence[object]], header: Sequence[object]) -> str:
+    """A GitHub Markdown table whose cells cannot break it (:func:`md_cell`)."""
+    return tabulate([[md_cell(c) for c in row] for row in rows], headers=[md_cell(h) for h in header], tablefmt="github",
+                    disable_numparse=True)
 
 
 def _fmt(values: Sequence[float]) -> str:
@@ -297,7 +320,7 @@ def _intro(dataset: str, fingerprint: str, protocol: str, target: str, recs: Seq
     split_fps = sorted({r["protocol"]["split_fingerprint"][:12] for r in recs})
     detail = ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "seed")
     return [
-        f"## {dataset} → {target} ({protocol})",
+        md_line(f"## {dataset} → {target} ({protocol})"),
         "",
         f"Dataset fingerprint `{fingerprint[:12]}`; protocol {protocol}"
         + (f" ({detail})" if detail else "")
@@ -322,7 +345,7 @@ def render_markdown(records: Sequence[dict[str, Any]], *, command: str | None = 
         text = intro[-1] + ", mean ± sample std over seeds; best in bold."
         if header[-1].startswith("p vs best"):
             text += f" p: {TEST_TEXT}, Holm-adjusted over the {len(rows) - 1} models compared with the best."
-        out += [*intro[:-1], text, "", tabulate(rows, headers=header, tablefmt="github", disable_numparse=True), ""]
+        out += [*intro[:-1], text, "", md_table(rows, header), ""]
         if SOURCES_COLUMN in header:
             out += model_notes(records_by_model(recs), [row[0] for row in rows])
         out += [tuning_text(recs), "", peak_text(recs), ""]
@@ -350,7 +373,7 @@ def render_pairwise(records: Sequence[dict[str, Any]], *, record_dir: Path | Non
                 "each user's values averaged over the seeds whose test set holds them (each user counted once), "
                 f"and its p: two-sided paired t-test over those users, Holm-adjusted over all {table.n_pairs} pairs of this table.",
                 "",
-                tabulate(table.rows, headers=table.header, tablefmt="github", disable_numparse=True),
+                md_table(table.rows, table.header),
                 "",
             ]
     return "\n".join(out)

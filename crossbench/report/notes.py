@@ -184,6 +184,6 @@ def model_notes(by_model: dict[str, list[dict[str, Any]]], order: Sequence[str])
     return [
         SOURCES_TEXT + " Users with no target-domain history are scored " + FROM_SOURCES + ", except by:",
         "",
-        *[f"- {label}: {text}" for label, text in others],
+        *[" ".join(f"- {label}: {text}".split()) for label, text in others],  # one line, whatever the label holds
         "",
     ]

@@ -36,7 +36,7 @@ from crossbench.plugin.interfaces import Recommender, RunEnv
 from crossbench.plugin.registry import Registry
 from crossbench.plugin.specs import ComponentRef
 from crossbench.records.folder import ResultsFolder
-from crossbench.records.store import SCHEMA_VERSION, environment, load_records, peak_rss_mb, reset_peak_rss, write_json_atomic
+from crossbench.records.store import SCHEMA_VERSION, environment, load_records, peak_rss_mb, reset_peak_rss, write_record
 from crossbench.report.exports import artefacts, write_artefacts
 
 
@@ -116,7 +116,7 @@ def run_experiment(
             folder.write_manifest(fingerprint=fingerprint, manifest=manifest, experiment_toml=exp_toml)
 
         _run_all(exp, data, targets, registry=registry, options=options, folder=folder, device=device, threads=threads,
-                 tuning=tuning, log=log, load_s=load_s, begin=begin, built=built)
+                 tuning=tuning, log=log, load_s=load_s, begin=begin, built=built, fingerprint=fingerprint)
         per_user = PerUserFiles()
         records = load_records([folder.path], files=per_user)
         files = artefacts(records, command=options.command, record_dir=folder.runs, files=per_user)
@@ -127,12 +127,13 @@ def run_experiment(
 def _run_all(
     exp: Experiment, data: CrossDomainData, targets: list[str], *, registry: Registry, options: RunOptions,
     folder: ResultsFolder, device: torch.device, threads: int, tuning: TuningSettings | None,
-    log: Callable[[str], None], load_s: float, begin: Callable[[], None], built: dict[str, Recommender],
+    log: Callable[[str], None], load_s: float, begin: Callable[[], None], built: dict[str, Recommender], fingerprint: str,
 ) -> None:
     metrics = registry.metrics(exp.metrics)
     shared: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "experiment": exp.name,
+        "experiment_fingerprint": fingerprint,
         "command": options.command,
         "environment": environment(),
         "plugins": [{"name": n, "package": p, "version": v} for n, p, v in registry.pm.plugin_distributions()],  # type: ignore[attr-defined]
@@ -152,7 +153,7 @@ def _run_all(
     }
     for target in targets:
         for seed in exp.seeds:
-            todo = [m for m in exp.models if not folder.finished(record_file(target, m.display, seed))]
+            todo = [m for m in exp.models if not folder.finished(record_file(target, m.display, seed), fingerprint=fingerprint)]
             for m in exp.models:
                 if m not in todo:
                     log(f"{m.display}: target {target}, seed {seed}: finished earlier, kept")
@@ -185,7 +186,7 @@ def _run_all(
                 rec["timings"]["peak_rss_scope"] = scope
                 path = folder.runs / rec["file"]
                 begin()
-                write_json_atomic(path, rec)
+                write_record(path, rec)
                 run_finished(registry, record=rec, path=path)
 
 

@@ -7,9 +7,13 @@ The loop is storage-agnostic:
   FAIL with the user attribute ``crossbench:surplus`` and claims nothing more; so does a
   worker handed a second copy of the defaults trial (two workers opening a new study at once
   may each enqueue it: the lowest-numbered copy is the one run);
-- a running trial writes a heartbeat (user attribute ``crossbench:heartbeat``) every
-  ``heartbeat_s`` seconds; one silent for ``2 * heartbeat_s`` belongs to a dead worker and is
-  told FAIL and enqueued again with the same parameters (``crossbench:retry_of``);
+- a running trial records its worker (user attribute ``crossbench:worker``: host name, boot id,
+  pid and the process's start time) and writes a heartbeat (``crossbench:heartbeat``) every
+  ``heartbeat_s`` seconds. A trial whose worker ran on this machine and whose process is gone
+  (no such pid, a zombie, or a pid reused by a process started later) is told FAIL and enqueued
+  again with the same parameters (``crossbench:retry_of``) at once; a trial of another machine
+  (or of a worker that recorded none) only once its heartbeat has been silent for
+  ``2 * heartbeat_s``. A worker waiting on other workers' trials says which, and for how long;
 - each trial's sampler is a TPE sampler seeded with ``(sampler seed, trial number)``, so two
   workers never draw the same random start and a resumed study continues where it stopped;
 - the first trial of a new study is the model's defaults (``crossbench:defaults``), so the
@@ -21,6 +25,8 @@ trial kept.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +43,7 @@ HEARTBEAT = "crossbench:heartbeat"
 RETRY_OF = "crossbench:retry_of"
 DEFAULTS = "crossbench:defaults"
 ERROR = "crossbench:error"
+WORKER = "crossbench:worker"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 #: random trials before TPE models the history
 STARTUP_TRIALS = 5
@@ -70,13 +77,63 @@ def _heartbeat_of(t: optuna.trial.FrozenTrial) -> float:
     return t.datetime_start.timestamp() if t.datetime_start is not None else time.time()
 
 
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> tuple[str | None, str | None]:
+    """(state, start time in clock ticks since boot) of process ``pid`` from ``/proc``; ``None`` where unknown."""
+    text = _read(f"/proc/{pid}/stat")
+    if not text or ")" not in text:
+        return None, None
+    fields = text.rpartition(")")[2].split()
+    return (fields[0], fields[19]) if len(fields) > 19 else (None, None)
+
+
+def this_worker() -> dict[str, Any]:
+    """What a trial records of the process running it: host name, boot id, pid, start time."""
+    return {"host": socket.gethostname(), "boot": _read("/proc/sys/kernel/random/boot_id"), "pid": os.getpid(),
+            "start": _process_start(os.getpid())[1]}
+
+
+def worker_gone(worker: Any, *, here: dict[str, Any] | None = None) -> bool:
+    """True when ``worker`` (a trial's :data:`WORKER`) ran on this machine and its process is gone.
+
+    Only a worker of this host and boot is judged (a pid means nothing elsewhere); this process
+    itself is never gone. A pid that exists but is a zombie, or was started at another time (a
+    reused pid), is gone.
+    """
+    here = here or this_worker()
+    if not isinstance(worker, dict) or not isinstance(worker.get("pid"), int):
+        return False
+    if worker.get("host") != here["host"] or worker.get("boot") != here["boot"] or here["boot"] is None:
+        return False
+    pid = worker["pid"]
+    if pid == here["pid"]:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's process: alive
+        return False
+    state, start = _process_start(pid)
+    return state == "Z" or (start is not None and worker.get("start") not in (None, start))
+
+
 def retry_stale(study: optuna.Study, *, heartbeat_s: float, trials: list[optuna.trial.FrozenTrial] | None = None) -> list[int]:
-    """Fail the running trials whose heartbeat stopped and enqueue each again; their numbers."""
+    """Fail the running trials whose worker is gone (same machine) or whose heartbeat stopped, and
+    enqueue each again; their numbers."""
     now = time.time()
+    here = this_worker()
     retried = []
     running = [t for t in (trials if trials is not None else study.get_trials(deepcopy=False)) if t.state == TrialState.RUNNING]
     for t in running:
-        if now - _heartbeat_of(t) <= 2 * heartbeat_s:
+        if now - _heartbeat_of(t) <= 2 * heartbeat_s and not worker_gone(t.user_attrs.get(WORKER), here=here):
             continue
         try:
             study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
@@ -85,6 +142,25 @@ def retry_stale(study: optuna.Study, *, heartbeat_s: float, trials: list[optuna.
         study.enqueue_trial(dict(t.params), user_attrs={RETRY_OF: t.number}, skip_if_exists=False)
         retried.append(t.number)
     return retried
+
+
+def waiting_text(study_name: str, trials: list[optuna.trial.FrozenTrial], *, heartbeat_s: float) -> str | None:
+    """What a worker with nothing to run waits for: each running trial of another worker and how long at most."""
+    now, here = time.time(), this_worker()
+    parts = []
+    for t in trials:
+        if t.state != TrialState.RUNNING:
+            continue
+        w = t.user_attrs.get(WORKER)
+        who = f"{w.get('host')}:{w.get('pid')}" if isinstance(w, dict) else "a worker that recorded no pid"
+        local = isinstance(w, dict) and w.get("host") == here["host"] and w.get("boot") == here["boot"] and here["boot"] is not None
+        left = max(0.0, 2 * heartbeat_s - (now - _heartbeat_of(t)))
+        how = ("running on this machine; retried as soon as its process is gone" if local
+               else f"retried if its heartbeat stays silent for another {left:.0f} s")
+        parts.append(f"trial {t.number} of {who} ({how})")
+    if not parts:
+        return None
+    return f"{study_name}: waiting for {'; '.join(parts)}"
 
 
 class _Heartbeat:
@@ -169,6 +245,7 @@ def optimize(
     if budget.trials is None and budget.timeout_s is None:
         raise CrossbenchError("a tuning budget needs trials, a timeout, or both")
     poll = poll_s if poll_s is not None else max(0.2, min(1.0, heartbeat_s / 2))
+    said: set[int] = set()  # running trials already named in a waiting line
     while True:
         trials = study.get_trials(deepcopy=False)
         retried = retry_stale(study, heartbeat_s=heartbeat_s, trials=trials)
@@ -178,8 +255,14 @@ def optimize(
         met, claimed, running = _budget_state(trials, budget)
         if met and not running:
             return
-        if met or claimed:
-            time.sleep(poll)  # the rest of the budget is being run by other workers
+        if met or claimed:  # the rest of the budget is being run by other workers
+            others = {t.number for t in trials if t.state == TrialState.RUNNING}
+            if not others <= said:
+                text = waiting_text(study.study_name, trials, heartbeat_s=heartbeat_s)
+                if text:
+                    log(text)
+                said |= others
+            time.sleep(poll)
             continue
         trial = study.ask()
         if _is_surplus(study, trial, budget) or _repeats_defaults(study, trial):
@@ -187,6 +270,7 @@ def optimize(
             study.tell(trial, state=TrialState.FAIL)
             continue
         study.sampler = _sampler(sampler_seed, trial.number)
+        trial.set_user_attr(WORKER, this_worker())
         with _Heartbeat(study, trial, heartbeat_s):
             try:
                 value = objective(trial)

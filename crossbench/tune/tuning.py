@@ -85,20 +85,62 @@ def _metadata(exp: Experiment, m: ModelRef, settings: TuningSettings, *, target:
     }
 
 
-def _open_study(name: str, storage: optuna.storages.BaseStorage, meta: dict[str, Any], pruner: str, *, display: str) -> optuna.Study:
+#: the study's metadata: one user attribute, written in one storage write (never read half-written)
+META = "crossbench:meta"
+#: what a worker compares before sharing a study
+COMPARED = ("crossbench:split_fingerprint", "crossbench:objective", "crossbench:budget", "crossbench:model", "crossbench:space")
+#: how long a worker waits for the metadata of a study made by an older crossbench, written one field at a time
+_LEGACY_WAIT_S = 10.0
+
+
+def _saved_meta(study: optuna.Study) -> dict[str, Any] | None:
+    """The study's metadata, or ``None`` when none is written yet.
+
+    Studies made by this version hold it in :data:`META`, one write. Studies made by older
+    versions hold one attribute per field, written one by one: a study with only some of them
+    is being written by such a worker, and is read again until every compared field is there
+    (for at most ``_LEGACY_WAIT_S`` seconds).
+    """
+    deadline = time.monotonic() + _LEGACY_WAIT_S
+    while True:
+        saved = study.user_attrs
+        if isinstance(saved.get(META), dict):
+            return dict(saved[META])
+        legacy = {k: v for k, v in saved.items() if k.startswith("crossbench:")}
+        if not legacy:
+            return None
+        if all(k in legacy for k in COMPARED) or time.monotonic() > deadline:
+            return legacy
+        time.sleep(0.05)
+
+
+def open_study(spec: StorageSpec, name: str, meta: dict[str, Any], *, pruner: str, defaults: Mapping[str, Any] | None = None) -> optuna.Study:
+    """Open (or create) the study ``name`` in ``spec`` for the run described by ``meta``; what every
+    ``crossbench tune`` process, worker or not, calls.
+
+    A new study gets ``meta`` in one write and, with ``defaults``, the defaults trial enqueued;
+    an existing one is shared only when its metadata agrees on every :data:`COMPARED` field
+    (else one line naming the field). Workers that open a new study at the same instant both
+    write the same metadata (one write each, so never half of it) and then compare what the
+    storage holds, so they always share the study.
+    """
+    storage = open_storage(spec, heartbeat_interval=None)
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
                                 pruner=make_pruner(pruner))
-    saved = study.user_attrs
-    if not saved:
-        for key, value in meta.items():
-            study.set_user_attr(key, value)
-        return study
-    for key in ("crossbench:split_fingerprint", "crossbench:objective", "crossbench:budget", "crossbench:model", "crossbench:space"):
+    saved = _saved_meta(study)
+    if saved is None:
+        study.set_user_attr(META, meta)
+        saved = _saved_meta(study)  # a worker writing at the same moment: the last write stands, and is compared
+        assert saved is not None
+    for key in COMPARED:
         if saved.get(key) != meta[key]:
             raise CrossbenchError(
-                f"study {name!r} in {display} was made for another {key.split(':')[1].replace('_', ' ')} "
-                f"({saved.get(key)!r}, this run: {meta[key]!r}); use another --study or --storage"
+                f"study {name!r} in {spec.display} was made for another {key.split(':')[1].replace('_', ' ')} "
+                f"({str(saved.get(key))[:100]}, this run: {str(meta[key])[:100]}); use another --study or --storage"
             )
+    if defaults is not None and not study.get_trials(deepcopy=False):
+        # the first trial of every study is the model's defaults: tuning starts from them, never below them
+        study.enqueue_trial(dict(defaults), user_attrs={DEFAULTS: True}, skip_if_exists=True)
     return study
 
 
@@ -151,15 +193,11 @@ def tune_split(
     if not space:
         return None
     spec = resolve_storage(settings.storage, results_dir=options.output_dir)
-    storage = open_storage(spec, heartbeat_interval=None)
     name = study_name(exp, settings, target=view.target, seed=seed, label=m.display)
     meta = _metadata(exp, m, settings, target=view.target, seed=seed, split_fingerprint=split_fingerprint,
                      dataset_fingerprint=dataset_fingerprint, space=space)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = _open_study(name, storage, meta, settings.pruner, display=spec.display)
-    if not study.get_trials(deepcopy=False):
-        # the first trial of every study is the model's defaults: tuning starts from them, never below them
-        study.enqueue_trial(default_values(registry, m.name, default, space), user_attrs={DEFAULTS: True}, skip_if_exists=True)
+    study = open_study(spec, name, meta, pruner=settings.pruner, defaults=default_values(registry, m.name, default, space))
     exclude = train_items(view.train, view.target)
     n_items = view.train.domain(view.target).n_items
     metric = objective_metrics(registry, settings.metric)

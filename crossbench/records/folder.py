@@ -34,27 +34,15 @@ from typing import IO, Any
 from crossbench.errors import CrossbenchError
 from crossbench.files import file_sha256, probe_folder, umask_mode, write_text_atomic
 from crossbench.records.safe import check_not_link, check_regular, read_json, refuse_kind
+from crossbench.records.schema import MANIFEST, read_manifest
 from crossbench.records.store import SCHEMA_VERSION, write_json_atomic
 
-MANIFEST = "experiment.json"
 #: the experiment as a TOML file, inside runs/ beside the records
 EXPERIMENT_FILE = "experiment.toml"
 LOCK = ".crossbench.lock"
 #: what ``overwrite`` removes; any other file in the folder (an experiment.toml, notes) stays
 MANAGED = (MANIFEST, "runs", "leaderboard.md", "pairwise.md", "leaderboard.csv", "leaderboard.json", "plots",
            "tuning.db", "tuning.db-wal", "tuning.db-shm", "studies")
-
-
-def read_manifest(path: Path) -> dict[str, Any] | None:
-    """A results folder's ``experiment.json`` (``None`` when there is none); one that is not a regular
-    file, not JSON or has no fingerprint is refused with one line."""
-    if not os.path.lexists(path):
-        return None
-    body = read_json(path, what="experiment manifest")
-    if not isinstance(body, dict) or not isinstance(body.get("fingerprint"), str):
-        raise CrossbenchError(f"experiment manifest {path}: not written by crossbench (no fingerprint); "
-                              "choose another --output, or pass --overwrite to replace the folder")
-    return body
 
 
 class ResultsFolder:
@@ -228,7 +216,7 @@ class ResultsFolder:
     def finished(self, file: str, *, fingerprint: str) -> bool:
         """True when ``runs/file`` is a readable record of the experiment ``fingerprint`` whose per-user
         file (a regular file) matches its sha256."""
-        from crossbench.records.schema import check_belongs, read_record
+        from crossbench.records.schema import check_belongs, per_user_path, read_record
 
         path = self.runs / file
         try:
@@ -237,7 +225,7 @@ class ResultsFolder:
             if manifest is None or manifest["fingerprint"] != fingerprint:
                 return False
             check_belongs(rec, manifest=manifest, where=str(path))
-            users = self.runs / rec["evaluation"]["per_user"]["path"]
+            users = per_user_path(rec, record_dir=self.runs)
             check_regular(users, what="per-user file")
             return bool(file_sha256(users) == rec["evaluation"]["per_user"]["sha256"])
         except (CrossbenchError, OSError):

@@ -51,7 +51,7 @@ def check_not_link(path: Path, *, what: str) -> None:
     """Refuse ``path`` when it is a symbolic link (a missing path is fine)."""
     try:
         mode = os.lstat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return
     if stat.S_ISLNK(mode):
         raise refuse_kind(path, mode, what=what)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import zipfile
 from collections.abc import Mapping
@@ -37,6 +38,9 @@ from crossbench.records.safe import check_regular, read_json
 
 if TYPE_CHECKING:
     from crossbench.evaluate.peruser import PerUserFiles
+
+#: a results folder's manifest: the experiment its records belong to, and its fingerprint
+MANIFEST = "experiment.json"
 
 #: the schemas read: 1 (no fingerprint, no seal), 2 (both)
 SCHEMAS = (1, 2)
@@ -143,19 +147,22 @@ def check_record(record: Any, *, where: str, schema: int) -> None:
     if sorted(map(str, ev["columns"])) != plain:
         raise CrossbenchError(f"{where}: 'evaluation.columns' lists {len(ev['columns'])} column(s) but the record has "
                               f"{len(plain)} metric(s) ({', '.join(plain)[:150]}); the record was edited — rerun it")
-    name = ev["per_user"]["path"]
-    if not _PLAIN_NAME.fullmatch(name) or name.endswith(".json"):
-        raise CrossbenchError(f"{where}: per-user path {name[:80]!r} must be a plain file name beside the record "
-                              "(no folder, no '..', not absolute); the record was edited")
     # optional: records written before the primary metric was recorded have none
     if "primary" in ev and ev["primary"] not in ev["columns"]:
         raise CrossbenchError(f"{where}: the primary metric {ev['primary']!r} is not one of its columns")
 
 
-def per_user_path(record: Mapping[str, Any], *, record_dir: Path | None = None) -> Path:
-    """Where the record's per-user file lies (beside the record unless ``record_dir`` says otherwise)."""
+def per_user_path(record: Mapping[str, Any], *, record_dir: Path | None = None, where: str = "run record") -> Path:
+    """Where the record's per-user file lies (beside the record unless ``record_dir`` says otherwise).
+
+    Its name must be a plain file name: a path that would leave the folder (``../``, absolute) is refused.
+    """
+    name = str(record["evaluation"]["per_user"]["path"])
+    if not _PLAIN_NAME.fullmatch(name) or name.endswith(".json"):
+        raise CrossbenchError(f"{where}: per-user path {name[:80]!r} must be a plain file name beside the record "
+                              "(no folder, no '..', not absolute); the record was edited")
     base = record_dir or (Path(record["_path"]).parent if "_path" in record else Path("."))
-    return base / str(record["evaluation"]["per_user"]["path"])
+    return base / name
 
 
 def record_seal(record: Mapping[str, Any]) -> str:
@@ -193,7 +200,7 @@ def verify_record(record: Mapping[str, Any], *, where: str, record_dir: Path | N
     """Refuse ``record`` unless every reported mean is exactly the one recomputed from its per-user file
     (read through ``files``, so that a table build reads each file once), and a schema 2 record its seal."""
     ev = record["evaluation"]
-    path = per_user_path(record, record_dir=record_dir)
+    path = per_user_path(record, record_dir=record_dir, where=where)
     result = _read_per_user(record, path, where=where, files=files)
     means, n_users = result.means, len(result.users)
     if n_users != record["protocol"]["n_test_users"]:
@@ -243,6 +250,18 @@ def _schema1_mismatch(record: Mapping[str, Any], exp: Mapping[str, Any]) -> str 
     if record["seed"] not in exp["seeds"]:
         return f"seed {record['seed']}"
     return None
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """A results folder's ``experiment.json`` (``None`` when there is none); one that is not a regular
+    file, not JSON or has no fingerprint is refused with one line."""
+    if not os.path.lexists(path):
+        return None
+    body = read_json(path, what="experiment manifest")
+    if not isinstance(body, dict) or not isinstance(body.get("fingerprint"), str):
+        raise CrossbenchError(f"experiment manifest {path}: not written by crossbench (no fingerprint); "
+                              "choose another --output, or pass --overwrite to replace the folder")
+    return body
 
 
 def check_belongs(record: Mapping[str, Any], *, manifest: Mapping[str, Any], where: str) -> None:

@@ -135,8 +135,8 @@ def run_key(record: dict[str, Any]) -> str:
 
 def _folder_records(folder: Path) -> tuple[list[Path], dict[str, Any] | None]:
     """The record files of a results folder (``runs/*.json``) and its manifest, if it has one."""
-    from crossbench.records.folder import MANIFEST, read_manifest
     from crossbench.records.safe import check_not_link
+    from crossbench.records.schema import MANIFEST, read_manifest
 
     check_not_link(folder / "runs", what="runs folder")
     return sorted((folder / "runs").glob("*.json")), read_manifest(folder / MANIFEST)

@@ -10,9 +10,11 @@ ground truth to the evaluator.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,24 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
+#: errors of the place written to, not of crossbench: a full disk, a read-only or forbidden folder, a quota
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG})
+
+
+@contextmanager
+def _disk_errors(folder: Path) -> Iterator[None]:
+    """A full or read-only disk while the results are written is one line naming the path (the runs
+    finished before it are kept), not an internal error."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _DISK_ERRNOS:
+            raise
+        where = exc.filename or folder
+        raise CrossbenchError(f"cannot write {where}: {exc.strerror or exc}; finished runs are kept in {folder} — "
+                              "free space or make it writable, then run the same command again to resume") from None
+
+
 def run_experiment(
     exp: Experiment,
     *,
@@ -110,7 +130,7 @@ def run_experiment(
                  "so recall and hit rate at those cut-offs are 1 for every user")
     manifest = {"experiment": dataclasses.asdict(exp), "tuning": dataclasses.asdict(tuning) if tuning else None}
     exp_toml = experiment_to_toml(exp)
-    with folder.locked():
+    with folder.locked(), _disk_errors(folder.path):
         folder.prepare(fingerprint=fingerprint, overwrite=overwrite)
         def begin() -> None:
             folder.write_manifest(fingerprint=fingerprint, manifest=manifest, experiment_toml=exp_toml)

@@ -247,6 +247,23 @@ def test_overwrite_into_a_folder_whose_plots_is_a_link_is_refused(folder: Path, 
     assert _snapshot(folder.parent) == before and _snapshot(tmp_path / "real-plots") == outside
 
 
+@pytest.mark.parametrize("tolerance", ["nan", "inf", "-1"])
+def test_reproduce_refuses_a_tolerance_that_is_not_a_finite_non_negative_number(folder: Path, tolerance: str):
+    _refused(_cli("reproduce", str(folder / "runs" / RECORD), "--tolerance", tolerance), "--tolerance")
+
+
+def test_a_table_output_that_cannot_be_written_is_one_line(folder: Path):
+    _refused(_cli("leaderboard", str(folder), "--output", "/proc/crossbench-x.md"), "cannot write", "/proc/")
+
+
+@pytest.mark.parametrize("line", ["garbage", '{"op_code": 99}', '{"op_code": 0}', "null"])
+def test_a_journal_with_a_damaged_line_is_one_line_and_nothing_written(tmp_path: Path, line: str):
+    (tmp_path / "s.log").write_text(line + "\n")
+    out = _cli("tune", "--model", "mf", *SMALL, "--trials", "2", "--storage", f"journal:{tmp_path}/s.log", "--output", str(tmp_path / "o"))
+    _refused(out, "not a readable Optuna journal")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.log"]
+
+
 # ------------------------------------------------------------------------------ tables
 
 

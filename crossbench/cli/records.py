@@ -73,7 +73,7 @@ def check_manifest(folder: Path) -> str | None:
     the fingerprint the manifest states. Returns a line to print (``None`` without a manifest)."""
     from crossbench.experiment.tomlfile import experiment_from_manifest
     from crossbench.plugin.experiment import TuningSettings, experiment_fingerprint
-    from crossbench.records.folder import MANIFEST, read_manifest
+    from crossbench.records.schema import MANIFEST, read_manifest
 
     manifest = read_manifest(folder / MANIFEST)
     if manifest is None:
@@ -213,11 +213,16 @@ def reproduce(record: Path, tolerance: float | None, device: str | None, cache_d
     0: reproduced; 3: values differ (each difference listed); 2: bad input.
     """
     from crossbench.plugin.experiment import RunOptions
-    from crossbench.records.schema import read_record, verify_record
+    from crossbench.records.schema import MANIFEST, check_belongs, read_manifest, read_record, verify_record
     from crossbench.records.store import SCHEMA_VERSION, environment, load_records
     from crossbench.run.runner import run_experiment
 
+    if tolerance is not None and not (math.isfinite(tolerance) and tolerance >= 0):
+        raise CrossbenchError(f"--tolerance must be a finite number of at least 0, got {tolerance}")
     rec = read_record(record, schema=SCHEMA_VERSION)
+    manifest = read_manifest(record.parent.parent / MANIFEST)
+    if manifest is not None and record.parent.name == "runs":
+        check_belongs(rec, manifest=manifest, where=f"run record {record}")
     verify_record(rec, where=f"run record {record}")
     exp = _kept_experiment(record)
     from crossbench.experiment.tomlfile import model_from_record
@@ -234,8 +239,6 @@ def reproduce(record: Path, tolerance: float | None, device: str | None, cache_d
     here = environment()
     same = all(here[k] == rec["environment"].get(k) for k in ("torch", "numpy", "crossbench", "python"))
     tol = tolerance if tolerance is not None else (0.0 if same and run_device == rec["device"] else DEFAULT_TOLERANCE)
-    if tol < 0:
-        raise CrossbenchError(f"--tolerance must not be negative, got {tol}")
     if rec["model"].get("tuning"):
         click.echo("tuned row: refitting with the tuned hyperparameters of its record (the study is not rerun)", err=True)
     with tempfile.TemporaryDirectory(prefix="crossbench-reproduce-") as tmp:
@@ -245,6 +248,8 @@ def reproduce(record: Path, tolerance: float | None, device: str | None, cache_d
         (new,) = load_records([options.output_dir])
         result = compare_runs(rec, new, tolerance=tol, old_dir=record.parent, new_dir=options.output_dir / "runs")
     what = "bit-identical" if tol == 0 else f"within {tol:g}"
+    click.echo(f"fit time: {rec['timings']['fit_s']:.2f} s in the record, {new['timings']['fit_s']:.2f} s now "
+               "(timings depend on the machine's load and are not compared; the record's seal guards them against edits)")
     if result.differences:
         for line in result.differences:
             click.echo(f"differs: {line}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import json
 import random
 import re
 import sqlite3
@@ -363,6 +364,19 @@ def open_storage(
                               f"run `optuna storage upgrade --storage URL` or use another storage") from None
 
 
+def _check_journal_lines(path: Path) -> None:
+    """Raise ``ValueError`` at the first complete line of ``path`` that is not a JSON object (Optuna defers an
+    undecodable last line, maybe half-written, so a damaged one would surface mid-study)."""
+    if not path.is_file():
+        return
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.endswith(b"\n"):
+                return  # being written by a worker right now
+            if not line.lstrip().startswith(b"{") or not isinstance(json.loads(line), dict):  # ValueError if not JSON
+                raise ValueError(f"line {number} is not a journal record")
+
+
 def _open_journal(spec: StorageSpec) -> optuna.storages.BaseStorage:
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
@@ -371,9 +385,13 @@ def _open_journal(spec: StorageSpec) -> optuna.storages.BaseStorage:
     assert path is not None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _check_journal_lines(path)
         backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
-        return optuna.storages.JournalStorage(backend)
+        storage = optuna.storages.JournalStorage(backend)
+        storage.get_all_studies()  # read the whole journal now: a damaged line is refused here, not mid-study
+        return storage
     except OSError as exc:
         raise CrossbenchError(f"cannot open tuning journal {spec.display!r}: {exc.strerror or exc}; check the path and its permissions") from None
-    except ValueError as exc:  # a line that is not a journal record
-        raise CrossbenchError(f"tuning journal {spec.display!r} is not a readable Optuna journal ({_first_line(exc)}); use another file") from None
+    except (ValueError, KeyError, TypeError, AssertionError) as exc:  # a line that is not a journal record (or an unknown operation)
+        raise CrossbenchError(f"tuning journal {spec.display!r} is not a readable Optuna journal ({_first_line(exc)[:120]}); "
+                              "use another file") from None

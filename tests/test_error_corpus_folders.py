@@ -108,7 +108,8 @@ def _rerun(folder: Path, *extra: str):
 def test_a_foreign_record_is_refused_by_every_reader_and_never_reused(made: Path, folder: Path):
     shutil.copy(made / "foreign" / "runs" / "movies-popularity-seed1.json", folder / "runs")
     before = _snapshot(folder.parent)
-    for out in (_cli("leaderboard", str(folder)), _cli("verify", "--no-data", str(folder)), _rerun(folder)):
+    for out in (_cli("leaderboard", str(folder)), _cli("leaderboard", str(folder / "runs")), _cli("verify", "--no-data", str(folder)),
+                _rerun(folder)):
         _refused(out, "another experiment", "movies-popularity-seed1.json")
     assert _snapshot(folder.parent) == before
 

@@ -3,6 +3,7 @@ the published tables."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,21 @@ def index(root: Path, check: bool) -> None:
 
     Generated from the tables' run records (each verified against its per-user files).
     """
+    from crossbench.records.safe import check_not_link, read_regular
     from crossbench.report.index import render_index
 
     text = render_index(root)
     path = root / "README.md"
     if check:
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        if not os.path.lexists(path) or read_regular(path, what="index") != text.encode("utf-8"):
             raise CrossbenchError(f"{path} is out of date; regenerate it with crossbench leaderboard index {root}")
         click.echo(f"{path} is up to date")
         return
-    write_text_atomic(path, text)
+    check_not_link(path, what="index")
+    try:
+        write_text_atomic(path, text)
+    except OSError as exc:
+        raise CrossbenchError(f"cannot write {path}: {exc.strerror or exc}") from None
     click.echo(f"wrote {path}")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -180,17 +181,19 @@ def compare_runs(old: Mapping[str, Any], new: Mapping[str, Any], *, tolerance: f
 def _kept_experiment(record_path: Path) -> Any:
     from crossbench.experiment.tomlfile import experiment_from_manifest, experiment_from_text
     from crossbench.records.folder import EXPERIMENT_FILE, MANIFEST
+    from crossbench.records.safe import read_regular
+    from crossbench.records.schema import read_manifest
 
     kept = record_path.parent / EXPERIMENT_FILE
-    if kept.is_file():
-        return experiment_from_text(kept.read_text(encoding="utf-8"), where=f"experiment file {kept}")
+    if os.path.lexists(kept):  # a regular file only: never read through a link, a FIFO or a device
+        text = read_regular(kept, what="experiment file").decode("utf-8", errors="replace")
+        return experiment_from_text(text, where=f"experiment file {kept}")
     manifest = record_path.parent.parent / MANIFEST
-    if manifest.is_file():
-        try:
-            body = json.loads(manifest.read_text(encoding="utf-8"))["experiment"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CrossbenchError(f"{manifest}: cannot read the experiment from it ({exc})") from None
-        return experiment_from_manifest(body, where=str(manifest))
+    body = read_manifest(manifest)
+    if body is not None:
+        if not isinstance(body.get("experiment"), dict):
+            raise CrossbenchError(f"{manifest}: cannot read the experiment from it (no 'experiment' object)")
+        return experiment_from_manifest(body["experiment"], where=str(manifest))
     raise CrossbenchError(
         f"run record {record_path}: no {EXPERIMENT_FILE} beside it and no {MANIFEST} in its results folder; "
         "reproduce needs the experiment the record belongs to"

@@ -152,7 +152,7 @@ def load_records(paths: Iterable[Path], *, verify: bool = True, files: PerUserFi
     the experiment of its ``experiment.json`` (:func:`crossbench.records.schema.check_belongs`);
     the same run twice (a copy) is refused.
     """
-    from crossbench.records.schema import check_belongs, read_record, verify_record
+    from crossbench.records.schema import MANIFEST, check_belongs, read_record, verify_record
 
     paths = list(paths)
     records = []
@@ -161,6 +161,8 @@ def load_records(paths: Iterable[Path], *, verify: bool = True, files: PerUserFi
         manifest = None
         if p.is_dir() and (p / "runs").is_dir():  # a results folder: beside runs/ lie experiment.json and the tables
             found, manifest = _folder_records(p)
+        elif p.is_dir() and p.name == "runs" and os.path.lexists(p.parent / MANIFEST):  # its runs/ named alone
+            found, manifest = _folder_records(p.parent)
         else:
             found = sorted(p.glob("*.json")) if p.is_dir() else [p]
         for f in found:

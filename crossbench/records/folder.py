@@ -34,7 +34,7 @@ from typing import IO, Any
 from crossbench.errors import CrossbenchError
 from crossbench.files import file_sha256, probe_folder, umask_mode, write_text_atomic
 from crossbench.records.safe import check_not_link, check_regular, read_json, refuse_kind
-from crossbench.records.schema import MANIFEST, read_manifest
+from crossbench.records.schema import MANIFEST, check_belongs, check_record, per_user_path, read_manifest, read_record
 from crossbench.records.store import SCHEMA_VERSION, write_json_atomic
 
 #: the experiment as a TOML file, inside runs/ beside the records
@@ -85,8 +85,6 @@ class ResultsFolder:
 
     def _check_records(self, manifest: dict[str, Any]) -> None:
         """Refuse a record that is not a regular file or is of another experiment; damaged ones are rerun."""
-        from crossbench.records.schema import check_belongs, check_record
-
         for f in sorted(self.runs.glob("*.json")):
             check_regular(f, what="run record")
             try:
@@ -216,8 +214,6 @@ class ResultsFolder:
     def finished(self, file: str, *, fingerprint: str) -> bool:
         """True when ``runs/file`` is a readable record of the experiment ``fingerprint`` whose per-user
         file (a regular file) matches its sha256."""
-        from crossbench.records.schema import check_belongs, per_user_path, read_record
-
         path = self.runs / file
         try:
             manifest = read_manifest(self.path / MANIFEST)

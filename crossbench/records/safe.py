@@ -36,8 +36,8 @@ def _kind(mode: int) -> str:
 
 
 def refuse_kind(path: Path, mode: int, *, what: str) -> CrossbenchError:
-    return CrossbenchError(f"{what} {path} is {_kind(mode)}; crossbench reads and writes only regular files in a results "
-                           "folder — replace it by the file itself")
+    return CrossbenchError(f"{what} {path} is {_kind(mode)}; crossbench reads and writes a results folder's files only as "
+                           "regular files and folders, never through a link — replace it by the file or folder itself")
 
 
 def check_regular(path: Path, *, what: str) -> None:

@@ -122,6 +122,11 @@ def _lookup(record: Mapping[str, Any], path: str) -> tuple[bool, Any]:
     return True, node
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def check_record(record: Any, *, where: str, schema: int) -> None:
     """Raise one line naming the first missing or mistyped field of ``record`` (of schema 1 to ``schema``)."""
     if not isinstance(record, dict) or type(record.get("schema")) is not int or not 1 <= record["schema"] <= schema:
@@ -134,11 +139,13 @@ def check_record(record: Any, *, where: str, schema: int) -> None:
             continue
         if not isinstance(value, spec.types) or (bool not in spec.types and isinstance(value, bool)):
             names = " or ".join(t.__name__ for t in spec.types)
-            raise CrossbenchError(f"{where}: field {spec.path!r} must be {names}, got {value!r}")
+            raise CrossbenchError(f"{where}: field {spec.path!r} must be {names}, got {_short(value)}")
     ev = record["evaluation"]
     for key, value in ev["metrics"].items():
         if value is not None and (not isinstance(value, _NUMBER) or isinstance(value, bool)):
-            raise CrossbenchError(f"{where}: metric {key!r} must be a number, got {value!r}")
+            raise CrossbenchError(f"{where}: metric {_short(key)} must be a number, got {_short(value)}")
+    if not all(isinstance(c, str) for c in ev["columns"]):
+        raise CrossbenchError(f"{where}: 'evaluation.columns' must list metric names, got {_short(ev['columns'])}")
     missing = [c for c in ev["columns"] if c not in ev["metrics"]]
     if missing:
         raise CrossbenchError(f"{where}: column(s) {', '.join(map(str, missing))[:200]} have no value in 'evaluation.metrics'")
@@ -149,7 +156,7 @@ def check_record(record: Any, *, where: str, schema: int) -> None:
                               f"{len(plain)} metric(s) ({', '.join(plain)[:150]}); the record was edited — rerun it")
     # optional: records written before the primary metric was recorded have none
     if "primary" in ev and ev["primary"] not in ev["columns"]:
-        raise CrossbenchError(f"{where}: the primary metric {ev['primary']!r} is not one of its columns")
+        raise CrossbenchError(f"{where}: the primary metric {_short(ev['primary'])} is not one of its columns")
 
 
 def per_user_path(record: Mapping[str, Any], *, record_dir: Path | None = None, where: str = "run record") -> Path:
@@ -209,7 +216,7 @@ def verify_record(record: Mapping[str, Any], *, where: str, record_dir: Path | N
         )
     for key, reported in ev["metrics"].items():
         if key not in means:
-            raise CrossbenchError(f"{where}: metric {key!r} has no per-user values in {ev['per_user']['path']}")
+            raise CrossbenchError(f"{where}: metric {_short(key)} has no per-user values in {ev['per_user']['path']}")
         value = means[key]
         # exact: JSON keeps a float64 to the bit, and the mean is the evaluator's own reduction
         same = (reported is None or (isinstance(reported, float) and math.isnan(reported))) if math.isnan(value) else (
@@ -217,7 +224,7 @@ def verify_record(record: Mapping[str, Any], *, where: str, record_dir: Path | N
         )
         if not same:
             raise CrossbenchError(
-                f"{where}: {key} is {reported!r} in the record but {value!r} from its per-user file; the record was edited — rerun it"
+                f"{where}: {key[:80]} is {reported!r} in the record but {value!r} from its per-user file; the record was edited — rerun it"
             )
     missing = sorted(set(means) - set(ev["metrics"]))
     if missing:

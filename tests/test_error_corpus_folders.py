@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import multiprocessing
 import os
+import queue
 import shutil
 import signal
 import subprocess
@@ -28,7 +30,7 @@ from crossbench.cli import CliState, cli
 from crossbench.files import file_sha256
 from crossbench.records.schema import record_seal
 from crossbench.report.leaderboard import md_table, render_markdown
-from crossbench.tune.storage import resolve_storage
+from crossbench.tune.storage import open_storage, resolve_storage
 from crossbench.tune.trials import HEARTBEAT, RETRY_OF, WORKER, Budget, optimize, retry_stale, this_worker, worker_gone
 from crossbench.tune.tuning import COMPARED, META, open_study
 
@@ -293,36 +295,43 @@ def _meta(budget: int = 3) -> dict:
             "crossbench:budget": Budget(budget, None).to_dict(), "crossbench:space": ["FloatParam(x)"], "crossbench:seed": 0}
 
 
-def _open_at_once(spec) -> tuple[list[optuna.Study], list[Exception]]:
-    """Two workers (threads, each with its own storage connection, as two processes have) open one new study at one instant."""
-    start, got, errors = threading.Barrier(2), [], []
-
-    def worker() -> None:
-        start.wait()
-        try:
-            got.append(open_study(spec, "exp/movies/seed0/mf", _meta(), pruner="none", defaults={"x": 0.5}))
-        except Exception as exc:  # noqa: BLE001 - collected and asserted by the caller
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return got, errors
+def _open_in(spec, start, results) -> None:
+    """One worker: wait for the other, then open the study as `crossbench tune` does; put its study id or error."""
+    start.wait()
+    try:
+        results.put(open_study(spec, "exp/movies/seed0/mf", _meta(), pruner="none", defaults={"x": 0.5})._study_id)
+    except Exception as exc:  # noqa: BLE001 - collected and asserted by the test
+        results.put(f"{type(exc).__name__}: {exc}")
 
 
-@pytest.mark.parametrize(("kind", "times"), [("journal", 20), ("sqlite", 4)])
-def test_two_workers_opening_a_new_study_at_the_same_instant_always_share_it(tmp_path: Path, kind: str, times: int):
+def _open_at_once(spec, how: str) -> list:
+    """Two workers (forked processes, or threads with a storage connection each) open one new study at one instant."""
+    if how == "processes":
+        ctx = multiprocessing.get_context("fork")
+        start, results = ctx.Barrier(2), ctx.Queue()
+        workers = [ctx.Process(target=_open_in, args=(spec, start, results)) for _ in range(2)]
+    else:
+        start, results = threading.Barrier(2), queue.Queue()
+        workers = [threading.Thread(target=_open_in, args=(spec, start, results)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    got = [results.get(timeout=120) for _ in workers]
+    for w in workers:
+        w.join()
+    return got
+
+
+@pytest.mark.parametrize(("kind", "how", "times"), [("journal", "processes", 20), ("journal", "threads", 20), ("sqlite", "threads", 4)])
+def test_two_workers_opening_a_new_study_at_the_same_instant_always_share_it(tmp_path: Path, kind: str, how: str, times: int):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for i in range(times):
         where = tmp_path / str(i)
         where.mkdir()
         spec = resolve_storage(f"journal:{where}/s.log" if kind == "journal" else f"sqlite:///{where}/s.db", results_dir=where)
-        got, errors = _open_at_once(spec)
-        assert not errors, f"start {i}: {errors}"
-        assert len({s._study_id for s in got}) == 1
-        assert got[0].user_attrs[META] == _meta()
+        got = _open_at_once(spec, how)
+        assert all(isinstance(g, int) for g in got) and len(set(got)) == 1, f"start {i}: {got}"
+        storage = open_storage(spec, heartbeat_interval=None)
+        assert optuna.load_study(study_name="exp/movies/seed0/mf", storage=storage).user_attrs[META] == _meta()
     # a study made for another budget is still refused with one line
     with pytest.raises(Exception, match="another budget"):
         open_study(spec, "exp/movies/seed0/mf", _meta(budget=5), pruner="none")

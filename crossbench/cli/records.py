@@ -120,7 +120,7 @@ def verify(folder: Path, no_data: bool) -> None:
             click.echo(line)
         if not notes:
             click.echo("dataset and split fingerprints agree with the data")
-    if (folder / "leaderboard.md").is_file():
+    if os.path.lexists(folder / "leaderboard.md"):  # a FIFO or link in its place is reported, never read
         commands = {r.get("command") for r in records if r.get("command")}
         files = artefacts(records, command=commands.pop() if len(commands) == 1 else None, files=per_user)
         out = stale(folder, files)

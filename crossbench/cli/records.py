@@ -77,7 +77,7 @@ def check_manifest(folder: Path) -> str | None:
     from crossbench.records.schema import MANIFEST, read_manifest
 
     manifest = read_manifest(folder / MANIFEST)
-    if manifest is None:
+    if manifest is None or "simulation" in manifest:  # a simulation's folder: its fingerprint covers its settings too
         return None
     where = str(folder / MANIFEST)
     exp = experiment_from_manifest(manifest.get("experiment") or {}, where=where)

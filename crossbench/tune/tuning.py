@@ -130,8 +130,7 @@ def open_study(spec: StorageSpec, name: str, meta: dict[str, Any], *, pruner: st
     saved = _saved_meta(study)
     if saved is None:
         study.set_user_attr(META, meta)
-        saved = _saved_meta(study)  # a worker writing at the same moment: the last write stands, and is compared
-        assert saved is not None
+        saved = _saved_meta(study) or meta  # a worker writing at the same moment: the last write stands, and is compared
     for key in COMPARED:
         if saved.get(key) != meta[key]:
             raise CrossbenchError(

@@ -126,6 +126,22 @@ def test_a_record_left_from_an_edited_experiment_json_is_not_finished_earlier(ma
     assert _snapshot(folder.parent) == before
 
 
+def test_a_schema_1_record_is_matched_with_the_experiment_being_run(made: Path, folder: Path):
+    def as_schema_1(rec):  # a record as crossbench wrote them before fingerprints and seals
+        rec.update(schema=1)
+        del rec["experiment_fingerprint"], rec["seal"]
+
+    _edit(folder / "runs" / RECORD, as_schema_1, reseal=False)
+    assert _cli("verify", "--no-data", str(folder)).exit_code == 0
+    manifest = json.loads((folder / "experiment.json").read_text())  # its fingerprint replaced by another experiment's
+    manifest["fingerprint"] = json.loads((made / "foreign" / "experiment.json").read_text())["fingerprint"]
+    (folder / "experiment.json").write_text(json.dumps(manifest))
+    before = _snapshot(folder.parent)
+    other = ["--dataset-param", "n_users=200", "--seeds", "1"]
+    _refused(_cli("run", "--model", "popularity", *SMALL, *other, "--output", str(folder)), "dataset", RECORD)
+    assert _snapshot(folder.parent) == before
+
+
 def test_verify_notices_a_replaced_fingerprint_and_a_dropped_column(made: Path, folder: Path):
     manifest = json.loads((folder / "experiment.json").read_text())
     manifest["fingerprint"] = json.loads((made / "foreign" / "experiment.json").read_text())["fingerprint"]

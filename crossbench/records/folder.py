@@ -48,10 +48,17 @@ MANAGED = (MANIFEST, "runs", "leaderboard.md", "pairwise.md", "leaderboard.csv",
 class ResultsFolder:
     """The results folder of one experiment."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, experiment: dict[str, Any] | None = None) -> None:
+        """``experiment``: the experiment being run, as its manifest holds it (JSON values); schema 1
+        records, which carry no fingerprint, are matched with it rather than with the manifest on disk."""
         self.path = Path(path)
         self.runs = self.path / "runs"
+        self.experiment = experiment
         self._lock_file: IO[str] | None = None
+
+    def _claimed(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """What the records must belong to: the manifest, with the experiment being run when it is known."""
+        return manifest if self.experiment is None else {**manifest, "experiment": self.experiment}
 
     # -- checks before any work ----------------------------------------------------------
 
@@ -92,7 +99,7 @@ class ResultsFolder:
                 check_record(rec, where=f"run record {f}", schema=SCHEMA_VERSION)
             except CrossbenchError:
                 continue  # unreadable or damaged: not finished, so its run is done again and replaces it
-            check_belongs(rec, manifest=manifest, where=f"run record {f}")
+            check_belongs(rec, manifest=self._claimed(manifest), where=f"run record {f}")
 
     def _probe_writable(self) -> None:
         """Create the folder and a file in it, then remove what the probe created: bad places fail before any work."""
@@ -220,7 +227,7 @@ class ResultsFolder:
             rec = read_record(path, schema=SCHEMA_VERSION)
             if manifest is None or manifest["fingerprint"] != fingerprint:
                 return False
-            check_belongs(rec, manifest=manifest, where=str(path))
+            check_belongs(rec, manifest=self._claimed(manifest), where=str(path))
             users = per_user_path(rec, record_dir=self.runs)
             check_regular(users, what="per-user file")
             return bool(file_sha256(users) == rec["evaluation"]["per_user"]["sha256"])

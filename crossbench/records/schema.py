@@ -292,5 +292,5 @@ def check_belongs(record: Mapping[str, Any], *, manifest: Mapping[str, Any], whe
         raise CrossbenchError(f"{where}: its folder's experiment.json does not say which experiment it holds; "
                               "the folder was edited") from None
     if wrong is not None:
-        raise CrossbenchError(f"{where}: its {wrong} is not in its folder's experiment.json; a foreign or stale record "
+        raise CrossbenchError(f"{where}: its {wrong} is not that of its folder's experiment; a foreign or stale record "
                               "is not used — move it out")

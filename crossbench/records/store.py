@@ -30,12 +30,17 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def json_value(payload: Any) -> Any:
+    """``payload`` as it reads back from the JSON :func:`write_json_atomic` writes (tuples as lists, paths as text)."""
+    return json.loads(json.dumps(payload, default=_jsonable))
+
+
 def write_record(path: Path, record: dict[str, Any]) -> None:
     """Write a run record atomically, with its ``seal`` (:func:`crossbench.records.schema.record_seal`)
     computed over exactly what is written."""
     from crossbench.records.schema import record_seal
 
-    body = json.loads(json.dumps({k: v for k, v in record.items() if k != "seal"}, default=_jsonable))
+    body = json_value({k: v for k, v in record.items() if k != "seal"})
     record["seal"] = body["seal"] = record_seal(body)
     write_json_atomic(path, body)
 

@@ -38,7 +38,15 @@ from crossbench.plugin.interfaces import Recommender, RunEnv
 from crossbench.plugin.registry import Registry
 from crossbench.plugin.specs import ComponentRef
 from crossbench.records.folder import ResultsFolder
-from crossbench.records.store import SCHEMA_VERSION, environment, load_records, peak_rss_mb, reset_peak_rss, write_record
+from crossbench.records.store import (
+    SCHEMA_VERSION,
+    environment,
+    json_value,
+    load_records,
+    peak_rss_mb,
+    reset_peak_rss,
+    write_record,
+)
 from crossbench.report.exports import artefacts, write_artefacts
 
 
@@ -116,7 +124,8 @@ def run_experiment(
     device = pick_device(options.device)
     threads = set_threads(options.threads)
     fingerprint = experiment_fingerprint(exp, tuning)
-    folder = ResultsFolder(options.output_dir)
+    manifest = {"experiment": dataclasses.asdict(exp), "tuning": dataclasses.asdict(tuning) if tuning else None}
+    folder = ResultsFolder(options.output_dir, experiment=json_value(manifest["experiment"]))
     folder.check(fingerprint, overwrite=overwrite)
     t_load = time.perf_counter()
     data = registry.get("datasets", exp.dataset.name).factory(**dataset_params(exp, registry)).load()
@@ -128,7 +137,6 @@ def run_experiment(
             big = ", ".join(str(k) for k in exp.ks if k > n_items)
             warn(f"cut-off(s) {big} exceed the {n_items} items of target {target!r}: every item is retrieved there, "
                  "so recall and hit rate at those cut-offs are 1 for every user")
-    manifest = {"experiment": dataclasses.asdict(exp), "tuning": dataclasses.asdict(tuning) if tuning else None}
     exp_toml = experiment_to_toml(exp)
     with folder.locked(), _disk_errors(folder.path):
         folder.prepare(fingerprint=fingerprint, overwrite=overwrite)

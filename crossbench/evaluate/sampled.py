@@ -12,6 +12,11 @@ for that user nor excluded (training items): ``uniform``ly, or with probability
 proportional to training ``popularity`` (successive sampling, by the Gumbel top-N trick).
 The draw goes in fixed blocks of users seeded by ``(seed, block)``, so it depends on the
 seed alone, not on the evaluation's chunk size.
+
+A paper protocol (e.g. ``loo-999``, see :class:`crossbench.data.protocols.Evaluation`) draws its
+negatives with :func:`protocol_negatives`: from the target items the user never interacted
+with (not in training, not held out for validation, not held out for test), a function of the
+split and the seed alone, so every model of a seed is ranked against the same negatives.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from crossbench.data.protocols import GroundTruth
+from crossbench.data.protocols import GroundTruth, Split, train_items
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate import ties
 from crossbench.evaluate.csr import DeviceRows, csr_take, row_lookup, sorted_rows
@@ -106,6 +111,27 @@ def draw_negatives(
         top = np.argpartition(-keys, n_negatives - 1, axis=1)[:, :n_negatives]
         out[start:stop] = np.sort(top, axis=1)
     return NegativeSample(items=out, strategy=strategy, n_negatives=n_negatives, seed=seed)
+
+
+def protocol_negatives(split: Split, *, seed: int) -> NegativeSample:
+    """The negatives of a sampled paper protocol's split (``split.evaluation.kind == "sampled"``).
+
+    Uniform (or the evaluation's strategy) over the target items that are none of the user's
+    positives: training interactions, validation items and test items are all excluded.
+    """
+    ev = split.evaluation
+    if ev.kind != "sampled":
+        raise CrossbenchError(f"protocol {split.protocol!r} evaluates by {ev.label}, not by sampled negatives")
+    target = split.train.domain(split.target)
+    seen = train_items(split.train, split.target)
+    counts = np.diff(split.valid.indptr)
+    positives = GroundTruth.from_pairs(
+        np.concatenate([np.repeat(seen.users, np.diff(seen.indptr)), np.repeat(split.valid.users, counts)]),
+        np.concatenate([seen.items, split.valid.items]),
+    )
+    popularity = np.bincount(target.interactions["item"].to_numpy(), minlength=target.n_items)
+    return draw_negatives(split.test, n_items=target.n_items, n_negatives=ev.n_negatives, strategy=ev.strategy,
+                          popularity=popularity, exclude=positives, seed=seed)
 
 
 def evaluate_sampled(

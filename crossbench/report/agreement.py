@@ -132,16 +132,17 @@ def render_agreement(items: Sequence[Agreement]) -> str:
     out: list[str] = []
     for a in items:
         ranks_p, ranks_f = _rank_of([r[1] for r in a.rows]), _rank_of([r[2] for r in a.rows])
+        short_p, full = a.paper.split(",", 1)[0], f"{a.full} (full ranking)"
         rows = [f"| {m} | {rp} | {vp:.4f} | {rf} | {vf:.4f} |" for (m, vp, vf), rp, rf in zip(a.rows, ranks_p, ranks_f)]
         tau = "undefined (one of the orders is all ties)" if math.isnan(a.tau) else f"{a.tau:.3f}"
-        flips = "; ".join(f"{x} over {y} under {a.paper}, {y} over {x} under full ranking" for x, y in a.flips)
+        flips = "; ".join(f"{x} over {y} under {short_p}, {y} over {x} under {a.full}" for x, y in a.flips)
         out += [
-            f"## Agreement: {a.dataset} → {a.target}: {a.paper} against {a.full}",
+            f"## Agreement: {a.dataset} → {a.target}: {a.paper} against {full}",
             "",
             f"The {len(a.rows)} models of both tables, in the order of {a.paper_metric} under {a.paper} (mean over seeds), "
-            f"beside their rank and {a.full_metric} under {a.full}. Sampled metrics can reorder models (Krichene and Rendle, KDD 2020).",
+            f"beside their rank and {a.full_metric} under {full}. Sampled metrics can reorder models (Krichene and Rendle, KDD 2020).",
             "",
-            f"| model | rank ({a.paper}) | {a.paper_metric} | rank ({a.full}) | {a.full_metric} |",
+            f"| model | rank ({short_p}) | {a.paper_metric} | rank ({a.full}) | {a.full_metric} |",
             "|---|---|---|---|---|",
             *rows,
             "",

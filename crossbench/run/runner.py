@@ -21,7 +21,7 @@ import torch
 
 from crossbench.data.audit import audit_split
 from crossbench.data.model import CrossDomainData
-from crossbench.data.protocols import Split, resolve_targets, train_items
+from crossbench.data.protocols import Split, parse_target, resolve_targets, train_items
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate import evaluate
 from crossbench.evaluate.groups import breakdown, head_tail, item_popularity, user_groups
@@ -105,7 +105,7 @@ def run_experiment(
     load_s = time.perf_counter() - t_load
     targets = resolve_targets(data, list(exp.protocol.targets) or None)
     for target in targets:
-        n_items = data.domain(target).n_items
+        n_items = data.domain(parse_target(target)[1]).n_items  # a domain pair "comedy>drama" targets drama
         if max(exp.ks) > n_items:
             big = ", ".join(str(k) for k in exp.ks if k > n_items)
             warn(f"cut-off(s) {big} exceed the {n_items} items of target {target!r}: every item is retrieved there, "

@@ -246,7 +246,8 @@ def _run_one(
             "primary": primary,
             "metrics": result.means,
             "lower_is_better": lower,
-            "user_groups": _finite_groups(breakdown(result, user_groups(split.train, split.target, result.users))),
+            "user_groups": _finite_groups(breakdown(result, user_groups(split.train, split.target, result.users)))
+            if result.per_user else {},  # the rating task's errors are one number per run, not per user
             "per_user": {"path": users_file, "sha256": sha},
         },
     }

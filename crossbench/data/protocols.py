@@ -3,6 +3,9 @@
 The core defines what a split is (:class:`Split`, :class:`FitSplit`, :class:`GroundTruth`) and
 what a protocol does (:class:`Protocol`); the protocols themselves (cold-start, warm, ...) are
 plugins registered through the ``crossbench_protocols`` hook and built by :func:`make_protocol`.
+A protocol also fixes how its test users are evaluated (:class:`Evaluation`: full ranking,
+sampled negatives as a paper draws them, or rating error), so that one protocol name states a
+paper's whole setting. A target may be a domain pair ``SOURCE>TARGET`` (:func:`pair_view`).
 """
 
 from __future__ import annotations

@@ -198,3 +198,5 @@ name = "popularity"
     assert "→ a>c (cold-start)" in out.output and "→ b>c (cold-start)" in out.output
     targets = sorted(json.loads(f.read_text())["protocol"]["target"] for f in (res / "runs").glob("*-seed0.json"))
     assert targets == ["a>c", "b>c"]
+    verified = invoke(["verify", str(res)])  # each pair's split is made again from its record and matches
+    assert verified.exit_code == 0 and "dataset and split fingerprints agree with the data" in verified.output

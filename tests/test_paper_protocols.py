@@ -17,7 +17,7 @@ from crossbench.data.audit import audit_split
 from crossbench.data.model import CrossDomainData
 from crossbench.data.protocols import GroundTruth, Split, resolve_targets
 from crossbench.errors import CrossbenchError
-from crossbench.evaluate.sampled import protocol_negatives
+from crossbench.evaluate.sampled import draw_negatives, protocol_negatives
 from crossbench_protocols import ColdStart, LeaveOneOut, Loo100, Loo999
 
 TINY = ["--dataset", "synthetic", "--dataset-param", "n_users=120", "--dataset-param", "n_items=1500", "--seeds", "0",
@@ -86,36 +86,47 @@ def test_sampled_negatives_are_fixed_per_seed_and_never_a_positive() -> None:
     data = _many_items_data()
     split = Loo999(target="tgt").split(data)
     sample = protocol_negatives(split, seed=3)
-    assert sample.items.shape == (split.test.n_users, 999) and sample.strategy == "uniform"
+    assert sample.items.shape == (split.test.n_users, 999) and sample.strategy == "uniform" and sample.replacement
+    assert sample.describe()["replacement"] is True
     again = protocol_negatives(Loo999(target="tgt", seed=3).split(data), seed=3)  # a new split object, same seed
     assert np.array_equal(sample.items, again.items) and sample.sha256 == again.sha256
     assert not np.array_equal(sample.items, protocol_negatives(split, seed=4).items)
     inter = data.domain("tgt").interactions
     for j, u in enumerate(split.test.users):
         negatives = sample.items[j]
-        assert len(np.unique(negatives)) == 999
         touched = set(inter["item"][inter["user"] == u].tolist())  # training, validation and test positives alike
         assert touched and not touched & set(negatives.tolist())
     with pytest.raises(CrossbenchError, match="evaluates by full ranking, not by sampled negatives"):
         protocol_negatives(LeaveOneOut(target="tgt").split(data), seed=0)
 
 
-def test_uniform_negatives_cover_the_allowed_items_evenly() -> None:
+@pytest.mark.parametrize("replacement", [True, False])
+def test_uniform_negatives_cover_the_allowed_items_evenly(replacement: bool) -> None:
     # 3000 users, each with items 0-2 as positives among 50: 10 negatives drawn from 47 items each
     users = np.arange(3000)
     truth = GroundTruth.from_pairs(users, np.zeros(3000, np.int64))
-    from crossbench.evaluate.sampled import draw_negatives
-
     seen = GroundTruth.from_pairs(np.repeat(users, 2), np.tile([1, 2], 3000))
-    sample = draw_negatives(truth, n_items=50, n_negatives=10, exclude=seen, seed=0)
+    sample = draw_negatives(truth, n_items=50, n_negatives=10, exclude=seen, seed=0, replacement=replacement)
     counts = np.bincount(sample.items.ravel(), minlength=50)
     assert counts[:3].tolist() == [0, 0, 0]
     expected = 3000 * 10 / 47  # 638.3 per item
     assert np.abs(counts[3:] - expected).max() < 0.15 * expected
+    repeats = np.mean([len(np.unique(row)) < 10 for row in sample.items])
+    # without replacement never; with it, 1 - prod_{k<10}(1 - k/47) = 0.64 of the users draw an item twice
+    assert repeats == 0 if not replacement else abs(repeats - 0.64) < 0.05
 
 
-def test_loo_999_end_to_end_and_its_agreement_with_full_ranking(tmp_path: Path) -> None:
-    paper, full = tmp_path / "paper", tmp_path / "full"
+def test_paper_negatives_fit_a_catalogue_smaller_than_their_count() -> None:
+    data = _many_items_data(n_users=12, n_items=60)  # 60 target items, 999 negatives: drawn with replacement
+    split = Loo999(target="tgt").split(data)
+    sample = protocol_negatives(split, seed=0)
+    inter = data.domain("tgt").interactions
+    for j, u in enumerate(split.test.users):
+        touched = set(inter["item"][inter["user"] == u].tolist())
+        assert set(sample.items[j].tolist()) == set(range(60)) - touched  # every allowed item drawn, nothing else
+
+
+def _run_loo_999(paper: Path) -> None:
     out = invoke(["run", *TINY, "--protocol", "loo-999", "--output", str(paper)])
     assert out.exit_code == 0, out.output
     records = [json.loads(f.read_text()) for f in sorted((paper / "runs").glob("*-seed0.json"))]
@@ -130,6 +141,16 @@ def test_loo_999_end_to_end_and_its_agreement_with_full_ranking(tmp_path: Path) 
     csv = (paper / "leaderboard.csv").read_text()
     assert "loo-999, sampled: 999 uniform negatives" in csv.splitlines()[1]
     assert all("loo-999-sampled-999-uniform-negatives" in p.name for p in (paper / "plots").glob("*.png"))
+
+
+def test_loo_999_end_to_end(tmp_path: Path) -> None:
+    _run_loo_999(tmp_path / "paper")
+
+
+@pytest.mark.slow
+def test_loo_999_beside_full_ranking_gives_the_agreement_report(tmp_path: Path) -> None:
+    paper, full = tmp_path / "paper", tmp_path / "full"
+    _run_loo_999(paper)
     assert invoke(["run", *TINY, "--protocol", "loo", "--output", str(full)]).exit_code == 0
     board = invoke(["leaderboard", str(paper), str(full)])
     assert board.exit_code == 0, board.output

@@ -95,6 +95,8 @@ class Evaluation:
     kind: str = "full"
     n_negatives: int = 0
     strategy: str = "uniform"
+    #: sampled negatives drawn independently, so they may repeat (as the papers' code draws them)
+    replacement: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in EVALUATION_KINDS:

@@ -48,6 +48,8 @@ class NegativeSample:
     strategy: str
     n_negatives: int
     seed: int
+    #: drawn with replacement (a user's negatives may repeat), as the papers' own code draws them
+    replacement: bool = False
 
     @property
     def sha256(self) -> str:
@@ -58,7 +60,10 @@ class NegativeSample:
         return f"sampled-{self.strategy}-{self.n_negatives}"
 
     def describe(self) -> dict[str, object]:
-        return {"strategy": self.strategy, "n_negatives": self.n_negatives, "seed": self.seed, "sha256": self.sha256}
+        out: dict[str, object] = {"strategy": self.strategy, "n_negatives": self.n_negatives, "seed": self.seed, "sha256": self.sha256}
+        if self.replacement:  # recorded only where set: earlier samples keep their description
+            out["replacement"] = True
+        return out
 
 
 def sampled_key(key: str, sample: NegativeSample) -> str:
@@ -75,8 +80,17 @@ def draw_negatives(
     popularity: np.ndarray | None = None,
     exclude: GroundTruth | None = None,
     seed: int = 0,
+    replacement: bool = False,
 ) -> NegativeSample:
-    """Draw ``n_negatives`` distinct negatives per user of ``truth`` (see the module docstring)."""
+    """Draw ``n_negatives`` distinct negatives per user of ``truth`` (see the module docstring).
+
+    With ``replacement`` (uniform only), each negative is drawn independently and uniformly from
+    the user's allowed items, so negatives may repeat and a catalogue smaller than
+    ``n_negatives`` is no obstacle: the way DisenCDR's and CDRIB's code draws its 999.
+    """
+    if replacement:
+        return _draw_with_replacement(truth, n_items=n_items, n_negatives=n_negatives, strategy=strategy,
+                                      exclude=exclude, seed=seed)
     if strategy not in STRATEGIES:
         from crossbench.errors import unknown_name_message
 
@@ -113,11 +127,40 @@ def draw_negatives(
     return NegativeSample(items=out, strategy=strategy, n_negatives=n_negatives, seed=seed)
 
 
+def _draw_with_replacement(
+    truth: GroundTruth, *, n_items: int, n_negatives: int, strategy: str, exclude: GroundTruth | None, seed: int,
+) -> NegativeSample:
+    """``n_negatives`` independent uniform draws per user from the items neither held out nor excluded."""
+    if strategy != "uniform":
+        raise CrossbenchError(f"negatives drawn with replacement are uniform; got strategy {strategy!r}")
+    if n_negatives < 1:
+        raise CrossbenchError(f"n_negatives must be at least 1, got {n_negatives}")
+    ex_rows = row_lookup(exclude, truth.users) if exclude is not None else None
+    out = np.empty((truth.n_users, n_negatives), dtype=np.int64)
+    for b, start in enumerate(range(0, truth.n_users, _BLOCK)):
+        stop = min(start + _BLOCK, truth.n_users)
+        rng = np.random.default_rng([seed, b, 1])
+        allowed = np.ones((stop - start, n_items), dtype=bool)
+        allowed[csr_take(truth.indptr, truth.items, np.arange(start, stop))] = False
+        if ex_rows is not None and exclude is not None:
+            allowed[csr_take(exclude.indptr, exclude.items, ex_rows[start:stop])] = False
+        counts = allowed.sum(1)
+        if counts.min() < 1:
+            j = start + int(np.argmin(counts))
+            raise CrossbenchError(f"user {truth.users[j]} has interacted with every item; there is no negative to draw")
+        # each row's allowed items first, in item order; a uniform position among them per draw
+        order = np.argsort(~allowed, axis=1, kind="stable")
+        picks = (rng.random((stop - start, n_negatives)) * counts[:, None]).astype(np.int64)
+        out[start:stop] = np.take_along_axis(order, picks, axis=1)
+    return NegativeSample(items=out, strategy=strategy, n_negatives=n_negatives, seed=seed, replacement=True)
+
+
 def protocol_negatives(split: Split, *, seed: int) -> NegativeSample:
     """The negatives of a sampled paper protocol's split (``split.evaluation.kind == "sampled"``).
 
     Uniform (or the evaluation's strategy) over the target items that are none of the user's
-    positives: training interactions, validation items and test items are all excluded.
+    positives: training interactions, validation items and test items are all excluded; with
+    replacement where the evaluation says so (the papers' protocols).
     """
     ev = split.evaluation
     if ev.kind != "sampled":
@@ -131,7 +174,7 @@ def protocol_negatives(split: Split, *, seed: int) -> NegativeSample:
     )
     popularity = np.bincount(target.interactions["item"].to_numpy(), minlength=target.n_items)
     return draw_negatives(split.test, n_items=target.n_items, n_negatives=ev.n_negatives, strategy=ev.strategy,
-                          popularity=popularity, exclude=positives, seed=seed)
+                          popularity=popularity, exclude=positives, seed=seed, replacement=ev.replacement)
 
 
 def evaluate_sampled(

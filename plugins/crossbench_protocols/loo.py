@@ -5,7 +5,10 @@ negatives) and Tri-CDR (100), and the same split under full ranking.
 same split, each test item ranked among 999 (100) negatives drawn uniformly, per user, from
 the target items that user never interacted with (training, validation or test), fixed by the
 run's seed and so the same for every model of a seed
-(:func:`crossbench.evaluate.sampled.protocol_negatives`).
+(:func:`crossbench.evaluate.sampled.protocol_negatives`). As in DisenCDR's and CDRIB's code,
+each negative is an independent draw (negatives may repeat), so a catalogue of fewer than
+999 items, such as a MovieLens-100K genre group, can still be evaluated this way. Unlike that
+code, the user's test and validation items are never drawn (it excludes training items only).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ class LeaveOneOut(Protocol):
             raise CrossbenchError(f"{self.name}: min_items must be at least 3 (test, validation and one training item), got {self.min_items}")
 
     def evaluation(self) -> Evaluation:
-        return Evaluation("sampled", self.n_negatives) if self.n_negatives else Evaluation()
+        return Evaluation("sampled", self.n_negatives, replacement=True) if self.n_negatives else Evaluation()
 
     def split(self, data: CrossDomainData) -> Split:
         data, name, source = pair_view(data, self.target)

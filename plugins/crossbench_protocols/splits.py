@@ -96,7 +96,7 @@ class ColdStartRating(ColdStart):
     ground truth keeps each (user, item) pair's rating, and a model is judged by the MAE and
     RMSE of its predicted ratings over all held-out ratings of the test users. Only models
     that declare ``predicts_ratings()`` run; the target domain needs a ``rating`` column
-    (for MovieLens-100K keep every rating with ``[dataset] min_rating = "none"``).
+    (for MovieLens-100K keep every rating: ``[dataset] min_rating = 1``).
     """
 
     name = "cold-start-rating"
@@ -109,7 +109,7 @@ class ColdStartRating(ColdStart):
         if "rating" not in inter.columns:
             raise CrossbenchError(
                 f"{self.name}: target {target!r} of dataset {data.name!r} has no ratings; load it with its rating column "
-                "and keep every rating (e.g. [dataset] min_rating = \"none\"), or use a ranking protocol"
+                "and keep every rating (e.g. [dataset] min_rating = 1), or use a ranking protocol"
             )
         values = inter["rating"].to_numpy(dtype=np.float64)
         if np.isnan(values).any():

@@ -151,6 +151,8 @@ def test_loo_999_end_to_end(tmp_path: Path) -> None:
 def test_loo_999_beside_full_ranking_gives_the_agreement_report(tmp_path: Path) -> None:
     paper, full = tmp_path / "paper", tmp_path / "full"
     _run_loo_999(paper)
+    again = invoke(["reproduce", str(paper / "runs" / "movies-popularity-seed0.json")])  # same split, same negatives
+    assert again.exit_code == 0 and "bit-identical" in again.output, again.output
     assert invoke(["run", *TINY, "--protocol", "loo", "--output", str(full)]).exit_code == 0
     board = invoke(["leaderboard", str(paper), str(full)])
     assert board.exit_code == 0, board.output

@@ -13,8 +13,8 @@ code, the user's test and validation items are never drawn (it excludes training
 
 from __future__ import annotations
 
-from dataclasses import Field, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -94,9 +94,10 @@ class LeaveOneOut(Protocol):
         held = np.isin(keys, np.concatenate([pu[chosen] * target.n_items + pi[chosen], pu[chosen - 1] * target.n_items + pi[chosen - 1]]))
         domains = dict(data.domains)
         domains[name] = type(target)(name=target.name, interactions=inter[~held].reset_index(drop=True), items=target.items)
-        params: dict[str, object] = {"users": self.users, "min_items": self.min_items, "seed": self.seed}
-        if self.n_negatives and fields_by_name(self)["n_negatives"].init:  # a named setting (loo-999) fixes it
-            params["n_negatives"] = self.n_negatives
+        # the parameters set away from their defaults (as an experiment gives them), and the seed
+        settable = {f.name: f for f in fields(self) if f.init and f.name not in ("target", "seed")}
+        params: dict[str, object] = {k: getattr(self, k) for k, f in settable.items() if getattr(self, k) != f.default}
+        params["seed"] = self.seed
         return Split(
             protocol=self.name, target=name, train=data.with_domains(domains), valid=valid, test=test, params=params,
             evaluation=self.evaluation(), source=source,
@@ -118,7 +119,3 @@ class Loo100(LeaveOneOut):
     n_negatives: int = field(default=100, init=False)
     name = "loo-100"
 
-
-def fields_by_name(obj: Any) -> dict[str, Field[Any]]:
-    """The dataclass fields of ``obj`` by name."""
-    return {f.name: f for f in fields(obj)}

@@ -46,7 +46,7 @@ def first_pair(truth: GroundTruth) -> tuple[int, int]:
 def test_clean_splits_pass(data: CrossDomainData) -> None:
     cold = audit_split(ColdStart(target="movies", test_fraction=0.5, seed=1).split(data))
     assert cold.checks == ("ground-truth-range", "test-pairs-in-train", "valid-pairs-in-train", "test-in-selection",
-                           "cold-user-target-in-train")
+                           "cold-users-have-source", "cold-user-target-in-train")
     warm = audit_split(Warm(target="movies", cut_quantile=0.8).split(data))
     assert warm.checks[-1] == "after-cut-in-train"
     assert warm.to_dict()["passed"] is True

@@ -78,8 +78,8 @@ def test_stats_errors_are_clear(tmp_path: Path, registry: Registry) -> None:
                     "--target", "film")
     assert result.exit_code == 2 and "unknown domain" in result.output
     result = invoke(registry, "stats", "recbole", "--dataset-param", f"path={root}", "--dataset-param", "domains=books,movies",
-                    "--protocol", "loo")
-    assert result.exit_code == 2 and "unknown protocol 'loo'" in result.output
+                    "--protocol", "holdout")
+    assert result.exit_code == 2 and "unknown protocol 'holdout'" in result.output
 
 
 def write_all_formats(root: Path, n_users: int = 60) -> dict[str, dict[str, object]]:

@@ -61,7 +61,7 @@ CASES: dict[str, tuple[list[str], str]] = {
     "unknown model": (["run", "--model", "mff"], "unknown model 'mff'"),
     "unknown dataset": (["run", "--dataset", "synthetc"], "unknown dataset 'synthetc'"),
     "unknown metric": (["run", "--metrics", "ndgc"], "unknown metric 'ndgc'"),
-    "unknown protocol": (["run", "--protocol", "loo"], "unknown protocol 'loo'"),
+    "unknown protocol": (["run", "--protocol", "holdout"], "unknown protocol 'holdout'"),
     "zero threads": (["run", "--threads", "0", "--model", "popularity"], "--threads must be at least 1"),
     "unknown device": (["run", "--device", "tpu", "--model", "popularity"], "unknown device 'tpu'"),
     "tune bad objective": (["tune", "--objective", "ndcg", "--model", "mf"], "expected NAME@K"),

@@ -11,12 +11,19 @@ and an example (raw user and item ids):
   interactions in training;
 - ``after-cut-in-train``: (temporal protocols) a training interaction of any domain is at or
   after the time cut;
-- ``ground-truth-range``: a ground-truth user or item index is out of range.
+- ``ground-truth-range``: a ground-truth user or item index is out of range;
+- ``cold-users-have-source``: (cold-start) a test or validation user has no training
+  interaction in any other domain, so no source history could serve them.
+
+Users need not be shared across domains: the report counts the users active in the target only,
+in the other domains only, and in both (``users``), held-out users included; users of one domain
+only stay in training and are never cold-start test users.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,10 +47,23 @@ class AuditReport:
     target: str
     checks: tuple[str, ...]
     fingerprint: str
+    #: users active in both the target and another domain (``shared``), in the target only, in the others only
+    users: Mapping[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return {"protocol": self.protocol, "target": self.target, "checks": list(self.checks), "passed": True,
-                "fingerprint": self.fingerprint}
+                "fingerprint": self.fingerprint, "users": dict(self.users)}
+
+
+def user_sharing(split: Split) -> dict[str, int]:
+    """How many users are active in the target and another domain, in the target only, in the others only
+    (the target's held-out users counted as target users)."""
+    train = split.train
+    target = np.unique(np.concatenate([train.domain(split.target).users(), split.test.users, split.valid.users]))
+    others = [train.domain(d).users() for d in train.domain_names if d != split.target]
+    source = np.unique(np.concatenate(others)) if others else np.zeros(0, np.int64)
+    shared = np.intersect1d(target, source)
+    return {"shared": int(len(shared)), "target_only": int(len(target) - len(shared)), "source_only": int(len(source) - len(shared))}
 
 
 def _pairs(truth: GroundTruth) -> tuple[np.ndarray, np.ndarray]:
@@ -56,6 +76,33 @@ def _example(split: Split, users: np.ndarray, items: np.ndarray, hit: np.ndarray
     idx = np.flatnonzero(hit)[:n]
     shown = [f"(user {split.train.user_ids[users[k]]!s}, item {target.items['item_id'].iloc[items[k]]!s})" for k in idx]
     return f"{int(hit.sum())} pair(s), e.g. {', '.join(shown)}"
+
+
+def _cold_checks(split: Split, where: str) -> list[str]:
+    """The cold-start checks: every held-out user is shared with a source domain and has no target training."""
+    train = split.train
+    tr = train.domain(split.target).interactions
+    others = [train.domain(d).users() for d in train.domain_names if d != split.target]
+    source = np.unique(np.concatenate(others)) if others else np.zeros(0, np.int64)
+    for label, truth in (("test", split.test), ("validation", split.valid)):
+        alone = np.setdiff1d(truth.users, source)
+        if len(alone):
+            raise LeakageError(
+                "cold-users-have-source",
+                f"{where}: {len(alone)} cold {label} user(s) have no training interaction in any other domain "
+                f"(e.g. user {train.user_ids[alone[0]]!s}); a cold-start user must be shared with a source domain",
+            )
+    done = ["cold-users-have-source"]
+    train_users = tr["user"].to_numpy(dtype=np.int64)
+    for label, truth in (("test", split.test), ("validation", split.valid)):
+        leaked = np.intersect1d(truth.users, train_users)
+        if len(leaked):
+            raise LeakageError(
+                "cold-user-target-in-train",
+                f"{where}: {len(leaked)} cold {label} user(s) still have target-domain interactions in training "
+                f"(e.g. user {train.user_ids[leaked[0]]!s}); all their target interactions must be held out",
+            )
+    return [*done, "cold-user-target-in-train"]
 
 
 def audit_split(split: Split) -> AuditReport:
@@ -107,16 +154,7 @@ def audit_split(split: Split) -> AuditReport:
     checks.append("test-in-selection")
 
     if split.cold:
-        train_users = tr["user"].to_numpy(dtype=np.int64)
-        for label, truth in (("test", split.test), ("validation", split.valid)):
-            leaked = np.intersect1d(truth.users, train_users)
-            if len(leaked):
-                raise LeakageError(
-                    "cold-user-target-in-train",
-                    f"{where}: {len(leaked)} cold {label} user(s) still have target-domain interactions in training "
-                    f"(e.g. user {train.user_ids[leaked[0]]!s}); all their target interactions must be held out",
-                )
-        checks.append("cold-user-target-in-train")
+        checks += _cold_checks(split, where)
 
     if split.cut_time is not None:
         for name, dom in train.domains.items():
@@ -131,4 +169,5 @@ def audit_split(split: Split) -> AuditReport:
                     f"{split.cut_time} (e.g. user {train.user_ids[int(row['user'])]!s} at {int(row['timestamp'])})",
                 )
         checks.append("after-cut-in-train")
-    return AuditReport(protocol=split.protocol, target=split.target, checks=tuple(checks), fingerprint=split.fingerprint())
+    return AuditReport(protocol=split.protocol, target=split.label, checks=tuple(checks), fingerprint=split.fingerprint(),
+                       users=user_sharing(split))

@@ -12,6 +12,11 @@ for that user nor excluded (training items): ``uniform``ly, or with probability
 proportional to training ``popularity`` (successive sampling, by the Gumbel top-N trick).
 The draw goes in fixed blocks of users seeded by ``(seed, block)``, so it depends on the
 seed alone, not on the evaluation's chunk size.
+
+A paper protocol (e.g. ``loo-999``, see :class:`crossbench.data.protocols.Evaluation`) draws its
+negatives with :func:`protocol_negatives`: from the target items the user never interacted
+with (not in training, not held out for validation, not held out for test), a function of the
+split and the seed alone, so every model of a seed is ranked against the same negatives.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from crossbench.data.protocols import GroundTruth
+from crossbench.data.protocols import GroundTruth, Split, train_items
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate import ties
 from crossbench.evaluate.csr import DeviceRows, csr_take, row_lookup, sorted_rows
@@ -43,6 +48,8 @@ class NegativeSample:
     strategy: str
     n_negatives: int
     seed: int
+    #: drawn with replacement (a user's negatives may repeat), as the papers' own code draws them
+    replacement: bool = False
 
     @property
     def sha256(self) -> str:
@@ -53,7 +60,10 @@ class NegativeSample:
         return f"sampled-{self.strategy}-{self.n_negatives}"
 
     def describe(self) -> dict[str, object]:
-        return {"strategy": self.strategy, "n_negatives": self.n_negatives, "seed": self.seed, "sha256": self.sha256}
+        out: dict[str, object] = {"strategy": self.strategy, "n_negatives": self.n_negatives, "seed": self.seed, "sha256": self.sha256}
+        if self.replacement:  # recorded only where set: earlier samples keep their description
+            out["replacement"] = True
+        return out
 
 
 def sampled_key(key: str, sample: NegativeSample) -> str:
@@ -70,8 +80,17 @@ def draw_negatives(
     popularity: np.ndarray | None = None,
     exclude: GroundTruth | None = None,
     seed: int = 0,
+    replacement: bool = False,
 ) -> NegativeSample:
-    """Draw ``n_negatives`` distinct negatives per user of ``truth`` (see the module docstring)."""
+    """Draw ``n_negatives`` distinct negatives per user of ``truth`` (see the module docstring).
+
+    With ``replacement`` (uniform only), each negative is drawn independently and uniformly from
+    the user's allowed items, so negatives may repeat and a catalogue smaller than
+    ``n_negatives`` is no obstacle: the way DisenCDR's and CDRIB's code draws its 999.
+    """
+    if replacement:
+        return _draw_with_replacement(truth, n_items=n_items, n_negatives=n_negatives, strategy=strategy,
+                                      exclude=exclude, seed=seed)
     if strategy not in STRATEGIES:
         from crossbench.errors import unknown_name_message
 
@@ -106,6 +125,56 @@ def draw_negatives(
         top = np.argpartition(-keys, n_negatives - 1, axis=1)[:, :n_negatives]
         out[start:stop] = np.sort(top, axis=1)
     return NegativeSample(items=out, strategy=strategy, n_negatives=n_negatives, seed=seed)
+
+
+def _draw_with_replacement(
+    truth: GroundTruth, *, n_items: int, n_negatives: int, strategy: str, exclude: GroundTruth | None, seed: int,
+) -> NegativeSample:
+    """``n_negatives`` independent uniform draws per user from the items neither held out nor excluded."""
+    if strategy != "uniform":
+        raise CrossbenchError(f"negatives drawn with replacement are uniform; got strategy {strategy!r}")
+    if n_negatives < 1:
+        raise CrossbenchError(f"n_negatives must be at least 1, got {n_negatives}")
+    ex_rows = row_lookup(exclude, truth.users) if exclude is not None else None
+    out = np.empty((truth.n_users, n_negatives), dtype=np.int64)
+    for b, start in enumerate(range(0, truth.n_users, _BLOCK)):
+        stop = min(start + _BLOCK, truth.n_users)
+        rng = np.random.default_rng([seed, b, 1])
+        allowed = np.ones((stop - start, n_items), dtype=bool)
+        allowed[csr_take(truth.indptr, truth.items, np.arange(start, stop))] = False
+        if ex_rows is not None and exclude is not None:
+            allowed[csr_take(exclude.indptr, exclude.items, ex_rows[start:stop])] = False
+        counts = allowed.sum(1)
+        if counts.min() < 1:
+            j = start + int(np.argmin(counts))
+            raise CrossbenchError(f"user {truth.users[j]} has interacted with every item; there is no negative to draw")
+        # each row's allowed items first, in item order; a uniform position among them per draw
+        order = np.argsort(~allowed, axis=1, kind="stable")
+        picks = (rng.random((stop - start, n_negatives)) * counts[:, None]).astype(np.int64)
+        out[start:stop] = np.take_along_axis(order, picks, axis=1)
+    return NegativeSample(items=out, strategy=strategy, n_negatives=n_negatives, seed=seed, replacement=True)
+
+
+def protocol_negatives(split: Split, *, seed: int) -> NegativeSample:
+    """The negatives of a sampled paper protocol's split (``split.evaluation.kind == "sampled"``).
+
+    Uniform (or the evaluation's strategy) over the target items that are none of the user's
+    positives: training interactions, validation items and test items are all excluded; with
+    replacement where the evaluation says so (the papers' protocols).
+    """
+    ev = split.evaluation
+    if ev.kind != "sampled":
+        raise CrossbenchError(f"protocol {split.protocol!r} evaluates by {ev.label}, not by sampled negatives")
+    target = split.train.domain(split.target)
+    seen = train_items(split.train, split.target)
+    counts = np.diff(split.valid.indptr)
+    positives = GroundTruth.from_pairs(
+        np.concatenate([np.repeat(seen.users, np.diff(seen.indptr)), np.repeat(split.valid.users, counts)]),
+        np.concatenate([seen.items, split.valid.items]),
+    )
+    popularity = np.bincount(target.interactions["item"].to_numpy(), minlength=target.n_items)
+    return draw_negatives(split.test, n_items=target.n_items, n_negatives=ev.n_negatives, strategy=ev.strategy,
+                          popularity=popularity, exclude=positives, seed=seed, replacement=ev.replacement)
 
 
 def evaluate_sampled(

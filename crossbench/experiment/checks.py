@@ -67,10 +67,13 @@ def validate(exp: Experiment, registry: Registry) -> dict[str, Recommender]:
     Returns each model as built for its check (by label, unfitted): the runner fits these
     instances in their first run instead of building each model a second time.
     """
+    from crossbench.data.protocols import Evaluation
+    from crossbench.evaluate.rating import check_task
     from crossbench.evaluate.sampled import STRATEGIES  # loads torch: only when an experiment is checked
 
     dataset_params(exp, registry)
-    make_protocol(registry, exp.protocol.name, target="?", seed=0, **exp.protocol.params)
+    protocol = make_protocol(registry, exp.protocol.name, target="?", seed=0, **exp.protocol.params)
+    evaluation = protocol.evaluation() if hasattr(protocol, "evaluation") else Evaluation()  # paper protocols fix it
     if not exp.models:
         raise CrossbenchError("no models to run; name at least one with --model")
     labels = [m.display for m in exp.models]
@@ -84,6 +87,7 @@ def validate(exp: Experiment, registry: Registry) -> dict[str, Recommender]:
         check = getattr(built[m.display], "check", None)  # Recommender.check; a duck-typed model may lack it
         if check is not None:
             check(env, where=f"model {m.display!r}")
+    check_task(evaluation, built, protocol=exp.protocol.name, sampled_negatives=exp.sampled_negatives)
     registry.metrics(exp.metrics)
     if not exp.ks or any(k < 1 for k in exp.ks):
         raise CrossbenchError(f"cut-offs must be positive integers, got {list(exp.ks)}")
@@ -100,7 +104,7 @@ def validate(exp: Experiment, registry: Registry) -> dict[str, Recommender]:
         raise CrossbenchError(f"sampled_negatives must be 0 (full ranking) or positive, got {exp.sampled_negatives}")
     if exp.sampling not in STRATEGIES:
         raise CrossbenchError(unknown_name_message("sampling strategy", exp.sampling, STRATEGIES))
-    if exp.sampled_negatives:
+    if exp.sampled_negatives or evaluation.kind == "sampled":
         full_only = [n for n, spec in registry.metrics(exp.metrics).items() if spec.inputs not in ("ranks", "graded")]
         if full_only:
             raise CrossbenchError(f"metric(s) {', '.join(full_only)} need the full ranking; drop them or set sampled_negatives = 0")

@@ -172,6 +172,21 @@ class Recommender(abc.ABC):
         """
         return None
 
+    def predicts_ratings(self) -> bool:
+        """Whether :meth:`predict_ratings` returns rating estimates (on the data's rating scale).
+
+        Only such models run under a rating protocol (``cold-start-rating``: MAE, RMSE); the
+        default ``False`` means the model only ranks.
+        """
+        return False
+
+    def predict_ratings(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """The predicted rating of each aligned (user, target item) pair, ``[len(users)]`` float,
+        after ``fit``. Only called when :meth:`predicts_ratings` is true."""
+        from crossbench.errors import CrossbenchError
+
+        raise CrossbenchError(f"{type(self).__name__} does not predict ratings (predicts_ratings() is false)")
+
     def components(self) -> Mapping[str, ComponentRef]:
         """Role (a key of :data:`COMPONENT_ROLES`) -> the registered component this model builds.
 

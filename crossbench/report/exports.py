@@ -29,6 +29,7 @@ from typing import Any
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate.peruser import PerUserFiles
 from crossbench.files import safe_name
+from crossbench.report.agreement import agreements, render_agreement
 from crossbench.report.leaderboard import group_records, metric_columns, primary_column, rank_models, records_by_model, render_markdown, render_pairwise
 
 #: the PNG text key that holds the sha256 of a plot's data
@@ -208,11 +209,13 @@ def artefacts(records: Sequence[dict[str, Any]], *, command: str | None = None, 
     sections = table_data(records)
     plain = stem == "leaderboard"
     files = files or PerUserFiles()  # the records' per-user files, read once for both tables
-    out = {f"{stem}.md": Artefact(render_markdown(records, command=command, record_dir=record_dir, files=files).encode("utf-8"))}
+    agreed = agreements(records)  # a paper protocol's table beside a full-ranking one: their orders compared
+    markdown = render_markdown(records, command=command, record_dir=record_dir, files=files)
+    out = {f"{stem}.md": Artefact((markdown + ("\n" + render_agreement(agreed) if agreed else "")).encode("utf-8"))}
     out["pairwise.md" if plain else f"{stem}.pairwise.md"] = Artefact(
         render_pairwise(records, record_dir=record_dir, files=files).encode("utf-8"))
     out[f"{stem}.csv"] = Artefact(_csv_bytes(sections))
-    out[f"{stem}.json"] = Artefact(_json_bytes({"sections": sections}))
+    out[f"{stem}.json"] = Artefact(_json_bytes({"sections": sections, **({"agreement": [a.to_dict() for a in agreed]} if agreed else {})}))
     for section in sections:
         out.update(_plots(section, "plots" if plain else f"{stem}-plots"))
     return out

@@ -80,6 +80,8 @@ def _fmt_p(p: float) -> str:
 
 def _sampled_label(rec: dict[str, Any]) -> str:
     ev = rec["evaluation"]
+    if ev.get("mode") == "rating":  # the rating task (MAE, RMSE) never shares a table with rankings
+        return ", rating"
     if ev.get("mode") != "sampled":
         return ""
     s = ev.get("sampling", {})
@@ -133,9 +135,10 @@ def primary_column(records: Sequence[dict[str, Any]], columns: Sequence[str]) ->
 
 
 def rank_models(by_model: dict[str, list[dict[str, Any]]], key: str) -> list[str]:
-    """Model labels by their mean of ``key`` over seeds, best first."""
+    """Model labels by their mean of ``key`` over seeds, best first (lowest first for an error such as MAE)."""
     means = {m: _mean([r["evaluation"]["metrics"][key] for r in rs]) for m, rs in by_model.items()}
-    return sorted(by_model, key=lambda m: -means[m])
+    sign = 1.0 if any(key in r["evaluation"].get("lower_is_better", []) for rs in by_model.values() for r in rs) else -1.0
+    return sorted(by_model, key=lambda m: sign * means[m])
 
 
 # --------------------------------------------------------------------------- per-user values
@@ -329,6 +332,8 @@ def _intro(dataset: str, fingerprint: str, protocol: str, target: str, recs: Seq
         + (
             ". SAMPLED evaluation: each relevant item is ranked among sampled negatives only; not comparable with full-ranking tables"
             if "sampled" in protocol
+            else ". RATING task: MAE and RMSE of the predicted ratings over all held-out ratings of the test users, lower is better"
+            if protocol.endswith(", rating")
             else ". Metrics on the test users, full ranking over the target catalogue"
         ),
     ]

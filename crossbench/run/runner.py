@@ -23,12 +23,14 @@ import torch
 
 from crossbench.data.audit import audit_split
 from crossbench.data.model import CrossDomainData
-from crossbench.data.protocols import Split, resolve_targets, train_items
+from crossbench.data.protocols import Split, parse_target, resolve_targets, train_items
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate import evaluate
 from crossbench.evaluate.groups import breakdown, head_tail, item_popularity, user_groups
 from crossbench.evaluate.peruser import PerUserFiles, save_per_user
-from crossbench.evaluate.sampled import draw_negatives, evaluate_sampled, sampled_key
+from crossbench.evaluate.ranking import EvalResult
+from crossbench.evaluate.rating import RATING_COLUMNS, evaluate_rating
+from crossbench.evaluate.sampled import draw_negatives, evaluate_sampled, protocol_negatives, sampled_key
 from crossbench.experiment.checks import dataset_params, pick_device, validate
 from crossbench.experiment.tomlfile import experiment_to_toml
 from crossbench.files import safe_name as safe_name  # re-exported: the CLI commands name output folders with it
@@ -132,7 +134,7 @@ def run_experiment(
     load_s = time.perf_counter() - t_load
     targets = resolve_targets(data, list(exp.protocol.targets) or None)
     for target in targets:
-        n_items = data.domain(target).n_items
+        n_items = data.domain(parse_target(target)[1]).n_items  # a domain pair "comedy>drama" targets drama
         if max(exp.ks) > n_items:
             big = ", ".join(str(k) for k in exp.ks if k > n_items)
             warn(f"cut-off(s) {big} exceed the {n_items} items of target {target!r}: every item is retrieved there, "
@@ -229,31 +231,11 @@ def _run_one(
     t0 = time.perf_counter()
     report = model.fit(split.fit_view(), env=env)
     fit_s = time.perf_counter() - t0
-    n_items = split.train.domain(split.target).n_items
-    exclude = train_items(split.train, split.target)
-    popularity = item_popularity(split.train, split.target)
     t1 = time.perf_counter()
-    if exp.sampled_negatives:
-        sample = draw_negatives(
-            split.test, n_items=n_items, n_negatives=exp.sampled_negatives, strategy=exp.sampling,
-            popularity=popularity, exclude=exclude, seed=seed,
-        )
-        result = evaluate_sampled(
-            model.score, split.test, n_items=n_items, metrics=metrics, ks=exp.ks, sample=sample,
-            chunk_size=exp.chunk_size, device=device,
-        )
-        columns = [sampled_key(f"{name}@{k}", sample) for k in exp.ks for name in metrics]
-        primary = sampled_key(exp.primary_metric, sample)
-    else:
-        result = evaluate(
-            model.score, split.test, n_items=n_items, metrics=metrics, ks=exp.ks, exclude=exclude,
-            chunk_size=exp.chunk_size, device=device, progress=options.progress, label=f"evaluating {m.display}",
-            item_popularity=popularity, item_groups=head_tail(popularity),
-        )
-        columns = [f"{name}@{k}" for k in exp.ks for name in metrics]
-        primary = exp.primary_metric
+    result, columns, primary, lower = _evaluate_test(exp, model, split, seed=seed, device=device, options=options,
+                                                     metrics=metrics, label=m.display)
     eval_s = time.perf_counter() - t1
-    file = record_file(split.target, m.display, seed)
+    file = record_file(split.label, m.display, seed)
     users_file = file.removesuffix(".json") + ".users.npz"
     sha = save_per_user(result, runs_dir / users_file)
     return {
@@ -269,7 +251,8 @@ def _run_one(
         },
         "protocol": {
             "name": split.protocol,
-            "target": split.target,
+            "target": split.label,
+            "evaluation": split.evaluation.label,
             "params": dict(split.params),
             "split_fingerprint": split_fp,
             "n_test_users": int(split.test.n_users),
@@ -291,11 +274,47 @@ def _run_one(
             "columns": columns,
             "primary": primary,
             "metrics": result.means,
-            "lower_is_better": [c for c, (name, _) in zip(columns, ((n, k) for k in exp.ks for n in metrics)) if not metrics[name].higher_is_better],
-            "user_groups": _finite_groups(breakdown(result, user_groups(split.train, split.target, result.users))),
+            "lower_is_better": lower,
+            "user_groups": _finite_groups(breakdown(result, user_groups(split.train, split.target, result.users)))
+            if result.per_user else {},  # the rating task's errors are one number per run, not per user
             "per_user": {"path": users_file, "sha256": sha},
         },
     }
+
+
+def _evaluate_test(
+    exp: Experiment, model: Recommender, split: Split, *, seed: int, device: torch.device, options: RunOptions,
+    metrics: Mapping[str, Any], label: str,
+) -> tuple[EvalResult, list[str], str, list[str]]:
+    """The test users' result as the split's protocol evaluates it (full ranking, sampled negatives or
+    rating error), with its columns, its primary column and the columns where lower is better."""
+    n_items = split.train.domain(split.target).n_items
+    exclude = train_items(split.train, split.target)
+    popularity = item_popularity(split.train, split.target)
+    if split.evaluation.kind == "rating":  # the rating task: MAE and RMSE, never beside ranking metrics
+        result = evaluate_rating(model.predict_ratings, split.test, device=device)
+        return result, list(RATING_COLUMNS), RATING_COLUMNS[0], list(RATING_COLUMNS)
+    elif exp.sampled_negatives or split.evaluation.kind == "sampled":
+        sample = protocol_negatives(split, seed=seed) if split.evaluation.kind == "sampled" else draw_negatives(
+            split.test, n_items=n_items, n_negatives=exp.sampled_negatives, strategy=exp.sampling,
+            popularity=popularity, exclude=exclude, seed=seed,
+        )
+        result = evaluate_sampled(
+            model.score, split.test, n_items=n_items, metrics=metrics, ks=exp.ks, sample=sample,
+            chunk_size=exp.chunk_size, device=device,
+        )
+        columns = [sampled_key(f"{name}@{k}", sample) for k in exp.ks for name in metrics]
+        primary = sampled_key(exp.primary_metric, sample)
+    else:
+        result = evaluate(
+            model.score, split.test, n_items=n_items, metrics=metrics, ks=exp.ks, exclude=exclude,
+            chunk_size=exp.chunk_size, device=device, progress=options.progress, label=f"evaluating {label}",
+            item_popularity=popularity, item_groups=head_tail(popularity),
+        )
+        columns = [f"{name}@{k}" for k in exp.ks for name in metrics]
+        primary = exp.primary_metric
+    lower = [c for c, (name, _) in zip(columns, ((n, k) for k in exp.ks for n in metrics)) if not metrics[name].higher_is_better]
+    return result, columns, primary, lower
 
 
 def declared_behaviour(model: Recommender | Any, *, label: str) -> dict[str, bool | str | None]:

@@ -154,6 +154,14 @@ class CMF(StagedRecommender):
         with torch.no_grad():
             return self.model(users.to(device), items.to(device), "target").float()
 
+    def predicts_ratings(self) -> bool:
+        """True under ``objective="rating"`` only: trained by MSE on the ratings, ``u . v`` estimates a rating."""
+        return self.objective == "rating"
+
+    def predict_ratings(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """:meth:`predict` (the rating task's estimate under ``objective="rating"``)."""
+        return self.predict(users, items)
+
 
 def _side_tensors(side: Side, objective: str) -> dict[str, torch.Tensor]:
     out = {"user": torch.as_tensor(side.users), "item": torch.as_tensor(side.items)}

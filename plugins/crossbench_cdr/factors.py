@@ -186,5 +186,13 @@ class FactorRecommender(StagedRecommender):
         with torch.no_grad():
             return (model.user_vectors(u) * model.target.item(i)).sum(-1).float().cpu()
 
+    def predicts_ratings(self) -> bool:
+        """True under ``objective="rating"`` only: trained by MSE on the ratings, ``u . v`` estimates a rating."""
+        return self.objective == "rating"
+
+    def predict_ratings(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """:meth:`predict` (the rating task's estimate under ``objective="rating"``)."""
+        return self.predict(users, items)
+
     def check(self, env: RunEnv, *, where: str) -> None:
         """Settings were checked at construction; nothing to resolve."""

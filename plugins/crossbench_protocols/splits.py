@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from crossbench.data.protocols import GroundTruth, Protocol, Split
+from crossbench.data.protocols import Evaluation, GroundTruth, Protocol, Split, pair_view
 from crossbench.errors import CrossbenchError
 
 if TYPE_CHECKING:
@@ -47,16 +47,17 @@ class ColdStart(Protocol):
             )
 
     def split(self, data: CrossDomainData) -> Split:
-        target = data.domain(self.target)
-        others = [d for d in data.domain_names if d != self.target]
+        data, name, source = pair_view(data, self.target)
+        target = data.domain(name)
+        others = [d for d in data.domain_names if d != name]
         if not others:
-            raise CrossbenchError(f"cold-start needs a source domain besides {self.target!r}; dataset {data.name!r} has only one")
+            raise CrossbenchError(f"{self.name} needs a source domain besides {name!r}; dataset {data.name!r} has only one")
         source_users = np.unique(np.concatenate([data.domain(d).users() for d in others]))
         overlap = np.intersect1d(target.users(), source_users)
         if len(overlap) < 3:
             raise CrossbenchError(
-                f"cold-start: only {len(overlap)} users of dataset {data.name!r} are active in target "
-                f"{self.target!r} and in {others}; need overlapping users (check user ids match across domains)"
+                f"{self.name}: only {len(overlap)} users of dataset {data.name!r} are active in target "
+                f"{name!r} and in {others}; need overlapping users (check user ids match across domains)"
             )
         rng = np.random.default_rng(self.seed)
         order = rng.permutation(overlap)
@@ -66,20 +67,54 @@ class ColdStart(Protocol):
         valid_users = np.sort(order[n_test : n_test + n_valid])
         inter = target.interactions
         users = inter["user"].to_numpy()
+        items = inter["item"].to_numpy()
+        ratings = self._ratings(data, name)
         held = np.isin(users, np.concatenate([test_users, valid_users]))
         is_test = np.isin(users, test_users)
-        test = GroundTruth.from_pairs(users[is_test], inter["item"].to_numpy()[is_test])
         is_valid = held & ~is_test
-        valid = GroundTruth.from_pairs(users[is_valid], inter["item"].to_numpy()[is_valid])
-        domains = dict(data.domains)
-        domains[self.target] = type(target)(
-            name=target.name, interactions=inter[~held].reset_index(drop=True), items=target.items
+        test, valid = (
+            GroundTruth.from_pairs(users[m], items[m], None if ratings is None else ratings[m]) for m in (is_test, is_valid)
         )
+        domains = dict(data.domains)
+        domains[name] = type(target)(name=target.name, interactions=inter[~held].reset_index(drop=True), items=target.items)
         params = {"test_fraction": self.test_fraction, "valid_fraction": self.valid_fraction, "seed": self.seed}
         return Split(
-            protocol=self.name, target=self.target, train=data.with_domains(domains), valid=valid, test=test,
-            params=params, cold=True,
+            protocol=self.name, target=name, train=data.with_domains(domains), valid=valid, test=test,
+            params=params, cold=True, evaluation=self.evaluation(), source=source,
         )
+
+    def _ratings(self, data: CrossDomainData, target: str) -> np.ndarray | None:
+        """The target's ratings, aligned with its interactions, when the ground truth keeps them (rating task)."""
+        return None
+
+
+@dataclass(frozen=True)
+class ColdStartRating(ColdStart):
+    """Cold-start CDR, rating form (EMCDR, PTUPCDR): the cold-start split, judged by rating error.
+
+    The test users are drawn as in :class:`ColdStart` (same seed, same users); the held-out
+    ground truth keeps each (user, item) pair's rating, and a model is judged by the MAE and
+    RMSE of its predicted ratings over all held-out ratings of the test users. Only models
+    that declare ``predicts_ratings()`` run; the target domain needs a ``rating`` column
+    (for MovieLens-100K keep every rating: ``[dataset] min_rating = 1``).
+    """
+
+    name = "cold-start-rating"
+
+    def evaluation(self) -> Evaluation:
+        return Evaluation("rating")
+
+    def _ratings(self, data: CrossDomainData, target: str) -> np.ndarray:
+        inter = data.domain(target).interactions
+        if "rating" not in inter.columns:
+            raise CrossbenchError(
+                f"{self.name}: target {target!r} of dataset {data.name!r} has no ratings; load it with its rating column "
+                "and keep every rating (e.g. [dataset] min_rating = 1), or use a ranking protocol"
+            )
+        values = inter["rating"].to_numpy(dtype=np.float64)
+        if np.isnan(values).any():
+            raise CrossbenchError(f"{self.name}: target {target!r} of dataset {data.name!r} has interactions without a rating")
+        return values
 
 
 @dataclass(frozen=True)
@@ -105,7 +140,8 @@ class Warm(Protocol):
     def split(self, data: CrossDomainData) -> Split:
         if self.cut_time is None and not 0 < self.cut_quantile < 1:
             raise CrossbenchError(f"warm: cut_quantile must be in (0, 1), got {self.cut_quantile}")
-        target = data.domain(self.target)
+        data, target_name, source = pair_view(data, self.target)
+        target = data.domain(target_name)
         inter = target.interactions
         ts = inter["timestamp"].to_numpy(dtype=np.int64)
         if self.cut_time is not None:
@@ -115,7 +151,7 @@ class Warm(Protocol):
             cut = int(ordered[min(int(np.floor(self.cut_quantile * len(ordered))), len(ordered) - 1)])
         if cut <= ordered_min(ts):
             raise CrossbenchError(
-                f"warm: the time cut {cut} leaves no target interaction of {self.target!r} before it; "
+                f"warm: the time cut {cut} leaves no target interaction of {target_name!r} before it; "
                 "raise cut_quantile or cut_time (are the timestamps all equal?)"
             )
         # rows sorted by (user, timestamp, item): the order of time, ties by item index
@@ -147,13 +183,13 @@ class Warm(Protocol):
         valid = GroundTruth.from_pairs(valid_u, valid_i)
         if test.n_users == 0:
             raise CrossbenchError(
-                f"warm: no user of {self.target!r} has target history before the cut {cut} and a new item after it; "
+                f"warm: no user of {target_name!r} has target history before the cut {cut} and a new item after it; "
                 "lower cut_quantile or cut_time"
             )
         domains = {}
         for name, dom in data.domains.items():
             frame = dom.interactions
-            if name == self.target:
+            if name == target_name:
                 keep = np.zeros(len(frame), dtype=bool)
                 keep[order[train_mask]] = True
             else:
@@ -161,8 +197,8 @@ class Warm(Protocol):
             domains[name] = type(dom)(name=dom.name, interactions=frame[keep].reset_index(drop=True), items=dom.items)
         params = {"cut_quantile": self.cut_quantile, "cut_time": cut}
         return Split(
-            protocol=self.name, target=self.target, train=data.with_domains(domains), valid=valid, test=test,
-            params=params, cut_time=cut,
+            protocol=self.name, target=target_name, train=data.with_domains(domains), valid=valid, test=test,
+            params=params, cut_time=cut, source=source,
         )
 
 

@@ -10,7 +10,7 @@ import click
 from crossbench.cli.commands import list_, plugins, run, tune
 from crossbench.cli.common import CliState
 from crossbench.cli.data import data_group
-from crossbench.cli.errors import ErrorContractGroup
+from crossbench.cli.errors import ErrorContractGroup, error_line
 from crossbench.cli.leaderboard import leaderboard
 from crossbench.cli.records import reproduce, verify
 from crossbench.cli.simulate import recommend_command, simulate_command
@@ -49,6 +49,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         group = build_cli(state)
     except CrossbenchError as exc:
-        click.echo(f"crossbench: error: {exc}", err=True)
+        click.echo(error_line(str(exc)), err=True)
         sys.exit(2)
     group.main(args=list(argv) if argv is not None else None, prog_name="crossbench", obj=state)

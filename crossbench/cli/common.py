@@ -13,9 +13,9 @@ from typing import Any
 
 import click
 
-from crossbench.errors import CrossbenchError, closest, unknown_name_message
+from crossbench.errors import LINE_LIMIT, CrossbenchError, closest, shorten, unknown_name_message
 from crossbench.experiment.assignments import parse_assignment
-from crossbench.experiment.checks import default_experiment, no_default_message
+from crossbench.experiment.checks import check_threads, coerce_components, default_experiment, no_default_message
 from crossbench.experiment.tomlfile import load_experiment
 from crossbench.plugin.experiment import DatasetRef, Experiment, ModelRef, ProtocolRef, RunOptions, experiment_fingerprint
 from crossbench.plugin.manager import get_plugin_manager
@@ -35,7 +35,7 @@ class CliState:
         if self._registry is None:
             self._registry = Registry(get_plugin_manager(self.extra_plugins))
             for line in self._registry.problems():  # once per process, one line each
-                click.echo(f"crossbench: warning: {line}", err=True)
+                click.echo(shorten(f"crossbench: warning: {line}", LINE_LIMIT), err=True)
         return self._registry
 
 
@@ -81,10 +81,10 @@ def experiment_from_options(state: CliState, experiment_file: Path | None, selec
     Without a file and without a default experiment (no loaded plugin provides one), the
     options must name the dataset, the protocol, the models and the metrics.
     """
-    defaults = default_experiment(state.registry.pm)
     if experiment_file:
-        exp = load_experiment(experiment_file, defaults)
-    elif defaults is not None:
+        # the default experiment is asked for only when the file leaves out what it supplies
+        exp = load_experiment(experiment_file, lambda: default_experiment(state.registry.pm))
+    elif (defaults := default_experiment(state.registry.pm)) is not None:
         exp = defaults
     else:
         needed = {"--dataset": "dataset", "--protocol": "protocol", "--model": "models", "--metrics": "metrics"}
@@ -92,7 +92,7 @@ def experiment_from_options(state: CliState, experiment_file: Path | None, selec
         if missing:
             raise CrossbenchError(f"{no_default_message()} (missing: {', '.join(missing)})")
         exp = Experiment(name="custom", dataset=DatasetRef(selection["dataset"]), protocol=ProtocolRef(selection["protocol"]), metrics=())
-    changed = _apply_options(exp, registry=state.registry, **selection)
+    changed = coerce_components(_apply_options(exp, registry=state.registry, **selection), state.registry)
     if experiment_file is None and changed != exp:
         # each command-line experiment gets its own folder: a different one never lands on another's results
         changed = replace(changed, name=f"custom-{experiment_fingerprint(changed)[:10]}")
@@ -100,6 +100,9 @@ def experiment_from_options(state: CliState, experiment_file: Path | None, selec
 
 
 def run_options(command: str, out: Path, *, device: str, threads: int | None, quiet: bool, cache_dir: Path, bf16: bool = False) -> RunOptions:
+    check_threads(threads)
+    if not str(out).strip() or str(out) == ".":
+        raise CrossbenchError(f"--output {str(out)!r}: name a results folder (an empty name would write into the current folder)")
     if out.exists() and not out.is_dir():
         raise CrossbenchError(f"--output {str(out)!r} is an existing file, not a folder; name a folder for the results")
     line = "crossbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == [command] else None

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import click
 
 from crossbench.cli.commands import list_, plugins, run, tune
-from crossbench.cli.common import CliState
+from crossbench.cli.common import CliState, check_numbers
 from crossbench.cli.data import data_group
 from crossbench.cli.errors import ErrorContractGroup, error_line
 from crossbench.cli.leaderboard import leaderboard
@@ -34,12 +34,14 @@ def cli(ctx: click.Context) -> None:
 
 for _command in (run, tune, list_, plugins, leaderboard, data_group, verify, reproduce, recommend_command, simulate_command):
     cli.add_command(_command)
+check_numbers(cli)
 
 
 def build_cli(state: CliState | None = None) -> click.Group:
     """The command group with plugin-provided commands added."""
     state = state or CliState()
     add_commands(state.registry.pm, cli)  # type: ignore[arg-type]
+    check_numbers(cli)
     return cli
 
 

@@ -39,6 +39,44 @@ class CliState:
         return self._registry
 
 
+class FiniteFloat(click.ParamType):
+    """A float option that refuses ``nan`` and ``inf`` (no option of crossbench means them)."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+class BoundedInt(click.ParamType):
+    """An integer option within int64 (a larger one is a typo, and overflows every array it reaches)."""
+
+    name = "integer"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.INT.convert(value, param, ctx)
+        if not -(2**63) <= number < 2**63:
+            self.fail(f"{shorten(str(value), 40)} is out of range (|N| < 2**63)", param, ctx)
+        return number
+
+
+def check_numbers(command: click.Command) -> None:
+    """Give every float option of ``command`` (and of its sub-commands) :class:`FiniteFloat` and
+    every integer option :class:`BoundedInt`: numbers are checked where they enter, for every command."""
+    for param in command.params:
+        if param.type is click.FLOAT:
+            param.type = FiniteFloat()
+        elif param.type is click.INT:
+            param.type = BoundedInt()
+    for sub in getattr(command, "commands", {}).values():
+        check_numbers(sub)
+
+
 def current_state() -> CliState:
     ctx = click.get_current_context()
     if not isinstance(ctx.obj, CliState):

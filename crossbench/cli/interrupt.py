@@ -32,9 +32,18 @@ def exit_at_once(signum: int, frame: FrameType | None) -> None:
 
 
 def install_interrupt_handler() -> Any:
-    """Make Ctrl-C end the process at once with one line (see :func:`exit_at_once`); return the previous handler."""
+    """Make Ctrl-C end the process at once with one line (see :func:`exit_at_once`); return the previous handler.
+
+    An interrupt that arrived while it was blocked (before this process could handle it) is
+    handled now. A process started with SIGINT ignored (a background job) keeps ignoring it,
+    and a thread other than the main one changes nothing; both return ``None``.
+    """
     try:
-        return signal.signal(signal.SIGINT, exit_at_once)
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            return None
+        previous = signal.signal(signal.SIGINT, exit_at_once)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        return previous
     except ValueError:  # not the main thread: leave the embedding program's handling alone
         return None
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import click
 
-from crossbench.errors import CrossbenchError
+from crossbench.errors import CrossbenchError, os_error_message
 
 CACHE_ENV = "CROSSBENCH_CACHE"
 CHUNK = 1 << 16
@@ -190,7 +190,10 @@ def fetch(
     """Download (or reuse), verify and extract ``download`` for dataset ``name``; return the data path."""
     say = log or (lambda msg: click.echo(msg, err=True))
     base = dataset_dir(name, cache_dir)
-    base.mkdir(parents=True, exist_ok=True)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FetchError(f"cache folder {base}: {os_error_message(exc)}; pass --cache-dir DIR") from None
     archive = base / download.filename
     part = base / f"{download.filename}.part"
     if not archive.is_file():

@@ -102,18 +102,21 @@ def run_experiment(
     data = registry.get("datasets", exp.dataset.name).factory(**dataset_params(exp, registry)).load()
     load_s = time.perf_counter() - t_load
     targets = resolve_targets(data, list(exp.protocol.targets) or None)
+    notes = []  # said once the first run is kept: a split that fails must end in its one error line alone
     for target in targets:
         n_items = data.domain(target).n_items
         if max(exp.ks) > n_items:
             big = ", ".join(str(k) for k in exp.ks if k > n_items)
-            warn(f"cut-off(s) {big} exceed the {n_items} items of target {target!r}: every item is retrieved there, "
-                 "so recall and hit rate at those cut-offs are 1 for every user")
+            notes.append(f"cut-off(s) {big} exceed the {n_items} items of target {target!r}: every item is retrieved there, "
+                         "so recall and hit rate at those cut-offs are 1 for every user")
     manifest = {"experiment": dataclasses.asdict(exp), "tuning": dataclasses.asdict(tuning) if tuning else None}
     exp_toml = experiment_to_toml(exp)
     with folder.locked():
         folder.prepare(fingerprint=fingerprint, overwrite=overwrite)
         def begin() -> None:
             folder.write_manifest(fingerprint=fingerprint, manifest=manifest, experiment_toml=exp_toml)
+            while notes:
+                warn(notes.pop(0))
 
         _run_all(exp, data, targets, registry=registry, options=options, folder=folder, device=device, threads=threads,
                  tuning=tuning, log=log, load_s=load_s, begin=begin, built=built)

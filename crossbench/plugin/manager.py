@@ -187,7 +187,7 @@ def add_commands(pm: PluginManager, group: click.Group) -> None:
 
 
 #: the most items, and seconds, read from what one hook returns (an endless generator is cut off there)
-MAX_HOOK_ITEMS = 10_000
+MAX_HOOK_ITEMS = 1_000
 MAX_HOOK_SECONDS = 10.0
 
 

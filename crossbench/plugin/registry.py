@@ -157,7 +157,9 @@ def _call(kind: str, hook_name: str, function: Any) -> tuple[list[Any], list[str
         return [], [f"{hook_name}() returned {short_repr(result)} ({type(result).__name__}); return a list of {want.__name__}"]
     specs: list[Any] = []
     items, problem = hook_items(result, hook=hook_name)
-    problems: list[str] = [problem] if problem else []
+    if problem:  # an iterator that raised or did not end: the plugin is skipped whatever it listed
+        return [], [problem]
+    problems: list[str] = []
     for spec in items:
         if not isinstance(spec, want):
             problems.append(f"{hook_name}() returned {short_repr(spec)} in its list, expected {want.__name__}")

@@ -23,22 +23,28 @@ def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     return found
 
 
-def unknown_name_message(what: str, name: str, candidates: Iterable[str]) -> str:
-    """Build the message for an unknown ``name`` of kind ``what``, naming the closest valid ones."""
+#: the most valid names an "unknown name" message lists
+MAX_LISTED = 12
+
+
+def unknown_name_message(what: str, name: str, candidates: Iterable[str], *, listed: bool = True) -> str:
+    """Build the message for an unknown ``name`` of kind ``what``, naming the closest valid ones
+    and (``listed``) up to :data:`MAX_LISTED` of the valid names. ``name`` is shortened if long."""
     pool = sorted(set(candidates))
-    near = closest(name, pool)
-    msg = f"unknown {what} {name!r}"
+    near = closest(name, pool) if len(name) < 200 else []
+    msg = f"unknown {what} {short_repr(name, 60)}"
     if near:
         msg += f"; did you mean {', '.join(repr(c) for c in near)}?"
-    if pool:
-        msg += f" (available: {', '.join(pool)})"
-    else:
+    if not pool:
         msg += f" (no {what}s are registered)"
+    elif listed:
+        more = f" and {len(pool) - MAX_LISTED} more" if len(pool) > MAX_LISTED else ""
+        msg += f" (available: {', '.join(pool[:MAX_LISTED])}{more})"
     return msg
 
 
 #: the longest error or warning line the command prints (values inside it are shortened to fit)
-LINE_LIMIT = 300
+LINE_LIMIT = 500
 
 
 def shorten(text: str, limit: int = 80) -> str:

@@ -56,7 +56,7 @@ class PluginFailure:
     def line(self) -> str:
         """One line for a person: which plugin, from which package, what broke, what to do."""
         fix = f"disable it with {DISABLE_ENV}={self.plugin}" if self.package != IN_PROCESS else "fix it"
-        return f"plugin {shorten(self.plugin, 60)!r} ({shorten(self.package, 60)}) is broken and was skipped: {shorten(self.cause, 200)}; {fix}"
+        return f"plugin {shorten(self.plugin, 60)!r} ({shorten(self.package, 60)}) is broken and was skipped: {shorten(self.cause, 300)}; {fix}"
 
 
 class PluginManager(pluggy.PluginManager):

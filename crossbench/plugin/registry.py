@@ -130,8 +130,8 @@ class Registry:
         for f in failures:
             if (kind, name) in f.provides:
                 return f"{NOUNS[kind]} {name!r} is not available: {f.line()}"
-        msg = unknown_name_message(NOUNS[kind], name, self._kind(kind))
         unknown = [f for f in failures if not f.provides]  # these might have provided it
+        msg = unknown_name_message(NOUNS[kind], name, self._kind(kind), listed=not unknown)  # the broken plugins say more
         if unknown:
             msg += "; it may come from a broken plugin: " + " | ".join(f.line() for f in unknown)
         return msg

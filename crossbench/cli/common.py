@@ -65,14 +65,27 @@ class BoundedInt(click.ParamType):
         return number
 
 
+class SeedInt(click.ParamType):
+    """A seed option: an integer in ``[0, 2**32)``, what NumPy's and torch's generators all accept."""
+
+    name = "integer"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.INT.convert(value, param, ctx)
+        if not 0 <= number < 2**32:
+            self.fail(f"{shorten(str(value), 40)} is not a seed; seeds are integers from 0 to {2**32 - 1:,}", param, ctx)
+        return number
+
+
 def check_numbers(command: click.Command) -> None:
-    """Give every float option of ``command`` (and of its sub-commands) :class:`FiniteFloat` and
-    every integer option :class:`BoundedInt`: numbers are checked where they enter, for every command."""
+    """Give every float option of ``command`` (and of its sub-commands) :class:`FiniteFloat`, every
+    integer option :class:`BoundedInt`, and every integer option named ``*seed`` :class:`SeedInt`:
+    numbers are checked where they enter, for every command (plugins' commands included)."""
     for param in command.params:
         if param.type is click.FLOAT:
             param.type = FiniteFloat()
         elif param.type is click.INT:
-            param.type = BoundedInt()
+            param.type = SeedInt() if (param.name or "").endswith("seed") else BoundedInt()
     for sub in getattr(command, "commands", {}).values():
         check_numbers(sub)
 

@@ -110,7 +110,10 @@ def validate(exp: Experiment, registry: Registry) -> dict[str, Recommender]:
             check(env, where=f"model {m.display!r}")
     registry.metrics(exp.metrics)
     if not exp.ks or any(k < 1 for k in exp.ks):
-        raise CrossbenchError(f"cut-offs must be positive integers, got {list(exp.ks)}")
+        raise CrossbenchError(f"cut-offs must be positive integers, got {short_repr(list(exp.ks))}")
+    if max(exp.ks) > MAX_CUT_OFF:
+        raise CrossbenchError(f"cut-off {max(exp.ks)} is larger than {MAX_CUT_OFF:,}, the most a ranking is cut at; "
+                              "a cut-off beyond the catalogue retrieves every item anyway")
     if not exp.seeds:
         raise CrossbenchError("at least one seed is needed")
     check_seeds(exp.seeds)
@@ -163,6 +166,9 @@ def feedback_model(settings: SimulationSettings, registry: Registry, *, where: s
     params = coerce_kwargs(spec, settings.feedback_params, where=f"{where}: feedback model {settings.feedback!r}")
     return spec.factory(**params)
 
+
+#: the largest cut-off accepted (a larger one is a typo: no catalogue this machine can rank is that long)
+MAX_CUT_OFF = 2**31 - 1
 
 #: seeds are taken from [0, SEED_LIMIT): what NumPy's and torch's generators all accept
 SEED_LIMIT = 2**32

@@ -58,7 +58,7 @@ def coerce_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str)
             raise CrossbenchError(
                 f"{where}: parameter {key!r} expects {expected}, got {short_repr(value, 60)} ({type(value).__name__})"
             )
-        problem = range_problem(converted)
+        problem = range_problem(converted, seed=key == "seed" or key.endswith("_seed"))
         if problem:
             raise CrossbenchError(f"{where}: parameter {key!r} = {short_repr(value, 40)}: {problem}")
         out[key] = converted
@@ -81,11 +81,14 @@ def max_count() -> int:
     return max(memory_bytes() // 4, 2**31 - 1)
 
 
-def range_problem(value: Any) -> str | None:
+def range_problem(value: Any, *, seed: bool = False) -> str | None:
     """What makes a converted parameter value unusable whatever the parameter: a float that is
-    not finite, an integer beyond what this machine can hold (:func:`max_count`); else ``None``."""
+    not finite, an integer beyond what this machine can hold (:func:`max_count`), a ``seed``
+    outside ``[0, 2**32)``; else ``None``."""
     import math
 
+    if seed and isinstance(value, int) and not isinstance(value, bool) and not 0 <= value < 2**32:
+        return f"is not a seed; seeds are integers from 0 to {2**32 - 1:,}"
     if isinstance(value, float) and not math.isfinite(value):
         return "must be a finite number (not nan or inf)"
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > max_count():

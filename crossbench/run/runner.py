@@ -22,7 +22,7 @@ import torch
 from crossbench.data.audit import audit_split
 from crossbench.data.model import CrossDomainData
 from crossbench.data.protocols import Split, resolve_targets, train_items
-from crossbench.errors import CrossbenchError
+from crossbench.errors import LINE_LIMIT, CrossbenchError, shorten
 from crossbench.evaluate import evaluate
 from crossbench.evaluate.groups import breakdown, head_tail, item_popularity, user_groups
 from crossbench.evaluate.peruser import PerUserFiles, save_per_user
@@ -42,7 +42,7 @@ from crossbench.report.exports import artefacts, write_artefacts
 
 def warn(message: str) -> None:
     """One ``crossbench: warning:`` line on stderr (shown with ``-q`` too)."""
-    sys.stderr.write(f"crossbench: warning: {message}\n")
+    sys.stderr.write(shorten(f"crossbench: warning: {message}", LINE_LIMIT) + "\n")
 
 
 def run_finished(registry: Registry, *, record: dict[str, Any], path: Path) -> None:

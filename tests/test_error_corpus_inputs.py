@@ -38,6 +38,7 @@ def _setup(root: Path) -> None:
         "lr_inf.toml": _toml(model='name = "mf"\nlr = inf'),
         "name_empty.toml": 'name = ""\n' + _toml(),
         "name_newline.toml": 'name = "a\\nb"\n' + _toml(),
+        "name_pipe.toml": 'name = "a | b"\n' + _toml(),
         "label_newline.toml": _toml(model='name = "popularity"\nlabel = "pop\\nularity"'),
         "label_pipe.toml": _toml(model='name = "popularity"\nlabel = "pop | ularity"'),
         "label_empty.toml": _toml(model='name = "popularity"\nlabel = " "'),
@@ -100,6 +101,7 @@ CASES: dict[str, tuple[list[str], str]] = {
     "name with a newline": (["run", "name_newline.toml", "-q"], "holds the control character '\\n'"),
     "--output ''": (["run", "--output", "", *FAST], "--output '.': name a results folder"),
     "label with a newline": (["run", "label_newline.toml", "-q"], "the label 'pop\\nularity' holds the control character"),
+    "name with a pipe": (["run", "name_pipe.toml", "-q"], "the name 'a | b' holds '|'"),
     "label with a pipe": (["run", "label_pipe.toml", "-q"], "holds '|', which separates the cells"),
     "blank label": (["run", "label_empty.toml", "-q"], "the label is empty"),
     "20 MB label": (["run", "label_huge.toml", "-q"], "an experiment file is at most 1,048,576 bytes"),
@@ -384,6 +386,12 @@ class _Huge:
         return "x" * 1_000_000
 
 
+class _HugeName:
+    @hookimpl
+    def crossbench_datasets(self):  # type: ignore[no-untyped-def]
+        return [ComponentSpec("n" * 1_000_000, _tiny)]
+
+
 class _ExitsInAHook:
     @hookimpl
     def crossbench_metrics(self):  # type: ignore[no-untyped-def]
@@ -415,6 +423,7 @@ def _invoke(plugins: list[object], args: list[str]) -> _Result:
     (_Endless(), "crossbench_datasets() returned more than 1,000 items or took more than 10 s to list them"),
     (_Huge(), "crossbench_datasets() returned 'xxxxxxxx"),
     (_ExitsInAHook(), "crossbench_metrics() raised SystemExit: 3"),
+    (_HugeName(), "a spec's name 'nnnnn"),
 ])
 def test_a_hostile_hook_is_one_short_warning_and_the_rest_works(plugin: object, cause: str) -> None:
     import time

@@ -30,15 +30,18 @@ def _check(text: str, *, where: str, limit: int, what: str) -> str:
     return text
 
 
+def _no_pipe(text: str, *, where: str, what: str) -> str:
+    if "|" in text:
+        raise CrossbenchError(f"{where}: the {what} {short_repr(text, 60)} holds '|', which separates the cells of "
+                              "the Markdown tables; use another character")
+    return text
+
+
 def check_name(text: str, *, where: str) -> str:
-    """``text`` if it is a usable experiment name (it names the results folder), else a :class:`CrossbenchError`."""
-    return _check(text, where=where, limit=MAX_NAME, what="name")
+    """``text`` if it is a usable experiment name (the results folder and the tables' headings), else a :class:`CrossbenchError`."""
+    return _no_pipe(_check(text, where=where, limit=MAX_NAME, what="name"), where=where, what="name")
 
 
 def check_label(text: str, *, where: str) -> str:
     """``text`` if it is a usable model label (a table row and a file name), else a :class:`CrossbenchError`."""
-    _check(text, where=where, limit=MAX_LABEL, what="label")
-    if "|" in text:
-        raise CrossbenchError(f"{where}: the label {short_repr(text, 60)} holds '|', which separates the cells of "
-                              "the Markdown tables; use another character")
-    return text
+    return _no_pipe(_check(text, where=where, limit=MAX_LABEL, what="label"), where=where, what="label")

@@ -79,7 +79,7 @@ class PluginManager(pluggy.PluginManager):
         if self.get_plugin(name) is not None:
             self.unregister(name=name)
         self.set_blocked(name)
-        failure = PluginFailure(name, self.package_of(name), cause, tuple(provides))
+        failure = PluginFailure(name, self.package_of(name), shorten(cause, 600), tuple(provides))
         self.failures.append(failure)
         return failure
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from crossbench.errors import CrossbenchError, short_repr, shorten, unknown_name_message
 from crossbench.plugin.build import make_protocol, make_recommender
-from crossbench.plugin.experiment import Experiment
+from crossbench.plugin.experiment import Experiment, ProtocolRef
 from crossbench.plugin.interfaces import Recommender, RunEnv
 from crossbench.plugin.manager import DISABLE_ENV, disabled_plugins
 from crossbench.plugin.params import coerce_kwargs
@@ -81,7 +81,18 @@ def coerce_components(exp: Experiment, registry: Registry) -> Experiment:
                 where = f"model {m.display!r}: {role} {value.name!r}"
                 params[role] = ComponentRef(value.name, coerce_kwargs(spec, value.params, where=where))
         models.append(dataclasses.replace(m, params=params))
-    return dataclasses.replace(exp, models=tuple(models))
+    return dataclasses.replace(exp, models=tuple(models), protocol=coerce_protocol(exp, registry))
+
+
+def coerce_protocol(exp: Experiment, registry: Registry) -> ProtocolRef:
+    """``exp.protocol`` with its parameters checked by name and converted to the types its factory declares."""
+    spec = registry.get("protocols", exp.protocol.name)
+    given = dict(exp.protocol.params)
+    if any(key in ("target", "seed") or key not in spec.parameters() for key in given):
+        return exp.protocol  # an unknown parameter: make_protocol names it with the valid ones
+    where = f"protocol {exp.protocol.name!r}"
+    params = coerce_kwargs(spec, {**given, "target": "?", "seed": 0}, where=where)
+    return dataclasses.replace(exp.protocol, params={k: params[k] for k in given})
 
 
 def validate(exp: Experiment, registry: Registry) -> dict[str, Recommender]:
@@ -93,6 +104,7 @@ def validate(exp: Experiment, registry: Registry) -> dict[str, Recommender]:
     from crossbench.evaluate.sampled import STRATEGIES  # loads torch: only when an experiment is checked
 
     dataset_params(exp, registry)
+    coerce_protocol(exp, registry)
     make_protocol(registry, exp.protocol.name, target="?", seed=0, **exp.protocol.params)
     if not exp.models:
         raise CrossbenchError("no models to run; name at least one with --model")

@@ -43,11 +43,12 @@ def load_experiment(path: Path, defaults: Defaults = None) -> Experiment:
     called only when the file leaves one of them out.
     """
     try:
-        size = path.stat().st_size if path.is_file() else 0
-        if size > MAX_FILE_BYTES:
-            raise CrossbenchError(f"experiment file {path} is {size:,} bytes; an experiment file is at most "
-                                  f"{MAX_FILE_BYTES:,} bytes (names, labels and parameters are short)")
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as f:  # bounded: a device such as /dev/zero never ends
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise CrossbenchError(f"experiment file {path} is larger than {MAX_FILE_BYTES:,} bytes, the most an experiment "
+                                  "file may hold (names, labels and parameters are short)")
+        raw = tomllib.loads(data.decode("utf-8"))
     except FileNotFoundError:
         raise CrossbenchError(f"experiment file {path} does not exist") from None
     except IsADirectoryError:

@@ -223,3 +223,4 @@ def test_a_plugin_that_exits_at_import_is_named_and_the_others_work(tmp_path: Pa
         assert expect in out
         (warning,) = err.strip().splitlines()
         assert "plugin 'exits-at-import' (pkg-exits) is broken and was skipped: importing 'exits_at_import' raised SystemExit: 3" in warning
+

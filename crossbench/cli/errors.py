@@ -5,6 +5,7 @@
   :data:`~crossbench.errors.LINE_LIMIT` characters: a long value inside it is shortened.
 - The machine, not the input (a full or read-only disk, a folder that cannot be written, not
   enough memory): one ``crossbench: error:`` line naming the path or the size, exit status 2.
+- The reader of stdout gone (``crossbench run | head``): no line, exit status 141.
 - Ctrl-C: one line, exit status 130, at any moment; result files are written atomically, so
   nothing is left half-written and finished runs are kept. While the command starts (modules
   and plugins loading) the process ends at once; while it runs, the interrupt unwinds the
@@ -80,6 +81,9 @@ class ErrorContractGroup(click.Group):
             ctx.exit(130)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except BrokenPipeError:  # the reader of stdout went away (`crossbench ... | head`): nothing left to say
+            _silence_stdout()
+            ctx.exit(141)
         except OSError as exc:
             if exc.errno not in ENVIRONMENT_ERRNOS:
                 _bug(ctx, exc)
@@ -98,6 +102,16 @@ def _bug(ctx: click.Context, exc: BaseException) -> None:
     click.echo(shorten(f"crossbench: internal error (a bug, not your input): {type(exc).__name__}: {exc}", LINE_LIMIT - 90)
                + f"; traceback in {path}; please report it with the command line", err=True)
     ctx.exit(1)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
 
 
 def _raise_on_interrupt() -> bool:

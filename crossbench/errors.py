@@ -15,6 +15,8 @@ class CrossbenchError(Exception):
 
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """Return up to ``n`` of ``candidates`` that look most like ``name``."""
+    if len(name) > 200:  # no valid name is that long, and comparing it would take long
+        return []
     pool = sorted(set(candidates))
     found = difflib.get_close_matches(name, pool, n=n, cutoff=0.5)
     if not found:
@@ -31,7 +33,7 @@ def unknown_name_message(what: str, name: str, candidates: Iterable[str], *, lis
     """Build the message for an unknown ``name`` of kind ``what``, naming the closest valid ones
     and (``listed``) up to :data:`MAX_LISTED` of the valid names. ``name`` is shortened if long."""
     pool = sorted(set(candidates))
-    near = closest(name, pool) if len(name) < 200 else []
+    near = closest(name, pool)
     msg = f"unknown {what} {short_repr(name, 60)}"
     if near:
         msg += f"; did you mean {', '.join(repr(c) for c in near)}?"

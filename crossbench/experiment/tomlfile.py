@@ -72,7 +72,7 @@ def experiment_from_dict(raw: Mapping[str, Any], *, where: str, defaults: Defaul
         if key not in _TOP_KEYS:
             near = closest(key, _TOP_KEYS)
             hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise CrossbenchError(f"{where}: unknown key {key!r}{hint} (valid: {', '.join(sorted(_TOP_KEYS))})")
+            raise CrossbenchError(f"{where}: unknown key {short_repr(key, 60)}{hint} (valid: {', '.join(sorted(_TOP_KEYS))})")
     kwargs: dict[str, Any] = {}
     if "name" in raw:
         kwargs["name"] = check_name(_expect(raw["name"], str, f"{where}: 'name'"), where=f"{where}: 'name'")

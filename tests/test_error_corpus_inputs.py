@@ -94,6 +94,7 @@ CASES: dict[str, tuple[list[str], str]] = {
     "data stats, dataset parameter of the wrong type": (["data", "stats", "synthetic", "--dataset-param", "n_users=abc"],
                                                         "dataset 'synthetic': parameter 'n_users' expects int, got 'abc'"),
     "experiment file /dev/zero": (["run", "/dev/zero", "-q"], "experiment file /dev/zero is larger than 1,048,576 bytes"),
+    "--sampled 1e10": (["run", "--sampled", "10000000000", *FAST], "sampled_negatives = 10000000000: more negatives than any catalogue"),
     "n_users beyond memory": (["run", "users_huge.toml", "-q"], "parameter 'n_users' = 100000000000: too large: this machine's"),
     "int option beyond int64": (["run", "--sampled", str(10**24), "--model", "popularity"], "is out of range (|N| < 2**63)"),
     "sampled_negatives beyond the catalogue in TOML": (["run", "negatives.toml", "-q", "--threads", "1"], "fewer than n_negatives=100000"),

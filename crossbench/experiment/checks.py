@@ -138,6 +138,9 @@ def validate(exp: Experiment, registry: Registry) -> dict[str, Recommender]:
         raise CrossbenchError(f"chunk_size must be positive, got {exp.chunk_size}")
     if exp.sampled_negatives < 0:
         raise CrossbenchError(f"sampled_negatives must be 0 (full ranking) or positive, got {exp.sampled_negatives}")
+    if exp.sampled_negatives > MAX_CUT_OFF:
+        raise CrossbenchError(f"sampled_negatives = {exp.sampled_negatives}: more negatives than any catalogue holds "
+                              f"(at most {MAX_CUT_OFF:,}); a user's negatives are drawn from the items they did not take")
     if exp.sampling not in STRATEGIES:
         raise CrossbenchError(unknown_name_message("sampling strategy", exp.sampling, STRATEGIES))
     if exp.sampled_negatives:

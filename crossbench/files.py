@@ -3,6 +3,7 @@ the mode new files get, and writability probes."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -27,6 +28,27 @@ def umask_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+def make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; return the folders created, deepest first
+    (for :func:`remove_folders` to take back when the work that needed them is refused)."""
+    created: list[Path] = []
+    p = Path(folder)
+    while not p.exists() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def remove_folders(created: list[Path]) -> None:
+    """Remove the (empty) folders :func:`make_folders` created, deepest first; stop at one that is not empty."""
+    for q in created:
+        try:
+            q.rmdir()
+        except OSError:
+            break
 
 
 def probe_folder(folder: Path) -> None:
@@ -76,16 +98,40 @@ def atomic_write(path: Path) -> Iterator[BinaryIO]:
     On an error the temporary file is removed and ``path`` is left as it was, so a reader never
     sees a half-written file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _write_fault(exc, path) from None
     try:
         os.fchmod(fd, umask_mode())  # mkstemp creates 0600 whatever the umask
         with os.fdopen(fd, "wb") as f:
             yield f
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.errno in WRITE_ERRNOS and exc.filename in (None, tmp, str(path)):
+            raise _write_fault(exc, path) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+#: ``OSError`` numbers of a write the machine refused (full, read-only, not permitted, no such folder)
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO,
+                          errno.ENOENT, errno.ENOTDIR})
+
+
+def _write_fault(exc: OSError, path: Path) -> Exception:
+    """The environment error for a write of ``path`` the machine refused (one line naming ``path``)."""
+    from crossbench.errors import EnvironmentFault
+
+    if exc.errno not in WRITE_ERRNOS:
+        return exc
+    return EnvironmentFault(f"cannot write {path}: {exc.strerror or exc}"
+                            + ("; free some space or choose another folder" if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                               else "; choose a folder that can be written"))
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import click
 
 from crossbench.cli.commands import list_, plugins, run, tune
-from crossbench.cli.common import CliState
+from crossbench.cli.common import CliState, check_numbers
 from crossbench.cli.data import data_group
-from crossbench.cli.errors import ErrorContractGroup
+from crossbench.cli.errors import ErrorContractGroup, error_line
 from crossbench.cli.leaderboard import leaderboard
 from crossbench.cli.records import reproduce, verify
 from crossbench.cli.simulate import recommend_command, simulate_command
@@ -34,12 +34,14 @@ def cli(ctx: click.Context) -> None:
 
 for _command in (run, tune, list_, plugins, leaderboard, data_group, verify, reproduce, recommend_command, simulate_command):
     cli.add_command(_command)
+check_numbers(cli)
 
 
 def build_cli(state: CliState | None = None) -> click.Group:
     """The command group with plugin-provided commands added."""
     state = state or CliState()
     add_commands(state.registry.pm, cli)  # type: ignore[arg-type]
+    check_numbers(cli)
     return cli
 
 
@@ -49,6 +51,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         group = build_cli(state)
     except CrossbenchError as exc:
-        click.echo(f"crossbench: error: {exc}", err=True)
+        click.echo(error_line(str(exc)), err=True)
         sys.exit(2)
     group.main(args=list(argv) if argv is not None else None, prog_name="crossbench", obj=state)

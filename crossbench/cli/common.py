@@ -13,9 +13,9 @@ from typing import Any
 
 import click
 
-from crossbench.errors import CrossbenchError, closest, unknown_name_message
+from crossbench.errors import LINE_LIMIT, CrossbenchError, closest, shorten, unknown_name_message
 from crossbench.experiment.assignments import parse_assignment
-from crossbench.experiment.checks import default_experiment, no_default_message
+from crossbench.experiment.checks import check_threads, coerce_components, default_experiment, no_default_message
 from crossbench.experiment.tomlfile import load_experiment
 from crossbench.plugin.experiment import DatasetRef, Experiment, ModelRef, ProtocolRef, RunOptions, experiment_fingerprint
 from crossbench.plugin.manager import get_plugin_manager
@@ -35,8 +35,59 @@ class CliState:
         if self._registry is None:
             self._registry = Registry(get_plugin_manager(self.extra_plugins))
             for line in self._registry.problems():  # once per process, one line each
-                click.echo(f"crossbench: warning: {line}", err=True)
+                click.echo(shorten(f"crossbench: warning: {line}", LINE_LIMIT), err=True)
         return self._registry
+
+
+class FiniteFloat(click.ParamType):
+    """A float option that refuses ``nan`` and ``inf`` (no option of crossbench means them)."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+class BoundedInt(click.ParamType):
+    """An integer option within int64 (a larger one is a typo, and overflows every array it reaches)."""
+
+    name = "integer"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.INT.convert(value, param, ctx)
+        if not -(2**63) <= number < 2**63:
+            self.fail(f"{shorten(str(value), 40)} is out of range (|N| < 2**63)", param, ctx)
+        return number
+
+
+class SeedInt(click.ParamType):
+    """A seed option: an integer in ``[0, 2**32)``, what NumPy's and torch's generators all accept."""
+
+    name = "integer"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.INT.convert(value, param, ctx)
+        if not 0 <= number < 2**32:
+            self.fail(f"{shorten(str(value), 40)} is not a seed; seeds are integers from 0 to {2**32 - 1:,}", param, ctx)
+        return number
+
+
+def check_numbers(command: click.Command) -> None:
+    """Give every float option of ``command`` (and of its sub-commands) :class:`FiniteFloat`, every
+    integer option :class:`BoundedInt`, and every integer option named ``*seed`` :class:`SeedInt`:
+    numbers are checked where they enter, for every command (plugins' commands included)."""
+    for param in command.params:
+        if param.type is click.FLOAT:
+            param.type = FiniteFloat()
+        elif param.type is click.INT:
+            param.type = SeedInt() if (param.name or "").endswith("seed") else BoundedInt()
+    for sub in getattr(command, "commands", {}).values():
+        check_numbers(sub)
 
 
 def current_state() -> CliState:
@@ -81,10 +132,10 @@ def experiment_from_options(state: CliState, experiment_file: Path | None, selec
     Without a file and without a default experiment (no loaded plugin provides one), the
     options must name the dataset, the protocol, the models and the metrics.
     """
-    defaults = default_experiment(state.registry.pm)
     if experiment_file:
-        exp = load_experiment(experiment_file, defaults)
-    elif defaults is not None:
+        # the default experiment is asked for only when the file leaves out what it supplies
+        exp = load_experiment(experiment_file, lambda: default_experiment(state.registry.pm))
+    elif (defaults := default_experiment(state.registry.pm)) is not None:
         exp = defaults
     else:
         needed = {"--dataset": "dataset", "--protocol": "protocol", "--model": "models", "--metrics": "metrics"}
@@ -92,7 +143,7 @@ def experiment_from_options(state: CliState, experiment_file: Path | None, selec
         if missing:
             raise CrossbenchError(f"{no_default_message()} (missing: {', '.join(missing)})")
         exp = Experiment(name="custom", dataset=DatasetRef(selection["dataset"]), protocol=ProtocolRef(selection["protocol"]), metrics=())
-    changed = _apply_options(exp, registry=state.registry, **selection)
+    changed = coerce_components(_apply_options(exp, registry=state.registry, **selection), state.registry)
     if experiment_file is None and changed != exp:
         # each command-line experiment gets its own folder: a different one never lands on another's results
         changed = replace(changed, name=f"custom-{experiment_fingerprint(changed)[:10]}")
@@ -100,6 +151,9 @@ def experiment_from_options(state: CliState, experiment_file: Path | None, selec
 
 
 def run_options(command: str, out: Path, *, device: str, threads: int | None, quiet: bool, cache_dir: Path, bf16: bool = False) -> RunOptions:
+    check_threads(threads)
+    if not str(out).strip() or str(out) == ".":
+        raise CrossbenchError(f"--output {str(out)!r}: name a results folder (an empty name would write into the current folder)")
     if out.exists() and not out.is_dir():
         raise CrossbenchError(f"--output {str(out)!r} is an existing file, not a folder; name a folder for the results")
     line = "crossbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == [command] else None

@@ -17,7 +17,7 @@ from crossbench.data.fetch import downloads_of, fetch
 from crossbench.data.wheels import INDEX_ENV, prepare, prepared_path, wheel_source_of
 from crossbench.errors import CrossbenchError
 from crossbench.experiment.assignments import parse_assignment
-from crossbench.plugin.params import check_kwargs
+from crossbench.plugin.params import coerce_kwargs
 from crossbench.report.data_stats import domain_stats, overlap_stats, protocol_stats, render
 
 
@@ -135,8 +135,7 @@ def stats_command(
     try:
         registry = _registry()
         spec = registry.get("datasets", name)
-        params = parse_assignments(dataset_params, option="--dataset-param")
-        check_kwargs(spec, params, where=f"dataset {name!r}")
+        params = coerce_kwargs(spec, parse_assignments(dataset_params, option="--dataset-param"), where=f"dataset {name!r}")
         data = spec.factory(**params).load()
         targets = None if target in (None, "all") else [t.strip() for t in str(target).split(",")]
         for t in targets or ():

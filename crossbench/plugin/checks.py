@@ -24,7 +24,7 @@ import math
 import typing
 from typing import Any
 
-from crossbench.errors import closest
+from crossbench.errors import closest, short_repr
 from crossbench.plugin.specs import COMPONENT_ROLES, CategoricalParam, ComponentSpec, FloatParam, IntParam, MetricSpec, Param
 
 #: The keywords each kind's factory is called with, besides its hyperparameters.
@@ -45,6 +45,9 @@ BUILT_BY_NAME = ("item-encoders", "user-encoders", "fusions", "scorers")
 #: Kinds that tuning never samples: a search space on one of them would be read by nothing.
 UNTUNED = ("datasets", "protocols", "feedback-models")
 
+#: The longest name a component may be registered under (it is typed on command lines and shown in tables).
+MAX_SPEC_NAME = 100
+
 #: Values optuna can store for a categorical parameter.
 CHOICE_TYPES = (type(None), bool, int, float, str)
 
@@ -52,7 +55,9 @@ CHOICE_TYPES = (type(None), bool, int, float, str)
 def spec_problems(kind: str, spec: ComponentSpec | MetricSpec) -> list[str]:
     """What is wrong with ``spec`` as a component of ``kind`` (empty when nothing is)."""
     if not isinstance(spec.name, str) or not spec.name.strip():
-        return [f"a spec has no name (got {spec.name!r})"]
+        return [f"a spec has no name (got {short_repr(spec.name)})"]
+    if len(spec.name) > MAX_SPEC_NAME or not spec.name.isprintable():
+        return [f"a spec's name {short_repr(spec.name, 60)} is not a name: at most {MAX_SPEC_NAME} printable characters"]
     if isinstance(spec, MetricSpec):
         return _metric_problems(spec)
     where = f"{_noun(kind)} {spec.name!r}"

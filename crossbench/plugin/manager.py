@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
-from crossbench.errors import closest
+from crossbench.errors import closest, shorten
 from crossbench.plugin import hookspecs
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class PluginFailure:
     def line(self) -> str:
         """One line for a person: which plugin, from which package, what broke, what to do."""
         fix = f"disable it with {DISABLE_ENV}={self.plugin}" if self.package != IN_PROCESS else "fix it"
-        return f"plugin {self.plugin!r} ({self.package}) is broken and was skipped: {self.cause}; {fix}"
+        return f"plugin {shorten(self.plugin, 60)!r} ({shorten(self.package, 60)}) is broken and was skipped: {shorten(self.cause, 300)}; {fix}"
 
 
 class PluginManager(pluggy.PluginManager):
@@ -79,7 +79,7 @@ class PluginManager(pluggy.PluginManager):
         if self.get_plugin(name) is not None:
             self.unregister(name=name)
         self.set_blocked(name)
-        failure = PluginFailure(name, self.package_of(name), cause, tuple(provides))
+        failure = PluginFailure(name, self.package_of(name), shorten(cause, 600), tuple(provides))
         self.failures.append(failure)
         return failure
 
@@ -131,7 +131,7 @@ def _load_entry_points(pm: PluginManager, disabled: set[str]) -> None:
         pm.distributions[ep.name] = (dist, ep.dist.version if ep.dist is not None else "-")
         try:
             plugin = ep.load()
-        except Exception as exc:  # noqa: BLE001 - any import-time error: the plugin is skipped, not the command
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - any import-time error, sys.exit() too: the plugin is skipped, not the command
             pm.skip(ep.name, f"importing {ep.value!r} raised {type(exc).__name__}: {_one_line(exc)}")
             continue
         _register(pm, plugin, ep.name)
@@ -161,20 +161,56 @@ def _register(pm: PluginManager, plugin: object, name: str) -> None:
 
 
 def add_commands(pm: PluginManager, group: click.Group) -> None:
-    """Let every plugin add its sub-commands; one whose hook raises is skipped with one warning line."""
+    """Let every plugin add its sub-commands; one whose hook raises is skipped with one warning line.
+
+    A plugin may only add commands: one that replaces a command already there (a built-in such
+    as ``run``, or another plugin's) is skipped as a whole, its commands removed, with one
+    warning line naming it and the command.
+    """
     import click
 
     for impl in reversed(pm.hook.crossbench_commands.get_hookimpls()):
+        before = dict(group.commands)
+        cause = None
         try:
             impl.function(cli=group)
-        except Exception as exc:  # noqa: BLE001 - the other commands must still work
-            failure = pm.skip(impl.plugin_name, f"crossbench_commands() raised {type(exc).__name__}: {_one_line(exc)}")
-            click.echo(f"crossbench: warning: {failure.line()}", err=True)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the other commands must still work
+            cause = f"crossbench_commands() raised {type(exc).__name__}: {_one_line(exc)}"
+        replaced = sorted(name for name, command in before.items() if group.commands.get(name) is not command)
+        if replaced and cause is None:
+            cause = (f"its command(s) {', '.join(map(repr, replaced))} would replace the command(s) of that name; "
+                     "a plugin may add commands, not replace them: rename its command")
+        if cause is not None:
+            group.commands.clear()
+            group.commands.update(before)
+            click.echo(f"crossbench: warning: {pm.skip(impl.plugin_name, cause).line()}", err=True)
+
+
+#: the most items, and seconds, read from what one hook returns (an endless generator is cut off there)
+MAX_HOOK_ITEMS = 1_000
+MAX_HOOK_SECONDS = 10.0
+
+
+def hook_items(result: Iterable[object], *, hook: str) -> tuple[list[object], str | None]:
+    """The items of one hook's result, read at most :data:`MAX_HOOK_ITEMS` or :data:`MAX_HOOK_SECONDS`;
+    with what went wrong (an iterator that raised, or one that did not end), else ``None``."""
+    import time
+
+    items: list[object] = []
+    deadline = time.monotonic() + MAX_HOOK_SECONDS
+    try:
+        for item in result:
+            items.append(item)
+            if len(items) > MAX_HOOK_ITEMS or time.monotonic() > deadline:
+                return items[:MAX_HOOK_ITEMS], (f"{hook}() returned more than {MAX_HOOK_ITEMS:,} items or took more than "
+                                                f"{MAX_HOOK_SECONDS:.0f} s to list them (read no further); return a list")
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a generator that raises part-way: the plugin is skipped
+        return items, f"{hook}() raised {type(exc).__name__} after {len(items)} item(s): {_one_line(exc)}"
+    return items, None
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
+    return shorten(str(exc), 160) or type(exc).__name__
 
 
 def _plugin_name(pm: PluginManager, plugin: object) -> str:

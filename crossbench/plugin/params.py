@@ -44,7 +44,7 @@ def coerce_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str)
     string of one. Anything else is refused with the parameter's name and the type expected,
     before any work starts. Parameters of other declared types are passed as they are.
     """
-    from crossbench.errors import CrossbenchError
+    from crossbench.errors import CrossbenchError, short_repr
 
     check_kwargs(spec, params, where=where)
     out = dict(params)
@@ -56,10 +56,46 @@ def coerce_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str)
         if converted is REFUSED:
             expected = " or ".join(k.__name__ for k in kinds if k is not type(None))
             raise CrossbenchError(
-                f"{where}: parameter {key!r} expects {expected}, got {value!r} ({type(value).__name__})"
+                f"{where}: parameter {key!r} expects {expected}, got {short_repr(value, 60)} ({type(value).__name__})"
             )
+        problem = range_problem(converted, seed=key == "seed" or key.endswith("_seed"))
+        if problem:
+            raise CrossbenchError(f"{where}: parameter {key!r} = {short_repr(value, 40)}: {problem}")
         out[key] = converted
     return out
+
+
+def memory_bytes() -> int:
+    """This machine's memory in bytes (0 when it cannot be read)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def max_count() -> int:
+    """The largest count (of users, items, dimensions...) a parameter may ask for: as many 4-byte
+    values as this machine's memory holds; a larger one cannot be built here whatever it counts."""
+    return max(memory_bytes() // 4, 2**31 - 1)
+
+
+def range_problem(value: Any, *, seed: bool = False) -> str | None:
+    """What makes a converted parameter value unusable whatever the parameter: a float that is
+    not finite, an integer beyond what this machine can hold (:func:`max_count`), a ``seed``
+    outside ``[0, 2**32)``; else ``None``."""
+    import math
+
+    if seed and isinstance(value, int) and not isinstance(value, bool) and not 0 <= value < 2**32:
+        return f"is not a seed; seeds are integers from 0 to {2**32 - 1:,}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number (not nan or inf)"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > max_count():
+        gib = memory_bytes() / 2**30
+        return (f"too large: this machine's {gib:.0f} GiB of memory holds at most {max_count():,} 4-byte values, "
+                "so no size or count above that can be built here")
+    return None
 
 
 REFUSED = object()

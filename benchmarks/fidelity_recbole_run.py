@@ -6,7 +6,9 @@
 ``DIR/NAME/NAME.{train,valid,test}.inter`` (written by ``fidelity_data.write_recbole``) are read
 through RecBole's ``benchmark_filename``, so RecBole uses that split. Everything else is RecBole's
 default protocol: full ranking, early stopping on the validation metric (MRR@10) with RecBole's
-patience, the best validation checkpoint evaluated on test. This file imports only RecBole and
+patience, the best validation checkpoint evaluated on test. With ``--sequential`` (GRU4Rec) the
+file is ``DIR/NAME/NAME.inter`` with timestamps, and RecBole splits it itself, leave-one-out by
+time (``LS: valid_and_test``, order ``TO``), building its prefix samples of at most 50 items. This file imports only RecBole and
 torch: it runs in RecBole's virtualenv, not crossbench's.
 """
 
@@ -30,6 +32,7 @@ def main() -> None:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--epochs", type=int, default=None, help="RecBole's default (300) when left out")
     parser.add_argument("--stopping-step", type=int, default=None, help="RecBole's default (10) when left out")
+    parser.add_argument("--sequential", action="store_true", help="one time-stamped file, RecBole's own leave-one-out split")
     args = parser.parse_args()
 
     import torch
@@ -45,6 +48,13 @@ def main() -> None:
         "checkpoint_dir": args.workdir, "show_progress": False, "save_dataset": False, "save_dataloaders": False,
         "log_wandb": False,
     }
+    if args.sequential:
+        config.pop("benchmark_filename")
+        config.update({
+            "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "MAX_ITEM_LIST_LENGTH": 50,
+            "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
+            "train_neg_sample_args": None,  # cross-entropy over the catalogue: no sampled negatives
+        })
     if args.epochs is not None:
         config["epochs"] = args.epochs
     if args.stopping_step is not None:

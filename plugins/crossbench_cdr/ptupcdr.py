@@ -37,7 +37,8 @@ defaults stay the published ones (tuning explores ``dim`` and ``epochs``).
 Differences from the paper, and why:
 
 - the meta stage runs at most ``meta_epochs`` epochs and stops early on the validation users'
-  NDCG@``valid_k`` (the authors' code keeps the best *test* score, which crossbench never reads);
+  NDCG@``valid_k``, or under the rating task (``cold-start-rating``) on the RMSE of their held-out
+  ratings (the authors' code keeps the best *test* score, which crossbench never reads);
 - the history is the user's most recent ``history_length`` source items by timestamp (the
   authors keep the last 20 in file order); under ``objective="rating"`` only items rated above 3
   enter it, as in the authors' code; a user with no such item gets a zero characteristic

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from crossbench_cdr.cmf import CMF
     from crossbench_cdr.conet import CoNet
     from crossbench_cdr.emcdr import Emcdr
+    from crossbench_cdr.gru4rec import Gru4Rec
     from crossbench_cdr.lightgcn import LightGCN
     from crossbench_cdr.ptupcdr import Ptupcdr
     from crossbench_cdr.sscdr import SSCDR
@@ -196,5 +197,33 @@ OTHER_MODELS: tuple[ComponentSpec, ...] = (
     ),
 )
 
+# --------------------------------------------------------------------------- sequential baseline (GRU4Rec)
+
+
+def gru4rec(
+    *, dim: int = 64, hidden: int = 128, layers: int = 1, dropout: float = 0.3, lr: float = 1e-3, batch_size: int = 2048,
+    history_length: int = 50, epochs: int = 300, patience: int = 10, valid_k: int = 10,
+) -> Gru4Rec:
+    """GRU4Rec (Hidasi et al., ICLR 2016) as RecBole 1.2.1 trains it, on the target ID history; see :mod:`crossbench_cdr.gru4rec`."""
+    from crossbench_cdr.gru4rec import Gru4Rec
+
+    return Gru4Rec(dim=dim, hidden=hidden, layers=layers, dropout=dropout, lr=lr, batch_size=batch_size,
+                   history_length=history_length, epochs=epochs, patience=patience, valid_k=valid_k)
+
+
+SEQUENTIAL_MODELS: tuple[ComponentSpec, ...] = (
+    ComponentSpec(
+        "gru4rec", gru4rec,
+        "GRU4Rec as in Hidasi et al. 2016, trained as RecBole 1.2.1 does: GRU over the target ID history, next-item "
+        "cross-entropy over the catalogue (users without target history: popularity)",
+        (
+            CategoricalParam("dim", (32, 64, 128)),
+            CategoricalParam("hidden", (64, 128, 256)),
+            FloatParam("dropout", 0.0, 0.5),
+            FloatParam("lr", 1e-4, 1e-2, log=True),
+        ),
+    ),
+)
+
 #: Every model of the plugin, in the order ``crossbench list models`` shows them.
-RECOMMENDERS: tuple[ComponentSpec, ...] = (*MAPPING_MODELS, *GRAPH_MODELS, *OTHER_MODELS)
+RECOMMENDERS: tuple[ComponentSpec, ...] = (*MAPPING_MODELS, *GRAPH_MODELS, *OTHER_MODELS, *SEQUENTIAL_MODELS)

@@ -269,4 +269,4 @@ map_epochs = 3
     values = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(values) == 3 and len(set(values)) > 1
     assert tuning["metric"] == "rmse" and tuning["best_valid"] == min(values)  # the lowest validation RMSE wins
-    assert study.user_attrs["crossbench:objective"] == "rmse"
+    assert study.user_attrs["crossbench:meta"]["crossbench:objective"] == "rmse"

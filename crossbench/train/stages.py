@@ -46,7 +46,7 @@ from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.evaluate.ranking import evaluate
 from crossbench.evaluate.validation import VALIDATION_METRIC, VALIDATION_SPEC
 from crossbench.plugin.interfaces import FitReport, Recommender, RunEnv
-from crossbench.progress import progress_bar
+from crossbench.progress import EpochClock, progress_bar
 from crossbench.train.checkpoints import read_checkpoint, save_checkpoint
 
 #: A batch: the stage data's columns, the rows of this batch.
@@ -206,7 +206,8 @@ def run_stage(
     n = len(data)
     validate = stage.stop is not None and split.valid.n_users > 0
     best, best_state, best_epoch, bad, history, seconds, samples = -1.0, None, 0, 0, [], 0.0, 0
-    epoch = 0
+    metric = f"validation {VALIDATION_METRIC}@{stage.stop.valid_k}" if stage.stop is not None else ""
+    epoch, clock = 0, EpochClock(stage.epochs, metric=metric, label=f"{stage.name} epoch", enabled=env.progress)
     try:
         for epoch in range(1, stage.epochs + 1):
             model.train()
@@ -214,7 +215,7 @@ def run_stage(
             starts = range(0, n, stage.batch_size)
             _sync(env.device)
             t0 = time.perf_counter()
-            with progress_bar(starts, label=f"{stage.name} {epoch:>3}", enabled=env.progress) as bar:
+            with progress_bar(starts, label=f"{stage.name} {epoch}/{stage.epochs}", enabled=env.progress) as bar:
                 for s in bar:
                     idx = perm[s : s + stage.batch_size]
                     batch = {k: v[idx] for k, v in data.columns.items()}
@@ -227,12 +228,14 @@ def run_stage(
             _sync(env.device)
             seconds += time.perf_counter() - t0
             if not validate:
+                clock.epoch(epoch)
                 continue
             assert stage.stop is not None
             model.eval()
             value = validation_score(score, split, k=stage.stop.valid_k, device=env.device)
             history.append(value)
             counter.step += 1
+            clock.epoch(epoch, value)
             if env.on_epoch is not None:
                 env.on_epoch(counter.step, value)
             if value > best:

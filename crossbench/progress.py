@@ -78,7 +78,7 @@ class EpochClock:
                 text += f" (best {self.best:.4f}, epoch {self.best_epoch})"
         left = max(self.total - epoch, 0) * per_epoch
         text += f"; {duration(per_epoch)} per epoch"
-        return text + (f", at most {duration(left)} left" if left > 0 else "")
+        return text + (f", at most {duration(left)} left" if left >= 0.05 else "")
 
     def epoch(self, epoch: int, value: float | None = None, *, then: Callable[[int, float], None] | None = None) -> None:
         """Say the line of ``epoch`` (when enabled), then hand a validation ``value`` to ``then`` (e.g. a pruner's callback)."""

@@ -115,8 +115,8 @@ def _component_rows(registry: Registry, name: str) -> tuple[tuple[ParamRow, ...]
 
     try:
         model = make_recommender(registry, name, {}, where=f"model {name!r}")
-    except CrossbenchError as exc:
-        return (), f"its components' search spaces are shown once it can be built with its defaults ({exc})"
+    except Exception as exc:  # noqa: BLE001 - a model that needs more than its defaults: its own rows still print
+        return (), f"its components' search spaces need a model built with its defaults, which failed ({type(exc).__name__}: {exc})"
     parts = model.components()
     space = component_space(registry, name, model, {})
     defaults = default_values(registry, name, model, space)

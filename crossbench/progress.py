@@ -50,6 +50,10 @@ def duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+#: Seconds between two epoch lines that carry no validation value.
+QUIET_SECONDS = 5.0
+
+
 @dataclass
 class EpochClock:
     """Times the epochs of one fit, keeps the best validation value, and words one line per epoch.
@@ -65,6 +69,8 @@ class EpochClock:
     started: float = field(default_factory=time.perf_counter)
     best: float | None = None
     best_epoch: int = 0
+    #: when the last line was said (``None``: not yet)
+    said: float | None = None
 
     def line(self, epoch: int, value: float | None = None) -> str:
         """``epoch 3/30: ndcg@10 0.1234 (best 0.1301, epoch 2); 4.1 s per epoch, at most 1 min 50 s left``."""
@@ -81,7 +87,15 @@ class EpochClock:
         return text + (f", at most {duration(left)} left" if left >= 0.05 else "")
 
     def epoch(self, epoch: int, value: float | None = None, *, then: Callable[[int, float], None] | None = None) -> None:
-        """Say the line of ``epoch`` (when enabled), then hand a validation ``value`` to ``then`` (e.g. a pruner's callback)."""
-        say(self.line(epoch, value), enabled=self.enabled)
+        """Say the line of ``epoch`` (when enabled), then hand a validation ``value`` to ``then`` (e.g. a pruner's callback).
+
+        An epoch without a validation value is said only if it is the first or the last, or
+        :data:`QUIET_SECONDS` have passed since the last line (fast pretraining stages of many
+        epochs would otherwise flood the log).
+        """
+        now = time.perf_counter()
+        if value is not None or self.said is None or epoch >= self.total or now - self.said >= QUIET_SECONDS:
+            say(self.line(epoch, value), enabled=self.enabled)
+            self.said = now
         if then is not None and value is not None:
             then(epoch, value)

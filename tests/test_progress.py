@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from crossbench.cli import CliState, cli
-from crossbench.progress import EpochClock, duration
+from crossbench.progress import QUIET_SECONDS, EpochClock, duration
 
 TOML = """
 name = "tiny"
@@ -51,6 +51,16 @@ def test_an_epoch_line_has_the_total_the_value_the_best_and_the_time_left():
     seen = []
     clock.epoch(31, 0.25, then=lambda e, v: seen.append((e, v)))
     assert seen == [(31, 0.25)] and (clock.best, clock.best_epoch) == (0.3, 30)
+
+
+def test_epochs_without_a_value_are_said_at_most_every_few_seconds(capsys):
+    clock = EpochClock(100, label="pretrain epoch")
+    for epoch in range(1, 101):
+        clock.epoch(epoch)
+        if epoch == 50:
+            clock.said -= QUIET_SECONDS  # as if the epochs so far had taken that long
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split("/")[0] for line in lines] == ["  pretrain epoch 1", "  pretrain epoch 51", "  pretrain epoch 100"]
 
 
 def _invoke(tmp_path, *args):

@@ -104,7 +104,7 @@ def run_experiment(
     load_s = time.perf_counter() - t_load
     targets = resolve_targets(data, list(exp.protocol.targets) or None)
     log(f"{exp.name}: dataset {exp.dataset.name} loaded in {duration(load_s)}; {len(targets)} target(s) x {len(exp.seeds)} "
-        f"seed(s) x {len(exp.models)} model(s) = {len(targets) * len(exp.seeds) * len(exp.models)} runs")
+        f"seed(s) x {len(exp.models)} model(s) = {len(targets) * len(exp.seeds) * len(exp.models)} run(s)")
     for target in targets:
         n_items = data.domain(target).n_items
         if max(exp.ks) > n_items:

@@ -13,6 +13,7 @@ from crossbench.cli.data import data_group
 from crossbench.cli.errors import ErrorContractGroup, error_line
 from crossbench.cli.leaderboard import leaderboard
 from crossbench.cli.records import reproduce, verify
+from crossbench.cli.show import show
 from crossbench.cli.simulate import recommend_command, simulate_command
 from crossbench.errors import CrossbenchError
 from crossbench.plugin.manager import add_commands
@@ -26,13 +27,13 @@ def cli(ctx: click.Context) -> None:
     """crossbench: benchmark cross-domain recommenders fairly and reproducibly.
 
     Run `crossbench run` for the default benchmark, `crossbench list models` to see what
-    can be compared, and `crossbench plugins` for the installed plugins.
+    can be compared, `crossbench show NAME` for a model's hyperparameters, and `crossbench plugins` for the installed plugins.
     """
     if not isinstance(ctx.obj, CliState):
         ctx.obj = CliState()
 
 
-for _command in (run, tune, list_, plugins, leaderboard, data_group, verify, reproduce, recommend_command, simulate_command):
+for _command in (run, tune, list_, show, plugins, leaderboard, data_group, verify, reproduce, recommend_command, simulate_command):
     cli.add_command(_command)
 check_numbers(cli)
 

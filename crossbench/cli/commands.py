@@ -107,13 +107,20 @@ def tune(
 
 @click.command("list")
 @click.argument("kind", type=click.Choice([*KINDS, "models"]))
-def list_(kind: str) -> None:
+@click.option("--params", is_flag=True, help="Also every hyperparameter of each: type, default, searched range, meaning "
+              "(as `crossbench show NAME`).")
+def list_(kind: str, params: bool) -> None:
     """List registered components of KIND with the plugin that provides each."""
     kind = "recommenders" if kind == "models" else kind
     reg = current_state().registry
     rows = [(e.spec.name, e.plugin, e.spec.description) for e in reg.entries(kind)]
     if not rows:
         click.echo(f"no {NOUNS[kind]}s registered")
+        return
+    if params:
+        from crossbench.cli.show import render
+
+        click.echo("\n\n".join(render(reg, kind, name) for name, _, _ in rows))
         return
     width = max(len(r[0]) for r in rows)
     pw = max(len(r[1]) for r in rows)

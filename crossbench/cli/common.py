@@ -252,7 +252,7 @@ def _model_params(models: tuple[ModelRef, ...], assignments: tuple[str, ...], re
             near = closest(key, known) if role is None else []
             hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
             raise CrossbenchError(f"--model-param {text}: none of the models ({names}) has {what}{hint} "
-                                  f"(see `crossbench list models` and each model's factory)")
+                                  f"(see `crossbench show MODEL` for every hyperparameter of a model)")
         for m in takers:
             out[m.display][f"{role}.{key}" if role else key] = value
     return tuple(replace(m, params=out[m.display]) for m in models)

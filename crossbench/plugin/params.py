@@ -28,7 +28,8 @@ def check_kwargs(spec: ComponentSpec, params: Mapping[str, Any], *, where: str) 
                 hint = f"; did you mean {', '.join(map(repr, near))}?" if near else ""
                 valid = ", ".join(sorted(known)) or "none"
                 raise CrossbenchError(
-                    f"{where}: {spec.name!r} has no hyperparameter {key!r}{hint} (valid: {valid})"
+                    f"{where}: {spec.name!r} has no hyperparameter {key!r}{hint} (valid: {valid}; "
+                    f"`crossbench show {spec.name}` describes each)"
                 )
     required = [k for k, default in known.items() if default is inspect.Parameter.empty and k not in params]
     if required:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
 if TYPE_CHECKING:
@@ -120,6 +120,8 @@ class ComponentSpec:
     factory: Callable[..., Any]
     description: str = ""
     search_space: tuple[Param, ...] = ()
+    #: one line of meaning per hyperparameter, by name (``crossbench show NAME`` prints it)
+    meanings: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def hyperparameters(self) -> dict[str, Any]:
         """The factory's hyperparameters and their defaults (``inspect.Parameter.empty`` if none)."""

@@ -27,6 +27,9 @@ LEGACY_TUNING_TEXT = (
     " Cells marked `*` come from records of the earlier tuner, which tuned once, on one split's "
     "validation users, and used the result for every seed."
 )
+#: Below this many complete trials a study is too small to rely on: a table or plot drawn from one says so.
+#: (Optuna's TPE sampler starts with random trials; crossbench's first trial is the defaults.)
+FEW_TRIALS = 5
 #: The cold-user behaviour that needs no note: the point of a cross-domain model.
 FROM_SOURCES = "from source-domain history"
 SOURCES_COLUMN = "sources"
@@ -108,9 +111,28 @@ def tuned_cell(runs: Sequence[dict[str, Any]]) -> str:
 
 
 def tuning_text(records: Sequence[dict[str, Any]]) -> str:
-    """The sentence under a table on how its rows were tuned."""
+    """The sentences under a table on how its rows were tuned, and which rows rest on very few trials."""
     legacy = any(t is not None and t.legacy for t in (read_tuning(r["model"].get("tuning")) for r in records))
-    return TUNING_TEXT + (LEGACY_TUNING_TEXT if legacy else "")
+    return TUNING_TEXT + (LEGACY_TUNING_TEXT if legacy else "") + few_trials_text(records)
+
+
+def few_trials_text(records: Sequence[dict[str, Any]]) -> str:
+    """A sentence naming the rows tuned by a study with fewer than :data:`FEW_TRIALS` complete trials (else empty)."""
+    fewest: dict[str, int] = {}
+    for rec in records:
+        tuning = rec["model"].get("tuning")
+        if isinstance(tuning, dict) and tuning.get("tuned") and isinstance(tuning.get("trials_complete"), int):
+            label = rec["model"]["label"]
+            fewest[label] = min(fewest.get(label, tuning["trials_complete"]), tuning["trials_complete"])
+    few = {label: n for label, n in fewest.items() if n < FEW_TRIALS}
+    if not few:
+        return ""
+    if len(few) == len(fewest) and len(set(few.values())) == 1:
+        rows = f"every tuned row's studies finished {next(iter(few.values()))} complete trials on some split"
+    else:
+        rows = "the studies of " + ", ".join(f"{label} ({n})" for label, n in sorted(few.items())) + \
+            f" finished fewer than {FEW_TRIALS} complete trials on some split (the fewest in brackets)"
+    return f" Few trials: {rows}, too few for tuning to do much more than try the defaults and a few random settings."
 
 
 # --------------------------------------------------------------------------- peak memory
@@ -175,15 +197,35 @@ def cold_users_text(runs: Sequence[dict[str, Any]]) -> str:
 
 
 def model_notes(by_model: dict[str, list[dict[str, Any]]], order: Sequence[str]) -> list[str]:
-    """The notes under a table with a ``sources`` column: what it means, and every model whose
-    users with no target-domain history are not scored from their source-domain history."""
+    """The notes under a table with a ``sources`` column: what it means, every model whose
+    users with no target-domain history are not scored from their source-domain history, and
+    the rows that are identical (:func:`identical_rows_text`)."""
     others = [(label, cold_users_text(by_model[label])) for label in order]
     others = [(label, text) for label, text in others if text != FROM_SOURCES]
+    same = identical_rows_text(by_model, order)
     if not others:
-        return [SOURCES_TEXT + " Every model scores users with no target-domain history " + FROM_SOURCES + ".", ""]
+        return [SOURCES_TEXT + " Every model scores users with no target-domain history " + FROM_SOURCES + ".", "", *same]
     return [
         SOURCES_TEXT + " Users with no target-domain history are scored " + FROM_SOURCES + ", except by:",
         "",
         *[" ".join(f"- {label}: {text}".split()) for label, text in others],  # one line, whatever the label holds
+        "",
+        *same,
+    ]
+
+
+def identical_rows_text(by_model: dict[str, list[dict[str, Any]]], order: Sequence[str]) -> list[str]:
+    """A note naming the rows whose runs have the same value in every metric on every (target, seed):
+    one row of each such group would otherwise hide the others in the plots. Empty when there are none."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for label in order:
+        runs = sorted((str(r["protocol"]["target"]), int(r["seed"]), sorted(r["evaluation"]["metrics"].items())) for r in by_model[label])
+        groups[json.dumps(runs, default=str)].append(label)
+    same = [labels for labels in groups.values() if len(labels) > 1]
+    if not same:
+        return []
+    names = "; ".join(", ".join(f"`{label}`" for label in labels[:-1]) + f" and `{labels[-1]}`" for labels in same)
+    return [
+        f"Identical rows: {names} have the same value in every metric on every seed, so in the plots one line covers the other.",
         "",
     ]

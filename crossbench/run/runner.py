@@ -39,6 +39,7 @@ from crossbench.plugin.experiment import Experiment, ModelRef, RunOptions, Tunin
 from crossbench.plugin.interfaces import Recommender, RunEnv
 from crossbench.plugin.registry import Registry
 from crossbench.plugin.specs import ComponentRef
+from crossbench.progress import duration
 from crossbench.records.folder import ResultsFolder
 from crossbench.records.store import (
     SCHEMA_VERSION,
@@ -134,6 +135,8 @@ def run_experiment(
     load_s = time.perf_counter() - t_load
     targets = resolve_targets(data, list(exp.protocol.targets) or None)
     notes = []  # said once the first run is kept: a split that fails must end in its one error line alone
+    log(f"{exp.name}: dataset {exp.dataset.name} loaded in {duration(load_s)}; {len(targets)} target(s) x {len(exp.seeds)} "
+        f"seed(s) x {len(exp.models)} model(s) = {len(targets) * len(exp.seeds) * len(exp.models)} run(s)")
     for target in targets:
         n_items = data.domain(parse_target(target)[1]).n_items  # a domain pair "comedy>drama" targets drama
         if max(exp.ks) > n_items:
@@ -184,12 +187,15 @@ def _run_all(
             },
         },
     }
-    for target in targets:
-        for seed in exp.seeds:
+    total = len(targets) * len(exp.seeds) * len(exp.models)
+    for ti, target in enumerate(targets):
+        for si, seed in enumerate(exp.seeds):
             todo = [m for m in exp.models if not folder.finished(record_file(target, m.display, seed), fingerprint=fingerprint)]
+            first = (ti * len(exp.seeds) + si) * len(exp.models) + 1  # this split's first run's position
+            where = {m.display: f"run {first + i} of {total}: {m.display} on {target} seed {seed}" for i, m in enumerate(exp.models)}
             for m in exp.models:
                 if m not in todo:
-                    log(f"{m.display}: target {target}, seed {seed}: finished earlier, kept")
+                    log(f"{where[m.display]}: finished earlier, kept")
             if not todo:
                 continue
             split = make_protocol(registry, exp.protocol.name, target=target, seed=seed, **exp.protocol.params).split(data)
@@ -198,6 +204,7 @@ def _run_all(
             for m in todo:
                 model = built.pop(m.display, None)  # the instance validation built, for the model's first run
                 tuned: dict[str, Any] | None = None
+                log(where[m.display])
                 if tuning is not None:
                     from crossbench.tune.tuning import tune_split
 
@@ -208,7 +215,6 @@ def _run_all(
                     if outcome is not None:
                         m = replace(m, params={**m.params, **outcome.params})
                         tuned, model = outcome.record, None
-                log(f"{m.display}: target {target}, seed {seed}")
                 scope = reset_peak_rss()
                 rec = _run_one(exp, m, split, split_fp, seed=seed, registry=registry, device=device, options=options,
                                metrics=metrics, runs_dir=folder.runs, model=model)
@@ -221,6 +227,16 @@ def _run_all(
                 begin()
                 write_record(path, rec)
                 run_finished(registry, record=rec, path=path)
+                log(f"{where[m.display]}: done, {_summary(rec)}")
+
+
+def _summary(rec: Mapping[str, Any]) -> str:
+    """A finished run in a few words: its primary metric, the epochs trained and the seconds spent."""
+    ev, fit, t = rec["evaluation"], rec["fit"], rec["timings"]
+    value = ev["metrics"].get(ev["primary"])
+    epochs = f" ({fit['epochs']} epochs, best {fit['best_epoch']})" if fit.get("epochs") else ""
+    text = f"{ev['primary']} {value:.4f}; " if isinstance(value, float) else ""
+    return text + f"fit {duration(t['fit_s'])}{epochs}, evaluation {duration(t['eval_s'])}"
 
 
 def _run_one(

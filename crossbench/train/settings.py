@@ -85,6 +85,24 @@ class TrainConfig:
 #: The names of the training settings (the fields of :class:`TrainConfig`).
 TRAINING_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
+#: One line of meaning per training setting (what ``crossbench show MODEL`` prints beside it).
+TRAINING_MEANINGS: Mapping[str, str] = {
+    "dim": "size of every item and user vector",
+    "epochs": "most passes over the training data (early stopping may end sooner)",
+    "batch_size": "training samples per optimiser step (sequences in 'sequences' training)",
+    "lr": "Adam learning rate",
+    "l2": "L2 penalty on the vectors a batch uses",
+    "negatives": "sampled negative items per positive (bpr loss)",
+    "history_length": "most recent items per domain a user encoder reads",
+    "target_history_dropout": "probability that a training sample's history in its domain is hidden (teaches the cold-start case)",
+    "patience": "validated epochs without improvement before early stopping",
+    "valid_k": "cut-off of the validation NDCG used for early stopping",
+    "loss": "bpr (against `negatives` per positive), softmax (in-batch + sampled negatives) or full-softmax (whole catalogue)",
+    "sampled_negatives": "shared negatives per batch of the softmax loss",
+    "training": "pairs (one interaction per sample) or sequences (every position of a user's sequence at once)",
+    "negative_sampling": "how softmax draws its negatives in sequences training: uniform or popularity",
+}
+
 #: The search range of each tunable training setting, shared by every composed model's search space.
 TRAINING_RANGES: Mapping[str, Param] = {
     p.name: p

@@ -52,7 +52,7 @@ from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.evaluate.rating import RATING_VALIDATION_METRIC
 from crossbench.evaluate.validation import VALIDATION_METRIC
 from crossbench.plugin.interfaces import FitReport, Recommender, RunEnv
-from crossbench.progress import progress_bar
+from crossbench.progress import EpochClock, progress_bar
 from crossbench.train.checkpoints import read_checkpoint, save_checkpoint
 from crossbench.train.stages_validation import PredictFn, Validator, validation_score, validator
 
@@ -214,7 +214,9 @@ def run_stage(
         judge = validator(split, k=stage.stop.valid_k, score=score, predict=predict, device=env.device)
     best: float | None = None
     best_state, best_epoch, bad, history, seconds, samples = None, 0, 0, [], 0.0, 0
-    epoch = 0
+    metric = f"validation {judge.metric}" if judge is not None else ""
+    epoch, clock = 0, EpochClock(stage.epochs, metric=metric, label=f"{stage.name} epoch", enabled=env.progress,
+                              lower_is_better=judge is not None and judge.lower_is_better)
     try:
         for epoch in range(1, stage.epochs + 1):
             model.train()
@@ -222,7 +224,7 @@ def run_stage(
             starts = range(0, n, stage.batch_size)
             _sync(env.device)
             t0 = time.perf_counter()
-            with progress_bar(starts, label=f"{stage.name} {epoch:>3}", enabled=env.progress) as bar:
+            with progress_bar(starts, label=f"{stage.name} {epoch}/{stage.epochs}", enabled=env.progress) as bar:
                 for s in bar:
                     idx = perm[s : s + stage.batch_size]
                     batch = {k: v[idx] for k, v in data.columns.items()}
@@ -235,11 +237,13 @@ def run_stage(
             _sync(env.device)
             seconds += time.perf_counter() - t0
             if judge is None or stage.stop is None:
+                clock.epoch(epoch)
                 continue
             model.eval()
             value = judge.measure()
             history.append(value)
             counter.step += 1
+            clock.epoch(epoch, value)
             if env.on_epoch is not None:
                 env.on_epoch(counter.step, value)
             if judge.better(value, best):

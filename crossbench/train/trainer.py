@@ -44,7 +44,7 @@ from crossbench.plugin.interfaces import BuildContext, FitReport, Recommender, R
 from crossbench.plugin.modules import ItemEncoder
 from crossbench.plugin.params import check_kwargs
 from crossbench.plugin.specs import COMPONENT_ROLES, ComponentRef, ComponentSpec
-from crossbench.progress import progress_bar
+from crossbench.progress import EpochClock, progress_bar
 from crossbench.train.checkpoints import read_checkpoint, save_checkpoint
 from crossbench.train.composed import ComposedModel, build_histories, reads_history
 from crossbench.train.sequences import sequence_step, sequence_windows
@@ -199,8 +199,8 @@ class ComposedRecommender(Recommender):
             windows = {d: [t.to(env.device) for t in sequence_windows(split.train.domain(d).interactions, cfg.history_length)] for d in domains}
             pools = {d: torch.arange(len(windows[d][0]), device=env.device) for d in domains}
             log_probs = {d: torch.log(c.clamp(min=0.5) / c.clamp(min=0.5).sum()) for d, c in self.item_counts.items()}
-        best, best_state, best_epoch, bad, history = -1.0, None, 0, 0, []
-        epochs_run, train_seconds, samples, warnings = 0, 0.0, 0, []
+        best, best_state, best_epoch, bad, history, epochs_run, train_seconds, samples, warnings = -1.0, None, 0, 0, [], 0, 0.0, 0, []
+        clock = EpochClock(cfg.epochs, metric=f"validation {VALIDATION_METRIC}@{cfg.valid_k}", enabled=env.progress)
         for epoch in range(1, cfg.epochs + 1):
             epochs_run = epoch
             model.train()
@@ -208,7 +208,7 @@ class ComposedRecommender(Recommender):
             order = torch.randperm(len(batches), generator=order_gen).tolist()
             _sync(env.device)
             t0 = time.perf_counter()
-            with progress_bar(order, label=f"epoch {epoch:>3}", enabled=env.progress) as bar:
+            with progress_bar(order, label=f"epoch {epoch}/{cfg.epochs}", enabled=env.progress) as bar:
                 for b in bar:
                     d, idx = batches[b]
                     with self._autocast():
@@ -224,13 +224,13 @@ class ComposedRecommender(Recommender):
             _sync(env.device)
             train_seconds += time.perf_counter() - t0
             if split.valid.n_users == 0:
+                clock.epoch(epoch)
                 continue
             model.eval()
             res = evaluate(self.score, split.valid, n_items=n_target, metrics=metric, ks=[cfg.valid_k], exclude=exclude, device=env.device)
             score = res.means[f"{VALIDATION_METRIC}@{cfg.valid_k}"]
             history.append(score)
-            if env.on_epoch is not None:
-                env.on_epoch(epoch, score)
+            clock.epoch(epoch, score, then=env.on_epoch)
             if epoch == 1 and score == 0.0:
                 warnings.append(
                     f"validation {VALIDATION_METRIC}@{cfg.valid_k} is exactly 0 after the first epoch: training stopped "

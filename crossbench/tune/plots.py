@@ -10,11 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 from crossbench.errors import CrossbenchError
 from crossbench.files import atomic_write
+from crossbench.report.notes import FEW_TRIALS
 
 if TYPE_CHECKING:
     import optuna
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+def few_trials_caption(n_complete: int, *, too_few_to: str) -> str:
+    """The caption of a study plot drawn from fewer than :data:`~crossbench.report.notes.FEW_TRIALS` complete trials (else empty)."""
+    if n_complete >= FEW_TRIALS:
+        return ""
+    return f"only {n_complete} complete trial{'' if n_complete == 1 else 's'} (under {FEW_TRIALS}): too few {too_few_to}"
 
 
 def plot_stem(name: str) -> str:
@@ -88,11 +95,21 @@ def _history_figure(study: optuna.Study) -> Any:
     ax.grid(alpha=0.3)
     if trials:
         ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
+    return _with_caption(fig, few_trials_caption(len(complete), too_few_to="to show a trend"))
+
+
+def _with_caption(fig: Any, caption: str) -> Any:
+    """Lay ``fig`` out, with ``caption`` (if any) in red under the axes."""
+    if caption:
+        fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=8, color="tab:red")
+        fig.tight_layout(rect=(0.0, 0.06, 1.0, 1.0))
+    else:
+        fig.tight_layout()
     return fig
 
 
 def _importance_figure(study: optuna.Study, importances: dict[str, float]) -> Any:
+    import optuna
     from matplotlib.figure import Figure
 
     names = list(importances)[::-1]  # most important at the top
@@ -103,8 +120,8 @@ def _importance_figure(study: optuna.Study, importances: dict[str, float]) -> An
     ax.set_ylabel("hyperparameter")
     ax.set_title(f"{study.study_name}: hyperparameter importance", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    return fig
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return _with_caption(fig, few_trials_caption(len(complete), too_few_to="to rank the hyperparameters by importance"))
 
 
 def write_study_plots(study: optuna.Study, folder: Path, *, stem: str) -> list[Path]:
@@ -114,7 +131,8 @@ def write_study_plots(study: optuna.Study, folder: Path, *, stem: str) -> list[P
     dots, pruned ones as crosses at their last reported value, or ticks on the axis when they
     reported none) and the best value so far. ``STEM-importance.png``: a horizontal bar chart of
     :func:`param_importances`; skipped (not returned) with fewer than 2 complete trials or no
-    parameters. ``stem`` is made file-name safe with :func:`plot_stem`. Files are written
+    parameters. A plot drawn from fewer than ``FEW_TRIALS`` complete trials says so in a
+    caption (:func:`few_trials_caption`). ``stem`` is made file-name safe with :func:`plot_stem`. Files are written
     atomically; matplotlib (its Agg canvas, no display needed) is imported only here.
     """
     if len(study.directions) != 1:

@@ -36,6 +36,7 @@ from crossbench.plugin.experiment import Experiment, ModelRef, RunOptions, Tunin
 from crossbench.plugin.interfaces import RunEnv
 from crossbench.plugin.registry import Registry
 from crossbench.plugin.specs import CategoricalParam, FloatParam, IntParam, Param
+from crossbench.progress import duration
 from crossbench.tune.plots import write_study_plots
 from crossbench.tune.storage import StorageSpec, open_storage, resolve_storage
 from crossbench.tune.trials import DEFAULTS, ERROR, FINISHED, SURPLUS, Budget, make_pruner, optimize, trial_seconds
@@ -207,6 +208,8 @@ def tune_split(
     exclude = train_items(view.train, view.target)
     n_items = view.train.domain(view.target).n_items
     metric = objective_metrics(registry, settings.metric)
+    label = f"{m.display} on {view.target} seed {seed}"
+    log(_tuning_line(label, study, settings, n_params=len(space), n_valid=view.valid.n_users))
 
     def objective(trial: optuna.Trial) -> float:
         params = {**m.params, **{p.name: suggest(trial, p) for p in own_space(registry, m.name, m.params)}}
@@ -220,15 +223,20 @@ def tune_split(
             if trial.should_prune():
                 raise optuna.TrialPruned(f"epoch {epoch}: {key}={value:.4f}")
 
+        position = _trial_position(study, settings)
+        log(f"{label}: {position}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items()))
         torch.manual_seed(seed)
-        env = RunEnv(registry=registry, device=device, seed=seed, progress=False, cache_dir=options.cache_dir, on_epoch=report)
+        env = RunEnv(registry=registry, device=device, seed=seed, progress=options.progress, cache_dir=options.cache_dir,
+                     on_epoch=report)
+        t0 = time.perf_counter()
         model.fit(view, env=env)
         if rating:
             value = validation_rmse(model.predict_ratings, view.valid, device=device)
         else:
             res = evaluate(model.score, view.valid, n_items=n_items, metrics=metric, ks=[settings.k], exclude=exclude, device=device)
             value = float(res.means[key])
-        log(f"{m.display}: target {view.target}, seed {seed}: trial {trial.number}: {key}={value:.4f} {dict(trial.params)}")
+        log(f"{label}: {position} done: {key} {value:.4f}, {_best_so_far(study, value, lower=rating)}; "
+            f"{duration(time.perf_counter() - t0)}")
         return value if math.isfinite(value) else (math.inf if rating else 0.0)
 
     base_seed = seed if settings.sampler_seed is None else settings.sampler_seed
@@ -244,6 +252,29 @@ def tune_split(
         write_study_plots(study, options.output_dir / "studies", stem=name.replace("/", "-"))
     record = _study_record(trials, complete, best, settings=settings, key=key, sampler_seed=base_seed, name=name, storage=spec.display)
     return TuningOutcome(params=dict(best.params), record=record)
+
+
+def _tuning_line(label: str, study: optuna.Study, settings: TuningSettings, *, n_params: int, n_valid: int) -> str:
+    """What tuning one model on one split is about to do."""
+    budget = " and at most ".join(
+        part for part in (f"{settings.trials} trials" if settings.trials is not None else "",
+                          f"{duration(settings.timeout_s)} of trials" if settings.timeout_s is not None else "") if part
+    )
+    done = len(study.get_trials(deepcopy=False, states=FINISHED))
+    resumed = f"; {done} finished earlier" if done else ""
+    return f"tuning {label}: {budget}, {n_params} hyperparameters, on {n_valid} validation users{resumed}"
+
+
+def _trial_position(study: optuna.Study, settings: TuningSettings) -> str:
+    """``trial 4 of 6``: the finished trials so far plus this one, of the budget's trials."""
+    n = len(study.get_trials(deepcopy=False, states=FINISHED)) + 1
+    return f"trial {n} of {settings.trials}" if settings.trials is not None else f"trial {n}"
+
+
+def _best_so_far(study: optuna.Study, value: float, *, lower: bool = False) -> str:
+    """``best so far 0.1301``: the best finished trial's value, this trial's included (the lowest when ``lower``)."""
+    values = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    return f"best so far {(min if lower else max)([value, *values]):.4f}"
 
 
 def work(

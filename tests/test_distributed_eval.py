@@ -44,7 +44,8 @@ def _data(seed: int = 7) -> tuple[np.ndarray, GroundTruth, GroundTruth, np.ndarr
     tu, ti, eu, ei = [], [], [], []
     for u in range(N_USERS):
         p = rng.permutation(N_ITEMS)
-        r = 30 if u == N_USERS - 3 else int(rng.integers(1, 12))  # the longest row sits in the last block
+        r = 30 if u == N_USERS - 3 else int(rng.integers(1, 12))  # the longest row, in the last block: the
+        # other blocks need padding to its width (without it, NDCG@50 of some users differs in the last bit)
         e = int(rng.integers(0, 25))
         tu += [u] * r
         ti += p[:r].tolist()
@@ -62,6 +63,11 @@ def _kwargs(truth: GroundTruth, exclude: GroundTruth, grades: np.ndarray, popula
             "item_popularity": popularity, "item_groups": {"head": popularity >= 25, "tail": popularity < 25}}
 
 
+def _first_users(truth: GroundTruth, grades: np.ndarray, n: int) -> tuple[GroundTruth, np.ndarray]:
+    end = int(truth.indptr[n])
+    return GroundTruth(truth.users[:n], truth.indptr[: n + 1], truth.items[:end]), grades[:end]
+
+
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     """One rank: sharded evaluation, sharded lists, a raw sharded top-K and a failing rank; rank 0 saves."""
     torch.set_num_threads(1)
@@ -74,6 +80,8 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         everywhere = evaluate_sharded(lambda u: t[u], truth, everywhere=True, **_kwargs(truth, exclude, grades, popularity))
         lists = sharded_top_lists(lambda u, a, b: t[u][:, a:b], truth.users, n_items=N_ITEMS, k=12, exclude=exclude,
                                   chunk_size=16)
+        small, small_grades = _first_users(truth, grades, 2)  # with 3 ranks, one evaluates nobody
+        tiny = evaluate_sharded(lambda u: t[u], small, everywhere=True, **_kwargs(small, exclude, small_grades, popularity))
         start, stop = block(N_ITEMS, rank, world)
         raw = sharded_topk(t[:, start:stop], item_start=start, k=N_ITEMS + 3)
         nan = t.clone()
@@ -87,7 +95,8 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             assert result is not None and everywhere is not None
             saved = {"per_user": dict(result.per_user), "means": result.means, "catalog": dict(result.catalog),
                      "users": result.users, "everywhere": dict(everywhere.per_user), "lists": lists,
-                     "raw": (raw[0].numpy(), raw[1].numpy()), "failure": failure}
+                     "raw": (raw[0].numpy(), raw[1].numpy()), "failure": failure,
+                     "tiny": (dict(tiny.per_user), tiny.catalog)}
             Path(out).write_bytes(pickle.dumps(saved))
         else:
             assert result is None and everywhere is not None
@@ -123,6 +132,12 @@ def test_sharded_evaluation_and_lists_equal_one_process(world: int, tmp_path: Pa
     assert got["means"].keys() == means.keys()
     for key, value in means.items():
         assert got["means"][key] == value or (np.isnan(value) and np.isnan(got["means"][key])), key
+
+    small, small_grades = _first_users(truth, grades, 2)
+    tiny = evaluate(lambda u: t[u], small, **_kwargs(small, exclude, small_grades, popularity))  # type: ignore[arg-type]
+    assert got["tiny"][0].keys() == tiny.per_user.keys() and got["tiny"][1] == tiny.catalog
+    for key, values in tiny.per_user.items():
+        assert np.array_equal(got["tiny"][0][key], values, equal_nan=True), key
 
     plain = top_lists(lambda u: t[u], truth.users, n_items=N_ITEMS, k=12, exclude=exclude)
     assert np.array_equal(got["lists"].items, plain.items)

@@ -91,6 +91,11 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             failure = "nothing raised"
         except CrossbenchError as exc:
             failure = str(exc)
+        try:  # the last rank's block scores have the wrong width: every rank raises
+            sharded_top_lists(lambda u, a, b: t[u][:, a : b - (rank == world - 1)], truth.users, n_items=N_ITEMS, k=5)
+            failure += " | nothing raised"
+        except CrossbenchError as exc:
+            failure += f" | {exc}"
         if rank == 0:
             assert result is not None and everywhere is not None
             saved = {"per_user": dict(result.per_user), "means": result.means, "catalog": dict(result.catalog),
@@ -148,6 +153,9 @@ def test_sharded_evaluation_and_lists_equal_one_process(world: int, tmp_path: Pa
     assert (got["raw"][0][:, N_ITEMS:] == -1).all()  # k past the catalogue: padded
 
     assert got["failure"].startswith(f"rank {world - 1} of the evaluation failed: CrossbenchError: ")
+    assert "NaN" in got["failure"].split(" | ")[0]
+    assert got["failure"].split(" | ")[1].startswith(f"rank {world - 1} of the evaluation failed: CrossbenchError: "
+                                                      "the score function returned shape")
     for r in range(1, world):
         assert (tmp_path / f"rank0.pkl.{r}").read_text() == got["failure"]
 

@@ -75,7 +75,7 @@ def _group_info(group: dist.ProcessGroup | None) -> tuple[int, int]:
     return dist.get_rank(group), dist.get_world_size(group)
 
 
-def _agree(error: BaseException | None, rank: int, group: dist.ProcessGroup | None) -> None:
+def _agree(error: BaseException | None, group: dist.ProcessGroup | None) -> None:
     """Every rank learns whether any rank failed; all then raise, naming the first failing rank."""
     statuses: list[Any] = [None] * dist.get_world_size(group)
     dist.all_gather_object(statuses, None if error is None else f"{type(error).__name__}: {error}", group=group)
@@ -150,7 +150,7 @@ def evaluate_sharded(
                                   item_groups=item_groups, chunk_size=chunk_size, device=device)
     except Exception as exc:  # shared with every rank below, then raised everywhere
         error = exc
-    _agree(error, rank, group)
+    _agree(error, group)
     parts: list[Any] = [None] * world
     if everywhere:
         dist.all_gather_object(parts, payload, group=group)
@@ -234,7 +234,7 @@ def sharded_topk(
     every rank, ``(items, values)`` ``[B, k]``: global item indices in the evaluator's list order
     (:func:`crossbench.evaluate.lists.lists_of` on the whole catalogue's scores) and their scores.
     """
-    rank, world = _group_info(group)
+    _, world = _group_info(group)
     error: BaseException | None = None
     items = torch.full((local_scores.shape[0], k), -1, dtype=torch.int64, device=local_scores.device)
     values = torch.full(items.shape, ties.NEG_INF, dtype=local_scores.dtype, device=local_scores.device)
@@ -244,7 +244,7 @@ def sharded_topk(
             items = torch.where(local_items >= 0, local_items + item_start, local_items)
     except Exception as exc:  # shared with every rank, then raised everywhere
         error = exc
-    _agree(error, rank, group)
+    _agree(error, group)
     all_values = [torch.empty_like(values) for _ in range(world)]
     all_items = [torch.empty_like(items) for _ in range(world)]
     dist.all_gather(all_values, values.contiguous(), group=group)
@@ -277,18 +277,22 @@ def sharded_top_lists(
     device = torch.device(device)
     users = np.asarray(users, dtype=np.int64)
     items_out, scores_out = [np.zeros((0, k), np.int64)], [np.zeros((0, k), np.float32)]
+
+    def block_scores(u: torch.Tensor) -> torch.Tensor:
+        return score_fn(u, start, stop)
+
     for first in range(0, len(users), chunk_size):
         chunk = users[first : first + chunk_size]
-
-        def block_scores(u: torch.Tensor) -> torch.Tensor:
-            return score_fn(u, start, stop)
-
-        scores = chunk_scores(block_scores, chunk, stop - start, device)
-        if exclude is not None:
-            rows, cols = csr_take(exclude.indptr, exclude.items, row_lookup(exclude, chunk))
-            inside = (cols >= start) & (cols < stop)
-            flat = torch.as_tensor(rows[inside] * (stop - start) + cols[inside] - start, device=device)
-            scores.view(-1).index_fill_(0, flat, ties.NEG_INF)
+        try:
+            scores = chunk_scores(block_scores, chunk, stop - start, device)
+            if exclude is not None:
+                rows, cols = csr_take(exclude.indptr, exclude.items, row_lookup(exclude, chunk))
+                inside = (cols >= start) & (cols < stop)
+                flat = torch.as_tensor(rows[inside] * (stop - start) + cols[inside] - start, device=device)
+                scores.view(-1).index_fill_(0, flat, ties.NEG_INF)
+        except Exception as exc:  # the other ranks learn of it in sharded_topk's exchange, and all raise
+            _agree(exc, group)
+            raise  # not reached: _agree raised on every rank
         items, values = sharded_topk(scores, item_start=start, k=k, group=group)
         items_out.append(items.cpu().numpy())
         scores_out.append(values.float().cpu().numpy())

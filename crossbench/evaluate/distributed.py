@@ -48,6 +48,7 @@ from crossbench.data.protocols import GroundTruth
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate import ties
 from crossbench.evaluate.csr import csr_take, row_lookup
+from crossbench.evaluate.inputs import check_inputs
 from crossbench.evaluate.lists import TopLists, lists_of
 from crossbench.evaluate.ranking import EvalResult, chunk_scores, evaluate
 from crossbench.plugin.specs import MetricSpec
@@ -168,6 +169,7 @@ def _evaluate_block(
     device: torch.device | str,
 ) -> dict[str, Any]:
     """This rank's per-user values (its own users only) and top-K item counts per cut-off."""
+    check_inputs(truth, n_items, grades)  # before slicing the grades by the shard's items
     start, stop = block(truth.n_users, rank, world)
     shard, shard_grades = _shard_truth(truth, grades, start, stop)
     own = dict(metrics)

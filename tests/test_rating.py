@@ -112,14 +112,13 @@ def _write_rated_csv(path: Path) -> None:
     pd.concat(rows).to_csv(path, index=False)
 
 
-def test_rating_task_end_to_end(tmp_path: Path) -> None:
+def _rating_experiment(tmp_path: Path, name: str, *, head: str, protocol: str, models: str) -> Path:
+    """An experiment file on the hand-made rated CSV under the cold-start rating task."""
     _write_rated_csv(tmp_path / "inter.csv")
-    exp = tmp_path / "rating.toml"
-    exp.write_text(f"""
-name = "rating"
+    exp = tmp_path / f"{name}.toml"
+    exp.write_text(f"""name = "{name}"
 seeds = [0]
-metrics = ["ndcg"]
-ks = [5]
+{head}
 [dataset]
 name = "tabular"
 path = "{tmp_path / 'inter.csv'}"
@@ -127,7 +126,13 @@ rating_col = "rating"
 [protocol]
 name = "cold-start-rating"
 target = "movies"
-test_fraction = 0.3
+{protocol}
+{models}""")
+    return exp
+
+
+def test_rating_task_end_to_end(tmp_path: Path) -> None:
+    exp = _rating_experiment(tmp_path, "rating", head='metrics = ["ndcg"]\nks = [5]', protocol="test_fraction = 0.3", models="""
 [[models]]
 name = "cmf"
 objective = "rating"
@@ -238,20 +243,7 @@ def test_under_the_rating_task_early_stopping_keeps_the_epoch_of_lowest_validati
 def test_tuning_under_the_rating_task_minimises_validation_rmse(tmp_path: Path) -> None:
     import optuna
 
-    _write_rated_csv(tmp_path / "inter.csv")
-    exp = tmp_path / "tune.toml"
-    exp.write_text(f"""
-name = "rating-tune"
-seeds = [0]
-[dataset]
-name = "tabular"
-path = "{tmp_path / 'inter.csv'}"
-rating_col = "rating"
-[protocol]
-name = "cold-start-rating"
-target = "movies"
-test_fraction = 0.3
-valid_fraction = 0.2
+    exp = _rating_experiment(tmp_path, "rating-tune", head="", protocol="test_fraction = 0.3\nvalid_fraction = 0.2", models="""
 [[models]]
 name = "emcdr"
 objective = "rating"

@@ -138,7 +138,7 @@ def test_target_only_model_serves_cold_users_by_popularity(split: Split, tmp_pat
     cold = torch.as_tensor(split.valid.users[:4])
     assert not bool((rec.counts[TARGET][cold] > 0).any())  # cold-start: no target history
     counts = torch.bincount(
-        torch.as_tensor(split.train.domain(TARGET).interactions["item"].to_numpy()),
+        torch.as_tensor(split.train.domain(TARGET).interactions["item"].to_numpy(copy=True)),
         minlength=split.train.domain(TARGET).n_items,
     ).float()
     scores = rec.score(cold)

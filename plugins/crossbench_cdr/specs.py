@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from crossbench_cdr.bitgcf import BiTGCF
     from crossbench_cdr.cmf import CMF
     from crossbench_cdr.conet import CoNet
+    from crossbench_cdr.dtcdr import DTCDR
     from crossbench_cdr.emcdr import Emcdr
     from crossbench_cdr.gru4rec import Gru4Rec
     from crossbench_cdr.lightgcn import LightGCN
@@ -197,6 +198,33 @@ OTHER_MODELS: tuple[ComponentSpec, ...] = (
     ),
 )
 
+# --------------------------------------------------------------------------- dual-target (DTCDR)
+
+
+def dtcdr(
+    *, dim: int = 64, hidden: str = "32,16", dropout: float = 0.1, alpha: float = 0.5, combine: str = "max",
+    negatives: int = 1, lr: float = 1e-3, batch_size: int = 1024, weight_decay: float = 0.0, epochs: int = 300,
+    patience: int = 10, source: str | None = None,
+) -> DTCDR:
+    """DTCDR (Zhu et al., CIKM 2019) as RecBole-CDR trains it: per-domain embeddings, combined users, MLP towers; see :mod:`crossbench_cdr.dtcdr`."""
+    from crossbench_cdr.dtcdr import DTCDR
+
+    return DTCDR(
+        dim=dim, hidden=hidden, dropout=dropout, alpha=alpha, combine=combine, negatives=negatives, lr=lr,
+        batch_size=batch_size, weight_decay=weight_decay, epochs=epochs, patience=patience, source=source,
+    )
+
+
+DUAL_TARGET_MODELS: tuple[ComponentSpec, ...] = (
+    ComponentSpec(
+        "dtcdr", dtcdr,
+        "DTCDR as in Zhu et al. 2019, trained as RecBole-CDR does: per-domain embeddings, shared users combined "
+        "across domains (max), an MLP tower per domain, alpha-weighted log-losses",
+        (CategoricalParam("dim", (16, 32, 64)), FloatParam("lr", 1e-4, 1e-2, log=True), FloatParam("alpha", 0.1, 0.9),
+         CategoricalParam("combine", ("max", "mean", "concat"))),
+    ),
+)
+
 # --------------------------------------------------------------------------- sequential baseline (GRU4Rec)
 
 
@@ -226,4 +254,4 @@ SEQUENTIAL_MODELS: tuple[ComponentSpec, ...] = (
 )
 
 #: Every model of the plugin, in the order ``crossbench list models`` shows them.
-RECOMMENDERS: tuple[ComponentSpec, ...] = (*MAPPING_MODELS, *GRAPH_MODELS, *OTHER_MODELS, *SEQUENTIAL_MODELS)
+RECOMMENDERS: tuple[ComponentSpec, ...] = (*MAPPING_MODELS, *GRAPH_MODELS, *OTHER_MODELS, *DUAL_TARGET_MODELS, *SEQUENTIAL_MODELS)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import math
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from crossbench.plugin.specs import CategoricalParam, FloatParam, IntParam, Para
 LOSSES = ("bpr", "softmax", "full-softmax")
 TRAINING_MODES = ("pairs", "sequences")
 NEGATIVE_SAMPLING = ("uniform", "popularity")
+LR_DECAYS = ("none", "cosine", "linear")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,21 @@ class TrainConfig:
     training: str = "pairs"
     #: how ``softmax`` draws its shared negatives in ``sequences`` training (with logQ correction)
     negative_sampling: str = "uniform"
+    #: linear warm-up of the learning rate, in epochs (fractions allowed): it lasts
+    #: ``ceil(warmup_epochs * steps per epoch)`` optimiser steps, step ``s`` (from 0) using
+    #: ``lr * (s + 1) / warm-up steps``; 0 = none
+    warmup_epochs: float = 0.0
+    #: the learning rate after warm-up: ``none`` (constant ``lr``), ``cosine`` or ``linear``
+    #: decay from ``lr`` towards ``lr * min_lr_ratio``, over the steps of all ``epochs``
+    #: (the full budget: early stopping does not stretch it)
+    lr_decay: str = "none"
+    #: the fraction of ``lr`` that ``lr_decay`` decays towards
+    min_lr_ratio: float = 0.0
+    #: the largest global norm of the gradient of one optimiser step (rescaled above it); 0 = off
+    clip_norm: float = 0.0
+    #: decoupled weight decay (AdamW: each step shrinks every weight by ``lr * weight_decay``
+    #: times itself, apart from the gradient); 0 = plain Adam
+    weight_decay: float = 0.0
 
     def check(self) -> None:
         """Raise a :class:`CrossbenchError` naming every out-of-range setting."""
@@ -72,14 +89,37 @@ class TrainConfig:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.negatives < 1 or self.sampled_negatives < 0:
             problems.append(f"negatives must be >= 1 and sampled_negatives >= 0, got {self.negatives}, {self.sampled_negatives}")
-        if not self.lr > 0:
-            problems.append(f"lr must be positive, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            problems.append(f"lr must be positive and finite, got {self.lr}")
         if not self.l2 >= 0:
             problems.append(f"l2 must not be negative, got {self.l2}")
+        if self.lr_decay not in LR_DECAYS:
+            problems.append(unknown_name_message("lr_decay", self.lr_decay, LR_DECAYS))
+        problems += self._optimiser_problems()
         if not 0.0 <= self.target_history_dropout < 1.0:
             problems.append(f"target_history_dropout must be in [0, 1), got {self.target_history_dropout}")
         if problems:
             raise CrossbenchError("training settings: " + "; ".join(problems))
+
+    def _optimiser_problems(self) -> list[str]:
+        """What is wrong with the learning-rate schedule, clipping and weight decay."""
+        out = []
+        floats = {name: getattr(self, name) for name in ("warmup_epochs", "min_lr_ratio", "clip_norm", "weight_decay")}
+        for name, value in floats.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                out.append(f"{name} must be a finite number, got {value!r}")
+        if out:
+            return out
+        if not 0.0 <= self.warmup_epochs <= self.epochs:
+            out.append(f"warmup_epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            out.append(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        for name in ("clip_norm", "weight_decay"):
+            if getattr(self, name) < 0:
+                out.append(f"{name} must not be negative (0 turns it off), got {getattr(self, name)}")
+        if math.isfinite(self.lr) and self.weight_decay * self.lr >= 1.0:
+            out.append(f"weight_decay * lr must be below 1 (each step shrinks the weights by that fraction), got {self.weight_decay * self.lr}")
+        return out
 
 
 #: The names of the training settings (the fields of :class:`TrainConfig`).
@@ -90,7 +130,7 @@ TRAINING_MEANINGS: Mapping[str, str] = {
     "dim": "size of every item and user vector",
     "epochs": "most passes over the training data (early stopping may end sooner)",
     "batch_size": "training samples per optimiser step (sequences in 'sequences' training)",
-    "lr": "Adam learning rate",
+    "lr": "learning rate of Adam (AdamW when weight_decay > 0); the peak of the schedule",
     "l2": "L2 penalty on the vectors a batch uses",
     "negatives": "sampled negative items per positive (bpr loss)",
     "history_length": "most recent items per domain a user encoder reads",
@@ -101,6 +141,11 @@ TRAINING_MEANINGS: Mapping[str, str] = {
     "sampled_negatives": "shared negatives per batch of the softmax loss",
     "training": "pairs (one interaction per sample) or sequences (every position of a user's sequence at once)",
     "negative_sampling": "how softmax draws its negatives in sequences training: uniform or popularity",
+    "warmup_epochs": "linear warm-up of the learning rate, in epochs (fractions allowed; 0 = none)",
+    "lr_decay": "learning rate after warm-up: none (constant), cosine or linear decay to lr * min_lr_ratio at the last epoch",
+    "min_lr_ratio": "fraction of lr that lr_decay ends at",
+    "clip_norm": "largest global gradient norm of an optimiser step (0 = no clipping)",
+    "weight_decay": "decoupled weight decay of AdamW (0 = plain Adam)",
 }
 
 #: The search range of each tunable training setting, shared by every composed model's search space.
@@ -114,6 +159,10 @@ TRAINING_RANGES: Mapping[str, Param] = {
         CategoricalParam("batch_size", (256, 512, 1024, 2048)),
         FloatParam("target_history_dropout", 0.0, 0.9),
         CategoricalParam("history_length", (20, 50, 100)),
+        FloatParam("warmup_epochs", 0.0, 3.0),
+        CategoricalParam("lr_decay", LR_DECAYS),
+        CategoricalParam("clip_norm", (0.0, 0.5, 1.0, 5.0)),
+        CategoricalParam("weight_decay", (0.0, 1e-4, 1e-3, 1e-2)),
     )
 }
 

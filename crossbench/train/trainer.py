@@ -17,6 +17,10 @@ Losses:
   its batch (in-batch negatives; repeats of the same item are masked) plus
   ``sampled_negatives`` uniformly sampled items shared by the batch.
 
+The optimiser is Adam (AdamW with ``weight_decay``), its learning rate warmed up and decayed per
+batch (:class:`crossbench.train.composed.StepSchedule`) and the gradient clipped to
+``clip_norm``; at the defaults none of these acts and training is plain Adam at ``lr``.
+
 Model selection is early stopping on the validation ground truth; the test set is never
 read here. Training is seeded and deterministic on CPU; on CUDA the forward passes can run
 under bf16 autocast (``RunEnv.bf16``).
@@ -46,7 +50,7 @@ from crossbench.plugin.params import check_kwargs
 from crossbench.plugin.specs import COMPONENT_ROLES, ComponentRef, ComponentSpec
 from crossbench.progress import EpochClock, progress_bar
 from crossbench.train.checkpoints import read_checkpoint, save_checkpoint
-from crossbench.train.composed import ComposedModel, build_histories, reads_history
+from crossbench.train.composed import ComposedModel, StepSchedule, backward_step, build_histories, make_optimizer, reads_history
 from crossbench.train.sequences import sequence_step, sequence_windows
 from crossbench.train.settings import TrainConfig
 
@@ -188,7 +192,7 @@ class ComposedRecommender(Recommender):
         }
         n_items = {d: split.train.domain(d).n_items for d in domains}
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=cfg.lr) if params else None
+        opt = make_optimizer(params, cfg) if params else None
         gen = torch.Generator(device=env.device).manual_seed(env.seed)
         order_gen = torch.Generator().manual_seed(env.seed)  # batch order is drawn on the CPU
         metric = {VALIDATION_METRIC: VALIDATION_SPEC}
@@ -200,12 +204,14 @@ class ComposedRecommender(Recommender):
             pools = {d: torch.arange(len(windows[d][0]), device=env.device) for d in domains}
             log_probs = {d: torch.log(c.clamp(min=0.5) / c.clamp(min=0.5).sum()) for d, c in self.item_counts.items()}
         best, best_state, best_epoch, bad, history, epochs_run, train_seconds, samples, warnings = -1.0, None, 0, 0, [], 0, 0.0, 0, []
+        steps = 0  # batches so far: the step of the learning-rate schedule
         clock = EpochClock(cfg.epochs, metric=f"validation {VALIDATION_METRIC}@{cfg.valid_k}", enabled=env.progress)
         for epoch in range(1, cfg.epochs + 1):
             epochs_run = epoch
             model.train()
             batches = self._epoch_batches(domains, pools if sequences else None, pairs, gen, env.device)
             order = torch.randperm(len(batches), generator=order_gen).tolist()
+            schedule = StepSchedule.of(cfg, len(batches))  # every epoch has the same number of batches
             _sync(env.device)
             t0 = time.perf_counter()
             with progress_bar(order, label=f"epoch {epoch}/{cfg.epochs}", enabled=env.progress) as bar:
@@ -217,10 +223,8 @@ class ComposedRecommender(Recommender):
                         else:
                             loss, n_samples = pair_step(model, d, pairs[d][0][idx], pairs[d][1][idx], n_items[d], gen), len(idx)
                     if opt is not None and loss.requires_grad:
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        opt.step()
-                    samples += n_samples
+                        backward_step(opt, params, loss, config=cfg, schedule=schedule, step=steps)
+                    samples, steps = samples + n_samples, steps + 1
             _sync(env.device)
             train_seconds += time.perf_counter() - t0
             if split.valid.n_users == 0:

@@ -204,3 +204,20 @@ def test_cli_refuses_a_bad_setting_before_any_work(tmp_path: Path) -> None:
     assert out.exit_code == 2 and len(lines) == 1, out.output
     assert "clip_norm must not be negative" in lines[0]
     assert not (tmp_path / "r").exists()
+
+
+def test_a_checkpoint_saved_before_the_schedule_settings_loads_as_trained_with_their_defaults(tmp_path) -> None:
+    import dataclasses
+
+    from crossbench.train.checkpoints import ADDED_SETTINGS, read_checkpoint, save_checkpoint
+    from crossbench.train.settings import TrainConfig
+
+    assert {k: getattr(TrainConfig(), k) for k in ADDED_SETTINGS} == ADDED_SETTINGS  # defaults = old behaviour
+    training = dataclasses.asdict(TrainConfig())
+    old = {k: v for k, v in training.items() if k not in ADDED_SETTINGS}  # as written before they existed
+    state = {"w": torch.arange(3.0)}
+    path = save_checkpoint(tmp_path / "old.pt", state=state, describe={"components": {"x": 1}, "training": old})
+    loaded = read_checkpoint(path, describe={"components": {"x": 1}, "training": training})
+    assert torch.equal(loaded["w"], state["w"])
+    with pytest.raises(CrossbenchError, match=r"training settings differ: \['clip_norm'\]"):
+        read_checkpoint(path, describe={"components": {"x": 1}, "training": {**training, "clip_norm": 1.0}})

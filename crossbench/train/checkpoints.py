@@ -20,6 +20,9 @@ from crossbench.files import atomic_write
 
 CHECKPOINT_FORMAT = 1
 _CONFIGURATION = ("components", "training")
+#: training settings added after checkpoints were first written, with the value that reproduces
+#: the training before them: a checkpoint that lacks one was trained with that value
+ADDED_SETTINGS = {"warmup_epochs": 0.0, "lr_decay": "none", "min_lr_ratio": 0.0, "clip_norm": 0.0, "weight_decay": 0.0}
 
 
 def save_checkpoint(path: Path, *, state: Mapping[str, torch.Tensor], describe: Mapping[str, Any]) -> Path:
@@ -47,6 +50,8 @@ def read_checkpoint(path: Path, *, describe: Mapping[str, Any]) -> dict[str, tor
         raise CrossbenchError(f"checkpoint {str(path)!r} is not a crossbench checkpoint of format {CHECKPOINT_FORMAT}")
     # the configuration: components and training settings (not what a fitted model read, e.g. item texts)
     saved = {k: v for k, v in json.loads(payload["describe"]).items() if k in _CONFIGURATION}
+    if isinstance(saved.get("training"), dict):  # saved before some settings existed: they had today's defaults
+        saved["training"] = {**{k: v for k, v in ADDED_SETTINGS.items() if k not in saved["training"]}, **saved["training"]}
     mine = {k: v for k, v in json.loads(json.dumps(describe, sort_keys=True)).items() if k in _CONFIGURATION}
     if saved != mine:
         diff = sorted(k for k in set(saved["training"]) | set(mine["training"]) if saved["training"].get(k) != mine["training"].get(k))

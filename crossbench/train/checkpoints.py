@@ -50,9 +50,11 @@ def read_checkpoint(path: Path, *, describe: Mapping[str, Any]) -> dict[str, tor
         raise CrossbenchError(f"checkpoint {str(path)!r} is not a crossbench checkpoint of format {CHECKPOINT_FORMAT}")
     # the configuration: components and training settings (not what a fitted model read, e.g. item texts)
     saved = {k: v for k, v in json.loads(payload["describe"]).items() if k in _CONFIGURATION}
-    if isinstance(saved.get("training"), dict):  # saved before some settings existed: they had today's defaults
-        saved["training"] = {**{k: v for k, v in ADDED_SETTINGS.items() if k not in saved["training"]}, **saved["training"]}
     mine = {k: v for k, v in json.loads(json.dumps(describe, sort_keys=True)).items() if k in _CONFIGURATION}
+    if isinstance(saved.get("training"), dict) and isinstance(mine.get("training"), dict):
+        # saved before some settings existed: it was trained with their defaults
+        missing = {k: v for k, v in ADDED_SETTINGS.items() if k in mine["training"] and k not in saved["training"]}
+        saved["training"] = {**missing, **saved["training"]}
     if saved != mine:
         diff = sorted(k for k in set(saved["training"]) | set(mine["training"]) if saved["training"].get(k) != mine["training"].get(k))
         what = f"training settings differ: {diff}" if diff else "components differ"

@@ -31,7 +31,7 @@ def _setup(root: Path) -> None:
 
 CASES: dict[str, tuple[list[str], str]] = {
     "model param not an int": (["run", "--model", "mf", "--model-param", "dim=abc"], "parameter 'dim' expects int, got 'abc'"),
-    "negative learning rate": (["run", "--model", "mf", "--model-param", "lr=-1"], "lr must be positive, got -1"),
+    "negative learning rate": (["run", "--model", "mf", "--model-param", "lr=-1"], "lr must be positive and finite, got -1"),
     "zero epochs": (["run", "--model", "mf", "--model-param", "epochs=0"], "epochs must be at least 1"),
     "itemknn negative k": (["run", "--model", "itemknn", "--model-param", "k=-5"], "k must be at least 1"),
     "ease negative l2": (["run", "--model", "ease", "--model-param", "l2=-1"], "l2 must be positive"),

@@ -25,6 +25,27 @@ if TYPE_CHECKING:
 
 # --------------------------------------------------------------------------- mapping models (EMCDR, PTUPCDR)
 
+#: Meanings shared by several models below; :func:`_meanings` picks a model's own.
+_COMMON = {
+    "objective": "'ranking' (BPR on implicit interactions) or 'rating' (squared error on ratings) for the factors",
+    "source": "the one non-target domain to transfer from; None pools every non-target domain as one source",
+    "dim": "embedding (latent factor) size",
+    "lr": "Adam learning rate",
+    "weight_decay": "Adam weight decay (L2 on every parameter)",
+    "l2": "weight of the L2 penalty on the batch's embeddings",
+    "batch_size": "training rows per batch",
+    "epochs": "most training epochs",
+    "patience": "epochs without a better validation score before training stops early",
+    "valid_k": "cut-off k of the validation NDCG@k that early stopping reads",
+    "negatives": "uniformly sampled negative items per observed interaction",
+}
+
+
+def _meanings(*names: str, **own: str) -> dict[str, str]:
+    """The shared meanings of ``names`` plus the model's ``own`` ones."""
+    return {**{n: _COMMON[n] for n in names}, **own}
+
+
 
 def emcdr(
     *, objective: str = "ranking", source: str | None = None, dim: int = 10, mapping: str = "mlp", hidden: int = 0,
@@ -67,10 +88,27 @@ MAPPING_MODELS: tuple[ComponentSpec, ...] = (
     ComponentSpec(
         "emcdr", emcdr, "EMCDR as in Man et al. 2017: per-domain MF, then an MLP mapping fitted on overlapping users (factors frozen)",
         (*_FACTOR_SPACE, CategoricalParam("mapping", ("mlp", "linear"))),
+        _meanings(
+            "objective", "source", "dim", "lr", "weight_decay", "valid_k",
+            mapping="source-to-target user mapping: 'mlp' (one tanh hidden layer) or 'linear' (dim x dim, no bias)",
+            hidden="width of the MLP mapping's hidden layer; 0 means 2 * dim",
+            epochs="epochs of each domain's factor training", map_epochs="most epochs of the mapping stage",
+            batch_size="rows per batch of the factor training", map_batch_size="overlapping users per batch of the mapping stage",
+            patience="mapping-stage epochs without a better validation score before it stops early",
+        ),
     ),
     ComponentSpec(
         "ptupcdr", ptupcdr, "PTUPCDR as in Zhu et al. 2022: pretrained MF, meta network emitting a per-user bridge, task-oriented loss",
         (*_FACTOR_SPACE, IntParam("meta_dim", 16, 128, log=True)),
+        _meanings(
+            "objective", "source", "dim", "lr", "weight_decay", "valid_k",
+            meta_dim="hidden width of the meta network that turns the source history into the user's dim x dim bridge",
+            history_length="most recent source items of a user that the characteristic encoder attends over",
+            epochs="epochs of each domain's pretrained factors", meta_epochs="most epochs of the meta (bridge) stage",
+            batch_size="rows per batch of the factor training", meta_batch_size="overlapping users per batch of the meta stage",
+            ranking_loss="meta-stage loss under objective='ranking': 'softmax' over the target catalogue or 'bpr'",
+            patience="meta-stage epochs without a better validation score before it stops early",
+        ),
     ),
 )
 
@@ -118,21 +156,33 @@ _GRAPH_SPACE = (
     FloatParam("l2", 1e-6, 1e-2, log=True),
 )
 
+_GRAPH_MEANINGS = _meanings(
+    "dim", "l2", "batch_size", "epochs", "patience", "valid_k", lr="Adam learning rate",
+    layers="graph propagation layers",
+)
+
 GRAPH_MODELS: tuple[ComponentSpec, ...] = (
     ComponentSpec(
         "lightgcn", lightgcn,
         "LightGCN as in He et al. 2020 on the target graph: layer-mean propagation, BPR (cannot serve users without target history)",
-        _GRAPH_SPACE,
+        _GRAPH_SPACE, _GRAPH_MEANINGS,
     ),
     ComponentSpec(
         "lightgcn-merged", lightgcn_merged,
         "LightGCN on the merged graph of all domains (users shared by index); cold users reached through their source items",
-        _GRAPH_SPACE,
+        _GRAPH_SPACE, _GRAPH_MEANINGS,
     ),
     ComponentSpec(
         "bitgcf", bitgcf,
         "BiTGCF as in Liu et al. 2020: per-domain graph CF, shared users' embeddings transferred both ways at every layer",
         (*_GRAPH_SPACE, FloatParam("lambda_source", 0.5, 1.0), FloatParam("lambda_target", 0.5, 1.0), FloatParam("dropout", 0.0, 0.5)),
+        {
+            **_GRAPH_MEANINGS, "source": _COMMON["source"],
+            "lambda_source": "weight of the user's own source-domain embedding in the shared-user transfer (the rest: target)",
+            "lambda_target": "weight of the user's own target-domain embedding in the shared-user transfer (the rest: source)",
+            "dropout": "dropout on each layer's propagated embeddings",
+            "combine": "how the ego embedding and the layer outputs form the final one: 'concat' or 'mean'",
+        },
     ),
 )
 
@@ -185,16 +235,37 @@ OTHER_MODELS: tuple[ComponentSpec, ...] = (
         "cmf", cmf, "CMF as in Singh & Gordon 2008: one user factor matrix shared by both domains, alpha-weighted per-domain losses",
         (CategoricalParam("dim", (16, 32, 64, 128)), FloatParam("lr", 1e-3, 3e-2, log=True), FloatParam("l2", 1e-8, 1e-3, log=True),
          FloatParam("alpha", 0.1, 0.9), IntParam("negatives", 1, 8, log=True), FloatParam("init_std", 0.005, 0.2, log=True)),
+        _meanings(
+            "objective", "source", "dim", "lr", "l2", "batch_size", "epochs", "patience", "negatives",
+            alpha="weight of the source loss; the target loss gets 1 - alpha",
+            init_std="standard deviation of the normal initialisation of the factors",
+        ),
     ),
     ComponentSpec(
         "sscdr", sscdr, "SSCDR as in Kang et al. 2019: metric-learning factors, semi-supervised mapping on overlapping users, multi-hop inference",
         (CategoricalParam("dim", (16, 32, 64, 128)), FloatParam("lr", 1e-3, 3e-2, log=True), FloatParam("margin", 0.1, 2.0, log=True),
          FloatParam("lam", 0.0, 2.0), CategoricalParam("hops", (0, 1, 2)), IntParam("epochs", 50, 200, log=True)),
+        _meanings(
+            "source", "dim", "lr",
+            hidden="hidden width of the source-to-target mapping MLP",
+            margin="margin of the metric-learning triplet loss (factors and mapping)",
+            lam="weight of the unsupervised term (mapped source items keep their distances) in the mapping loss",
+            hops="source-graph hops of a cold user's neighbourhood averaged at inference (0: the user alone)",
+            epochs="epochs of each domain's metric-learning pretraining", batch_size="interactions per batch of the pretraining",
+            map_epochs="most epochs of the mapping stage", map_batch_size="overlapping users per batch of the mapping stage",
+            patience="mapping-stage epochs without a better validation score before it stops early",
+        ),
     ),
     ComponentSpec(
         "conet", conet, "CoNet as in Hu et al. 2018: two MLP towers joined by shared cross connections, joint log-loss with sampled negatives",
         (CategoricalParam("dim", (16, 32, 64)), FloatParam("lr", 1e-4, 1e-2, log=True), IntParam("negatives", 1, 8, log=True),
          FloatParam("weight_decay", 0.0, 1e-3), CategoricalParam("batch_size", (128, 256, 512))),
+        _meanings(
+            "source", "dim", "lr", "weight_decay", "batch_size", "epochs", "patience", "negatives",
+            hidden="comma-separated hidden layer widths of each domain's MLP tower",
+            cross="whether the towers exchange information through cross connections (False: two separate towers)",
+            context_items="most source items of the user averaged over in the source tower when ranking target items",
+        ),
     ),
 )
 
@@ -222,6 +293,13 @@ DUAL_TARGET_MODELS: tuple[ComponentSpec, ...] = (
         "across domains (max), an MLP tower per domain, alpha-weighted log-losses",
         (CategoricalParam("dim", (16, 32, 64)), FloatParam("lr", 1e-4, 1e-2, log=True), FloatParam("alpha", 0.1, 0.9),
          CategoricalParam("combine", ("max", "mean", "concat"))),
+        _meanings(
+            "source", "dim", "lr", "weight_decay", "batch_size", "epochs", "patience", "negatives",
+            hidden="comma-separated hidden layer widths of each domain's MLP tower",
+            dropout="dropout before each tower layer",
+            alpha="weight of the source log-loss; the target log-loss gets 1 - alpha",
+            combine="how a user's per-domain embeddings combine: 'max', 'mean' or 'concat'",
+        ),
     ),
 )
 
@@ -249,6 +327,12 @@ SEQUENTIAL_MODELS: tuple[ComponentSpec, ...] = (
             CategoricalParam("hidden", (64, 128, 256)),
             FloatParam("dropout", 0.0, 0.5),
             FloatParam("lr", 1e-4, 1e-2, log=True),
+        ),
+        _meanings(
+            "dim", "lr", "batch_size", "epochs", "patience", "valid_k",
+            hidden="GRU hidden state size", layers="stacked GRU layers",
+            dropout="dropout on the history's item embeddings before the GRU",
+            history_length="most recent target training items in a user's history (window length)",
         ),
     ),
 )

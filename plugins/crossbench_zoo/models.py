@@ -170,14 +170,19 @@ LM_ATTENTION_MEANINGS = {
 TRAINING_SPACE = training_space("dim", "lr", "l2", "negatives", "batch_size", "target_history_dropout")
 
 RECOMMENDERS = (
-    ComponentSpec("emcdr-joint", emcdr_joint, "EMCDR-style source-to-target MLP mapping for cold users, trained jointly end to end", TRAINING_SPACE),
+    ComponentSpec("emcdr-joint", emcdr_joint, "EMCDR-style source-to-target MLP mapping for cold users, trained jointly end to end", TRAINING_SPACE,
+                  {"hidden": "hidden width of the source-to-target mapping MLP (fusion emcdr-joint)"}),
     ComponentSpec(
-        "ptupcdr-joint", ptupcdr_joint, "PTUPCDR-style personalised bridge from a meta network, trained jointly end to end", TRAINING_SPACE
+        "ptupcdr-joint", ptupcdr_joint, "PTUPCDR-style personalised bridge from a meta network, trained jointly end to end", TRAINING_SPACE,
+        {"hidden": "hidden width of the meta network that emits each user's bridge (fusion ptupcdr-joint)"},
     ),
-    ComponentSpec("cd-concat", cd_concat, "per-domain mean-pooled histories, concat + MLP fusion", TRAINING_SPACE),
+    ComponentSpec("cd-concat", cd_concat, "per-domain mean-pooled histories, concat + MLP fusion", TRAINING_SPACE,
+                  {"hidden": "hidden width of the concat fusion's MLP"}),
     ComponentSpec("cd-gating", cd_gating, "per-domain mean-pooled histories, gated fusion", TRAINING_SPACE),
-    ComponentSpec("cd-attention", cd_attention, "per-domain mean-pooled ID histories, cross-domain attention fusion", TRAINING_SPACE),
-    ComponentSpec("sasrec", sasrec, "target-only causal Transformer over ID histories (SASRec-style, all-position training)", SASREC_SPACE),
+    ComponentSpec("cd-attention", cd_attention, "per-domain mean-pooled ID histories, cross-domain attention fusion", TRAINING_SPACE,
+                  {"heads": "attention heads of the cross-domain attention fusion"}),
+    ComponentSpec("sasrec", sasrec, "target-only causal Transformer over ID histories (SASRec-style, all-position training)", SASREC_SPACE,
+                  {"layers": "Transformer layers", "heads": "attention heads per layer", "dropout": "dropout of the Transformer layers"}),
     ComponentSpec(
         "lm-attention", lm_attention,
         "reference big model: LM text + ID item vectors, Transformer per domain, item-level cross-domain attention",

@@ -14,6 +14,16 @@ from crossbench.plugin.specs import ProtocolSpec
 from crossbench_protocols.loo import LeaveOneOut, Loo100, Loo999
 from crossbench_protocols.splits import ColdStart, ColdStartRating, Warm
 
+#: Meanings of the cold-start protocols' hyperparameters.
+_COLD_MEANINGS = {
+    "test_fraction": "share of the users active in the target and another domain that become cold test users",
+    "valid_fraction": "share of those users, disjoint from the test users, that become cold validation users",
+}
+_LOO_MEANINGS = {
+    "users": "who may get a test item: 'overlap' (active in the target and another domain) or 'all' target users",
+    "min_items": "fewest distinct target items a user needs (test, validation and at least one training item)",
+}
+
 #: the cold-start fractions ``crossbench data stats`` shows side by side
 COLD_FRACTIONS = (0.2, 0.5, 0.8)
 
@@ -23,16 +33,22 @@ def crossbench_protocols() -> list[ProtocolSpec]:
     return [
         ProtocolSpec(
             "cold-start", ColdStart, "users cold in the target: all their target interactions held out (CDR standard)",
-            presets=tuple((f"cold-start {f:.0%}", {"test_fraction": f}) for f in COLD_FRACTIONS),
+            meanings=_COLD_MEANINGS, presets=tuple((f"cold-start {f:.0%}", {"test_fraction": f}) for f in COLD_FRACTIONS),
         ),
-        ProtocolSpec("warm", Warm, "leave-one-out by time under one global time cut (no domain's future in training)"),
+        ProtocolSpec("warm", Warm, "leave-one-out by time under one global time cut (no domain's future in training)", meanings={
+            "cut_quantile": "the time cut is the target timestamp below which this share of target interactions lies",
+            "cut_time": "an explicit time cut (timestamp); None: use cut_quantile",
+        }),
         ProtocolSpec(
             "cold-start-rating", ColdStartRating,
             "rating task: the cold-start split, MAE and RMSE of the cold users' held-out ratings (EMCDR, PTUPCDR)",
+            meanings=_COLD_MEANINGS,
         ),
-        ProtocolSpec("loo", LeaveOneOut, "leave-one-out per overlapping user (last target item), full ranking"),
-        ProtocolSpec("loo-999", Loo999, "leave-one-out per overlapping user, sampled: 999 uniform negatives (DisenCDR, CDRIB, C2DSR)"),
-        ProtocolSpec("loo-100", Loo100, "leave-one-out per overlapping user, sampled: 100 uniform negatives (Tri-CDR)"),
+        ProtocolSpec("loo", LeaveOneOut, "leave-one-out per overlapping user (last target item), full ranking", meanings={
+            **_LOO_MEANINGS, "n_negatives": "uniform negatives each test item is ranked against; 0: the full catalogue",
+        }),
+        ProtocolSpec("loo-999", Loo999, "leave-one-out per overlapping user, sampled: 999 uniform negatives (DisenCDR, CDRIB, C2DSR)", meanings=_LOO_MEANINGS),
+        ProtocolSpec("loo-100", Loo100, "leave-one-out per overlapping user, sampled: 100 uniform negatives (Tri-CDR)", meanings=_LOO_MEANINGS),
     ]
 
 

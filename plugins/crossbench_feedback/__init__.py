@@ -13,6 +13,7 @@ def crossbench_feedback_models() -> list[ComponentSpec]:
         ComponentSpec(
             "replay", replay,
             "a shown item is taken only if the user really interacted with it in the held-out future (optional position bias)",
+            meanings={"position_bias": "exponent of the examination chance 1 / (rank + 1) ** position_bias of a shown item (0: every rank looked at)"},
         )
     ]
 

@@ -52,6 +52,16 @@ def crossbench_datasets() -> list[ComponentSpec]:
             "synthetic",
             synthetic,
             "generated users with tastes shared across domains (knob: transfer), Zipf popularity, topical item text",
+            meanings={
+                "n_users": "users generated", "n_items": "items per domain", "n_domains": "domains generated",
+                "n_topics": "latent taste topics shared by every domain",
+                "transfer": "how strongly a user's taste in one domain predicts another (0: not at all; 1: the same taste)",
+                "overlap": "share of users active in every domain (the rest are active in one domain each)",
+                "mean_interactions": "mean items a user takes in a domain they are active in",
+                "zipf_exponent": "exponent of the items' Zipf popularity weights",
+                "taste_strength": "how much the taste-topic match outweighs popularity when a user draws items",
+                "seed": "random seed of the generator (same seed, same data)",
+            },
         )
     ]
 
@@ -62,6 +72,10 @@ def crossbench_feedback_models() -> list[ComponentSpec]:
         ComponentSpec(
             "planted", planted,
             "synthetic data only: a shown item is taken with the generator's own acceptance probability (seeded; optional position bias)",
+            meanings={
+                "draws": "items a user would choose, which scales the acceptance probability (None: the data's mean_interactions)",
+                "position_bias": "exponent of the examination chance 1 / (rank + 1) ** position_bias of a shown item (0: every rank looked at)",
+            },
         )
     ]
 

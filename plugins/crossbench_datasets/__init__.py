@@ -271,20 +271,74 @@ def movielens_100k(
 movielens_100k.wheel_source = ML100K_WHEEL  # type: ignore[attr-defined]
 
 
+#: One line of meaning per dataset hyperparameter; each dataset shows those of its own parameters.
+_MEANINGS = {
+    "path": "folder holding the dataset's files",
+    "domains": "which domains to load, by name",
+    "encoding": "text encoding of the files",
+    "min_rating": "keep only interactions rated at least this (explicit to implicit); none keeps every rating",
+    "deduplicate": "keep one interaction per (domain, user, item), the earliest",
+    "kcore": "per domain, repeatedly drop users and items with fewer than k interactions (0: off)",
+    "min_overlap": "error unless each domain shares at least this many users with the others",
+    "format": "which Amazon 2018 files to read: 'auto', 'ratings' (CATEGORY.csv) or '5core' (CATEGORY_5.json)",
+    "meta": "read the meta files for item titles and text",
+    "item_field": "field that identifies an item",
+    "file_pattern": "file name of a domain's reviews, with {domain} replaced by the domain",
+    "genre_rule": "'first': a movie joins the first listed domain it matches; 'exclusive': only a movie matching one domain",
+    "user_field": "field of the user id in each .inter file",
+    "time_field": "field of the timestamp (none: no times)",
+    "rating_field": "field of the rating (none: no ratings)",
+    "title_field": "field of the item title in each .item file (none: no titles)",
+    "text_fields": "fields of the item text in each .item file (None: no text)",
+    "items_path": "optional item table (CSV or Parquet) with titles and text",
+    "user_col": "interaction table column of the user id",
+    "item_col": "interaction table column of the item id",
+    "domain_col": "interaction table column of the domain",
+    "time_col": "interaction table column of the timestamp (none: no times)",
+    "rating_col": "interaction table column of the rating (none: no ratings)",
+    "item_id_col": "item table column of the item id",
+    "item_domain_col": "item table column of the domain",
+    "title_col": "item table column of the title (none: no titles)",
+    "text_cols": "item table columns joined as the item text",
+    "sep": "column separator of CSV files",
+}
+_OWN = {
+    "amazon2018": {"domains": "Amazon 2018 categories to load as domains (file names without extension)"},
+    "amazon2023": {"domains": "Amazon 2023 categories to load as domains (file names without extension)",
+                   "item_field": "review field that identifies an item: 'parent_asin' or 'asin'"},
+    "douban": {"domains": "Douban domains to load: book, movie, music"},
+    "recbole": {"path": "folder holding PATH/NAME/NAME.inter (and .item) per domain", "domains": "domain names (the atomic file names)",
+                "item_field": "field of the item id in the .inter and .item files"},
+    "tabular": {"path": "the interaction table (CSV or Parquet)", "domains": "domains to keep; () keeps every domain"},
+    "movielens": {"domains": "genres or genre groups, one per domain ('thriller=Thriller|Crime!Comedy')",
+                  "encoding": "text encoding of the files (None: latin-1 for .dat)"},
+}
+_OWN.update({name: {**_OWN["movielens"], "path": "folder with the files (None: the prepared or downloaded cache)"}
+             for name in ("movielens-1m", "movielens-latest-small", "movielens-100k")})
+_OWN["movielens-100k"]["encoding"] = "text encoding of the prepared files"
+
+
+def _spec(name: str, factory: Any, description: str) -> ComponentSpec:
+    """A dataset's spec with the meanings of exactly its own parameters."""
+    spec = ComponentSpec(name, factory, description)
+    meanings = {**_MEANINGS, **_OWN.get(name, {})}
+    return dataclasses.replace(spec, meanings={n: meanings[n] for n in spec.hyperparameters() if n in meanings})
+
+
 @hookimpl
 def crossbench_datasets() -> list[ComponentSpec]:
     return [
-        ComponentSpec("amazon2018", amazon2018, "Amazon Reviews 2018 categories (ratings CSV or 5-core JSON, meta JSON)"),
-        ComponentSpec("amazon2023", amazon2023, "Amazon Reviews 2023 categories (reviews and meta JSONL)"),
-        ComponentSpec("douban", douban, "Douban book / movie / music ratings"),
-        ComponentSpec("recbole", recbole, "RecBole atomic files, one .inter (+ .item) per domain"),
-        ComponentSpec("movielens", movielens, "MovieLens ratings with genres as domains"),
-        ComponentSpec("movielens-1m", movielens_1m, "MovieLens 1M, downloadable: crossbench data fetch movielens-1m"),
-        ComponentSpec("movielens-latest-small", movielens_latest_small,
-                      "MovieLens latest-small, downloadable: crossbench data fetch movielens-latest-small"),
-        ComponentSpec("movielens-100k", movielens_100k,
-                      "MovieLens 100K in 3 genre groups, the development benchmark: crossbench data prepare movielens-100k"),
-        ComponentSpec("tabular", tabular, "any CSV or Parquet interaction table with a column mapping"),
+        _spec("amazon2018", amazon2018, "Amazon Reviews 2018 categories (ratings CSV or 5-core JSON, meta JSON)"),
+        _spec("amazon2023", amazon2023, "Amazon Reviews 2023 categories (reviews and meta JSONL)"),
+        _spec("douban", douban, "Douban book / movie / music ratings"),
+        _spec("recbole", recbole, "RecBole atomic files, one .inter (+ .item) per domain"),
+        _spec("movielens", movielens, "MovieLens ratings with genres as domains"),
+        _spec("movielens-1m", movielens_1m, "MovieLens 1M, downloadable: crossbench data fetch movielens-1m"),
+        _spec("movielens-latest-small", movielens_latest_small,
+              "MovieLens latest-small, downloadable: crossbench data fetch movielens-latest-small"),
+        _spec("movielens-100k", movielens_100k,
+              "MovieLens 100K in 3 genre groups, the development benchmark: crossbench data prepare movielens-100k"),
+        _spec("tabular", tabular, "any CSV or Parquet interaction table with a column mapping"),
     ]
 
 

@@ -178,8 +178,8 @@ GRAPH_MODELS: tuple[ComponentSpec, ...] = (
         (*_GRAPH_SPACE, FloatParam("lambda_source", 0.5, 1.0), FloatParam("lambda_target", 0.5, 1.0), FloatParam("dropout", 0.0, 0.5)),
         {
             **_GRAPH_MEANINGS, "source": _COMMON["source"],
-            "lambda_source": "weight of the user's own source-domain embedding in the shared-user transfer (the rest: target)",
-            "lambda_target": "weight of the user's own target-domain embedding in the shared-user transfer (the rest: source)",
+            "lambda_source": "in the source domain's shared-user transfer, weight of the user's source embedding (1 - it: their target one)",
+            "lambda_target": "in the target domain's shared-user transfer, weight of the user's target embedding (1 - it: their source one)",
             "dropout": "dropout on each layer's propagated embeddings",
             "combine": "how the ego embedding and the layer outputs form the final one: 'concat' or 'mean'",
         },

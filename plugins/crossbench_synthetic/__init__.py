@@ -73,7 +73,7 @@ def crossbench_feedback_models() -> list[ComponentSpec]:
             "planted", planted,
             "synthetic data only: a shown item is taken with the generator's own acceptance probability (seeded; optional position bias)",
             meanings={
-                "draws": "items a user would choose, which scales the acceptance probability (None: the data's mean_interactions)",
+                "draws": "draws from the planted choice distribution; a shown item is taken if any picks it (None: mean_interactions)",
                 "position_bias": "exponent of the examination chance 1 / (rank + 1) ** position_bias of a shown item (0: every rank looked at)",
             },
         )

@@ -19,6 +19,7 @@ from crossbench.experiment.checks import check_threads, coerce_components, defau
 from crossbench.experiment.tomlfile import load_experiment
 from crossbench.plugin.experiment import DatasetRef, Experiment, ModelRef, ProtocolRef, RunOptions, experiment_fingerprint
 from crossbench.plugin.manager import get_plugin_manager
+from crossbench.plugin.params import seed_problem
 from crossbench.plugin.registry import Registry
 from crossbench.plugin.specs import COMPONENT_ROLES
 
@@ -72,8 +73,9 @@ class SeedInt(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         number = click.INT.convert(value, param, ctx)
-        if not 0 <= number < 2**32:
-            self.fail(f"{shorten(str(value), 40)} is not a seed; seeds are integers from 0 to {2**32 - 1:,}", param, ctx)
+        problem = seed_problem(number)
+        if problem:
+            self.fail(f"{shorten(str(value), 40)} {problem}", param, ctx)
         return number
 
 

@@ -13,7 +13,7 @@ from crossbench.plugin.build import make_protocol, make_recommender
 from crossbench.plugin.experiment import Experiment, ProtocolRef
 from crossbench.plugin.interfaces import Recommender, RunEnv
 from crossbench.plugin.manager import DISABLE_ENV, disabled_plugins
-from crossbench.plugin.params import coerce_kwargs
+from crossbench.plugin.params import coerce_kwargs, seed_problem
 from crossbench.plugin.registry import Registry
 from crossbench.plugin.simulation_settings import SimulationSettings
 from crossbench.plugin.specs import COMPONENT_ROLES, ComponentRef
@@ -189,15 +189,12 @@ def feedback_model(settings: SimulationSettings, registry: Registry, *, where: s
 #: the largest cut-off accepted (a larger one is a typo: no catalogue this machine can rank is that long)
 MAX_CUT_OFF = 2**31 - 1
 
-#: seeds are taken from [0, SEED_LIMIT): what NumPy's and torch's generators all accept
-SEED_LIMIT = 2**32
-
-
 def check_seeds(seeds: tuple[int, ...], *, where: str = "seeds") -> None:
     """Every seed an integer in ``[0, 2**32)``."""
     for seed in seeds:
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
-            raise CrossbenchError(f"{where}: {short_repr(seed, 40)} is not a seed; seeds are integers from 0 to {SEED_LIMIT - 1:,}")
+        problem = seed_problem(seed)
+        if problem:
+            raise CrossbenchError(f"{where}: {short_repr(seed, 40)} {problem}")
 
 
 def max_threads() -> int:

@@ -82,14 +82,25 @@ def max_count() -> int:
     return max(memory_bytes() // 4, 2**31 - 1)
 
 
+#: seeds are taken from [0, SEED_LIMIT): what NumPy's and torch's generators all accept
+SEED_LIMIT = 2**32
+
+
+def seed_problem(value: Any) -> str | None:
+    """Why ``value`` is not a seed (an integer in ``[0, SEED_LIMIT)``), or ``None`` when it is one."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
+        return f"is not a seed; seeds are integers from 0 to {SEED_LIMIT - 1:,}"
+    return None
+
+
 def range_problem(value: Any, *, seed: bool = False) -> str | None:
     """What makes a converted parameter value unusable whatever the parameter: a float that is
     not finite, an integer beyond what this machine can hold (:func:`max_count`), a ``seed``
     outside ``[0, 2**32)``; else ``None``."""
     import math
 
-    if seed and isinstance(value, int) and not isinstance(value, bool) and not 0 <= value < 2**32:
-        return f"is not a seed; seeds are integers from 0 to {2**32 - 1:,}"
+    if seed and isinstance(value, int) and not isinstance(value, bool) and seed_problem(value):
+        return seed_problem(value)
     if isinstance(value, float) and not math.isfinite(value):
         return "must be a finite number (not nan or inf)"
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > max_count():

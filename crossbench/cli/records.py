@@ -251,8 +251,10 @@ def reproduce(record: Path, tolerance: float | None, device: str | None, cache_d
         (new,) = load_records([options.output_dir])
         result = compare_runs(rec, new, tolerance=tol, old_dir=record.parent, new_dir=options.output_dir / "runs")
     what = "bit-identical" if tol == 0 else f"within {tol:g}"
+    guard = ("the record's seal guards them against edits" if "seal" in rec
+             else "this record predates seals, so an edit of them is not detectable")
     click.echo(f"fit time: {rec['timings']['fit_s']:.2f} s in the record, {new['timings']['fit_s']:.2f} s now "
-               "(timings depend on the machine's load and are not compared; the record's seal guards them against edits)")
+               f"(timings depend on the machine's load and are not compared; {guard})")
     if result.differences:
         for line in result.differences:
             click.echo(f"differs: {line}")

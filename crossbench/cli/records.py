@@ -72,6 +72,7 @@ def check_fingerprints(records: list[dict[str, Any]], registry: Any) -> list[str
 def check_manifest(folder: Path) -> str | None:
     """Recompute the fingerprint of the experiment ``FOLDER/experiment.json`` holds; raise when it is not
     the fingerprint the manifest states. Returns a line to print (``None`` without a manifest)."""
+    from crossbench.experiment.extend import check_extends
     from crossbench.experiment.tomlfile import experiment_from_manifest
     from crossbench.plugin.experiment import TuningSettings, experiment_fingerprint
     from crossbench.records.schema import MANIFEST, read_manifest
@@ -89,7 +90,9 @@ def check_manifest(folder: Path) -> str | None:
     if actual != manifest["fingerprint"]:
         raise CrossbenchError(f"{where}: states fingerprint {manifest['fingerprint'][:12]} but holds the experiment of "
                               f"fingerprint {actual[:12]}; the manifest was edited")
-    return f"{MANIFEST}: fingerprint {actual[:12]} is that of the experiment it holds, and every record carries or matches it"
+    forms = check_extends(manifest, exp, tuning, where=where)
+    earlier = f" (or, for the {forms} earlier form(s) before models were added, theirs)" if forms else ""
+    return f"{MANIFEST}: fingerprint {actual[:12]} is that of the experiment it holds, and every record carries{earlier} or matches it"
 
 
 @click.command()

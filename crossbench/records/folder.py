@@ -48,17 +48,27 @@ MANAGED = (MANIFEST, "runs", "leaderboard.md", "pairwise.md", "leaderboard.csv",
 class ResultsFolder:
     """The results folder of one experiment."""
 
-    def __init__(self, path: Path, *, experiment: dict[str, Any] | None = None) -> None:
+    def __init__(self, path: Path, *, experiment: dict[str, Any] | None = None,
+                 extends: list[dict[str, Any]] | None = None) -> None:
         """``experiment``: the experiment being run, as its manifest holds it (JSON values); schema 1
-        records, which carry no fingerprint, are matched with it rather than with the manifest on disk."""
+        records, which carry no fingerprint, are matched with it rather than with the manifest on disk.
+        ``extends``: when the experiment being run adds models to the folder's, the earlier forms of the
+        experiment whose records stay (:func:`crossbench.experiment.extend.extension`)."""
         self.path = Path(path)
         self.runs = self.path / "runs"
         self.experiment = experiment
+        self.extends = list(extends or [])
         self._lock_file: IO[str] | None = None
 
     def _claimed(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """What the records must belong to: the manifest, with the experiment being run when it is known."""
-        return manifest if self.experiment is None else {**manifest, "experiment": self.experiment}
+        """What the records must belong to: the manifest, with the experiment being run when it is known
+        and the earlier forms of the experiment when it is being extended."""
+        claimed = manifest if self.experiment is None else {**manifest, "experiment": self.experiment}
+        return {**claimed, "extends": self.extends} if self.extends else claimed
+
+    def _accepts(self, saved: str, fingerprint: str) -> bool:
+        """Whether the folder's experiment ``saved`` may take the runs of the experiment ``fingerprint``."""
+        return saved == fingerprint or any(e["fingerprint"] == saved for e in self.extends)
 
     # -- checks before any work ----------------------------------------------------------
 
@@ -82,11 +92,11 @@ class ResultsFolder:
                 "choose another --output, or pass --overwrite to replace them"
             )
         saved = manifest["fingerprint"]
-        if saved != fingerprint:
+        if not self._accepts(saved, fingerprint):
             raise CrossbenchError(
                 f"results folder {self.path} holds the results of another experiment (fingerprint "
-                f"{saved[:12]}, this one {fingerprint[:12]}); choose another --output, or pass "
-                "--overwrite to replace them"
+                f"{saved[:12]}, this one {fingerprint[:12]}; only adding models keeps them); choose another "
+                "--output, or pass --overwrite to replace them"
             )
         self._check_records(manifest)
 
@@ -191,15 +201,16 @@ class ResultsFolder:
         ``experiment_toml``, the experiment as a file, is kept as ``runs/experiment.toml``.
         """
         self._require_lock()
-        if experiment_toml is not None and not (self.runs / EXPERIMENT_FILE).is_file():
-            write_text_atomic(self.runs / EXPERIMENT_FILE, experiment_toml)
+        if experiment_toml is not None and (self.extends or not (self.runs / EXPERIMENT_FILE).is_file()):
+            write_text_atomic(self.runs / EXPERIMENT_FILE, experiment_toml)  # an extended experiment replaces it
         path = self.path / MANIFEST
         try:
             if (read_manifest(path) or {}).get("fingerprint") == fingerprint:
                 return
         except CrossbenchError:
             pass
-        write_json_atomic(path, {**manifest, "fingerprint": fingerprint, "schema": SCHEMA_VERSION})
+        extends = {"extends": self.extends} if self.extends else {}
+        write_json_atomic(path, {**manifest, **extends, "fingerprint": fingerprint, "schema": SCHEMA_VERSION})
 
     def remove_leftovers(self) -> list[Path]:
         """Temporary files and staging folders of runs that died (only safe under the lock)."""
@@ -225,7 +236,7 @@ class ResultsFolder:
         try:
             manifest = read_manifest(self.path / MANIFEST)
             rec = read_record(path, schema=SCHEMA_VERSION)
-            if manifest is None or manifest["fingerprint"] != fingerprint:
+            if manifest is None or not self._accepts(manifest["fingerprint"], fingerprint):
                 return False
             check_belongs(rec, manifest=self._claimed(manifest), where=str(path))
             users = per_user_path(rec, record_dir=self.runs)

@@ -271,16 +271,28 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     return body
 
 
+def _of_earlier_form(record: Mapping[str, Any], manifest: Mapping[str, Any]) -> bool:
+    """Whether the record is a run of an earlier form of the folder's experiment (one before models were
+    added, kept under ``extends``; :mod:`crossbench.experiment.extend`) whose models include the record's."""
+    forms = manifest.get("extends")
+    if not isinstance(forms, list):
+        return False
+    label = record["model"]["label"]
+    return any(isinstance(f, dict) and f.get("fingerprint") == record["experiment_fingerprint"]
+               and isinstance(f.get("models"), list) and label in f["models"] for f in forms)
+
+
 def check_belongs(record: Mapping[str, Any], *, manifest: Mapping[str, Any], where: str) -> None:
     """Refuse a record of a results folder that is not of the folder's experiment (``manifest``: its experiment.json).
 
-    A schema 2 record must carry the manifest's fingerprint; a schema 1 record (from before the
+    A schema 2 record must carry the manifest's fingerprint, or that of an earlier form of the experiment
+    the manifest keeps (models were added since) with its model among that form's; a schema 1 record (from before the
     field) must match the manifest's dataset, protocol and seeds (not its model labels: published
     schema 1 rows were relabelled by hand, with a note, after they were run).
     """
     fingerprint = manifest.get("fingerprint")
     if record["schema"] >= 2:
-        if record["experiment_fingerprint"] != fingerprint:
+        if record["experiment_fingerprint"] != fingerprint and not _of_earlier_form(record, manifest):
             raise CrossbenchError(
                 f"{where}: belongs to another experiment (fingerprint {record['experiment_fingerprint'][:12]}) than its "
                 f"folder's experiment.json ({str(fingerprint)[:12]}); a foreign or stale record is not used — move it out"

@@ -32,6 +32,7 @@ from crossbench.evaluate.ranking import EvalResult
 from crossbench.evaluate.rating import RATING_COLUMNS, evaluate_rating
 from crossbench.evaluate.sampled import draw_negatives, evaluate_sampled, protocol_negatives, sampled_key
 from crossbench.experiment.checks import dataset_params, pick_device, validate
+from crossbench.experiment.extend import extension
 from crossbench.experiment.tomlfile import experiment_to_toml
 from crossbench.files import safe_name as safe_name  # re-exported: the CLI commands name output folders with it
 from crossbench.plugin.build import make_protocol, make_recommender
@@ -128,8 +129,11 @@ def run_experiment(
     threads = set_threads(options.threads)
     fingerprint = experiment_fingerprint(exp, tuning)
     manifest = {"experiment": dataclasses.asdict(exp), "tuning": dataclasses.asdict(tuning) if tuning else None}
-    folder = ResultsFolder(options.output_dir, experiment=json_value(manifest["experiment"]))
+    extends = None if overwrite else extension(options.output_dir, exp, tuning)
+    folder = ResultsFolder(options.output_dir, experiment=json_value(manifest["experiment"]), extends=extends)
     folder.check(fingerprint, overwrite=overwrite)
+    if extends:
+        log(f"{exp.name}: adds model(s) to the experiment of {options.output_dir}; the runs it finished earlier are kept")
     t_load = time.perf_counter()
     data = registry.get("datasets", exp.dataset.name).factory(**dataset_params(exp, registry)).load()
     load_s = time.perf_counter() - t_load

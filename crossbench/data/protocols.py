@@ -149,6 +149,9 @@ class Split(FitSplit):
     """Training data and held-out validation and test ground truth for one target domain."""
 
     test: GroundTruth = field(kw_only=True)
+    #: Target items held out with every interaction of every user (new-items protocols), sorted; ``None``:
+    #: none. Not part of :meth:`fit_view`: the audit checks that no interaction with them reaches training.
+    held_items: np.ndarray | None = field(default=None, kw_only=True, compare=False)
 
     def fingerprint(self) -> str:
         """sha256 of the training data, the ground truth and the protocol parameters."""
@@ -161,6 +164,8 @@ class Split(FitSplit):
         h.update(self.train.fingerprint().encode())
         self.valid.digest(h)
         self.test.digest(h)
+        if self.held_items is not None:
+            h.update(np.ascontiguousarray(self.held_items, dtype=np.int64).tobytes())
         return h.hexdigest()
 
     def fit_view(self) -> FitSplit:

@@ -108,6 +108,11 @@ class ComposedRecommender(Recommender):
             return "from source-domain history"
         return "popularity fallback (training popularity of target items)"
 
+    def cold_items(self) -> bool:
+        """True when the target's item encoder derives vectors from more than IDs (text): asked after ``fit``."""
+        encoder = None if self.model is None else self.model.item_encoders[self.target]
+        return isinstance(encoder, ItemEncoder) and encoder.cold_items()
+
     def set_component_params(self, role: str, params: Mapping[str, Any]) -> None:
         if role not in COMPONENT_ROLES:
             raise CrossbenchError(unknown_name_message("component role", role, COMPONENT_ROLES))

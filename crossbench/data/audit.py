@@ -16,7 +16,7 @@ and an example (raw user and item ids):
   interaction in any other domain, so no source history could serve them.
 - ``new-items-held-out``: (new-items protocols, :attr:`Split.held_items`) a target training
   interaction involves a held-out item, a ground-truth item is not a held-out item, or the test
-  and validation ground truth share an item or a user.
+  and validation ground truth (or the validation's candidate items) share an item, or they share a user.
 
 Users need not be shared across domains: the report counts the users active in the target only,
 in the other domains only, and in both (``users``), held-out users included; users of one domain
@@ -126,6 +126,8 @@ def _new_item_checks(split: Split, where: str) -> str:
                                                      f"{_example(split, u, i, old)}")
     shared_items = np.intersect1d(split.test.items, split.valid.items)
     shared_users = np.intersect1d(split.test.users, split.valid.users)
+    if split.valid_candidates is not None:  # validation ranks its own candidates: never a test item
+        shared_items = np.union1d(shared_items, np.intersect1d(split.test.items, split.valid_candidates))
     if len(shared_items) or len(shared_users):
         raise LeakageError("new-items-held-out", f"{where}: the test and validation ground truth share {len(shared_items)} "
                                                  f"new item(s) and {len(shared_users)} user(s); they must be disjoint")

@@ -64,26 +64,31 @@ def _count(value: float | None, what: str) -> str:
 
 
 def _section_table(kind: str, data: dict[str, dict[str, Any] | None], order: Sequence[str], primary: str) -> list[str] | None:
-    present = [m for m in order if data[m] and kind in data[m]]  # type: ignore[operator]
-    if not present:
+    """One breakdown's Markdown table: a row per model, a column per group, the primary metric in each cell."""
+    found: dict[str, dict[str, dict[str, float | None]]] = {m: d[kind] for m in order if (d := data[m]) and kind in d}
+    if not found:
         return None
-    groups = list(data[present[0]][kind])  # type: ignore[index]
-    first = data[present[0]][kind]  # type: ignore[index]
+    first = next(iter(found.values()))
+    groups = list(first)
     header = ["model"]
     for g in groups:
         counts = ", ".join(c for c in (_count(first[g].get("n_items"), "items"), _count(first[g].get("n_users"), "users")) if c)
         header.append(f"{g} ({counts})")
-    best = {g: max((v for m in present if (v := data[m][kind][g].get(primary)) is not None), default=None) for g in groups}  # type: ignore[index]
+    best: dict[str, float] = {}
+    for g in groups:
+        values = [x for table in found.values() if (x := table[g].get(primary)) is not None]
+        if values:
+            best[g] = max(values)
     rows = []
     for m in order:
-        if m not in present:
+        if m not in found:
             rows.append([m, *([NOT_RECORDED] * len(groups))])
             continue
         cells = []
         for g in groups:
-            v = data[m][kind][g].get(primary)  # type: ignore[index]
-            cell = _fmt(v)
-            cells.append(f"**{cell}**" if v is not None and best[g] is not None and math.isclose(v, best[g], rel_tol=0, abs_tol=1e-12) else cell)
+            value = found[m][g].get(primary)
+            bold = value is not None and g in best and math.isclose(value, best[g], rel_tol=0, abs_tol=1e-12)
+            cells.append(f"**{_fmt(value)}**" if bold else _fmt(value))
         rows.append([m, *cells])
     return [md_table(rows, header), ""]
 

@@ -260,10 +260,12 @@ def new_items_text(records: Sequence[dict[str, Any]]) -> list[str]:
     n = held_out_items(records)
     if n is None:
         return []
+    only = any(r["protocol"].get("candidates_only") for r in records)
+    ranked = ", ranked among those new items only (old items are not ranked)" if only else ""
     return [
         f"New items: {n} target items per split were held out of training with every interaction of every user "
         "(the test's and, apart from them, the validation's new items); the ground truth is the test users' "
-        f"interactions with the test's new items. `{NEW_ITEMS_COLUMN}`: whether the model scores an item nobody took "
+        f"interactions with the test's new items{ranked}. `{NEW_ITEMS_COLUMN}`: whether the model scores an item nobody took "
         f"from its text; `{CANNOT_SCORE}` rows (ID-only models) give new items no learned score, so their "
         "numbers show only where ties and fallbacks put them.",
         "",

@@ -23,7 +23,7 @@ import torch
 
 from crossbench.data.audit import audit_split
 from crossbench.data.model import CrossDomainData
-from crossbench.data.protocols import Split, parse_target, resolve_targets, train_items
+from crossbench.data.protocols import Split, exclude_for_test, parse_target, resolve_targets
 from crossbench.errors import LINE_LIMIT, CrossbenchError, shorten
 from crossbench.evaluate import evaluate
 from crossbench.evaluate.breakdowns import record_breakdowns, split_tiers, tier_groups
@@ -280,6 +280,7 @@ def _run_one(
             "n_test_users": int(split.test.n_users),
             "n_valid_users": int(split.valid.n_users),
             **({"held_out_items": int(len(split.held_items))} if split.held_items is not None else {}),
+            **({"candidates_only": True} if split.test_candidates is not None else {}),
         },
         "fit": dataclasses.asdict(report),
         "timings": {
@@ -314,7 +315,7 @@ def _evaluate_test(
     """The test users' result as the split's protocol evaluates it (full ranking, sampled negatives or
     rating error), with its columns, its primary column and the columns where lower is better."""
     n_items = split.train.domain(split.target).n_items
-    exclude = train_items(split.train, split.target)
+    exclude = exclude_for_test(split)  # training items (and items outside a candidate set)
     popularity = item_popularity(split.train, split.target)
     if split.evaluation.kind == "rating":  # the rating task: MAE and RMSE, never beside ranking metrics
         result = evaluate_rating(model.predict_ratings, split.test, device=device)

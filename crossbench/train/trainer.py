@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from crossbench.data.protocols import FitSplit, train_items
+from crossbench.data.protocols import FitSplit, exclude_for_validation
 from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.evaluate.ranking import evaluate
 from crossbench.evaluate.validation import VALIDATION_METRIC, VALIDATION_SPEC
@@ -201,7 +201,7 @@ class ComposedRecommender(Recommender):
         gen = torch.Generator(device=env.device).manual_seed(env.seed)
         order_gen = torch.Generator().manual_seed(env.seed)  # batch order is drawn on the CPU
         metric = {VALIDATION_METRIC: VALIDATION_SPEC}
-        exclude = train_items(split.train, split.target)
+        exclude = exclude_for_validation(split)
         n_target = split.train.domain(split.target).n_items
         pair_step = self._bpr_step if cfg.loss == "bpr" else self._softmax_step
         if sequences:  # batches of history windows in each domain

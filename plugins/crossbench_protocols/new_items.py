@@ -13,9 +13,15 @@ the old items remain in training (and are masked at evaluation), so every unmask
 user is ranked on is one they did not take among the old items, or a new item. The ground truth
 of a test user is their interactions with the test's new items; that of a validation user with
 the validation's new items. Test and validation share neither users nor new items, so no test
-user and no test new item is read by model selection (early stopping, tuning). Ranking is over
-the whole target catalogue, old and new items alike, as a recommender would rank once the new
-items join it: a model that puts every old item above the new ones scores zero.
+user and no test new item is read by model selection (early stopping, tuning).
+
+``candidates="new"`` (the default, the cold-item setting of the item cold-start literature): a
+test user's ranking holds the test's new items only, a validation user's the validation's new
+items only, so the table measures how well a model orders items nobody has taken yet. During
+training the new items are in the catalogue with no interaction, so a model trained with a
+softmax over the catalogue learns them as negatives and would rank every old item above them;
+ranking them among themselves keeps that artefact out of the numbers. ``candidates="all"``
+ranks the whole catalogue (old items too) for validation and test users alike.
 """
 
 from __future__ import annotations
@@ -36,7 +42,10 @@ NEW_ITEMS_MEANINGS = {
     "item_fraction": "share of the target items with interactions held out, with all their interactions, as the test's new items",
     "valid_item_fraction": "share of those items, disjoint from the test's, held out as the validation's new items",
     "valid_fraction": "share of the users active in the target and another domain that are validation users (the rest: test users)",
+    "candidates": "items ranked for a test (validation) user: 'new' = the test's (validation's) new items only, 'all' = the whole catalogue",
 }
+#: what ``candidates`` may be
+CANDIDATES = ("new", "all")
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class NewItems(Protocol):
     item_fraction: float = 0.2
     valid_item_fraction: float = 0.05
     valid_fraction: float = 0.1
+    candidates: str = "new"
     seed: int = 0
 
     name = "new-items"
@@ -59,6 +69,8 @@ class NewItems(Protocol):
             )
         if not 0 < self.valid_fraction < 1:
             raise CrossbenchError(f"{self.name}: valid_fraction must lie in (0, 1), got {self.valid_fraction}")
+        if self.candidates not in CANDIDATES:
+            raise CrossbenchError(f"{self.name}: candidates must be one of {', '.join(CANDIDATES)}, got {self.candidates!r}")
 
     def split(self, data: CrossDomainData) -> Split:
         data, name, source = pair_view(data, self.target)
@@ -98,8 +110,10 @@ class NewItems(Protocol):
         kept = inter[~np.isin(items, held)].reset_index(drop=True)
         domains[name] = type(target)(name=target.name, interactions=kept, items=target.items)
         params = {"item_fraction": self.item_fraction, "valid_item_fraction": self.valid_item_fraction,
-                  "valid_fraction": self.valid_fraction, "seed": self.seed}
+                  "valid_fraction": self.valid_fraction, "candidates": self.candidates, "seed": self.seed}
+        new = self.candidates == "new"
         return Split(
             protocol=self.name, target=name, train=data.with_domains(domains), valid=valid, test=test, params=params,
-            evaluation=self.evaluation(), source=source, held_items=held,
+            evaluation=self.evaluation(), source=source, held_items=held, valid_candidates=valid_items if new else None,
+            test_candidates=test_items if new else None,
         )

@@ -340,6 +340,8 @@ def _intro(dataset: str, fingerprint: str, protocol: str, target: str, recs: Seq
             if "sampled" in protocol
             else ". RATING task: MAE and RMSE of the predicted ratings over all held-out ratings of the test users, lower is better"
             if protocol.endswith(", rating")
+            else ". Metrics on the test users, ranked over the new items held out for the test only (see the note below)"
+            if any(r["protocol"].get("candidates_only") for r in recs)
             else ". Metrics on the test users, full ranking over the target catalogue"
         ),
     ]

@@ -19,7 +19,9 @@ from crossbench.data.audit import LeakageError, audit_split
 from crossbench.data.model import CrossDomainData
 from crossbench.data.protocols import GroundTruth, Split, exclude_for_test, exclude_for_validation
 from crossbench.errors import CrossbenchError
-from crossbench.plugin.interfaces import Recommender
+from crossbench.plugin.build import make_recommender
+from crossbench.plugin.interfaces import Recommender, RunEnv
+from crossbench.plugin.registry import Registry
 from crossbench_basic.models import Popularity
 from crossbench_protocols import NewItems
 from crossbench_synthetic import synthetic
@@ -175,3 +177,23 @@ def test_a_model_that_cannot_score_new_items_is_run_and_marked(tmp_path: Path) -
     assert "ranked among those new items only" in board
     check = CliRunner().invoke(cli, ["verify", str(res)], obj=CliState())
     assert check.exit_code == 0, check.output
+
+
+@pytest.mark.slow  # loads transformers and fits two models: about 20 s on a shared machine
+def test_a_text_composition_scores_new_items_and_an_id_one_does_not(tmp_path: Path, registry: Registry) -> None:
+    pytest.importorskip("transformers")
+    from crossbench_zoo.testing import make_tiny_bert
+
+    data = synthetic(n_users=80, n_items=30, seed=2).load()
+    split = NewItems(target="movies", seed=0).split(data)
+    bert = make_tiny_bert(tmp_path / "bert", data.domain("movies").item_texts(), hidden=16)
+    env = RunEnv(registry=registry, progress=False, cache_dir=tmp_path / "cache")
+    lm = make_recommender(registry, "lm-attention", {"model_path": str(bert), "epochs": 1, "dim": 8}, where="lm")
+    ids = make_recommender(registry, "lm-attention", {"item_text": False, "epochs": 1, "dim": 8}, where="ids")
+    torch.manual_seed(0)
+    lm.fit(split.fit_view(), env=env)
+    ids.fit(split.fit_view(), env=env)
+    assert lm.cold_items() is True and ids.cold_items() is False
+    # the text model tells the new items apart: their scores differ (their text does)
+    scores = lm.score(torch.as_tensor(split.test.users[:1]))[0, torch.as_tensor(split.test_candidates)]
+    assert len(torch.unique(scores)) == len(split.test_candidates)

@@ -201,7 +201,7 @@ def test_protocols_are_listed_with_their_plugin() -> None:
     out = CliRunner().invoke(cli, ["list", "protocols"], obj=CliState())
     assert out.exit_code == 0
     rows = {line.split()[0]: line.split()[1] for line in out.output.splitlines()}
-    assert rows == {name: "protocols" for name in ("cold-start", "warm", "cold-start-rating", "loo", "loo-999", "loo-100")}
+    assert rows == {name: "protocols" for name in ("cold-start", "warm", "cold-start-rating", "loo", "loo-999", "loo-100", "new-items")}
 
 
 class _LastOne:

@@ -151,7 +151,7 @@ def test_fingerprints_identical_across_processes() -> None:
 
 
 def test_make_protocol_names_and_params(registry: Registry) -> None:
-    assert set(registry.names("protocols")) == {"cold-start", "warm", "cold-start-rating", "loo", "loo-999", "loo-100"}
+    assert set(registry.names("protocols")) == {"cold-start", "warm", "cold-start-rating", "loo", "loo-999", "loo-100", "new-items"}
     assert registry.plugin_of("protocols", "cold-start") == "protocols"
     proto = make_protocol(registry, "cold-start", target="tgt", seed=4, test_fraction=0.8)
     assert (proto.target, proto.seed, proto.test_fraction) == ("tgt", 4, 0.8)

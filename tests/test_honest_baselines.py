@@ -183,7 +183,8 @@ def test_records_carry_the_declarations_and_the_board_shows_them(tmp_path: Path)
         "ease-all": (True, "from source-domain history"),
     }
     board = (res / "leaderboard.md").read_text()
-    table = [[cell.strip() for cell in line.split("|")[1:-1]] for line in board.splitlines() if line.startswith("| ")]
+    main = board.split("\n## Where each model wins and loses")[0]  # the breakdown tables follow the leaderboard's
+    table = [[cell.strip() for cell in line.split("|")[1:-1]] for line in main.splitlines() if line.startswith("| ")]
     assert table[0][:3] == ["model", "sources", "seeds"]
     rows = {row[0]: row[1] for row in table[1:]}
     assert rows["ease-all"] == "yes" and rows["ease-target"] == "no" and rows["popularity"] == "no"

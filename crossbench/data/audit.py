@@ -14,6 +14,9 @@ and an example (raw user and item ids):
 - ``ground-truth-range``: a ground-truth user or item index is out of range;
 - ``cold-users-have-source``: (cold-start) a test or validation user has no training
   interaction in any other domain, so no source history could serve them.
+- ``new-items-held-out``: (new-items protocols, :attr:`Split.held_items`) a target training
+  interaction involves a held-out item, a ground-truth item is not a held-out item, or the test
+  and validation ground truth (or the validation's candidate items) share an item, or they share a user.
 
 Users need not be shared across domains: the report counts the users active in the target only,
 in the other domains only, and in both (``users``), held-out users included; users of one domain
@@ -105,6 +108,32 @@ def _cold_checks(split: Split, where: str) -> list[str]:
     return [*done, "cold-user-target-in-train"]
 
 
+def _new_item_checks(split: Split, where: str) -> str:
+    """No interaction with a held-out item in training; ground truth on held-out items only; test and
+    validation apart (no test item or test user can reach model selection)."""
+    held = np.asarray(split.held_items, dtype=np.int64)
+    tr = split.train.domain(split.target).interactions
+    users, items = tr["user"].to_numpy(dtype=np.int64), tr["item"].to_numpy(dtype=np.int64)
+    hit = np.isin(items, held)
+    if hit.any():
+        raise LeakageError("new-items-held-out", f"{where}: training interactions involve held-out new items: "
+                                                 f"{_example(split, users, items, hit)}")
+    for label, truth in (("test", split.test), ("validation", split.valid)):
+        u, i = _pairs(truth)
+        old = ~np.isin(i, held)
+        if old.any():
+            raise LeakageError("new-items-held-out", f"{where}: {label} ground truth holds items that are not new: "
+                                                     f"{_example(split, u, i, old)}")
+    shared_items = np.intersect1d(split.test.items, split.valid.items)
+    shared_users = np.intersect1d(split.test.users, split.valid.users)
+    if split.valid_candidates is not None:  # validation ranks its own candidates: never a test item
+        shared_items = np.union1d(shared_items, np.intersect1d(split.test.items, split.valid_candidates))
+    if len(shared_items) or len(shared_users):
+        raise LeakageError("new-items-held-out", f"{where}: the test and validation ground truth share {len(shared_items)} "
+                                                 f"new item(s) and {len(shared_users)} user(s); they must be disjoint")
+    return "new-items-held-out"
+
+
 def audit_split(split: Split) -> AuditReport:
     """Check ``split`` for every kind of leak; raise :class:`LeakageError` on the first found."""
     train = split.train
@@ -155,6 +184,9 @@ def audit_split(split: Split) -> AuditReport:
 
     if split.cold:
         checks += _cold_checks(split, where)
+
+    if split.held_items is not None:
+        checks.append(_new_item_checks(split, where))
 
     if split.cut_time is not None:
         for name, dom in train.domains.items():

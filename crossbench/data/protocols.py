@@ -78,6 +78,28 @@ def train_items(data: CrossDomainData, domain: str) -> GroundTruth:
     return GroundTruth.from_pairs(inter["user"].to_numpy(), inter["item"].to_numpy())
 
 
+def _exclude(split: FitSplit, truth: GroundTruth, candidates: np.ndarray | None) -> GroundTruth:
+    exclude = train_items(split.train, split.target)
+    if candidates is None or truth.n_users == 0:
+        return exclude
+    others = np.setdiff1d(np.arange(split.train.domain(split.target).n_items), candidates)
+    users = np.concatenate([np.repeat(exclude.users, np.diff(exclude.indptr)), np.repeat(truth.users, len(others))])
+    items = np.concatenate([exclude.items, np.tile(others, truth.n_users)])
+    return GroundTruth.from_pairs(users, items)
+
+
+def exclude_for_validation(split: FitSplit) -> GroundTruth:
+    """Items never ranked for the validation users: their training items, and every item outside
+    :attr:`FitSplit.valid_candidates` when the protocol ranks a candidate set only."""
+    return _exclude(split, split.valid, split.valid_candidates)
+
+
+def exclude_for_test(split: Split) -> GroundTruth:
+    """Items never ranked for the test users: their training items, and every item outside
+    :attr:`Split.test_candidates` when the protocol ranks a candidate set only."""
+    return _exclude(split, split.test, split.test_candidates)
+
+
 #: How a split's test users are evaluated: every item ranked, sampled negatives, or rating error.
 EVALUATION_KINDS = ("full", "sampled", "rating")
 
@@ -137,6 +159,9 @@ class FitSplit:
     evaluation: Evaluation = FULL_RANKING
     #: The source domain of a domain pair (``"comedy>drama"``): training holds these two domains only.
     source: str | None = None
+    #: The only target items ranked for the validation users (new-items protocols: the validation's
+    #: new items); ``None``: every item. See :func:`exclude_for_validation`.
+    valid_candidates: np.ndarray | None = field(default=None, compare=False)
 
     @property
     def label(self) -> str:
@@ -149,6 +174,11 @@ class Split(FitSplit):
     """Training data and held-out validation and test ground truth for one target domain."""
 
     test: GroundTruth = field(kw_only=True)
+    #: Target items held out with every interaction of every user (new-items protocols), sorted; ``None``:
+    #: none. Not part of :meth:`fit_view`: the audit checks that no interaction with them reaches training.
+    held_items: np.ndarray | None = field(default=None, kw_only=True, compare=False)
+    #: The only target items ranked for the test users (``None``: every item). See :func:`exclude_for_test`.
+    test_candidates: np.ndarray | None = field(default=None, kw_only=True, compare=False)
 
     def fingerprint(self) -> str:
         """sha256 of the training data, the ground truth and the protocol parameters."""
@@ -161,6 +191,9 @@ class Split(FitSplit):
         h.update(self.train.fingerprint().encode())
         self.valid.digest(h)
         self.test.digest(h)
+        for items in (self.held_items, self.valid_candidates, self.test_candidates):
+            if items is not None:
+                h.update(b"|" + np.ascontiguousarray(items, dtype=np.int64).tobytes())
         return h.hexdigest()
 
     def fit_view(self) -> FitSplit:

@@ -172,6 +172,16 @@ class Recommender(abc.ABC):
         """
         return None
 
+    def cold_items(self) -> bool:
+        """Whether an item with no training interaction (a new item, known by its text only) gets a score
+        learned from something other than its interactions, e.g. its text.
+
+        ``False`` (the default, every ID-only model) means a new item's score carries nothing about it;
+        under a protocol that holds items out (``new-items``) such rows are run and marked in the table.
+        Asked after ``fit``.
+        """
+        return False
+
     def predicts_ratings(self) -> bool:
         """Whether :meth:`predict_ratings` returns rating estimates (on the data's rating scale).
 

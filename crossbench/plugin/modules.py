@@ -37,6 +37,11 @@ class ItemEncoder(nn.Module, abc.ABC):
         """
         return None
 
+    def cold_items(self) -> bool:
+        """Whether an item's vector comes from more than its ID (e.g. its text), so that an item with no
+        training interaction still gets a learned vector (default ``False``)."""
+        return False
+
     def all_items(self) -> torch.Tensor:
         """Vectors of every item of the domain, ``[n_items, dim]``."""
         n = int(self.n_items)

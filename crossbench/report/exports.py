@@ -4,7 +4,9 @@
 to the folder: ``leaderboard.md``, ``pairwise.md``, ``leaderboard.csv``, ``leaderboard.json``,
 and per section (dataset / protocol / target) ``plots/SECTION-METRIC-at-k.png`` (each model's
 mean metric over the cut-offs) and ``plots/SECTION-user-groups.png`` (the primary metric by
-user group: cold or warm, source overlap, history length).
+user group: cold or warm, source overlap, history length), and ``plots/SECTION-source-history.png``
+and ``plots/SECTION-item-popularity.png`` for runs that record breakdowns (see
+:mod:`crossbench.report.breakdowns`, which also adds its tables to ``leaderboard.md``).
 
 PNG bytes depend on the matplotlib build, so a plot is not compared byte for byte: it carries
 the sha256 of the numbers it draws in a PNG text chunk, and :func:`stale` compares that.
@@ -30,6 +32,7 @@ from crossbench.errors import CrossbenchError
 from crossbench.evaluate.peruser import PerUserFiles
 from crossbench.files import safe_name
 from crossbench.report.agreement import agreements, render_agreement
+from crossbench.report.breakdowns import breakdown_data, breakdown_plots, render_breakdowns
 from crossbench.report.leaderboard import group_records, metric_columns, primary_column, rank_models, records_by_model, render_markdown, render_pairwise
 
 #: the PNG text key that holds the sha256 of a plot's data
@@ -81,7 +84,7 @@ def table_data(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 metrics[c] = {"mean": mean, "std": std, "per_seed": values}
             models.append({"model": label, "name": rs[0]["model"]["name"], "seeds": [r["seed"] for r in rs],
                            "fit_s": _stats([r["timings"]["fit_s"] for r in rs])[0], "peak_rss_mb": _peak(rs), "metrics": metrics,
-                           "user_groups": _groups(rs, columns)})
+                           "user_groups": _groups(rs, columns), "breakdowns": breakdown_data(rs, columns)})
         sections.append({"dataset": dataset, "dataset_fingerprint": fingerprint, "protocol": protocol, "target": target,
                          "columns": columns, "primary": primary_column(recs, columns) if columns else None, "models": models})
     return sections
@@ -195,6 +198,7 @@ def _plots(section: dict[str, Any], folder: str) -> dict[str, Artefact]:
             ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
 
         out[f"{prefix}-user-groups.png"] = _png(draw_groups, {"groups": groups, "bars": bars})
+    out.update(breakdown_plots(section, prefix, _png))
     return out
 
 
@@ -211,6 +215,8 @@ def artefacts(records: Sequence[dict[str, Any]], *, command: str | None = None, 
     files = files or PerUserFiles()  # the records' per-user files, read once for both tables
     agreed = agreements(records)  # a paper protocol's table beside a full-ranking one: their orders compared
     markdown = render_markdown(records, command=command, record_dir=record_dir, files=files)
+    wins = render_breakdowns(records)
+    markdown += "\n" + wins if wins else ""
     out = {f"{stem}.md": Artefact((markdown + ("\n" + render_agreement(agreed) if agreed else "")).encode("utf-8"))}
     out["pairwise.md" if plain else f"{stem}.pairwise.md"] = Artefact(
         render_pairwise(records, record_dir=record_dir, files=files).encode("utf-8"))

@@ -23,10 +23,14 @@ from tabulate import tabulate
 from crossbench.evaluate.peruser import PerUserFiles
 from crossbench.evaluate.stats import holm, paired_ttest, paired_users, user_means_over_seeds
 from crossbench.report.notes import (
+    NEW_ITEMS_COLUMN,
     PEAK_COLUMN,
     SOURCES_COLUMN,
     declares_behaviour,
+    held_out_items,
     model_notes,
+    new_items_cell,
+    new_items_text,
     peak_cell,
     peak_text,
     sources_cell,
@@ -240,7 +244,9 @@ def leaderboard_table(
     lower = {c for r in records for c in r["evaluation"].get("lower_is_better", [])}
     best = {c: (min if c in lower else max)(means[m][c] for m in by_model) for c in columns}
     sources = declares_behaviour(records)
-    header = ["model", *([SOURCES_COLUMN] if sources else []), "seeds", *columns, "fit s", PEAK_COLUMN, "tuned"]
+    held = held_out_items(records) is not None  # new items: whether each model can score them
+    header = ["model", *([SOURCES_COLUMN] if sources else []), *([NEW_ITEMS_COLUMN] if held else []), "seeds", *columns,
+              "fit s", PEAK_COLUMN, "tuned"]
     order = list(by_model)
     pvalues = None
     if columns:
@@ -253,7 +259,7 @@ def leaderboard_table(
     rows = []
     for m in order:
         rs = by_model[m]
-        row = [m, *([sources_cell(rs)] if sources else []), str(len({r["seed"] for r in rs}))]
+        row = [m, *([sources_cell(rs)] if sources else []), *([new_items_cell(rs)] if held else []), str(len({r["seed"] for r in rs}))]
         for c in columns:
             cell = _fmt([r["evaluation"]["metrics"][c] for r in rs])
             row.append(f"**{cell}**" if math.isclose(means[m][c], best[c], rel_tol=0, abs_tol=1e-12) else cell)
@@ -334,6 +340,8 @@ def _intro(dataset: str, fingerprint: str, protocol: str, target: str, recs: Seq
             if "sampled" in protocol
             else ". RATING task: MAE and RMSE of the predicted ratings over all held-out ratings of the test users, lower is better"
             if protocol.endswith(", rating")
+            else ". Metrics on the test users, ranked over the new items held out for the test only (see the note below)"
+            if any(r["protocol"].get("candidates_only") for r in recs)
             else ". Metrics on the test users, full ranking over the target catalogue"
         ),
     ]
@@ -353,6 +361,7 @@ def render_markdown(records: Sequence[dict[str, Any]], *, command: str | None = 
         out += [*intro[:-1], text, "", md_table(rows, header), ""]
         if SOURCES_COLUMN in header:
             out += model_notes(records_by_model(recs), [row[0] for row in rows])
+        out += new_items_text(recs)
         out += [tuning_text(recs), "", peak_text(recs), ""]
     if command:
         out += [f"Reproduce: `{command}`", ""]

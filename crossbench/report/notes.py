@@ -229,3 +229,44 @@ def identical_rows_text(by_model: dict[str, list[dict[str, Any]]], order: Sequen
         f"Identical rows: {names} have the same value in every metric on every seed, so in the plots one line covers the other.",
         "",
     ]
+
+
+# --------------------------------------------------------------------------- new items
+
+NEW_ITEMS_COLUMN = "new items"
+#: what the ``new items`` column says of a model whose ``cold_items()`` is false
+CANNOT_SCORE = "cannot score new items"
+
+
+def held_out_items(records: Sequence[dict[str, Any]]) -> int | None:
+    """How many target items the section's split held out with all their interactions (``None``: none)."""
+    counts = {r["protocol"].get("held_out_items") for r in records}
+    counts.discard(None)
+    return max(counts) if counts else None
+
+
+def new_items_cell(runs: Sequence[dict[str, Any]]) -> str:
+    """``from text`` when every run's model scores new items, :data:`CANNOT_SCORE` when none does, ``?`` undeclared."""
+    values = {r["model"].get("cold_items") for r in runs}
+    if values == {True}:
+        return "from text"
+    if values == {False}:
+        return CANNOT_SCORE
+    return "?" if values == {None} else "mixed"
+
+
+def new_items_text(records: Sequence[dict[str, Any]]) -> list[str]:
+    """The note under a table whose split held items out (new items)."""
+    n = held_out_items(records)
+    if n is None:
+        return []
+    only = any(r["protocol"].get("candidates_only") for r in records)
+    ranked = ", ranked among those new items only (old items are not ranked)" if only else ""
+    return [
+        f"New items: {n} target items per split were held out of training with every interaction of every user "
+        "(the test's and, apart from them, the validation's new items); the ground truth is the test users' "
+        f"interactions with the test's new items{ranked}. `{NEW_ITEMS_COLUMN}`: whether the model scores an item nobody took "
+        f"from its text; `{CANNOT_SCORE}` rows (ID-only models) give new items no learned score, so their "
+        "numbers show only where ties and fallbacks put them.",
+        "",
+    ]

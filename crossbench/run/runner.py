@@ -23,9 +23,10 @@ import torch
 
 from crossbench.data.audit import audit_split
 from crossbench.data.model import CrossDomainData
-from crossbench.data.protocols import Split, parse_target, resolve_targets, train_items
+from crossbench.data.protocols import Split, exclude_for_test, parse_target, resolve_targets
 from crossbench.errors import LINE_LIMIT, CrossbenchError, shorten
 from crossbench.evaluate import evaluate
+from crossbench.evaluate.breakdowns import record_breakdowns, split_tiers, tier_groups
 from crossbench.evaluate.groups import breakdown, head_tail, item_popularity, user_groups
 from crossbench.evaluate.peruser import PerUserFiles, save_per_user
 from crossbench.evaluate.ranking import EvalResult
@@ -257,6 +258,7 @@ def _run_one(
     t1 = time.perf_counter()
     result, columns, primary, lower = _evaluate_test(exp, model, split, seed=seed, device=device, options=options,
                                                      metrics=metrics, label=m.display)
+    result, tiers = split_tiers(result)  # the popularity tiers go to the breakdown, not to the run's metrics
     eval_s = time.perf_counter() - t1
     file = record_file(split.label, m.display, seed)
     users_file = file.removesuffix(".json") + ".users.npz"
@@ -271,6 +273,7 @@ def _run_one(
             "params": {k: (v.to_dict() if isinstance(v, ComponentRef) else v) for k, v in m.params.items()},
             "description": model.describe(),
             **declared_behaviour(model, label=m.display),
+            "cold_items": declared_cold_items(model, label=m.display),
         },
         "protocol": {
             "name": split.protocol,
@@ -280,6 +283,8 @@ def _run_one(
             "split_fingerprint": split_fp,
             "n_test_users": int(split.test.n_users),
             "n_valid_users": int(split.valid.n_users),
+            **({"held_out_items": int(len(split.held_items))} if split.held_items is not None else {}),
+            **({"candidates_only": True} if split.test_candidates is not None else {}),
         },
         "fit": dataclasses.asdict(report),
         "timings": {
@@ -300,6 +305,8 @@ def _run_one(
             "lower_is_better": lower,
             "user_groups": _finite_groups(breakdown(result, user_groups(split.train, split.target, result.users)))
             if result.per_user else {},  # the rating task's errors are one number per run, not per user
+            "breakdowns": record_breakdowns(result, tiers, train=split.train, target=split.target, columns=columns,
+                                            popularity=item_popularity(split.train, split.target), relevant_items=split.test.items),
             "per_user": {"path": users_file, "sha256": sha},
         },
     }
@@ -312,7 +319,7 @@ def _evaluate_test(
     """The test users' result as the split's protocol evaluates it (full ranking, sampled negatives or
     rating error), with its columns, its primary column and the columns where lower is better."""
     n_items = split.train.domain(split.target).n_items
-    exclude = train_items(split.train, split.target)
+    exclude = exclude_for_test(split)  # training items (and items outside a candidate set)
     popularity = item_popularity(split.train, split.target)
     if split.evaluation.kind == "rating":  # the rating task: MAE and RMSE, never beside ranking metrics
         result = evaluate_rating(model.predict_ratings, split.test, device=device)
@@ -332,7 +339,7 @@ def _evaluate_test(
         result = evaluate(
             model.score, split.test, n_items=n_items, metrics=metrics, ks=exp.ks, exclude=exclude,
             chunk_size=exp.chunk_size, device=device, progress=options.progress, label=f"evaluating {label}",
-            item_popularity=popularity, item_groups=head_tail(popularity),
+            item_popularity=popularity, item_groups={**head_tail(popularity), **tier_groups(popularity)},
         )
         columns = [f"{name}@{k}" for k in exp.ks for name in metrics]
         primary = exp.primary_metric
@@ -356,6 +363,15 @@ def declared_behaviour(model: Recommender | Any, *, label: str) -> dict[str, boo
             f"model {label!r}: cold_users() returned {cold!r}; return a few words of text or None (not declared)"
         )
     return {"reads_source_domains": reads, "cold_users": cold}
+
+
+def declared_cold_items(model: Recommender | Any, *, label: str) -> bool | None:
+    """Whether the model scores items with no training interaction from their text (``None``: not declared)."""
+    fn = getattr(model, "cold_items", None)
+    value = fn() if callable(fn) else None
+    if value is not None and not isinstance(value, bool):
+        raise CrossbenchError(f"model {label!r}: cold_items() returned {value!r}; return True or False")
+    return value
 
 
 def _finite_groups(groups: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float | None]]:

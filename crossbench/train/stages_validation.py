@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from crossbench.data.protocols import FitSplit, train_items
+from crossbench.data.protocols import FitSplit, exclude_for_validation
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate.ranking import evaluate
 from crossbench.evaluate.rating import RATING_VALIDATION_METRIC, validation_rmse
@@ -33,7 +33,7 @@ def validation_score(score: Callable[..., torch.Tensor], split: FitSplit, *, k: 
     n_target = split.train.domain(split.target).n_items
     res = evaluate(
         score, split.valid, n_items=n_target, metrics={VALIDATION_METRIC: VALIDATION_SPEC}, ks=[k],
-        exclude=train_items(split.train, split.target), device=device,
+        exclude=exclude_for_validation(split), device=device,
     )
     return float(res.means[f"{VALIDATION_METRIC}@{k}"])
 

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from crossbench.data.protocols import FitSplit, train_items
+from crossbench.data.protocols import FitSplit, exclude_for_validation
 from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.evaluate.ranking import evaluate
 from crossbench.evaluate.validation import VALIDATION_METRIC, VALIDATION_SPEC
@@ -107,6 +107,11 @@ class ComposedRecommender(Recommender):
         if self.model.fusion.cross_domain:
             return "from source-domain history"
         return "popularity fallback (training popularity of target items)"
+
+    def cold_items(self) -> bool:
+        """True when the target's item encoder derives vectors from more than IDs (text): asked after ``fit``."""
+        encoder = None if self.model is None else self.model.item_encoders[self.target]
+        return isinstance(encoder, ItemEncoder) and encoder.cold_items()
 
     def set_component_params(self, role: str, params: Mapping[str, Any]) -> None:
         if role not in COMPONENT_ROLES:
@@ -196,7 +201,7 @@ class ComposedRecommender(Recommender):
         gen = torch.Generator(device=env.device).manual_seed(env.seed)
         order_gen = torch.Generator().manual_seed(env.seed)  # batch order is drawn on the CPU
         metric = {VALIDATION_METRIC: VALIDATION_SPEC}
-        exclude = train_items(split.train, split.target)
+        exclude = exclude_for_validation(split)
         n_target = split.train.domain(split.target).n_items
         pair_step = self._bpr_step if cfg.loss == "bpr" else self._softmax_step
         if sequences:  # batches of history windows in each domain

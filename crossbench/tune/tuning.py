@@ -25,7 +25,7 @@ import torch
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from crossbench.data.protocols import FitSplit, resolve_targets, train_items
+from crossbench.data.protocols import FitSplit, exclude_for_validation, resolve_targets
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate import evaluate
 from crossbench.evaluate.rating import RATING_VALIDATION_METRIC, validation_rmse
@@ -205,7 +205,7 @@ def tune_split(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(spec, name, meta, pruner=settings.pruner, defaults=default_values(registry, m.name, default, space),
                        direction=StudyDirection.MINIMIZE if rating else StudyDirection.MAXIMIZE)
-    exclude = train_items(view.train, view.target)
+    exclude = exclude_for_validation(view)
     n_items = view.train.domain(view.target).n_items
     metric = objective_metrics(registry, settings.metric)
     label = f"{m.display} on {view.target} seed {seed}"

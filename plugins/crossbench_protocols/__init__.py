@@ -5,6 +5,8 @@ test users and a disjoint fraction validation users, with all their target inter
 out. ``warm``: leave-one-out by time under one global time cut. ``cold-start-rating``: the
 cold-start split judged by rating error (MAE, RMSE). ``loo``, ``loo-999``, ``loo-100``:
 leave-one-out on overlapping users, under full ranking or the papers' sampled negatives.
+``new-items``: a seeded share of the target's items held out with all their interactions; the
+ground truth is the test users' interactions with those new items, known by their text only.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from crossbench import hookimpl
 from crossbench.plugin.specs import ProtocolSpec
 from crossbench_protocols.loo import LeaveOneOut, Loo100, Loo999
+from crossbench_protocols.new_items import NEW_ITEMS_MEANINGS, NewItems
 from crossbench_protocols.splits import ColdStart, ColdStartRating, Warm
 
 #: Meanings of the cold-start protocols' hyperparameters.
@@ -49,7 +52,9 @@ def crossbench_protocols() -> list[ProtocolSpec]:
         }),
         ProtocolSpec("loo-999", Loo999, "leave-one-out per overlapping user, sampled: 999 uniform negatives (DisenCDR, CDRIB, C2DSR)", meanings=_LOO_MEANINGS),
         ProtocolSpec("loo-100", Loo100, "leave-one-out per overlapping user, sampled: 100 uniform negatives (Tri-CDR)", meanings=_LOO_MEANINGS),
+        ProtocolSpec("new-items", NewItems, "new items: a share of the target's items held out with all their interactions, "
+                     "known by their text only; ground truth: test users' interactions with them", meanings=NEW_ITEMS_MEANINGS),
     ]
 
 
-__all__ = ["ColdStart", "ColdStartRating", "LeaveOneOut", "Loo100", "Loo999", "Warm"]
+__all__ = ["ColdStart", "ColdStartRating", "LeaveOneOut", "Loo100", "Loo999", "NewItems", "Warm"]

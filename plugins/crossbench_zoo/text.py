@@ -243,6 +243,9 @@ class TextItemEncoder(ItemEncoder):
     def inputs(self) -> dict[str, Any] | None:
         return self.report
 
+    def cold_items(self) -> bool:
+        return True  # every item's vector starts from its text, whether or not anyone took it
+
     def all_items(self) -> torch.Tensor:
         # The catalogue is adapted once per parameter update: a training step that encodes
         # histories and candidates reuses one result (the key holds the parameters' in-place

@@ -183,13 +183,7 @@ class ComposedRecommender(Recommender):
         cfg = self.config
         domains = model.domains_for(split.target)
         sequences = cfg.training == "sequences"
-        pairs = {} if sequences else {  # (user, item) tensors are read by pair training only
-            d: (
-                torch.as_tensor(split.train.domain(d).interactions["user"].to_numpy().copy(), device=env.device),
-                torch.as_tensor(split.train.domain(d).interactions["item"].to_numpy().copy(), device=env.device),
-            )
-            for d in domains
-        }
+        pairs = {} if sequences else _pairs(split, domains, env.device)  # read by pair training only
         n_items = {d: split.train.domain(d).n_items for d in domains}
         params = [p for p in model.parameters() if p.requires_grad]
         opt = make_optimizer(params, cfg) if params else None
@@ -204,6 +198,7 @@ class ComposedRecommender(Recommender):
             pools = {d: torch.arange(len(windows[d][0]), device=env.device) for d in domains}
             log_probs = {d: torch.log(c.clamp(min=0.5) / c.clamp(min=0.5).sum()) for d, c in self.item_counts.items()}
         best, best_state, best_epoch, bad, history, epochs_run, train_seconds, samples, warnings = -1.0, None, 0, 0, [], 0, 0.0, 0, []
+        losses: list[float] = []  # mean training loss of each epoch's steps
         steps = 0  # batches so far: the step of the learning-rate schedule
         clock = EpochClock(cfg.epochs, metric=f"validation {VALIDATION_METRIC}@{cfg.valid_k}", enabled=env.progress)
         for epoch in range(1, cfg.epochs + 1):
@@ -214,6 +209,7 @@ class ComposedRecommender(Recommender):
             schedule = StepSchedule.of(cfg, len(batches))  # every epoch has the same number of batches
             _sync(env.device)
             t0 = time.perf_counter()
+            step_losses: list[torch.Tensor] = []  # kept on the device: no synchronisation per step
             with progress_bar(order, label=f"epoch {epoch}/{cfg.epochs}", enabled=env.progress) as bar:
                 for b in bar:
                     d, idx = batches[b]
@@ -224,9 +220,11 @@ class ComposedRecommender(Recommender):
                             loss, n_samples = pair_step(model, d, pairs[d][0][idx], pairs[d][1][idx], n_items[d], gen), len(idx)
                     if opt is not None and loss.requires_grad:
                         backward_step(opt, params, loss, config=cfg, schedule=schedule, step=steps)
+                        step_losses.append(loss.detach())
                     samples, steps = samples + n_samples, steps + 1
             _sync(env.device)
             train_seconds += time.perf_counter() - t0
+            losses += [float(torch.stack(step_losses).float().mean())] if step_losses else []
             if split.valid.n_users == 0:
                 clock.epoch(epoch)
                 continue
@@ -256,7 +254,7 @@ class ComposedRecommender(Recommender):
             self.save_checkpoint(Path(env.checkpoint_dir) / "model.pt")
         return FitReport(
             epochs=epochs_run, best_epoch=best_epoch, valid_score=best if history else None,
-            valid_metric=f"{VALIDATION_METRIC}@{cfg.valid_k}", history=tuple(history),
+            valid_metric=f"{VALIDATION_METRIC}@{cfg.valid_k}", history=tuple(history), train_loss=tuple(losses),
             threads=torch.get_num_threads(), train_seconds=train_seconds, train_samples=samples, warnings=tuple(warnings),
         )
 
@@ -387,6 +385,13 @@ class ComposedRecommender(Recommender):
         model = self._prepare(split, env)
         model.load_state_dict(state)
         model.eval()
+
+
+def _pairs(split: FitSplit, domains: list[str], device: torch.device) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Each domain's training (user, item) index tensors."""
+    inter = {d: split.train.domain(d).interactions for d in domains}
+    return {d: (torch.as_tensor(i["user"].to_numpy().copy(), device=device), torch.as_tensor(i["item"].to_numpy().copy(), device=device))
+            for d, i in inter.items()}
 
 
 def _sync(device: torch.device) -> None:

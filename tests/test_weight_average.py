@@ -40,6 +40,12 @@ def test_average_by_hand_and_the_swap() -> None:
     assert model.training and p.tolist() == [5.0, 8.0]
 
 
+def test_defaults_lm_attention_averages_over_one_epoch_other_models_do_not() -> None:
+    assert REGISTRY.get("recommenders", "lm-attention").factory().config.ema_epochs == 1.0
+    for name in ("sasrec", "cd-gating", "mf"):
+        assert REGISTRY.get("recommenders", name).factory().config.ema_epochs == 0.0
+
+
 def test_off_changes_nothing() -> None:
     p = torch.nn.Parameter(torch.tensor([2.0]))
     avg = WeightAverage([p], epochs=0.0)

@@ -97,7 +97,7 @@ SASREC_SPACE = (
 
 @trains(TrainConfig(
     batch_size=128, lr=1e-3, l2=0.0, target_history_dropout=0.8, loss="full-softmax", training="sequences",
-    negative_sampling="popularity",
+    negative_sampling="popularity", ema_epochs=1.0,
 ))
 def lm_attention(
     *,

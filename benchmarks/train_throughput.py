@@ -55,22 +55,33 @@ DEFAULT_LR = {"mf": 5e-3, "sasrec": 2e-3}
 TINY = {"n_users": 300, "epochs": 1, "dim": 16, "batch_size": 512, "history_length": 10}
 
 
-def make_split(n_users: int, seed: int, history_length: int, out: Path, *, sequences: bool) -> None:
+def held_out(users: np.ndarray) -> np.ndarray:
+    """Each user's last 20% of rows (rows sorted by user, then time): rank >= ceil(0.8 * size)."""
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    size = np.diff(np.r_[starts, len(users)])
+    rank = np.arange(len(users)) - np.repeat(starts, size)
+    return rank >= np.ceil(np.repeat(size, size) * 0.8)
+
+
+def make_split(n_users: int, seed: int, history_length: int, out: Path, *, sequences: bool, validation: bool = False) -> None:
     """Write the train/test pairs of the synthetic target domain as ``.npz`` and as RecBole atomic files.
 
     ``synth/`` holds the pairs (for BPR); ``synth_seq/`` holds, per training interaction after a
     user's first, the ``history_length`` items before it (for SASRec), and per test user one
     line with the most recent training items (RecBole needs valid and test files to load);
-    ``sequences=False`` skips ``synth_seq/``.
+    ``sequences=False`` skips ``synth_seq/``. With ``validation`` the test items are dropped
+    and each user's last 20% of the remaining training items is held out in their place (the
+    validation split, where settings are chosen without the test items).
     """
     from crossbench_synthetic import SyntheticDataset
 
     data = SyntheticDataset(n_users=n_users, seed=seed).load()
     inter = data.domain("movies").interactions.sort_values(["user", "timestamp"], kind="stable")
     users, items = inter["user"].to_numpy(), inter["item"].to_numpy()
-    rank = inter.groupby("user").cumcount().to_numpy()
-    size = inter.groupby("user")["item"].transform("size").to_numpy()
-    test = rank >= np.ceil(size * 0.8)
+    test = held_out(users)
+    if validation:
+        users, items = users[~test], items[~test]
+        test = held_out(users)
     np.savez(out / "split.npz", train_u=users[~test], train_i=items[~test], test_u=users[test], test_i=items[test],
              n_users=data.n_users, n_items=data.domain("movies").n_items)
     atomic = out / "synth"
@@ -156,7 +167,7 @@ def run_crossbench(name: str, args: argparse.Namespace, work: Path) -> dict[str,
         common["batch_size"] = max(1, round(args.batch_size / per_window))
         model = reg.get("recommenders", "sasrec").factory(
             **common, layers=args.layers, heads=args.heads, dropout=args.dropout, history_length=args.history_length,
-            loss="full-softmax",
+            loss="full-softmax", **args.sasrec_param,
         )
     with OutsideLoad() as load:
         report = model.fit(split.fit_view(), env=RunEnv(registry=reg, seed=args.seed, progress=False))
@@ -280,6 +291,19 @@ def check_recbole_python(python: str) -> None:
                          "give the python of a virtualenv with recbole==1.2.1, or leave the option out to skip RecBole")
 
 
+def parse_param(text: str, ap: argparse.ArgumentParser) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as an int, a float or else text."""
+    key, eq, value = text.partition("=")
+    if not eq or not key:
+        ap.error(f"--sasrec-param {text!r}: write KEY=VALUE")
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, value
+
+
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recbole-python", default=None, help="python of a virtualenv with recbole==1.2.1 (without it RecBole is skipped)")
@@ -296,6 +320,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--heads", type=int, default=2, help="sasrec: attention heads")
     ap.add_argument("--dropout", type=float, default=0.1, help="sasrec: dropout")
     ap.add_argument("--history-length", type=int, default=50, help="sasrec: most recent items read")
+    ap.add_argument("--validation", action="store_true",
+                    help="score on the validation split (test items dropped, each user's last 20%% of the rest held out): choose settings here")
+    ap.add_argument("--sasrec-param", action="append", default=[], metavar="KEY=VALUE",
+                    help="crossbench sasrec: set one more hyperparameter (e.g. norm=pre, init_std=0); repeatable")
     ap.add_argument("--tiny", action="store_true", help=f"a check of the script in seconds: {TINY} unless given")
     ap.add_argument("--recbole-worker", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--worker-model", choices=MODELS, default="mf", help=argparse.SUPPRESS)
@@ -303,6 +331,7 @@ def parse_args() -> argparse.Namespace:
         ap.set_defaults(**TINY)
     args = ap.parse_args()
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    args.sasrec_param = dict(parse_param(p, ap) for p in args.sasrec_param)
     unknown = [m for m in args.models if m not in MODELS]
     if unknown or not args.models:
         ap.error(f"--models {','.join(args.models)}: choose from {', '.join(MODELS)}")
@@ -317,12 +346,14 @@ def main() -> None:
     skipped = None if args.recbole_python else "no --recbole-python given (the python of a virtualenv with recbole==1.2.1)"
     if args.recbole_python:
         check_recbole_python(args.recbole_python)
-    report: dict[str, Any] = {"benchmark": "train_throughput", "threads": args.threads, "n_users": args.n_users,
+    report: dict[str, Any] = {"benchmark": "train_throughput", "split": "validation" if args.validation else "test",
+                              "sasrec_params": args.sasrec_param, "threads": args.threads, "n_users": args.n_users,
                               "epochs": args.epochs, "dim": args.dim, "batch_size": args.batch_size, "recbole_skipped": skipped,
                               "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        make_split(args.n_users, args.seed, args.history_length, work, sequences="sasrec" in args.models and not skipped)
+        make_split(args.n_users, args.seed, args.history_length, work, sequences="sasrec" in args.models and not skipped,
+                   validation=args.validation)
         for name in args.models:
             ours = run_crossbench(name, args, work)
             theirs = None if skipped else run_recbole(name, args, work)
@@ -330,7 +361,8 @@ def main() -> None:
             extra = (f", softmax cross-entropy, {args.layers} blocks, {args.heads} heads, history {args.history_length}"
                      if name == "sasrec" else ", BPR with 1 negative")
             print(f"{TITLES[name]}: {args.n_users} users, {ours['train_interactions']} training interactions, dim {args.dim}, "
-                  f"batch {args.batch_size} interactions, lr {lr}, {args.epochs} epochs{extra}, threads {args.threads}")
+                  f"batch {args.batch_size} interactions, lr {lr}, {args.epochs} epochs{extra}, threads {args.threads}, "
+                  f"{'validation' if args.validation else 'test'} split")
             print(f"{'library':<12} {'interactions/s':>15} {'train s':>9} {'outside cores':>14} {'NDCG@10':>9}")
             for label, r in (("crossbench", ours), ("RecBole", theirs)):
                 if r is None:

@@ -67,6 +67,7 @@ def leaderboard(paths: tuple[Path, ...], output: Path | None, check: Path | None
     of the tables in ROOT's folders.
     """
     from crossbench.evaluate.peruser import PerUserFiles
+    from crossbench.report.curves import curve_plots
     from crossbench.report.exports import artefacts, stale, write_artefacts
 
     files_read = PerUserFiles()
@@ -86,4 +87,5 @@ def leaderboard(paths: tuple[Path, ...], output: Path | None, check: Path | None
         return
     if output is not None:
         write_artefacts(output.parent, files)
+        write_artefacts(output.parent, curve_plots(records, folder="plots" if stem == "leaderboard" else f"{stem}-plots"))
     click.echo(markdown)

@@ -84,6 +84,8 @@ class FitReport:
     valid_score: float | None = None
     valid_metric: str | None = None
     history: tuple[float, ...] = ()
+    #: mean training loss of each epoch's optimiser steps (trainers that record it; empty otherwise)
+    train_loss: tuple[float, ...] = ()
     #: torch intra-op threads during fitting (``torch.get_num_threads()``), recorded beside the timings
     threads: int | None = None
     #: seconds spent in training steps (validation excluded) and the training samples they processed

@@ -8,7 +8,8 @@ Layout::
     DIR/runs/experiment.toml  the experiment as a file (``crossbench reproduce`` reruns a row from it)
     DIR/leaderboard.md      the table, rebuilt from the records after every run command
     DIR/leaderboard.csv     the same numbers as CSV, and as JSON in leaderboard.json
-    DIR/plots/*.png         metric@K curves and results by user group, per table section
+    DIR/plots/*.png         metric@K curves and results by user group, per table section;
+                            *-curves.png: each model's validation metric and training loss per epoch
     DIR/pairwise.md         every model against every other
     DIR/tuning.db           Optuna studies (default tuning storage)
     DIR/studies/*.png       optimisation history and parameter importances per study

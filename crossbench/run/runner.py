@@ -52,6 +52,7 @@ from crossbench.records.store import (
     reset_peak_rss,
     write_record,
 )
+from crossbench.report.curves import curve_plots
 from crossbench.report.exports import artefacts, write_artefacts
 
 
@@ -162,6 +163,7 @@ def run_experiment(
         records = load_records([folder.path], files=per_user)
         files = artefacts(records, command=options.command, record_dir=folder.runs, files=per_user)
         write_artefacts(folder.path, files)
+        write_artefacts(folder.path, curve_plots(records))  # each run's validation curve, beside the table's plots
     return records, files["leaderboard.md"].content.decode("utf-8")
 
 

@@ -72,6 +72,9 @@ class TrainConfig:
     #: decoupled weight decay (AdamW: each step shrinks every weight by ``lr * weight_decay``
     #: times itself, apart from the gradient); 0 = plain Adam
     weight_decay: float = 0.0
+    #: horizon, in epochs of optimiser steps, of the exponential moving average of the weights
+    #: that validation scores and early stopping keeps (:mod:`crossbench.train.averaging`); 0 = off
+    ema_epochs: float = 0.0
 
     def check(self) -> None:
         """Raise a :class:`CrossbenchError` naming every out-of-range setting."""
@@ -104,7 +107,7 @@ class TrainConfig:
     def _optimiser_problems(self) -> list[str]:
         """What is wrong with the learning-rate schedule, clipping and weight decay."""
         out = []
-        floats = {name: getattr(self, name) for name in ("warmup_epochs", "min_lr_ratio", "clip_norm", "weight_decay")}
+        floats = {name: getattr(self, name) for name in ("warmup_epochs", "min_lr_ratio", "clip_norm", "weight_decay", "ema_epochs")}
         for name, value in floats.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 out.append(f"{name} must be a finite number, got {value!r}")
@@ -114,7 +117,7 @@ class TrainConfig:
             out.append(f"warmup_epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             out.append(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        for name in ("clip_norm", "weight_decay"):
+        for name in ("clip_norm", "weight_decay", "ema_epochs"):
             if getattr(self, name) < 0:
                 out.append(f"{name} must not be negative (0 turns it off), got {getattr(self, name)}")
         if math.isfinite(self.lr) and self.weight_decay * self.lr >= 1.0:
@@ -146,6 +149,7 @@ TRAINING_MEANINGS: Mapping[str, str] = {
     "min_lr_ratio": "fraction of lr that lr_decay ends at",
     "clip_norm": "largest global gradient norm of an optimiser step (0 = no clipping)",
     "weight_decay": "decoupled weight decay of AdamW (0 = plain Adam)",
+    "ema_epochs": "horizon in epochs of the moving average of the weights that validation scores and the fit keeps (0 = off)",
 }
 
 #: The search range of each tunable training setting, shared by every composed model's search space.
@@ -163,6 +167,7 @@ TRAINING_RANGES: Mapping[str, Param] = {
         CategoricalParam("lr_decay", LR_DECAYS),
         CategoricalParam("clip_norm", (0.0, 0.5, 1.0, 5.0)),
         CategoricalParam("weight_decay", (0.0, 1e-4, 1e-3, 1e-2)),
+        CategoricalParam("ema_epochs", (0.0, 0.5, 1.0, 2.0)),
     )
 }
 

@@ -49,9 +49,11 @@ from crossbench.plugin.modules import ItemEncoder
 from crossbench.plugin.params import check_kwargs
 from crossbench.plugin.specs import COMPONENT_ROLES, ComponentRef, ComponentSpec
 from crossbench.progress import EpochClock, progress_bar
+from crossbench.train.averaging import WeightAverage
 from crossbench.train.checkpoints import read_checkpoint, save_checkpoint
 from crossbench.train.composed import ComposedModel, StepSchedule, backward_step, build_histories, make_optimizer, reads_history
-from crossbench.train.sequences import sequence_step, sequence_windows
+from crossbench.train.epoch_data import sequence_data, training_pairs
+from crossbench.train.sequences import sequence_step
 from crossbench.train.settings import TrainConfig
 
 __all__ = ["ComponentRef", "ComposedModel", "ComposedRecommender", "TrainConfig", "build_histories"]
@@ -188,13 +190,7 @@ class ComposedRecommender(Recommender):
         cfg = self.config
         domains = model.domains_for(split.target)
         sequences = cfg.training == "sequences"
-        pairs = {} if sequences else {  # (user, item) tensors are read by pair training only
-            d: (
-                torch.as_tensor(split.train.domain(d).interactions["user"].to_numpy().copy(), device=env.device),
-                torch.as_tensor(split.train.domain(d).interactions["item"].to_numpy().copy(), device=env.device),
-            )
-            for d in domains
-        }
+        pairs = {} if sequences else training_pairs(split, domains, env.device)  # read by pair training only
         n_items = {d: split.train.domain(d).n_items for d in domains}
         params = [p for p in model.parameters() if p.requires_grad]
         opt = make_optimizer(params, cfg) if params else None
@@ -204,21 +200,23 @@ class ComposedRecommender(Recommender):
         exclude = exclude_for_validation(split)
         n_target = split.train.domain(split.target).n_items
         pair_step = self._bpr_step if cfg.loss == "bpr" else self._softmax_step
-        if sequences:  # batches of history windows in each domain
-            windows = {d: [t.to(env.device) for t in sequence_windows(split.train.domain(d).interactions, cfg.history_length)] for d in domains}
-            pools = {d: torch.arange(len(windows[d][0]), device=env.device) for d in domains}
-            log_probs = {d: torch.log(c.clamp(min=0.5) / c.clamp(min=0.5).sum()) for d, c in self.item_counts.items()}
+        windows, pools, log_probs = (
+            sequence_data(split, domains, cfg.history_length, self.item_counts, env.device) if sequences else ({}, {}, {})
+        )
         best, best_state, best_epoch, bad, history, epochs_run, train_seconds, samples, warnings = -1.0, None, 0, 0, [], 0, 0.0, 0, []
+        losses: list[float] = []  # mean training loss of each epoch's steps
+        average = WeightAverage(params, epochs=cfg.ema_epochs)  # validated and kept in place of the weights when on
         steps = 0  # batches so far: the step of the learning-rate schedule
         clock = EpochClock(cfg.epochs, metric=f"validation {VALIDATION_METRIC}@{cfg.valid_k}", enabled=env.progress)
         for epoch in range(1, cfg.epochs + 1):
             epochs_run = epoch
-            model.train()
+            average.training(model)
             batches = self._epoch_batches(domains, pools if sequences else None, pairs, gen, env.device)
             order = torch.randperm(len(batches), generator=order_gen).tolist()
             schedule = StepSchedule.of(cfg, len(batches))  # every epoch has the same number of batches
             _sync(env.device)
             t0 = time.perf_counter()
+            step_losses: list[torch.Tensor] = []  # kept on the device: no synchronisation per step
             with progress_bar(order, label=f"epoch {epoch}/{cfg.epochs}", enabled=env.progress) as bar:
                 for b in bar:
                     d, idx = batches[b]
@@ -229,13 +227,16 @@ class ComposedRecommender(Recommender):
                             loss, n_samples = pair_step(model, d, pairs[d][0][idx], pairs[d][1][idx], n_items[d], gen), len(idx)
                     if opt is not None and loss.requires_grad:
                         backward_step(opt, params, loss, config=cfg, schedule=schedule, step=steps)
+                        average.update(steps_per_epoch=len(batches))
+                        step_losses.append(loss.detach())
                     samples, steps = samples + n_samples, steps + 1
             _sync(env.device)
             train_seconds += time.perf_counter() - t0
+            losses += [float(torch.stack(step_losses).float().mean())] if step_losses else []
             if split.valid.n_users == 0:
                 clock.epoch(epoch)
                 continue
-            model.eval()
+            average.evaluating(model)
             res = evaluate(self.score, split.valid, n_items=n_target, metrics=metric, ks=[cfg.valid_k], exclude=exclude, device=env.device)
             score = res.means[f"{VALIDATION_METRIC}@{cfg.valid_k}"]
             history.append(score)
@@ -261,7 +262,7 @@ class ComposedRecommender(Recommender):
             self.save_checkpoint(Path(env.checkpoint_dir) / "model.pt")
         return FitReport(
             epochs=epochs_run, best_epoch=best_epoch, valid_score=best if history else None,
-            valid_metric=f"{VALIDATION_METRIC}@{cfg.valid_k}", history=tuple(history),
+            valid_metric=f"{VALIDATION_METRIC}@{cfg.valid_k}", history=tuple(history), train_loss=tuple(losses),
             threads=torch.get_num_threads(), train_seconds=train_seconds, train_samples=samples, warnings=tuple(warnings),
         )
 

@@ -50,7 +50,9 @@ def crossbench_user_encoders() -> list[ComponentSpec]:
             "transformer", f.transformer_user_encoder, "causal Transformer with positions (SASRec-style)",
             (IntParam("layers", 1, 3), CategoricalParam("heads", (1, 2, 4)), FloatParam("dropout", 0.0, 0.5)),
             {"layers": "Transformer layers", "heads": "attention heads per layer", "dropout": "dropout of the Transformer layers",
-             "max_length": "size of the learned position table (later positions share its last entry)"},
+             "max_length": "size of the learned position table (later positions share its last entry)",
+             "norm": "block layout: pre (LayerNorm before each sub-layer, one at the end) or post (SASRec/BERT: after each residual sum, input normalised)",
+             "init_std": "normal initialisation std of the linear layers and positions, biases zero (0: PyTorch's default)"},
         ),
     ]
 

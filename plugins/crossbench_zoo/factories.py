@@ -73,12 +73,14 @@ def gru_user_encoder(*, context: BuildContext, domain: str, layers: int = 1, dro
 
 
 def transformer_user_encoder(
-    *, context: BuildContext, domain: str, layers: int = 2, heads: int = 2, dropout: float = 0.1, max_length: int = 200
+    *, context: BuildContext, domain: str, layers: int = 2, heads: int = 2, dropout: float = 0.1, max_length: int = 200,
+    norm: str = "pre", init_std: float = 0.0,
 ) -> TransformerUserEncoder:
     """Causal Transformer with positions over the user's history in ``domain`` (SASRec-style)."""
     from crossbench_zoo.sequence import TransformerUserEncoder
 
-    return TransformerUserEncoder(dim=context.dim, max_length=max_length, layers=layers, heads=heads, dropout=dropout)
+    return TransformerUserEncoder(dim=context.dim, max_length=max_length, layers=layers, heads=heads, dropout=dropout, norm=norm,
+                                  init_std=init_std)
 
 
 def cosine_scorer(*, context: BuildContext, temperature: float = 0.1) -> CosineScorer:

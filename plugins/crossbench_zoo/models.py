@@ -66,13 +66,21 @@ def cd_attention(*, heads: int = 4, config: TrainConfig) -> ComposedRecommender:
 
 
 @trains(TrainConfig(batch_size=128, lr=2e-3, l2=0.0, target_history_dropout=0.0, loss="full-softmax", training="sequences"))
-def sasrec(*, layers: int = 2, heads: int = 2, dropout: float = 0.1, config: TrainConfig) -> ComposedRecommender:
+def sasrec(
+    *, layers: int = 2, heads: int = 2, dropout: float = 0.1, norm: str = "post", init_std: float = 0.02, config: TrainConfig,
+) -> ComposedRecommender:
     """Target-only causal Transformer over ID histories (SASRec-style), trained on every position
     of each sequence at once with softmax cross-entropy over the catalogue. Users without
-    target history get the popularity fallback."""
+    target history get the popularity fallback.
+
+    ``norm="post"`` lays the blocks out as SASRec in RecBole (input LayerNorm, a LayerNorm
+    after each residual sum, eps 1e-12); ``init_std > 0`` draws the item vectors, positions and
+    linear weights from a normal with that deviation and zeroes the biases (RecBole: 0.02);
+    0 keeps the components' own initialisation (item vectors std 0.1, PyTorch's linear layers)."""
+    encoder = {"layers": layers, "heads": heads, "dropout": dropout, "norm": norm, "init_std": init_std}
     return _composed(
-        item_encoder="id", user_encoder=ComponentRef("transformer", {"layers": layers, "heads": heads, "dropout": dropout}),
-        fusion="target-only", scorer="dot", config=config,
+        item_encoder=ComponentRef("id", {"init_std": init_std}) if init_std > 0 else "id",
+        user_encoder=ComponentRef("transformer", encoder), fusion="target-only", scorer="dot", config=config,
     )
 
 
@@ -89,7 +97,7 @@ SASREC_SPACE = (
 
 @trains(TrainConfig(
     batch_size=128, lr=1e-3, l2=0.0, target_history_dropout=0.8, loss="full-softmax", training="sequences",
-    negative_sampling="popularity",
+    negative_sampling="popularity", ema_epochs=1.0,
 ))
 def lm_attention(
     *,
@@ -182,7 +190,9 @@ RECOMMENDERS = (
     ComponentSpec("cd-attention", cd_attention, "per-domain mean-pooled ID histories, cross-domain attention fusion", TRAINING_SPACE,
                   {"heads": "attention heads of the cross-domain attention fusion"}),
     ComponentSpec("sasrec", sasrec, "target-only causal Transformer over ID histories (SASRec-style, all-position training)", SASREC_SPACE,
-                  {"layers": "Transformer layers", "heads": "attention heads per layer", "dropout": "dropout of the Transformer layers"}),
+                  {"layers": "Transformer layers", "heads": "attention heads per layer", "dropout": "dropout of the Transformer layers",
+                   "norm": "block layout: post (SASRec as in RecBole: LayerNorm after each residual sum) or pre",
+                   "init_std": "normal init std of item vectors, positions and linear weights (0: the components' defaults)"}),
     ComponentSpec(
         "lm-attention", lm_attention,
         "reference big model: LM text + ID item vectors, Transformer per domain, item-level cross-domain attention",

@@ -12,7 +12,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.plugin.modules import UserEncoder
+
+#: block layouts of the Transformer user encoder
+NORMS = ("pre", "post")
 
 
 def pack_right(history: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,17 +64,20 @@ class GruUserEncoder(UserEncoder):
 
 
 class CausalBlock(nn.Module):
-    """A pre-norm Transformer block (multi-head self-attention, GELU feed-forward).
+    """A Transformer block (multi-head self-attention, GELU feed-forward), pre-norm or post-norm.
 
-    ``last_only`` computes the output of the last position alone: its query attends over
-    every position's keys and values, and only that position goes through the feed-forward
-    part. A user encoder that reads the last position needs nothing else from its top block.
+    Pre-norm (``post_norm=False``) normalises each sub-layer's input and adds its output to the
+    residual stream; post-norm (SASRec's and BERT's layout) adds the output, then normalises
+    the sum. ``last_only`` computes the output of the last position alone: its query attends
+    over every position's keys and values, and only that position goes through the
+    feed-forward part. A user encoder that reads the last position needs nothing else from
+    its top block.
     """
 
-    def __init__(self, *, dim: int, heads: int, dropout: float) -> None:
+    def __init__(self, *, dim: int, heads: int, dropout: float, post_norm: bool = False, eps: float = 1e-5) -> None:
         super().__init__()
-        self.heads, self.dropout = heads, dropout
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.heads, self.dropout, self.post_norm = heads, dropout, post_norm
+        self.norm1, self.norm2 = nn.LayerNorm(dim, eps=eps), nn.LayerNorm(dim, eps=eps)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.ffn = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
@@ -78,7 +85,7 @@ class CausalBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor, *, last_only: bool) -> torch.Tensor:
         b, length, dim = x.shape
-        h = self.norm1(x)
+        h = x if self.post_norm else self.norm1(x)
         w_q, w_kv = self.qkv.weight.split([dim, 2 * dim])
         b_q, b_kv = self.qkv.bias.split([dim, 2 * dim])
         if last_only:
@@ -90,6 +97,9 @@ class CausalBlock(nn.Module):
             split(q), split(k), split(v), attn_mask=allowed.unsqueeze(1), dropout_p=self.dropout if self.training else 0.0
         )
         x = x + self.drop(self.proj(att.transpose(1, 2).flatten(2)))
+        if self.post_norm:
+            x = self.norm1(x)
+            return self.norm2(x + self.drop(self.ffn(x)))
         return x + self.drop(self.ffn(self.norm2(x)))
 
 
@@ -100,26 +110,49 @@ class TransformerUserEncoder(UserEncoder):
     ``max_length - 1``), so the state after an item does not depend on the padding around
     it: the state after the ``j``-th item is the same whether the sequence ends there
     (scoring) or goes on (all-position training).
+
+    ``norm="pre"``: pre-norm blocks and a final LayerNorm. ``norm="post"`` (SASRec as RecBole
+    and BERT lay it out): the input (item vector plus position) is normalised, each block
+    normalises after its residual sums, there is no final norm, and every LayerNorm uses
+    ``eps=1e-12``. ``init_std > 0`` draws every linear weight and the positions from a normal
+    with that deviation and zeroes the biases; 0 keeps PyTorch's initialisation of the linear
+    layers (positions: std 0.02).
     """
 
-    def __init__(self, *, dim: int, max_length: int, layers: int = 2, heads: int = 2, dropout: float = 0.1) -> None:
+    def __init__(
+        self, *, dim: int, max_length: int, layers: int = 2, heads: int = 2, dropout: float = 0.1, norm: str = "pre",
+        init_std: float = 0.0,
+    ) -> None:
         super().__init__()
+        if norm not in NORMS:
+            raise CrossbenchError(unknown_name_message("transformer norm", norm, NORMS))
+        if not init_std >= 0:
+            raise CrossbenchError(f"transformer init_std must be >= 0 (0: PyTorch's initialisation), got {init_std}")
+        post, eps = norm == "post", 1e-12 if norm == "post" else 1e-5
+        self.post_norm = post
         self.positions = nn.Embedding(max_length, dim)
         nn.init.normal_(self.positions.weight, std=0.02)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.blocks = nn.ModuleList(CausalBlock(dim=dim, heads=heads, dropout=dropout) for _ in range(layers))
-        self.norm = nn.LayerNorm(dim)
+        self.blocks = nn.ModuleList(CausalBlock(dim=dim, heads=heads, dropout=dropout, post_norm=post, eps=eps) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim, eps=eps)  # post-norm: the input's norm; pre-norm: the output's
+        if init_std > 0:
+            for module in self.modules():
+                if isinstance(module, (nn.Linear, nn.Embedding)):
+                    nn.init.normal_(module.weight, std=init_std)
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def _encode(self, history: torch.Tensor, mask: torch.Tensor, *, last_only: bool) -> torch.Tensor:
         length = history.shape[1]
         pos = (mask.long().cumsum(1) - 1).clamp(0, self.positions.num_embeddings - 1)
-        x = self.dropout(history + self.positions(pos))
+        x = history + self.positions(pos)
+        x = self.dropout(self.norm(x) if self.post_norm else x)
         # causal, and no attention to padding; a padding query may see itself so no row is empty
         causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
         allowed = causal & (mask.unsqueeze(1) | torch.eye(length, dtype=torch.bool, device=x.device))  # [B, L, L]
         for i, block in enumerate(self.blocks):
             x = block(x, allowed, last_only=last_only and i == len(self.blocks) - 1)
-        return self.norm(x)
+        return x if self.post_norm else self.norm(x)
 
     def forward(self, users: torch.Tensor, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b = history.shape[0]

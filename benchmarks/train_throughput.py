@@ -323,7 +323,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--validation", action="store_true",
                     help="score on the validation split (test items dropped, each user's last 20%% of the rest held out): choose settings here")
     ap.add_argument("--sasrec-param", action="append", default=[], metavar="KEY=VALUE",
-                    help="crossbench sasrec: set one more hyperparameter (e.g. norm=pre, init_std=0); repeatable")
+                    help="crossbench sasrec: set one more hyperparameter (default norm=post init_std=0.02, RecBole's layout; "
+                         "norm=pre init_std=0 is sasrec's own default); repeatable")
     ap.add_argument("--tiny", action="store_true", help=f"a check of the script in seconds: {TINY} unless given")
     ap.add_argument("--recbole-worker", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--worker-model", choices=MODELS, default="mf", help=argparse.SUPPRESS)
@@ -331,7 +332,8 @@ def parse_args() -> argparse.Namespace:
         ap.set_defaults(**TINY)
     args = ap.parse_args()
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
-    args.sasrec_param = dict(parse_param(p, ap) for p in args.sasrec_param)
+    # RecBole's block layout and initialisation unless told otherwise (sasrec's defaults keep the published model)
+    args.sasrec_param = {"norm": "post", "init_std": 0.02, **dict(parse_param(p, ap) for p in args.sasrec_param)}
     unknown = [m for m in args.models if m not in MODELS]
     if unknown or not args.models:
         ap.error(f"--models {','.join(args.models)}: choose from {', '.join(MODELS)}")

@@ -67,7 +67,7 @@ def cd_attention(*, heads: int = 4, config: TrainConfig) -> ComposedRecommender:
 
 @trains(TrainConfig(batch_size=128, lr=2e-3, l2=0.0, target_history_dropout=0.0, loss="full-softmax", training="sequences"))
 def sasrec(
-    *, layers: int = 2, heads: int = 2, dropout: float = 0.1, norm: str = "post", init_std: float = 0.02, config: TrainConfig,
+    *, layers: int = 2, heads: int = 2, dropout: float = 0.1, norm: str = "pre", init_std: float = 0.0, config: TrainConfig,
 ) -> ComposedRecommender:
     """Target-only causal Transformer over ID histories (SASRec-style), trained on every position
     of each sequence at once with softmax cross-entropy over the catalogue. Users without
@@ -97,7 +97,7 @@ SASREC_SPACE = (
 
 @trains(TrainConfig(
     batch_size=128, lr=1e-3, l2=0.0, target_history_dropout=0.8, loss="full-softmax", training="sequences",
-    negative_sampling="popularity", ema_epochs=1.0,
+    negative_sampling="popularity",
 ))
 def lm_attention(
     *,

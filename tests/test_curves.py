@@ -56,7 +56,7 @@ def test_run_writes_a_curve_for_the_trained_model_only(results: Path) -> None:
     assert png_text(png)[PLOT_KEY] == art.data_sha256
     # the table's own plots are still there, and popularity has no curve file
     assert list((results / "plots").glob("*-at-k.png"))
-    assert not list((results / "plots").glob("*popularity*"))
+    assert not list((results / "plots").glob("*popularity-curves*"))
 
 
 def test_leaderboard_output_writes_curves_and_renders_records_without_any(results: Path, tmp_path: Path) -> None:

@@ -60,13 +60,14 @@ def test_normal_initialisation_and_zero_biases() -> None:
     assert 0.065 < float(default.blocks[0].qkv.weight.detach().std()) < 0.08 and not default.post_norm
 
 
-def test_sasrec_defaults_are_the_recbole_layout() -> None:
-    rec = REGISTRY.get("recommenders", "sasrec").factory()
+def test_sasrec_takes_the_recbole_layout_and_keeps_the_published_default() -> None:
+    rec = REGISTRY.get("recommenders", "sasrec").factory(norm="post", init_std=0.02)
     assert rec.refs["item-encoders"] == ComponentRef("id", {"init_std": 0.02})
     assert rec.refs["user-encoders"] == ComponentRef(
         "transformer", {"layers": 2, "heads": 2, "dropout": 0.1, "norm": "post", "init_std": 0.02})
-    old = REGISTRY.get("recommenders", "sasrec").factory(norm="pre", init_std=0.0)
+    old = REGISTRY.get("recommenders", "sasrec").factory()  # the default: the model the published boards hold
     assert old.refs["item-encoders"] == ComponentRef("id")
+    assert old.refs["user-encoders"].params["norm"] == "pre"
     lm = REGISTRY.get("recommenders", "lm-attention").factory()
     assert "norm" not in lm.refs["user-encoders"].params  # the big model keeps the pre-norm layout
 

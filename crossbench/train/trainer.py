@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from crossbench.data.protocols import FitSplit, train_items
 from crossbench.errors import CrossbenchError, unknown_name_message
+from crossbench.evaluate.distributed import evaluate_sharded
 from crossbench.evaluate.ranking import evaluate
 from crossbench.evaluate.validation import VALIDATION_METRIC, VALIDATION_SPEC
 from crossbench.plugin.interfaces import BuildContext, FitReport, Recommender, RunEnv
@@ -51,6 +52,7 @@ from crossbench.plugin.specs import COMPONENT_ROLES, ComponentRef, ComponentSpec
 from crossbench.progress import EpochClock, progress_bar
 from crossbench.train.checkpoints import read_checkpoint, save_checkpoint
 from crossbench.train.composed import ComposedModel, StepSchedule, backward_step, build_histories, make_optimizer, reads_history
+from crossbench.train.distributed import ranks, validation_means
 from crossbench.train.sequences import sequence_step, sequence_windows
 from crossbench.train.settings import TrainConfig
 
@@ -193,7 +195,9 @@ class ComposedRecommender(Recommender):
         n_items = {d: split.train.domain(d).n_items for d in domains}
         params = [p for p in model.parameters() if p.requires_grad]
         opt = make_optimizer(params, cfg) if params else None
-        gen = torch.Generator(device=env.device).manual_seed(env.seed)
+        dp = ranks()  # one process: every hook of dp below hands back what it is given
+        dp.same_weights(model)
+        gen, shuffle = dp.generators(env.seed, env.device)  # one generator in one process
         order_gen = torch.Generator().manual_seed(env.seed)  # batch order is drawn on the CPU
         metric = {VALIDATION_METRIC: VALIDATION_SPEC}
         exclude = train_items(split.train, split.target)
@@ -209,21 +213,22 @@ class ComposedRecommender(Recommender):
         for epoch in range(1, cfg.epochs + 1):
             epochs_run = epoch
             model.train()
-            batches = self._epoch_batches(domains, pools if sequences else None, pairs, gen, env.device)
+            batches = self._epoch_batches(domains, pools if sequences else None, pairs, shuffle, env.device)
             order = torch.randperm(len(batches), generator=order_gen).tolist()
             schedule = StepSchedule.of(cfg, len(batches))  # every epoch has the same number of batches
             _sync(env.device)
             t0 = time.perf_counter()
             with progress_bar(order, label=f"epoch {epoch}/{cfg.epochs}", enabled=env.progress) as bar:
                 for b in bar:
-                    d, idx = batches[b]
+                    d, idx = batches[b][0], dp.local(batches[b][1])  # this rank's part of the global batch
                     with self._autocast():
                         if sequences:
                             loss, n_samples = self._sequence_step(model, d, windows[d][0][idx], windows[d][1][idx], log_probs, gen)
                         else:
                             loss, n_samples = pair_step(model, d, pairs[d][0][idx], pairs[d][1][idx], n_items[d], gen), len(idx)
                     if opt is not None and loss.requires_grad:
-                        backward_step(opt, params, loss, config=cfg, schedule=schedule, step=steps)
+                        backward_step(opt, params, loss, config=cfg, schedule=schedule, step=steps,
+                                      reduce=lambda: dp.reduce_gradients(params, n_samples))
                     samples, steps = samples + n_samples, steps + 1
             _sync(env.device)
             train_seconds += time.perf_counter() - t0
@@ -231,10 +236,10 @@ class ComposedRecommender(Recommender):
                 clock.epoch(epoch)
                 continue
             model.eval()
-            res = evaluate(self.score, split.valid, n_items=n_target, metrics=metric, ks=[cfg.valid_k], exclude=exclude, device=env.device)
-            score = res.means[f"{VALIDATION_METRIC}@{cfg.valid_k}"]
+            score = validation_means(evaluate, evaluate_sharded, score_fn=self.score, truth=split.valid, n_items=n_target,
+                                     metrics=metric, ks=[cfg.valid_k], exclude=exclude, device=env.device)[f"{VALIDATION_METRIC}@{cfg.valid_k}"]
             history.append(score)
-            clock.epoch(epoch, score, then=env.on_epoch)
+            clock.epoch(epoch, score, then=dp.epoch_hook(env.on_epoch))
             if epoch == 1 and score == 0.0:
                 warnings.append(
                     f"validation {VALIDATION_METRIC}@{cfg.valid_k} is exactly 0 after the first epoch: training stopped "
@@ -252,12 +257,12 @@ class ComposedRecommender(Recommender):
         if best_state is not None:
             model.load_state_dict(best_state)
         model.eval()
-        if env.checkpoint_dir is not None:
+        if env.checkpoint_dir is not None and dp.writes:
             self.save_checkpoint(Path(env.checkpoint_dir) / "model.pt")
         return FitReport(
             epochs=epochs_run, best_epoch=best_epoch, valid_score=best if history else None,
             valid_metric=f"{VALIDATION_METRIC}@{cfg.valid_k}", history=tuple(history),
-            threads=torch.get_num_threads(), train_seconds=train_seconds, train_samples=samples, warnings=tuple(warnings),
+            threads=torch.get_num_threads(), train_seconds=train_seconds, train_samples=dp.total(samples), warnings=tuple(warnings),
         )
 
     def _epoch_batches(

@@ -57,7 +57,9 @@ def nproc_option(f: Any) -> Any:
 
 
 @dataclass
-class _Rank:
+class RankProcess:
+    """One started rank: its process, the lines kept from its stderr, when the watchdog saw it end."""
+
     rank: int
     process: subprocess.Popen[bytes]
     lines: list[str] = field(default_factory=list)
@@ -105,26 +107,27 @@ def launched(nproc: int | None, command: str) -> int | None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    ranks = [_start(r, nproc, port) for r in range(nproc)]
+    ranks = [start_rank(r, nproc, port) for r in range(nproc)]
     try:
-        return _watch(ranks)
+        return watch(ranks)
     except KeyboardInterrupt:
         _stop(ranks)
         raise
 
 
-def _start(rank: int, world: int, port: int) -> _Rank:
+def start_rank(rank: int, world: int, port: int, args: list[str] | None = None) -> RankProcess:
+    """Start rank ``rank`` of ``world``: this command line again (or ``args``), its stderr watched."""
     env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
            "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-    args = [sys.executable, "-c", "from crossbench.cli import main; main()", *sys.argv[1:]]
+    args = args or [sys.executable, "-c", "from crossbench.cli import main; main()", *sys.argv[1:]]
     process = subprocess.Popen(args, env=env, stdout=None if rank == 0 else subprocess.DEVNULL, stderr=subprocess.PIPE)
-    r = _Rank(rank, process)
+    r = RankProcess(rank, process)
     assert process.stderr is not None
     threading.Thread(target=_read, args=(r, process.stderr), daemon=True).start()
     return r
 
 
-def _read(r: _Rank, stream: IO[bytes]) -> None:
+def _read(r: RankProcess, stream: IO[bytes]) -> None:
     """Keep the rank's error lines; pass rank 0's other lines (progress, log) through at once."""
     for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", errors="replace").rstrip("\n")
@@ -137,7 +140,9 @@ def _read(r: _Rank, stream: IO[bytes]) -> None:
             r.lines[:] = [*r.lines[-20:], line]
 
 
-def _watch(ranks: list[_Rank]) -> int:
+def watch(ranks: list[RankProcess]) -> int:
+    """Wait for every rank; on the first failure stop them all (module docstring) and say one line.
+    Returns 0 when every rank succeeded, else the failed rank's status (1 for a signal)."""
     failed_at: float | None = None
     while True:
         now = time.monotonic()
@@ -161,7 +166,7 @@ def _watch(ranks: list[_Rank]) -> int:
         time.sleep(POLL_S)
 
 
-def _stop(ranks: list[_Rank]) -> None:
+def _stop(ranks: list[RankProcess]) -> None:
     """SIGTERM to every rank still running, SIGKILL to those still running :data:`KILL_AFTER_S` later."""
     alive = [r for r in ranks if r.process.poll() is None]
     for r in alive:

@@ -121,6 +121,11 @@ class Ranks:
             return shared, shared
         return torch.Generator(device=device).manual_seed(seed + _RANK_SEED_STRIDE * (self.rank + 1)), shared
 
+    def start(self, model: torch.nn.Module, seed: int, device: torch.device) -> tuple[torch.Generator, torch.Generator]:
+        """Before a fit: every rank gets rank 0's weights (:meth:`same_weights`); returns :meth:`generators`."""
+        self.same_weights(model)
+        return self.generators(seed, device)
+
     def local(self, batch: torch.Tensor) -> torch.Tensor:
         """This rank's contiguous part of a global batch (the whole batch in one process)."""
         if not self.active:
@@ -252,6 +257,9 @@ def process_group(device: torch.device) -> Iterator[Ranks]:
     local = _env_int("LOCAL_RANK") or 0
     backend = "nccl" if device.type == "cuda" else "gloo"
     if backend == "nccl":
+        if local >= torch.cuda.device_count():
+            raise CrossbenchError(f"rank {rank} (local rank {local}) has no CUDA device: this machine has "
+                                  f"{torch.cuda.device_count()}; start at most that many processes per machine")
         torch.cuda.set_device(local)
     timeout = collective_timeout()
     try:

@@ -209,8 +209,7 @@ def run_stage(
     opt = opt_cls(params, lr=stage.lr, weight_decay=stage.weight_decay)
     data = stage.data.to(env.device)
     dp = ranks()  # one process: every hook of dp below hands back what it is given
-    dp.same_weights(model)
-    gen, shuffle = dp.generators(env.seed, env.device)  # one generator in one process
+    gen, shuffle = dp.start(model, env.seed, env.device)  # one generator in one process
     n = len(data)
     judge = None
     if stage.stop is not None and split.valid.n_users > 0:

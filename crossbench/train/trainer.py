@@ -33,6 +33,7 @@ import time
 from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from crossbench.data.protocols import FitSplit, train_items
+from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError, unknown_name_message
-from crossbench.evaluate.distributed import evaluate_sharded
-from crossbench.evaluate.ranking import evaluate
-from crossbench.evaluate.validation import VALIDATION_METRIC, VALIDATION_SPEC
+from crossbench.evaluate.validation import VALIDATION_METRIC
 from crossbench.plugin.interfaces import BuildContext, FitReport, Recommender, RunEnv
 from crossbench.plugin.modules import ItemEncoder
 from crossbench.plugin.params import check_kwargs
@@ -52,9 +51,10 @@ from crossbench.plugin.specs import COMPONENT_ROLES, ComponentRef, ComponentSpec
 from crossbench.progress import EpochClock, progress_bar
 from crossbench.train.checkpoints import read_checkpoint, save_checkpoint
 from crossbench.train.composed import ComposedModel, StepSchedule, backward_step, build_histories, make_optimizer, reads_history
-from crossbench.train.distributed import ranks, validation_means
+from crossbench.train.distributed import ranks
 from crossbench.train.sequences import sequence_step, sequence_windows
 from crossbench.train.settings import TrainConfig
+from crossbench.train.stages_validation import validation_score
 
 __all__ = ["ComponentRef", "ComposedModel", "ComposedRecommender", "TrainConfig", "build_histories"]
 
@@ -196,12 +196,8 @@ class ComposedRecommender(Recommender):
         params = [p for p in model.parameters() if p.requires_grad]
         opt = make_optimizer(params, cfg) if params else None
         dp = ranks()  # one process: every hook of dp below hands back what it is given
-        dp.same_weights(model)
-        gen, shuffle = dp.generators(env.seed, env.device)  # one generator in one process
+        gen, shuffle = dp.start(model, env.seed, env.device)  # one generator in one process
         order_gen = torch.Generator().manual_seed(env.seed)  # batch order is drawn on the CPU
-        metric = {VALIDATION_METRIC: VALIDATION_SPEC}
-        exclude = train_items(split.train, split.target)
-        n_target = split.train.domain(split.target).n_items
         pair_step = self._bpr_step if cfg.loss == "bpr" else self._softmax_step
         if sequences:  # batches of history windows in each domain
             windows = {d: [t.to(env.device) for t in sequence_windows(split.train.domain(d).interactions, cfg.history_length)] for d in domains}
@@ -228,7 +224,7 @@ class ComposedRecommender(Recommender):
                             loss, n_samples = pair_step(model, d, pairs[d][0][idx], pairs[d][1][idx], n_items[d], gen), len(idx)
                     if opt is not None and loss.requires_grad:
                         backward_step(opt, params, loss, config=cfg, schedule=schedule, step=steps,
-                                      reduce=lambda: dp.reduce_gradients(params, n_samples))
+                                      reduce=partial(dp.reduce_gradients, params, n_samples))
                     samples, steps = samples + n_samples, steps + 1
             _sync(env.device)
             train_seconds += time.perf_counter() - t0
@@ -236,8 +232,7 @@ class ComposedRecommender(Recommender):
                 clock.epoch(epoch)
                 continue
             model.eval()
-            score = validation_means(evaluate, evaluate_sharded, score_fn=self.score, truth=split.valid, n_items=n_target,
-                                     metrics=metric, ks=[cfg.valid_k], exclude=exclude, device=env.device)[f"{VALIDATION_METRIC}@{cfg.valid_k}"]
+            score = validation_score(self.score, split, k=cfg.valid_k, device=env.device)  # sharded over the ranks, if several
             history.append(score)
             clock.epoch(epoch, score, then=dp.epoch_hook(env.on_epoch))
             if epoch == 1 and score == 0.0:

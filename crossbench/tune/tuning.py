@@ -198,8 +198,7 @@ def tune_split(
     if not space:
         return None
     if not ranks().writes:  # data-parallel: rank 0 runs the study, this rank fits each trial with it
-        return _follow(m, view, registry=registry, device=device, options=options, seed=seed, k=settings.k,
-                       metric=objective_metrics(registry, settings.metric))
+        return _follow(m, view, registry=registry, device=device, options=options, seed=seed, settings=settings)
     spec = resolve_storage(settings.storage, results_dir=options.output_dir)
     name = study_name(exp, settings, target=view.target, seed=seed, label=m.display)
     meta = _metadata(exp, m, settings, target=view.target, seed=seed, split_fingerprint=split_fingerprint,
@@ -210,8 +209,6 @@ def tune_split(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(spec, name, meta, pruner=settings.pruner, defaults=default_values(registry, m.name, default, space),
                        direction=StudyDirection.MINIMIZE if rating else StudyDirection.MAXIMIZE)
-    exclude = train_items(view.train, view.target)
-    n_items = view.train.domain(view.target).n_items
     metric = objective_metrics(registry, settings.metric)
     label = f"{m.display} on {view.target} seed {seed}"
     log(_tuning_line(label, study, settings, n_params=len(space), n_valid=view.valid.n_users))
@@ -239,8 +236,7 @@ def tune_split(
         if rating:
             value = validation_rmse(model.predict_ratings, view.valid, device=device)
         else:
-            value = float(validation_means(evaluate, evaluate_sharded, score_fn=model.score, truth=view.valid, n_items=n_items,
-                                           metrics=metric, ks=[settings.k], exclude=exclude, device=device)[key])
+            value = float(_validation(model, view, metric=metric, k=settings.k, device=device)[key])
         log(f"{label}: {position} done: {key} {value:.4f}, {_best_so_far(study, value, lower=rating)}; "
             f"{duration(time.perf_counter() - t0)}")
         return value if math.isfinite(value) else (math.inf if rating else 0.0)
@@ -251,8 +247,7 @@ def tune_split(
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
-        ranks().agree(("failed", f"study {name!r}: every trial was pruned or failed; raise the budget or use --pruner none"))
-        raise CrossbenchError(f"study {name!r}: every trial was pruned or failed; raise the budget or use --pruner none")
+        raise CrossbenchError(ranks().agree(("failed", _all_failed(name)))[1])  # every rank raises it
     best = (min(complete, key=lambda t: (t.value, t.number)) if rating
             else max(complete, key=lambda t: (t.value, -t.number)))
     if plots:
@@ -262,8 +257,12 @@ def tune_split(
     return TuningOutcome(params=dict(best.params), record=record)
 
 
-def _follow(m: ModelRef, view: FitSplit, *, registry: Registry, device: torch.device, options: RunOptions, seed: int, k: int,
-            metric: Mapping[str, Any]) -> TuningOutcome:
+def _all_failed(study: str) -> str:
+    return f"study {study!r}: every trial was pruned or failed; raise the budget or use --pruner none"
+
+
+def _follow(m: ModelRef, view: FitSplit, *, registry: Registry, device: torch.device, options: RunOptions, seed: int,
+            settings: TuningSettings) -> TuningOutcome:
     """A rank other than 0 during data-parallel tuning: fit every trial rank 0 sends, with it (pruned
     trials stop on every rank), then take the outcome rank 0 sends."""
     while True:
@@ -279,9 +278,14 @@ def _follow(m: ModelRef, view: FitSplit, *, registry: Registry, device: torch.de
         except Stopped:
             continue
         if view.evaluation.kind != "rating":  # rank 0 measures the rating task's error alone
-            validation_means(evaluate, evaluate_sharded, score_fn=model.score, truth=view.valid, metrics=metric, ks=[k],
-                             n_items=view.train.domain(view.target).n_items, exclude=train_items(view.train, view.target),
-                             device=device)
+            _validation(model, view, metric=objective_metrics(registry, settings.metric), k=settings.k, device=device)
+
+
+def _validation(model: Any, view: FitSplit, *, metric: Mapping[str, Any], k: int, device: torch.device) -> Mapping[str, float]:
+    """The means of ``metric@k`` of ``model`` on ``view``'s validation users (sharded over the ranks, if several)."""
+    return validation_means(evaluate, evaluate_sharded, score_fn=model.score, truth=view.valid, metrics=metric, ks=[k],
+                            n_items=view.train.domain(view.target).n_items, exclude=train_items(view.train, view.target),
+                            device=device)
 
 
 def _tuning_line(label: str, study: optuna.Study, settings: TuningSettings, *, n_params: int, n_valid: int) -> str:

@@ -258,11 +258,11 @@ def reproduce(record: Path, tolerance: float | None, device: str | None, cache_d
         (new,) = load_records([options.output_dir])
         result = compare_runs(rec, new, tolerance=tol, old_dir=record.parent, new_dir=options.output_dir / "runs")
     what = "bit-identical" if tol == 0 else f"within {tol:g}"
-    was, now = rec.get("distributed") or {"world_size": 1, "backend": None}, new["distributed"]
+    was, now = rec.get("distributed") or {"world_size": 1}, new["distributed"]
     if was.get("world_size") != now["world_size"]:
-        click.echo(f"processes: {was.get('world_size')} ({was.get('backend')}) in the record, {now['world_size']} "
-                   f"({now['backend']}) now; data-parallel training draws its negatives per process, so its metrics "
-                   "equal one process's only by chance; they are compared all the same")
+        said = [f"{d['world_size']} processes ({d.get('backend')})" if d["world_size"] > 1 else "1 process" for d in (was, now)]
+        click.echo(f"processes: {said[0]} in the record, {said[1]} now; data-parallel training draws its negatives per "
+                   "process, so its metrics equal another process count's only where nothing is drawn; every value is compared")
     guard = ("the record's seal guards them against edits" if "seal" in rec
              else "this record predates seals, so an edit of them is not detectable")
     click.echo(f"fit time: {rec['timings']['fit_s']:.2f} s in the record, {new['timings']['fit_s']:.2f} s now "

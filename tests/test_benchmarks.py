@@ -29,6 +29,7 @@ COVERED = {
     "train_throughput.py", "eval_throughput.py", "recbole_eval.py", "tuning_storage.py", "zoo_synthetic.py",
     "gpu_check.py", "low_precision_product.py", "big_model_fit.py", "ablation_valid.py", "simulation_round.py",
     "fidelity.py", "fidelity_recbole_run.py",  # tested in tests/test_fidelity.py
+    "distributed_speedup.py", "device_check.py",  # tested in tests/test_distributed_bench.py
 }
 NUMBER = r"[0-9]+(?:\.[0-9]+)?"
 

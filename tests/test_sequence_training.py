@@ -155,9 +155,9 @@ def test_cross_domain_model_declares_transfer(split: Split, tmp_path: Path) -> N
 
 
 def test_zero_validation_metric_after_first_epoch_stops(split: Split, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import crossbench.train.trainer as train
+    import crossbench.train.stages_validation as validation  # the trainer validates through it
 
-    monkeypatch.setattr(train, "evaluate", lambda *a, **k: SimpleNamespace(means={"ndcg@10": 0.0}))
+    monkeypatch.setattr(validation, "evaluate", lambda *a, **k: SimpleNamespace(means={"ndcg@10": 0.0}))
     rec = composed("target-only", epochs=5)
     report = rec.fit(split.fit_view(), env=env(tmp_path))
     assert report.epochs == 1 and report.history == (0.0,)

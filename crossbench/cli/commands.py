@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from crossbench.cli.common import current_state, experiment_from_options, experiment_options, run_options
+from crossbench.cli.launch import nproc_option, ranks_of
 from crossbench.errors import CrossbenchError
 from crossbench.plugin.experiment import PRUNERS, TuningSettings
 from crossbench.plugin.registry import KINDS, NOUNS
@@ -19,9 +20,10 @@ from crossbench.plugin.registry import KINDS, NOUNS
 @click.option("--sampled", "sampled", type=int, help="Sampled evaluation: N negatives per user (labelled 'sampled'; default: full ranking).")
 @click.option("--sampling", type=click.Choice(["uniform", "popularity"]), help="How --sampled negatives are drawn.")
 @click.option("--bf16", is_flag=True, help="Train composed models under bf16 autocast on CUDA.")
+@nproc_option
 def run(
     experiment_file: Path | None, output: Path | None, device: str, threads: int | None, cache_dir: Path, quiet: bool,
-    overwrite: bool, sampled: int | None, sampling: str | None, bf16: bool, **selection: Any,
+    overwrite: bool, sampled: int | None, sampling: str | None, bf16: bool, nproc: int | None, **selection: Any,
 ) -> None:
     """Run a benchmark and print its leaderboard.
 
@@ -45,10 +47,15 @@ def run(
         exp = replace(exp, sampling=sampling)
     out = output or Path("crossbench-results") / safe_name(exp.name)
     options = run_options("run", out, device=device, threads=threads, quiet=quiet, cache_dir=cache_dir, bf16=bf16)
-    log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    records, markdown = run_experiment(exp, registry=state.registry, options=options, log=log, overwrite=overwrite)
-    click.echo(markdown)
-    click.echo(f"{len(records)} run record(s), leaderboard.md and pairwise.md in {out}", err=True)
+    with ranks_of("run", nproc, exp, state.registry, device) as dp:  # --nproc N: this process only watches N ranks
+        if dp is None:
+            return
+        options = replace(options, progress=options.progress and dp.writes)  # rank 0 alone speaks
+        log = (lambda msg: None) if quiet or not dp.writes else (lambda msg: click.echo(msg, err=True))
+        records, markdown = run_experiment(exp, registry=state.registry, options=options, log=log, overwrite=overwrite)
+        if dp.writes:
+            click.echo(markdown)
+            click.echo(f"{len(records)} run record(s), leaderboard.md and pairwise.md in {out}", err=True)
 
 
 @click.command()
@@ -65,10 +72,11 @@ def run(
 @click.option("--worker", is_flag=True, help="Only run trials of the studies (join other workers), then exit: no test evaluation.")
 @click.option("--heartbeat", "heartbeat_s", type=int, default=60, show_default=True,
               help="Seconds between a running trial's heartbeats; a trial silent for twice as long is run again.")
+@nproc_option
 def tune(
     experiment_file: Path | None, output: Path | None, device: str, threads: int | None, cache_dir: Path, quiet: bool,
     overwrite: bool, trials: int | None, timeout_s: float | None, objective: str | None, pruner: str, sampler_seed: int | None,
-    storage: str | None, study: str | None, worker: bool, heartbeat_s: int, **selection: Any,
+    storage: str | None, study: str | None, worker: bool, heartbeat_s: int, nproc: int | None, **selection: Any,
 ) -> None:
     """Tune every model on each split's validation users with Optuna, then run the benchmark.
 
@@ -94,15 +102,22 @@ def tune(
     exp = replace(exp, name=f"{exp.name}-tuned")
     out = output or Path("crossbench-results") / safe_name(exp.name)
     options = run_options("tune", out, device=device, threads=threads, quiet=quiet, cache_dir=cache_dir)
-    log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    if worker:
-        set_threads(threads)
-        n = work(exp, registry=state.registry, options=options, settings=settings, log=log)
-        click.echo(f"worker finished: {n} stud{'y' if n == 1 else 'ies'} at their budget", err=True)
-        return
-    records, markdown = run_experiment(exp, registry=state.registry, options=options, log=log, tuning=settings, overwrite=overwrite)
-    click.echo(markdown)
-    click.echo(f"{len(records)} run record(s), leaderboard.md, pairwise.md and study plots in {out}", err=True)
+    if worker and nproc not in (None, 1):
+        raise CrossbenchError(f"--worker with --nproc {nproc}: a worker runs trials in one process; start more workers instead")
+    with ranks_of("tune", nproc, exp, state.registry, device) as dp:  # --nproc N: this process only watches N ranks
+        if dp is None:
+            return
+        options = replace(options, progress=options.progress and dp.writes)  # rank 0 alone speaks
+        log = (lambda msg: None) if quiet or not dp.writes else (lambda msg: click.echo(msg, err=True))
+        if worker:
+            set_threads(threads)
+            n = work(exp, registry=state.registry, options=options, settings=settings, log=log)
+            click.echo(f"worker finished: {n} stud{'y' if n == 1 else 'ies'} at their budget", err=True)
+            return
+        records, markdown = run_experiment(exp, registry=state.registry, options=options, log=log, tuning=settings, overwrite=overwrite)
+        if dp.writes:
+            click.echo(markdown)
+            click.echo(f"{len(records)} run record(s), leaderboard.md, pairwise.md and study plots in {out}", err=True)
 
 
 @click.command("list")

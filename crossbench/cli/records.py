@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from crossbench.cli.launch import nproc_option, ranks_of
 from crossbench.errors import CrossbenchError
 
 #: exit status of `crossbench reproduce` when the rerun differs from the record
@@ -209,7 +210,8 @@ def _kept_experiment(record_path: Path) -> Any:
 @click.option("--device", help="Device to rerun on (default: the record's).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".crossbench-cache"), show_default=True,
               help="Cache for encoded item text.")
-def reproduce(record: Path, tolerance: float | None, device: str | None, cache_dir: Path) -> None:
+@nproc_option
+def reproduce(record: Path, tolerance: float | None, device: str | None, cache_dir: Path, nproc: int | None) -> None:
     """Rerun one leaderboard row from its run record and compare every value.
 
     The row is refitted with the hyperparameters its record holds (for a tuned row, the
@@ -247,13 +249,23 @@ def reproduce(record: Path, tolerance: float | None, device: str | None, cache_d
     tol = tolerance if tolerance is not None else (0.0 if same and run_device == rec["device"] else DEFAULT_TOLERANCE)
     if rec["model"].get("tuning"):
         click.echo("tuned row: refitting with the tuned hyperparameters of its record (the study is not rerun)", err=True)
-    with tempfile.TemporaryDirectory(prefix="crossbench-reproduce-") as tmp:
+    with ranks_of("reproduce", nproc, exp, _registry(), run_device) as dp, \
+            tempfile.TemporaryDirectory(prefix="crossbench-reproduce-") as tmp:
+        if dp is None:  # --nproc N: this process watched the N ranks that reproduced the row
+            return
         options = RunOptions(output_dir=Path(tmp) / "out", device=run_device, threads=int(rec["threads"]), progress=False,
                              cache_dir=cache_dir)
         run_experiment(exp, registry=_registry(), options=options)
+        if not dp.writes:
+            return
         (new,) = load_records([options.output_dir])
         result = compare_runs(rec, new, tolerance=tol, old_dir=record.parent, new_dir=options.output_dir / "runs")
     what = "bit-identical" if tol == 0 else f"within {tol:g}"
+    was, now = rec.get("distributed") or {"world_size": 1}, new["distributed"]
+    if was.get("world_size") != now["world_size"]:
+        said = [f"{d['world_size']} processes ({d.get('backend')})" if d["world_size"] > 1 else "1 process" for d in (was, now)]
+        click.echo(f"processes: {said[0]} in the record, {said[1]} now; data-parallel training draws its negatives per "
+                   "process, so its metrics equal another process count's only where nothing is drawn; every value is compared")
     guard = ("the record's seal guards them against edits" if "seal" in rec
              else "this record predates seals, so an edit of them is not detectable")
     click.echo(f"fit time: {rec['timings']['fit_s']:.2f} s in the record, {new['timings']['fit_s']:.2f} s now "

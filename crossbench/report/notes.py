@@ -167,7 +167,22 @@ def peak_cell(runs: Sequence[dict[str, Any]]) -> str:
 def peak_text(records: Sequence[dict[str, Any]]) -> str:
     """The sentence under a table on its ``fit s`` and ``peak MiB`` columns."""
     process = any(r.get("timings", {}).get("peak_rss_mb") is not None and _is_process_peak(r) for r in records)
-    return PEAK_TEXT + (PROCESS_PEAK_TEXT if process else "")
+    return PEAK_TEXT + (PROCESS_PEAK_TEXT if process else "") + processes_text(records)
+
+
+def processes_text(records: Sequence[dict[str, Any]]) -> str:
+    """A sentence naming the rows fitted data-parallel on several processes, with their world size,
+    backend and devices (the records' ``distributed``); empty when every run used one process."""
+    rows: dict[str, set[str]] = {}
+    for rec in records:
+        d = rec.get("distributed")
+        if isinstance(d, dict) and isinstance(d.get("world_size"), int) and d["world_size"] > 1:
+            devices = ", ".join(sorted({str(x) for x in d.get("devices") or []}))
+            rows.setdefault(rec["model"]["label"], set()).add(f"{d['world_size']} processes, {d.get('backend')}, on {devices}")
+    if not rows:
+        return ""
+    return " Fitted data-parallel (`fit s`: the wall time of rank 0, which waits for the others at every step): " + "; ".join(
+        f"{label} ({' / '.join(sorted(how))})" for label, how in sorted(rows.items())) + "."
 
 
 # --------------------------------------------------------------------------- declared behaviour

@@ -27,6 +27,7 @@ from crossbench.data.protocols import Split, exclude_for_test, parse_target, res
 from crossbench.errors import LINE_LIMIT, CrossbenchError, shorten
 from crossbench.evaluate import evaluate
 from crossbench.evaluate.breakdowns import record_breakdowns, split_tiers, tier_groups
+from crossbench.evaluate.distributed import evaluate_sharded
 from crossbench.evaluate.groups import breakdown, head_tail, item_popularity, user_groups
 from crossbench.evaluate.peruser import PerUserFiles, save_per_user
 from crossbench.evaluate.ranking import EvalResult
@@ -54,6 +55,7 @@ from crossbench.records.store import (
 )
 from crossbench.report.curves import curve_plots
 from crossbench.report.exports import artefacts, write_artefacts
+from crossbench.train.distributed import ranks
 
 
 def warn(message: str) -> None:
@@ -127,15 +129,17 @@ def run_experiment(
         from crossbench.tune.tuning import check_tuning
 
         check_tuning(exp, tuning, registry=registry, results_dir=options.output_dir)
-    device = pick_device(options.device)
+    dp = ranks()  # several processes (torchrun, --nproc): each fits and evaluates its share; rank 0 alone writes
+    device = dp.device(pick_device(options.device))
     threads = set_threads(options.threads)
     fingerprint = experiment_fingerprint(exp, tuning)
     manifest = {"experiment": dataclasses.asdict(exp), "tuning": dataclasses.asdict(tuning) if tuning else None}
     extends = None if overwrite else extension(options.output_dir, exp, tuning)
     folder = ResultsFolder(options.output_dir, experiment=json_value(manifest["experiment"]), extends=extends)
-    folder.check(fingerprint, overwrite=overwrite)
-    if extends:
-        log(f"{exp.name}: adds model(s) to the experiment of {options.output_dir}; the runs it finished earlier are kept")
+    if dp.writes:
+        folder.check(fingerprint, overwrite=overwrite)
+        if extends:
+            log(f"{exp.name}: adds model(s) to the experiment of {options.output_dir}; the runs it finished earlier are kept")
     t_load = time.perf_counter()
     data = registry.get("datasets", exp.dataset.name).factory(**dataset_params(exp, registry)).load()
     load_s = time.perf_counter() - t_load
@@ -150,6 +154,10 @@ def run_experiment(
             notes.append(f"cut-off(s) {big} exceed the {n_items} items of target {target!r}: every item is retrieved there, "
                          "so recall and hit rate at those cut-offs are 1 for every user")
     exp_toml = experiment_to_toml(exp)
+    if not dp.writes:
+        _run_all(exp, data, targets, registry=registry, options=options, folder=None, device=device, threads=threads,
+                 tuning=tuning, log=log, load_s=load_s, begin=lambda: None, built=built, fingerprint=fingerprint)
+        return [], ""
     with folder.locked(), _disk_errors(folder.path):
         folder.prepare(fingerprint=fingerprint, overwrite=overwrite)
         def begin() -> None:
@@ -169,7 +177,7 @@ def run_experiment(
 
 def _run_all(
     exp: Experiment, data: CrossDomainData, targets: list[str], *, registry: Registry, options: RunOptions,
-    folder: ResultsFolder, device: torch.device, threads: int, tuning: TuningSettings | None,
+    folder: ResultsFolder | None, device: torch.device, threads: int, tuning: TuningSettings | None,
     log: Callable[[str], None], load_s: float, begin: Callable[[], None], built: dict[str, Recommender], fingerprint: str,
 ) -> None:
     metrics = registry.metrics(exp.metrics)
@@ -182,6 +190,7 @@ def _run_all(
         "plugins": [{"name": n, "package": p, "version": v} for n, p, v in registry.pm.plugin_distributions()],  # type: ignore[attr-defined]
         "threads": threads,
         "device": str(device),
+        "distributed": ranks().describe(device),  # world size, backend, each rank's device
         "dataset": {
             "name": exp.dataset.name,
             "params": dict(exp.dataset.params),
@@ -197,7 +206,8 @@ def _run_all(
     total = len(targets) * len(exp.seeds) * len(exp.models)
     for ti, target in enumerate(targets):
         for si, seed in enumerate(exp.seeds):
-            todo = [m for m in exp.models if not folder.finished(record_file(target, m.display, seed), fingerprint=fingerprint)]
+            todo = [m for m in exp.models if m.display in ranks().agree(None if folder is None else [  # rank 0's folder decides
+                n.display for n in exp.models if not folder.finished(record_file(target, n.display, seed), fingerprint=fingerprint)])]
             first = (ti * len(exp.seeds) + si) * len(exp.models) + 1  # this split's first run's position
             where = {m.display: f"run {first + i} of {total}: {m.display} on {target} seed {seed}" for i, m in enumerate(exp.models)}
             for m in exp.models:
@@ -224,7 +234,9 @@ def _run_all(
                         tuned, model = outcome.record, None
                 scope = reset_peak_rss()
                 rec = _run_one(exp, m, split, split_fp, seed=seed, registry=registry, device=device, options=options,
-                               metrics=metrics, runs_dir=folder.runs, model=model)
+                               metrics=metrics, runs_dir=None if folder is None else folder.runs, model=model)
+                if folder is None:
+                    continue
                 rec["protocol"]["audit"] = audit
                 rec["model"]["tuning"] = tuned
                 rec.update(shared)
@@ -248,7 +260,7 @@ def _summary(rec: Mapping[str, Any]) -> str:
 
 def _run_one(
     exp: Experiment, m: ModelRef, split: Split, split_fp: str, *, seed: int, registry: Registry,
-    device: torch.device, options: RunOptions, metrics: Mapping[str, Any], runs_dir: Path, model: Recommender | None = None,
+    device: torch.device, options: RunOptions, metrics: Mapping[str, Any], runs_dir: Path | None, model: Recommender | None = None,
 ) -> dict[str, Any]:
     torch.manual_seed(seed)
     if model is None:
@@ -264,7 +276,7 @@ def _run_one(
     eval_s = time.perf_counter() - t1
     file = record_file(split.label, m.display, seed)
     users_file = file.removesuffix(".json") + ".users.npz"
-    sha = save_per_user(result, runs_dir / users_file)
+    sha = save_per_user(result, runs_dir / users_file) if runs_dir is not None else ""  # rank 0 alone writes
     return {
         "file": file,
         "seed": seed,
@@ -338,11 +350,11 @@ def _evaluate_test(
         columns = [sampled_key(f"{name}@{k}", sample) for k in exp.ks for name in metrics]
         primary = sampled_key(exp.primary_metric, sample)
     else:
-        result = evaluate(
-            model.score, split.test, n_items=n_items, metrics=metrics, ks=exp.ks, exclude=exclude,
-            chunk_size=exp.chunk_size, device=device, progress=options.progress, label=f"evaluating {label}",
-            item_popularity=popularity, item_groups={**head_tail(popularity), **tier_groups(popularity)},
-        )
+        kw: dict[str, Any] = {"n_items": n_items, "metrics": metrics, "ks": exp.ks, "exclude": exclude, "chunk_size": exp.chunk_size,
+                              "device": device, "item_popularity": popularity,
+                              "item_groups": {**head_tail(popularity), **tier_groups(popularity)}}
+        result = (evaluate(model.score, split.test, progress=options.progress, label=f"evaluating {label}", **kw)
+                  if not ranks().active else evaluate_sharded(model.score, split.test, everywhere=True, **kw))  # type: ignore[assignment]
         columns = [f"{name}@{k}" for k in exp.ks for name in metrics]
         primary = exp.primary_metric
     lower = [c for c, (name, _) in zip(columns, ((n, k) for k in exp.ks for n in metrics)) if not metrics[name].higher_is_better]

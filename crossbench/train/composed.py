@@ -9,7 +9,7 @@ and the optimiser that trains it (:func:`make_optimizer`, :class:`StepSchedule`,
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,11 +149,14 @@ def optimiser_step(
 
 def backward_step(
     opt: torch.optim.Optimizer, params: list[torch.nn.Parameter], loss: torch.Tensor, *,
-    config: TrainConfig, schedule: StepSchedule, step: int,
+    config: TrainConfig, schedule: StepSchedule, step: int, reduce: Callable[[], None] | None = None,
 ) -> None:
     """Back-propagate ``loss`` and take optimiser step ``step`` of ``schedule`` (the learning rate
-    is left untouched when the schedule is constant), clipped to ``config.clip_norm``."""
+    is left untouched when the schedule is constant), clipped to ``config.clip_norm``; ``reduce()``,
+    when given, runs between the two (the gradients' all-reduce of data-parallel training)."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    if reduce is not None:
+        reduce()
     lr = None if schedule.constant else config.lr * schedule.factor(step)
     optimiser_step(opt, params, lr=lr, clip_norm=config.clip_norm)

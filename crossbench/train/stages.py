@@ -54,6 +54,7 @@ from crossbench.evaluate.validation import VALIDATION_METRIC
 from crossbench.plugin.interfaces import FitReport, Recommender, RunEnv
 from crossbench.progress import EpochClock, progress_bar
 from crossbench.train.checkpoints import read_checkpoint, save_checkpoint
+from crossbench.train.distributed import ranks
 from crossbench.train.stages_validation import PredictFn, Validator, validation_score, validator
 
 __all__ = [
@@ -207,7 +208,8 @@ def run_stage(
     opt_cls = torch.optim.Adam if stage.optimizer == "adam" else torch.optim.SGD
     opt = opt_cls(params, lr=stage.lr, weight_decay=stage.weight_decay)
     data = stage.data.to(env.device)
-    gen = torch.Generator(device=env.device).manual_seed(env.seed)
+    dp = ranks()  # one process: every hook of dp below hands back what it is given
+    gen, shuffle = dp.start(model, env.seed, env.device)  # one generator in one process
     n = len(data)
     judge = None
     if stage.stop is not None and split.valid.n_users > 0:
@@ -220,18 +222,19 @@ def run_stage(
     try:
         for epoch in range(1, stage.epochs + 1):
             model.train()
-            perm = torch.randperm(n, generator=gen, device=env.device)
+            perm = torch.randperm(n, generator=shuffle, device=env.device)
             starts = range(0, n, stage.batch_size)
             _sync(env.device)
             t0 = time.perf_counter()
             with progress_bar(starts, label=f"{stage.name} {epoch}/{stage.epochs}", enabled=env.progress) as bar:
                 for s in bar:
-                    idx = perm[s : s + stage.batch_size]
+                    idx = dp.local(perm[s : s + stage.batch_size])  # this rank's part of the global batch
                     batch = {k: v[idx] for k, v in data.columns.items()}
                     with autocast(env):
                         loss = stage.loss(model, batch, gen)
                     opt.zero_grad(set_to_none=True)
                     loss.float().backward()
+                    dp.reduce_gradients(params, len(idx))
                     opt.step()
                     samples += len(idx)
             _sync(env.device)
@@ -240,12 +243,12 @@ def run_stage(
                 clock.epoch(epoch)
                 continue
             model.eval()
-            value = judge.measure()
+            value = dp.agree(judge.measure())  # rank 0's value, on every rank
             history.append(value)
             counter.step += 1
             clock.epoch(epoch, value)
-            if env.on_epoch is not None:
-                env.on_epoch(counter.step, value)
+            if (hook := dp.epoch_hook(env.on_epoch)) is not None:
+                hook(counter.step, value)
             if judge.better(value, best):
                 best, best_epoch, bad = value, epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
@@ -262,7 +265,7 @@ def run_stage(
     n_trained = sum(p.numel() for p in params)
     return StageReport(
         name=stage.name, epochs=epoch, best_epoch=best_epoch if history else epoch,
-        valid_score=best if history else None, history=tuple(history), train_seconds=seconds, train_samples=samples,
+        valid_score=best if history else None, history=tuple(history), train_seconds=seconds, train_samples=dp.total(samples),
         trained_parameters=n_trained, frozen_parameters=sum(p.numel() for p in model.parameters()) - n_trained,
     )
 
@@ -345,7 +348,7 @@ class StagedRecommender(Recommender):
         predict = self.predict_ratings if self.predicts_ratings() else None
         report = run_stages(self.model, self.stages(split, self.model, env), split=split, env=env, score=self.score,
                             predict=predict)
-        if env.checkpoint_dir is not None:
+        if env.checkpoint_dir is not None and ranks().writes:
             self.save_checkpoint(Path(env.checkpoint_dir) / "model.pt")
         return report
 

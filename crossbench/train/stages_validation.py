@@ -19,9 +19,11 @@ import torch
 
 from crossbench.data.protocols import FitSplit, exclude_for_validation
 from crossbench.errors import CrossbenchError
+from crossbench.evaluate.distributed import evaluate_sharded
 from crossbench.evaluate.ranking import evaluate
 from crossbench.evaluate.rating import RATING_VALIDATION_METRIC, validation_rmse
 from crossbench.evaluate.validation import VALIDATION_METRIC, VALIDATION_SPEC
+from crossbench.train.distributed import validation_means
 
 __all__ = ["PredictFn", "Validator", "validation_score", "validator"]
 
@@ -31,11 +33,11 @@ PredictFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def validation_score(score: Callable[..., torch.Tensor], split: FitSplit, *, k: int, device: torch.device) -> float:
     """The core validation metric: NDCG@``k`` of ``score`` on the validation users (training items excluded)."""
     n_target = split.train.domain(split.target).n_items
-    res = evaluate(
-        score, split.valid, n_items=n_target, metrics={VALIDATION_METRIC: VALIDATION_SPEC}, ks=[k],
-        exclude=exclude_for_validation(split), device=device,
+    means = validation_means(  # sharded over the ranks of data-parallel training, if any
+        evaluate, evaluate_sharded, score_fn=score, truth=split.valid, n_items=n_target,
+        metrics={VALIDATION_METRIC: VALIDATION_SPEC}, ks=[k], exclude=exclude_for_validation(split), device=device,
     )
-    return float(res.means[f"{VALIDATION_METRIC}@{k}"])
+    return float(means[f"{VALIDATION_METRIC}@{k}"])
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ import time
 from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from crossbench.data.protocols import FitSplit, exclude_for_validation
+from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError, unknown_name_message
-from crossbench.evaluate.ranking import evaluate
-from crossbench.evaluate.validation import VALIDATION_METRIC, VALIDATION_SPEC
+from crossbench.evaluate.validation import VALIDATION_METRIC
 from crossbench.plugin.interfaces import BuildContext, FitReport, Recommender, RunEnv
 from crossbench.plugin.modules import ItemEncoder
 from crossbench.plugin.params import check_kwargs
@@ -52,9 +52,11 @@ from crossbench.progress import EpochClock, progress_bar
 from crossbench.train.averaging import WeightAverage
 from crossbench.train.checkpoints import read_checkpoint, save_checkpoint
 from crossbench.train.composed import ComposedModel, StepSchedule, backward_step, build_histories, make_optimizer, reads_history
+from crossbench.train.distributed import ranks
 from crossbench.train.epoch_data import sequence_data, training_pairs
 from crossbench.train.sequences import sequence_step
 from crossbench.train.settings import TrainConfig
+from crossbench.train.stages_validation import validation_score
 
 __all__ = ["ComponentRef", "ComposedModel", "ComposedRecommender", "TrainConfig", "build_histories"]
 
@@ -194,11 +196,9 @@ class ComposedRecommender(Recommender):
         n_items = {d: split.train.domain(d).n_items for d in domains}
         params = [p for p in model.parameters() if p.requires_grad]
         opt = make_optimizer(params, cfg) if params else None
-        gen = torch.Generator(device=env.device).manual_seed(env.seed)
+        dp = ranks()  # one process: every hook of dp below hands back what it is given
+        gen, shuffle = dp.start(model, env.seed, env.device)  # one generator in one process
         order_gen = torch.Generator().manual_seed(env.seed)  # batch order is drawn on the CPU
-        metric = {VALIDATION_METRIC: VALIDATION_SPEC}
-        exclude = exclude_for_validation(split)
-        n_target = split.train.domain(split.target).n_items
         pair_step = self._bpr_step if cfg.loss == "bpr" else self._softmax_step
         windows, pools, log_probs = (
             sequence_data(split, domains, cfg.history_length, self.item_counts, env.device) if sequences else ({}, {}, {})
@@ -211,7 +211,7 @@ class ComposedRecommender(Recommender):
         for epoch in range(1, cfg.epochs + 1):
             epochs_run = epoch
             average.training(model)
-            batches = self._epoch_batches(domains, pools if sequences else None, pairs, gen, env.device)
+            batches = self._epoch_batches(domains, pools if sequences else None, pairs, shuffle, env.device)
             order = torch.randperm(len(batches), generator=order_gen).tolist()
             schedule = StepSchedule.of(cfg, len(batches))  # every epoch has the same number of batches
             _sync(env.device)
@@ -219,14 +219,15 @@ class ComposedRecommender(Recommender):
             step_losses: list[torch.Tensor] = []  # kept on the device: no synchronisation per step
             with progress_bar(order, label=f"epoch {epoch}/{cfg.epochs}", enabled=env.progress) as bar:
                 for b in bar:
-                    d, idx = batches[b]
+                    d, idx = batches[b][0], dp.local(batches[b][1])  # this rank's part of the global batch
                     with self._autocast():
                         if sequences:
                             loss, n_samples = self._sequence_step(model, d, windows[d][0][idx], windows[d][1][idx], log_probs, gen)
                         else:
                             loss, n_samples = pair_step(model, d, pairs[d][0][idx], pairs[d][1][idx], n_items[d], gen), len(idx)
                     if opt is not None and loss.requires_grad:
-                        backward_step(opt, params, loss, config=cfg, schedule=schedule, step=steps)
+                        backward_step(opt, params, loss, config=cfg, schedule=schedule, step=steps,
+                                      reduce=partial(dp.reduce_gradients, params, n_samples))
                         average.update(steps_per_epoch=len(batches))
                         step_losses.append(loss.detach())
                     samples, steps = samples + n_samples, steps + 1
@@ -237,10 +238,9 @@ class ComposedRecommender(Recommender):
                 clock.epoch(epoch)
                 continue
             average.evaluating(model)
-            res = evaluate(self.score, split.valid, n_items=n_target, metrics=metric, ks=[cfg.valid_k], exclude=exclude, device=env.device)
-            score = res.means[f"{VALIDATION_METRIC}@{cfg.valid_k}"]
+            score = validation_score(self.score, split, k=cfg.valid_k, device=env.device)  # sharded over the ranks, if several
             history.append(score)
-            clock.epoch(epoch, score, then=env.on_epoch)
+            clock.epoch(epoch, score, then=dp.epoch_hook(env.on_epoch))
             if epoch == 1 and score == 0.0:
                 warnings.append(
                     f"validation {VALIDATION_METRIC}@{cfg.valid_k} is exactly 0 after the first epoch: training stopped "
@@ -258,12 +258,12 @@ class ComposedRecommender(Recommender):
         if best_state is not None:
             model.load_state_dict(best_state)
         model.eval()
-        if env.checkpoint_dir is not None:
+        if env.checkpoint_dir is not None and dp.writes:
             self.save_checkpoint(Path(env.checkpoint_dir) / "model.pt")
         return FitReport(
             epochs=epochs_run, best_epoch=best_epoch, valid_score=best if history else None,
             valid_metric=f"{VALIDATION_METRIC}@{cfg.valid_k}", history=tuple(history), train_loss=tuple(losses),
-            threads=torch.get_num_threads(), train_seconds=train_seconds, train_samples=samples, warnings=tuple(warnings),
+            threads=torch.get_num_threads(), train_seconds=train_seconds, train_samples=dp.total(samples), warnings=tuple(warnings),
         )
 
     def _epoch_batches(

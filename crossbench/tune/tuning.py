@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 from crossbench.data.protocols import FitSplit, exclude_for_validation, resolve_targets
 from crossbench.errors import CrossbenchError
 from crossbench.evaluate import evaluate
+from crossbench.evaluate.distributed import evaluate_sharded
 from crossbench.evaluate.rating import RATING_VALIDATION_METRIC, validation_rmse
 from crossbench.evaluate.validation import objective_metrics
 from crossbench.experiment.checks import dataset_params, pick_device, validate
@@ -37,6 +38,7 @@ from crossbench.plugin.interfaces import RunEnv
 from crossbench.plugin.registry import Registry
 from crossbench.plugin.specs import CategoricalParam, FloatParam, IntParam, Param
 from crossbench.progress import duration
+from crossbench.train.distributed import Stopped, ranks, validation_means
 from crossbench.tune.plots import write_study_plots
 from crossbench.tune.storage import StorageSpec, open_storage, resolve_storage
 from crossbench.tune.trials import DEFAULTS, ERROR, FINISHED, SURPLUS, Budget, make_pruner, optimize, trial_seconds
@@ -195,6 +197,8 @@ def tune_split(
     space = own_space(registry, m.name, m.params) + component_space(registry, m.name, default, m.params)
     if not space:
         return None
+    if not ranks().writes:  # data-parallel: rank 0 runs the study, this rank fits each trial with it
+        return _follow(m, view, registry=registry, device=device, options=options, seed=seed, settings=settings)
     spec = resolve_storage(settings.storage, results_dir=options.output_dir)
     name = study_name(exp, settings, target=view.target, seed=seed, label=m.display)
     meta = _metadata(exp, m, settings, target=view.target, seed=seed, split_fingerprint=split_fingerprint,
@@ -205,8 +209,6 @@ def tune_split(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(spec, name, meta, pruner=settings.pruner, defaults=default_values(registry, m.name, default, space),
                        direction=StudyDirection.MINIMIZE if rating else StudyDirection.MAXIMIZE)
-    exclude = exclude_for_validation(view)
-    n_items = view.train.domain(view.target).n_items
     metric = objective_metrics(registry, settings.metric)
     label = f"{m.display} on {view.target} seed {seed}"
     log(_tuning_line(label, study, settings, n_params=len(space), n_valid=view.valid.n_users))
@@ -217,6 +219,7 @@ def tune_split(
         extra = {p.name: suggest(trial, p) for p in component_space(registry, m.name, model, params)}
         if extra:
             model = make_recommender(registry, m.name, {**params, **extra}, where=where)
+        ranks().agree(("trial", {**params, **extra}))  # the other ranks (if any) fit this trial with this one
 
         def report(epoch: int, value: float) -> None:
             trial.report(value, epoch)
@@ -233,8 +236,7 @@ def tune_split(
         if rating:
             value = validation_rmse(model.predict_ratings, view.valid, device=device)
         else:
-            res = evaluate(model.score, view.valid, n_items=n_items, metrics=metric, ks=[settings.k], exclude=exclude, device=device)
-            value = float(res.means[key])
+            value = float(_validation(model, view, metric=metric, k=settings.k, device=device)[key])
         log(f"{label}: {position} done: {key} {value:.4f}, {_best_so_far(study, value, lower=rating)}; "
             f"{duration(time.perf_counter() - t0)}")
         return value if math.isfinite(value) else (math.inf if rating else 0.0)
@@ -245,13 +247,45 @@ def tune_split(
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
-        raise CrossbenchError(f"study {name!r}: every trial was pruned or failed; raise the budget or use --pruner none")
+        raise CrossbenchError(ranks().agree(("failed", _all_failed(name)))[1])  # every rank raises it
     best = (min(complete, key=lambda t: (t.value, t.number)) if rating
             else max(complete, key=lambda t: (t.value, -t.number)))
     if plots:
         write_study_plots(study, options.output_dir / "studies", stem=name.replace("/", "-"))
     record = _study_record(trials, complete, best, settings=settings, key=key, sampler_seed=base_seed, name=name, storage=spec.display)
+    ranks().agree(("done", {"params": dict(best.params), "record": record}))
     return TuningOutcome(params=dict(best.params), record=record)
+
+
+def _all_failed(study: str) -> str:
+    return f"study {study!r}: every trial was pruned or failed; raise the budget or use --pruner none"
+
+
+def _follow(m: ModelRef, view: FitSplit, *, registry: Registry, device: torch.device, options: RunOptions, seed: int,
+            settings: TuningSettings) -> TuningOutcome:
+    """A rank other than 0 during data-parallel tuning: fit every trial rank 0 sends, with it (pruned
+    trials stop on every rank), then take the outcome rank 0 sends."""
+    while True:
+        kind, payload = ranks().agree(None)
+        if kind == "done":
+            return TuningOutcome(params=payload["params"], record=payload["record"])
+        if kind == "failed":
+            raise CrossbenchError(payload)
+        model = make_recommender(registry, m.name, payload, where=f"model {m.display!r}")
+        torch.manual_seed(seed)
+        try:
+            model.fit(view, env=RunEnv(registry=registry, device=device, seed=seed, progress=False, cache_dir=options.cache_dir))
+        except Stopped:
+            continue
+        if view.evaluation.kind != "rating":  # rank 0 measures the rating task's error alone
+            _validation(model, view, metric=objective_metrics(registry, settings.metric), k=settings.k, device=device)
+
+
+def _validation(model: Any, view: FitSplit, *, metric: Mapping[str, Any], k: int, device: torch.device) -> Mapping[str, float]:
+    """The means of ``metric@k`` of ``model`` on ``view``'s validation users (sharded over the ranks, if several)."""
+    return validation_means(evaluate, evaluate_sharded, score_fn=model.score, truth=view.valid, metrics=metric, ks=[k],
+                            n_items=view.train.domain(view.target).n_items, exclude=exclude_for_validation(view),
+                            device=device)
 
 
 def _tuning_line(label: str, study: optuna.Study, settings: TuningSettings, *, n_params: int, n_valid: int) -> str:

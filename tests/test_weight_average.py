@@ -13,8 +13,7 @@ from crossbench.plugin.interfaces import RunEnv
 from crossbench.plugin.manager import get_plugin_manager
 from crossbench.plugin.registry import Registry
 from crossbench.plugin.specs import ComponentRef
-from crossbench.train import ComposedRecommender
-from crossbench.train import stages_validation
+from crossbench.train import ComposedRecommender, stages_validation
 from crossbench.train.averaging import WeightAverage
 from crossbench.train.settings import TrainConfig
 from crossbench_protocols import ColdStart

@@ -37,6 +37,7 @@ from crossbench.report.notes import (
     tuned_cell,
     tuning_text,
 )
+from crossbench.report.sections import group_records, sample_fingerprints
 
 TEST_TEXT = (
     "two-sided paired t-test over test users, each user's values averaged over the seeds whose test set "
@@ -80,30 +81,6 @@ def _mean(values: Sequence[float]) -> float:
 
 def _fmt_p(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _sampled_label(rec: dict[str, Any]) -> str:
-    ev = rec["evaluation"]
-    if ev.get("mode") == "rating":  # the rating task (MAE, RMSE) never shares a table with rankings
-        return ", rating"
-    if ev.get("mode") != "sampled":
-        return ""
-    s = ev.get("sampling", {})
-    return f", sampled: {s.get('n_negatives')} {s.get('strategy')} negatives, sample {str(s.get('sha256', ''))[:12]}"
-
-
-def group_records(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str, str], list[dict[str, Any]]]:
-    """Records grouped by (dataset, dataset fingerprint, protocol, target): one table each."""
-    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for rec in records:
-        key = (
-            rec["dataset"]["name"],
-            rec["dataset"]["fingerprint"],
-            rec["protocol"]["name"] + _sampled_label(rec),
-            rec["protocol"]["target"],
-        )
-        groups[key].append(rec)
-    return dict(groups)
 
 
 def records_by_model(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -327,6 +304,7 @@ def _intro(dataset: str, fingerprint: str, protocol: str, target: str, recs: Seq
     """A section's heading and the sentence saying what its numbers were measured on."""
     params = recs[0]["protocol"].get("params", {})
     split_fps = sorted({r["protocol"]["split_fingerprint"][:12] for r in recs})
+    samples = sample_fingerprints(recs)  # one per split for a sampled table
     detail = ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "seed")
     return [
         md_line(f"## {dataset} → {target} ({protocol})"),
@@ -335,6 +313,7 @@ def _intro(dataset: str, fingerprint: str, protocol: str, target: str, recs: Seq
         + (f" ({detail})" if detail else "")
         + f"; test users per split: {recs[0]['protocol']['n_test_users']}; split fingerprints "
         + ", ".join(f"`{s}`" for s in split_fps)
+        + ("; samples of negatives " + ", ".join(f"`{s}`" for s in samples) if samples else "")
         + (
             ". SAMPLED evaluation: each relevant item is ranked among sampled negatives only; not comparable with full-ranking tables"
             if "sampled" in protocol

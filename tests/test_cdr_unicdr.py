@@ -7,8 +7,11 @@ domain from the shared view, fitting on the kit's data."""
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -172,3 +175,58 @@ def test_settings_are_checked():
     with pytest.raises(CrossbenchError, match="must be >= 1"):
         UniCDR(steps=0)
     assert UniCDR().settings()["dim"] == 128 and UniCDR().settings()["negatives"] == 10
+
+
+# --------------------------------------------------------------------------- the fidelity benchmark's side
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+from fidelity_unicdr import (  # noqa: E402
+    dual_task,
+    parse_log,
+    sampled_candidates,
+    sampled_metrics,
+    write_unicdr,
+)
+
+
+def tiny_frames() -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(0)
+    rows = {d: [(u, int(i)) for u in range(12) if not (u == 11 and d == "a") for i in rng.choice(30, 2 + u % 5, replace=False)]
+            for d in ("a", "b")}
+    return {d: pd.DataFrame(r, columns=["user", "item"]) for d, r in rows.items()}
+
+
+def test_dual_task_holds_out_one_item_per_shared_user_with_three(tmp_path: Path):
+    frames = tiny_frames()
+    task = dual_task(frames, {"a": 30, "b": 30}, n_users=12, seed=3)
+    for d, (train, test) in enumerate(zip(task.train, task.test)):
+        counts = frames[task.names[d]].groupby("user").size()
+        eligible = {u for u, n in counts.items() if n >= 3 and u != 11}  # user 11 is in b only
+        assert set(test["user"]) <= eligible and test["user"].is_unique
+        assert set(test["item"]) <= set(train["item"]) and len(train) + len(test) <= len(frames[task.names[d]])
+    write_unicdr(task, tmp_path)
+    lines = (tmp_path / "datasets/dual-user-intra/dataset/b_a/test.txt").read_text().splitlines()
+    assert lines == [f"{u}\t{i}" for u, i in zip(task.test[1]["user"], task.test[1]["item"])]
+
+
+def test_parse_log_reads_the_test_metrics_after_each_improvement():
+    log = ("-------------------b_a--------------------\n{'NDCG_10': np.float64(0.1), 'HT_10': 0.2}\nb_a  better results!\n"
+           "+++\n{'NDCG_10': np.float64(0.25), 'HT_10': 0.5}\na_b  better results!\n{'NDCG_10': 0.9, 'HT_10': 0.9}\n")
+    assert parse_log(log, "b_a") == [{"NDCG_10": 0.25, "HT_10": 0.5}]
+
+
+def test_sampled_candidates_and_metrics_by_hand():
+    train = pd.DataFrame({"user": [0, 0, 1, 1], "item": [0, 1, 2, 3]})
+    test = pd.DataFrame({"user": [0, 1], "item": [2, 0]})
+    cand = sampled_candidates(train, test, negatives=1, rng=np.random.default_rng(0))
+    # user 0 trained on 0 and 1 and tests 2: only 3 is left; user 1 trained on 2 and 3 and tests 0: only 1
+    assert cand.tolist() == [[2, 3], [0, 1]]
+    with pytest.raises(ValueError):  # two distinct negatives do not exist (the reference would loop forever)
+        sampled_candidates(train, test, negatives=2, rng=np.random.default_rng(0))
+    scores = np.array([[0.0, 0.0, 0.0], [0.5, 0.9, 0.0]])
+    candidates = np.array([[2] + [0] * 10, [0, 1] + [2] * 9])
+    # user 0: no negative above the positive -> rank 0; user 1: item 1 above item 0 -> rank 1
+    m = sampled_metrics(scores, np.array([0, 1]), candidates)
+    assert m["hit@10"] == 1.0 and m["ndcg@10"] == pytest.approx((1.0 + 1 / math.log2(3)) / 2)

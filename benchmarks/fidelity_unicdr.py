@@ -32,7 +32,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,12 +120,13 @@ def parse_log(text: str, domain: str) -> list[dict[str, float]]:
     return found
 
 
-def run_unicdr(
+def start_unicdr(
     *, checkout: Path, python: Path, task: DualTask, folder: Path, seed: int, epochs: int, steps: int, aggregator: str,
-    threads: int, negatives: int = EVAL_NEGATIVES, timeout: float = 7200,
-) -> tuple[dict[str, float], float]:
-    """Run the reference on ``task`` (its code copied next to the data, since it reads ``../datasets``);
-    return the target's reported test metrics (``ndcg@10``, ``hit@10``) and the seconds it ran."""
+    threads: int, negatives: int = EVAL_NEGATIVES,
+) -> Callable[[], tuple[dict[str, float], float]]:
+    """Start the reference on ``task`` (its code copied next to the data, since it reads ``../datasets``) and
+    return ``finish()``, which waits for it and returns the target's reported test metrics (``ndcg@10``,
+    ``hit@10``) and the seconds it ran; crossbench's side can fit meanwhile."""
     code = Path(checkout) / "UniCDR" if (Path(checkout) / "UniCDR" / "train_rec.py").is_file() else Path(checkout)
     if not (code / "train_rec.py").is_file():
         raise FileNotFoundError(f"{code}/train_rec.py not found: --unicdr-ref must be a checkout of the UniCDR authors' code")
@@ -134,22 +135,27 @@ def run_unicdr(
     shutil.rmtree(run_dir, ignore_errors=True)
     shutil.copytree(code, run_dir, ignore=shutil.ignore_patterns("__pycache__"))
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore",
-               UNICDR_EVAL_NEGATIVES=str(negatives),
-               UNICDR_STEPS=str(steps))
+               UNICDR_EVAL_NEGATIVES=str(negatives), UNICDR_STEPS=str(steps))
     cmd = [str(python), "-u", "train_rec.py", "--static_sample", "--domains", "_".join(task.names), "--task", TASK,
            "--aggregator", aggregator, "--num_epoch", str(epochs), "--seed", str(seed)]
     log = Path(folder) / "unicdr.log"
+    fh = open(log, "w")  # noqa: SIM115 (closed by finish)
+    fh.write(f"$ UNICDR_EVAL_NEGATIVES={negatives} UNICDR_STEPS={steps} {' '.join(cmd)}\n")
+    fh.flush()
     start = time.perf_counter()
-    with open(log, "w") as fh:
-        fh.write(f"$ UNICDR_EVAL_NEGATIVES={negatives} UNICDR_STEPS={steps} {' '.join(cmd)}\n")
-        fh.flush()
-        proc = subprocess.run(cmd, cwd=run_dir, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True, timeout=timeout)
-    seconds = time.perf_counter() - start
-    found = parse_log(log.read_text(), folder_names(task.names)[1])
-    if proc.returncode != 0 or not found:
-        tail = "\n".join(log.read_text().strip().splitlines()[-5:])
-        raise RuntimeError(f"UniCDR reference failed (exit {proc.returncode}); log: {log}\n{tail}")
-    return {"ndcg@10": found[-1]["NDCG_10"], "hit@10": found[-1]["HT_10"]}, seconds
+    proc = subprocess.Popen(cmd, cwd=run_dir, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
+
+    def finish() -> tuple[dict[str, float], float]:
+        code = proc.wait()
+        seconds = time.perf_counter() - start
+        fh.close()
+        found = parse_log(log.read_text(), folder_names(task.names)[1])
+        if code != 0 or not found:
+            tail = "\n".join(log.read_text().strip().splitlines()[-5:])
+            raise RuntimeError(f"UniCDR reference failed (exit {code}); log: {log}\n{tail}")
+        return {"ndcg@10": found[-1]["NDCG_10"], "hit@10": found[-1]["HT_10"]}, seconds
+
+    return finish
 
 
 # --------------------------------------------------------------------------- crossbench's side
@@ -245,14 +251,15 @@ def run(args: Any, results: list[Result], *, source: str, target: str) -> None:
         task = dual_task({source: src, target: tgt}, {source: n_src, target: n_tgt}, n_users=n_users, seed=seed)
         print(f"seed {seed}: {target} {len(task.train[1])} training interactions, {len(task.test[1])} test users", flush=True)
         folder = Path(args.workdir) / f"unicdr-seed{seed}"
-        ref, seconds = run_unicdr(checkout=args.unicdr_ref, python=args.unicdr_python, task=task, folder=folder, seed=seed,
-                                  epochs=args.unicdr_epochs, steps=args.unicdr_steps, aggregator="mean", threads=args.threads)
-        print(f"seed {seed}: UniCDR reference ran {seconds:.0f} s", flush=True)
+        finish = start_unicdr(checkout=args.unicdr_ref, python=args.unicdr_python, task=task, folder=folder, seed=seed,
+                              epochs=args.unicdr_epochs, steps=args.unicdr_steps, aggregator="mean", threads=args.threads)
         # every epoch runs on both sides (no early stop); validation here is the probe's, as the reference's
         model = UniCDR(epochs=args.unicdr_epochs, steps=args.unicdr_steps, patience=args.unicdr_epochs)
         ours, cb_seconds, report = fit_unicdr(model, task, seed=seed, threads=args.threads)
         print(f"seed {seed}: crossbench unicdr fitted in {cb_seconds:.0f} s, {report.epochs} epochs, {report.threads} thread(s)",
               flush=True)
+        ref, seconds = finish()
+        print(f"seed {seed}: UniCDR reference ran {seconds:.0f} s (beside crossbench's fit)", flush=True)
         for metric in ("ndcg@10", "hit@10"):
             results.append(Result("unicdr", "reference", metric, seed, ref[metric], lower_better=False))
             results.append(Result("unicdr", "crossbench", metric, seed, ours[metric], lower_better=False))

@@ -107,17 +107,33 @@ def write_unicdr(task: DualTask, folder: Path) -> Path:
     return Path(folder)
 
 
-def parse_log(text: str, domain: str) -> list[dict[str, float]]:
-    """The test metrics the reference printed for ``domain`` (one per validation improvement), in order."""
+def parse_log(text: str, domain: str, *, up_to: int | None = None) -> list[dict[str, float]]:
+    """The test metrics the reference printed for ``domain`` (one per validation improvement), in order;
+    with ``up_to``, only those of the evaluations after epochs ``<= up_to``."""
     found: list[dict[str, float]] = []
     lines = text.splitlines()
+    epoch = 0
     for k, line in enumerate(lines):
+        if line.startswith("Epoch ") and line.rstrip().endswith("starts !"):
+            epoch = int(line.split()[1])
+        if up_to is not None and epoch > up_to:
+            break
         if line.startswith(f"{domain}  better results!"):
             for nxt in lines[k + 1 : k + 4]:
                 if nxt.startswith("{"):
                     found.append({key: float(v) for key, v in _METRIC.findall(nxt)})
                     break
     return found
+
+
+def evaluated(text: str, epoch: int) -> bool:
+    """Whether the log shows the evaluation after ``epoch`` finished (its ``valid time`` line)."""
+    lines = text.splitlines()
+    try:
+        at = lines.index(f"Epoch {epoch} starts !")
+    except ValueError:
+        return False
+    return any(line.startswith("valid time:") for line in lines[at:])
 
 
 def start_unicdr(
@@ -263,3 +279,56 @@ def run(args: Any, results: list[Result], *, source: str, target: str) -> None:
         for metric in ("ndcg@10", "hit@10"):
             results.append(Result("unicdr", "reference", metric, seed, ref[metric], lower_better=False))
             results.append(Result("unicdr", "crossbench", metric, seed, ours[metric], lower_better=False))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Score crossbench's ``unicdr`` against reference runs already started by ``fidelity.py --models unicdr``
+    (their logs in ``--workdir``), reading each log up to epoch ``--epochs``. A reference run up to that epoch
+    does not depend on its ``--num_epoch`` (its learning-rate decay starts after epoch 10), so a longer run
+    read at epoch E reports what a run capped at E reports; ``--wait`` waits for a log to get there."""
+    import argparse
+    import json
+
+    from fidelity_data import movielens_domains
+    from fidelity_report import print_results
+
+    from crossbench_cdr.unicdr import UniCDR
+
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0] if main.__doc__ else None)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, required=True, help="read the references up to this epoch; crossbench trains as many")
+    parser.add_argument("--steps", type=int, required=True, help="steps per epoch (the references' UNICDR_STEPS)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--wait", action="store_true", help="wait for each reference log to reach --epochs")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    src, tgt, n_users, n_src, n_tgt = movielens_domains("comedy", "drama")
+    results: list[Result] = []
+    for seed in args.seeds:
+        task = dual_task({"comedy": src, "drama": tgt}, {"comedy": n_src, "drama": n_tgt}, n_users=n_users, seed=seed)
+        log = args.workdir / f"unicdr-seed{seed}" / "unicdr.log"
+        head = log.read_text().splitlines()[0] if log.is_file() else ""
+        if f"UNICDR_STEPS={args.steps} " not in head or f"--seed {seed}" not in head:
+            parser.exit(2, f"fidelity_unicdr.py: {log} is not a reference run of seed {seed} with {args.steps} steps per epoch\n")
+        model = UniCDR(epochs=args.epochs, steps=args.steps, patience=args.epochs)
+        ours, cb_seconds, report = fit_unicdr(model, task, seed=seed, threads=args.threads)
+        print(f"seed {seed}: crossbench unicdr fitted in {cb_seconds:.0f} s, {report.epochs} epochs", flush=True)
+        while not evaluated(log.read_text(), args.epochs):
+            if not args.wait:
+                parser.exit(2, f"fidelity_unicdr.py: {log} has not finished epoch {args.epochs}'s evaluation (use --wait)\n")
+            time.sleep(30)
+        ref = parse_log(log.read_text(), folder_names(task.names)[1], up_to=args.epochs)[-1]
+        print(f"seed {seed}: reference read at epoch {args.epochs}: {ref}", flush=True)
+        for metric, key in (("ndcg@10", "NDCG_10"), ("hit@10", "HT_10")):
+            results.append(Result("unicdr", "reference", metric, seed, ref[key], lower_better=False))
+            results.append(Result("unicdr", "crossbench", metric, seed, ours[metric], lower_better=False))
+    print(f"\nthreads per process: {args.threads}; seeds: {args.seeds}; {args.epochs} epochs of {args.steps} steps, both sides")
+    print_results(results)
+    if args.json is not None:
+        args.json.write_text(json.dumps([r.__dict__ for r in results], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

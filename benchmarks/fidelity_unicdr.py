@@ -1,27 +1,35 @@
-"""The UniCDR authors' code as the reference for crossbench's ``unicdr``: the split, its files, the run.
+"""The UniCDR authors' code as the reference for crossbench's ``unicdr``: the split, its files, the runs.
 
 The authors' repository (cjx96/UniCDR, a checkout outside this repository; its ``UniCDR/``
-folder holds ``train_rec.py``) runs under Python 3.11 / torch 2 on CPU after three patches that
-change no computation (see ``docs/models.md``). Their ``dual-user-intra`` task is the one whose
-protocol fits two domains with shared users, and it is kept here:
+folder holds ``train_rec.py``) runs under Python 3.11 / torch 2 on CPU after patches that change
+no computation of the model or its training (listed in ``docs/models.md``); two of them read the
+evaluation's negative count (``UNICDR_EVAL_NEGATIVES``) and the steps per epoch
+(``UNICDR_STEPS``) from the environment, their defaults being the authors' 999 and 500. Their
+``dual-user-intra`` task is the one whose protocol fits two domains with shared users:
 
 * the data: ``datasets/dual-user-intra/dataset/<A>_<B>/{train,test}.txt`` per domain, one
   ``user<TAB>item`` line per interaction (users share ids across domains, items 0-based per
   domain); their code reads ``test.txt`` both as validation and as test;
 * the test users: one held-out interaction per user; their code keeps a test line only when
-  its item occurs in the domain's training data and its user has training interactions there;
-* the scoring: the held-out item against 999 negatives drawn uniformly, without repeats, from
-  the domain's training items the user did not train on; NDCG@10 and HR@10 (their ``predict``);
-  every 5 epochs both files are scored, and the test metrics printed when the validation NDCG@10
-  improves are the reported ones (validation and test share the positives; each draws its own
-  negatives and each user's sampled history).
+  its item occurs in the domain's training data;
+* the scoring: the held-out item against distinct negatives drawn uniformly from the domain's
+  training items the user did not train on (999 in their code, which never ends on a catalogue
+  under 1000 items: MovieLens-100K's comedy has 608, drama 726; 99 here, ``EVAL_NEGATIVES``);
+  NDCG@10 and HR@10 (their ``predict``); every 5 epochs both files are scored, and the test
+  metrics printed when the validation NDCG@10 improves are the reported ones (validation and
+  test share the positives; each draws its own negatives and each user's sampled history).
 
 :func:`dual_task` draws the split once per seed from MovieLens-100K genre domains: all ratings
 as implicit interactions, users present in both domains, and for each such user with at least
 3 items in a domain one of them (uniformly, by seed) held out for test in that domain; a test
 item that no training row of the domain holds is dropped. Both domains get a test file (the
 reference scores both and decays its learning rate on both); the numbers compared are the
-target's.
+target's (drama). Crossbench's side (:func:`fit_unicdr`) fits on the same training files and is
+scored the same way by its own draw of negatives.
+
+``fidelity.py --models unicdr`` runs both sides per seed. ``python benchmarks/fidelity_unicdr.py
+--workdir W --epochs E --steps S`` scores crossbench against reference runs already in ``W``
+read up to epoch ``E`` (see :func:`main`).
 """
 
 from __future__ import annotations

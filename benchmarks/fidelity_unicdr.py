@@ -27,9 +27,9 @@ reference scores both and decays its learning rate on both); the numbers compare
 target's (drama). Crossbench's side (:func:`fit_unicdr`) fits on the same training files and is
 scored the same way by its own draw of negatives.
 
-``fidelity.py --models unicdr`` runs both sides per seed. ``python benchmarks/fidelity_unicdr.py
---workdir W --epochs E --steps S`` scores crossbench against reference runs already in ``W``
-read up to epoch ``E`` (see :func:`main`).
+``fidelity.py --models unicdr`` runs both sides per seed; with ``--unicdr-from-logs`` it scores
+crossbench against reference runs already in ``--workdir``, read up to ``--unicdr-epochs``
+(:func:`run_from_logs`).
 """
 
 from __future__ import annotations
@@ -289,57 +289,34 @@ def run(args: Any, results: list[Result], *, source: str, target: str) -> None:
             results.append(Result("unicdr", "crossbench", metric, seed, ours[metric], lower_better=False))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Score crossbench's ``unicdr`` against reference runs already started by ``fidelity.py --models unicdr``
-    (their logs in ``--workdir``), reading each log up to epoch ``--epochs``. A reference run up to that epoch
-    does not depend on its ``--num_epoch`` (its learning-rate decay starts after epoch 10), so a longer run
-    read at epoch E reports what a run capped at E reports; ``--wait`` waits for a log to get there."""
-    import argparse
-    import json
-
+def run_from_logs(args: Any, results: list[Result], *, source: str, target: str) -> None:
+    """``fidelity.py --models unicdr --unicdr-from-logs``: fit crossbench on every seed's split, then read the
+    reference runs already in ``--workdir`` (started by ``fidelity.py --models unicdr``, same seeds and
+    ``--unicdr-steps``) up to epoch ``--unicdr-epochs``, waiting for them to get there. A reference run up to an
+    epoch does not depend on its ``--num_epoch`` (its learning-rate decay starts after epoch 10), so a longer
+    run read at epoch E reports what a run capped at E reports."""
     from fidelity_data import movielens_domains
-    from fidelity_report import print_results
 
     from crossbench_cdr.unicdr import UniCDR
 
-    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0] if main.__doc__ else None)
-    parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, required=True, help="read the references up to this epoch; crossbench trains as many")
-    parser.add_argument("--steps", type=int, required=True, help="steps per epoch (the references' UNICDR_STEPS)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--wait", action="store_true", help="wait for each reference log to reach --epochs")
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
-    src, tgt, n_users, n_src, n_tgt = movielens_domains("comedy", "drama")
-    results: list[Result] = []
-    logs = {seed: args.workdir / f"unicdr-seed{seed}" / "unicdr.log" for seed in args.seeds}
+    epochs, steps = args.unicdr_epochs, args.unicdr_steps
+    logs = {seed: Path(args.workdir) / f"unicdr-seed{seed}" / "unicdr.log" for seed in args.seeds}
     for seed, log in logs.items():
         head = log.read_text().splitlines()[0] if log.is_file() else ""
-        if f"UNICDR_STEPS={args.steps} " not in head or f"--seed {seed}" not in head:
-            parser.exit(2, f"fidelity_unicdr.py: {log} is not a reference run of seed {seed} with {args.steps} steps per epoch\n")
+        if f"UNICDR_STEPS={steps} " not in head or f"--seed {seed}" not in head:
+            raise FileNotFoundError(f"{log} is not a reference run of seed {seed} with {steps} steps per epoch")
+    src, tgt, n_users, n_src, n_tgt = movielens_domains(source, target)
     for seed in args.seeds:  # crossbench first, every seed, while the references go on
-        task = dual_task({"comedy": src, "drama": tgt}, {"comedy": n_src, "drama": n_tgt}, n_users=n_users, seed=seed)
-        model = UniCDR(epochs=args.epochs, steps=args.steps, patience=args.epochs)
+        task = dual_task({source: src, target: tgt}, {source: n_src, target: n_tgt}, n_users=n_users, seed=seed)
+        model = UniCDR(epochs=epochs, steps=steps, patience=epochs)
         ours, cb_seconds, report = fit_unicdr(model, task, seed=seed, threads=args.threads)
         print(f"seed {seed}: crossbench unicdr fitted in {cb_seconds:.0f} s, {report.epochs} epochs: {ours}", flush=True)
         for metric in ("ndcg@10", "hit@10"):
             results.append(Result("unicdr", "crossbench", metric, seed, ours[metric], lower_better=False))
     for seed, log in logs.items():
-        while not evaluated(log.read_text(), args.epochs):
-            if not args.wait:
-                parser.exit(2, f"fidelity_unicdr.py: {log} has not finished epoch {args.epochs}'s evaluation (use --wait)\n")
+        while not evaluated(log.read_text(), epochs):
             time.sleep(30)
-        ref = parse_log(log.read_text(), folder_names(("comedy", "drama"))[1], up_to=args.epochs)[-1]
-        print(f"seed {seed}: reference read at epoch {args.epochs}: {ref}", flush=True)
+        ref = parse_log(log.read_text(), folder_names((source, target))[1], up_to=epochs)[-1]
+        print(f"seed {seed}: reference read at epoch {epochs}: {ref}", flush=True)
         for metric, key in (("ndcg@10", "NDCG_10"), ("hit@10", "HT_10")):
             results.append(Result("unicdr", "reference", metric, seed, ref[key], lower_better=False))
-    print(f"\nthreads per process: {args.threads}; seeds: {args.seeds}; {args.epochs} epochs of {args.steps} steps, both sides")
-    print_results(results)
-    if args.json is not None:
-        args.json.write_text(json.dumps([r.__dict__ for r in results], indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

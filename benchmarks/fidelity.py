@@ -41,7 +41,8 @@ in the reference's own file format by :mod:`fidelity_data`) and to crossbench's 
   held out per shared user and domain, each test item against 99 distinct sampled negatives (their
   999 cannot be drawn from catalogues under 1000 items), NDCG@10 and HR@10 of the target, the
   test numbers at the best validation epoch (validation every 5 epochs, another negative draw).
-  ``--unicdr-epochs`` and ``--unicdr-steps`` cap training on both sides (theirs: 100 epochs of 500 steps).
+  ``--unicdr-epochs`` and ``--unicdr-steps`` cap training on both sides (theirs: 100 epochs of 500 steps);
+  ``--unicdr-from-logs`` scores crossbench against reference runs already in ``--workdir``.
 
 Both sides use one thread (``torch.set_num_threads``; the reference subprocesses get
 ``OMP_NUM_THREADS`` and TF's thread variables set to ``--threads``). Verdict per model: the

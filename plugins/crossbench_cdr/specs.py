@@ -339,3 +339,4 @@ SEQUENTIAL_MODELS: tuple[ComponentSpec, ...] = (
 
 #: Every model of the plugin, in the order ``crossbench list models`` shows them.
 RECOMMENDERS: tuple[ComponentSpec, ...] = (*MAPPING_MODELS, *GRAPH_MODELS, *OTHER_MODELS, *DUAL_TARGET_MODELS, *SEQUENTIAL_MODELS)
+RECOMMENDERS += __import__("crossbench_cdr.specs_c2dsr", fromlist=["C2DSR_MODELS"]).C2DSR_MODELS  # c2dsr: its own spec module

@@ -16,13 +16,15 @@ generator (the authors' are drawn by Python's ``random`` inside their process; b
 against draws of the same distribution, not the same draws).
 
 ``--c2dsr-epochs`` caps training on both sides (the authors' default: 100). The authors' process
-runs beside crossbench's fit (one thread each); a log of the same reference command finished
-earlier in the same ``--workdir`` is reused.
+runs beside crossbench's fit (one thread each); a seed finished earlier in the same ``--workdir``
+(the reference's log of the same command, crossbench's result of the same settings) is reused,
+so seeds may run as separate processes and a last run over all seeds collects them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -124,6 +126,19 @@ def fit_crossbench(task: C2dsrTask, *, seed: int, epochs: int, threads: int) -> 
     return found, seconds
 
 
+def crossbench_side(task: C2dsrTask, *, folder: Path, seed: int, epochs: int, threads: int) -> tuple[dict[str, dict[str, float]], float]:
+    """:func:`fit_crossbench`, its result kept in ``folder``; a result of the same settings kept there earlier is reused."""
+    kept = folder / f"crossbench-seed{seed}.json"
+    settings = {"seed": seed, "epochs": epochs, "threads": threads, "train_users": len(task.train)}
+    if kept.is_file():
+        earlier = json.loads(kept.read_text())
+        if earlier["settings"] == settings:
+            return earlier["results"], earlier["seconds"]
+    found, seconds = fit_crossbench(task, seed=seed, epochs=epochs, threads=threads)
+    kept.write_text(json.dumps({"settings": settings, "results": found, "seconds": seconds}))
+    return found, seconds
+
+
 def run_c2dsr(args: argparse.Namespace, results: list[Result]) -> None:
     """Both sides for every seed of ``args``; appends one :class:`Result` per side, domain, metric and seed."""
     from fidelity_data import movielens_domains
@@ -138,7 +153,7 @@ def run_c2dsr(args: argparse.Namespace, results: list[Result]) -> None:
               f"({n_y} with a drama item held out); {task.n_x} comedy, {task.n_y} drama items", flush=True)
         run = start_reference(checkout=args.c2dsr_ref, python=args.c2dsr_python, folder=folder, name=NAME, seed=seed,
                               epochs=args.c2dsr_epochs, threads=args.threads)  # runs beside crossbench's fit
-        ours, cb_seconds = fit_crossbench(task, seed=seed, epochs=args.c2dsr_epochs, threads=args.threads)
+        ours, cb_seconds = crossbench_side(task, folder=folder, seed=seed, epochs=args.c2dsr_epochs, threads=args.threads)
         print(f"seed {seed}: crossbench c2dsr fitted in {cb_seconds:.0f} s", flush=True)
         ref, seconds, log = finish_reference(run)
         print(f"seed {seed}: the authors' C2DSR ran {seconds:.0f} s; log {log}", flush=True)

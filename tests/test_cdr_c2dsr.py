@@ -22,7 +22,7 @@ from crossbench_cdr.c2dsr import C2DSR, mixed_interactions, scoring_sequences, t
 from crossbench_cdr.c2dsr_net import C2dsrNet, c2dsr_loss, transition_graphs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from fidelity_c2dsr_data import draw_negatives, rank_metrics, ranks  # noqa: E402
+from fidelity_c2dsr_data import c2dsr_task, draw_negatives, rank_metrics, ranks, write_c2dsr  # noqa: E402
 
 # two source items (ids 0, 1), three target items (ids 2, 3, 4), padding id 5
 N_X, N_Y, PAD = 2, 3, 5
@@ -137,6 +137,18 @@ def test_the_authors_rank_rule_and_negatives():
     neg = draw_negatives(np.array([0, 3, 4]), 5, rng=np.random.default_rng(0), count=999)
     assert neg.shape == (3, 999) and all(t not in row for t, row in zip((0, 3, 4), neg.tolist()))
     assert set(neg[0].tolist()) == {1, 2, 3, 4}  # uniform over the others, with replacement
+
+
+def test_the_authors_files_hold_each_users_last_items_mixed_by_time(tmp_path: Path):
+    # user 0: source s5 (t 1), target d7 (t 2), s6 (t 3), d8 (t 4), s5 (t 5); user 1: one source item only (dropped)
+    source = pd.DataFrame({"user": [0, 0, 0, 1], "item": [5, 6, 5, 6], "timestamp": [1, 3, 5, 1]})
+    target = pd.DataFrame({"user": [0, 0, 1], "item": [7, 8, 7], "timestamp": [2, 4, 2]})
+    task = c2dsr_task(source, target, seed=0, window=4, fractions=(1.0, 0.0))
+    # the last 4 items of user 0: d7 s6 d8 s5; source ids 0 (s5), 1 (s6); target ids 2 (d7), 3 (d8)
+    assert (task.n_x, task.n_y) == (2, 2) and task.train == [[2, 1, 3, 0]] and task.valid == [] and task.test == []
+    folder = write_c2dsr(task, tmp_path, name="a-b")
+    assert (folder / "traindata_new.txt").read_text() == "0\t0\t2|0\t1|1\t3|2\t0|3\n"
+    assert len((folder / "Alist.txt").read_text().splitlines()) == 2 and (folder / "testdata_new.txt").read_text() == ""
 
 
 def test_fit_on_the_kit_data_is_deterministic_and_serves_cold_users():

@@ -43,6 +43,11 @@ in the reference's own file format by :mod:`fidelity_data`) and to crossbench's 
   test numbers at the best validation epoch (validation every 5 epochs, another negative draw).
   ``--unicdr-epochs`` and ``--unicdr-steps`` cap training on both sides (theirs: 100 epochs of 500 steps);
   ``--unicdr-from-logs`` scores crossbench against reference runs already in ``--workdir``.
+* ``c2dsr`` against the authors' code (cjx96/C2DSR, run from a copy patched only to run without CUDA):
+  mixed comedy/drama sequences (the last 15 items of each user), users split 70/10/20 per seed,
+  the authors' protocol (each held-out user's last item ranked against 999 uniform negatives of
+  its domain, every 5th epoch validated, the test numbers of the best validation MRR), MRR,
+  NDCG@5/10, HR@1/10 per domain (:mod:`fidelity_c2dsr`). ``--c2dsr-epochs`` caps both sides.
 
 Both sides use one thread (``torch.set_num_threads``; the reference subprocesses get
 ``OMP_NUM_THREADS`` and TF's thread variables set to ``--threads``). Verdict per model: the
@@ -81,6 +86,7 @@ RANKING_MODELS = ("lightgcn",)
 SEQUENCE_MODELS = ("gru4rec",)
 CDR_MODELS = ("conet", "bitgcf", "sscdr", "dtcdr")
 UNICDR_MODELS = ("unicdr",)
+C2DSR_MODELS = ("c2dsr",)
 SOURCE, TARGET = "comedy", "drama"
 
 
@@ -217,13 +223,16 @@ def run_cdr(args: argparse.Namespace, models: list[str], results: list[Result]) 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    every = [*RATING_MODELS, *RANKING_MODELS, *SEQUENCE_MODELS, *CDR_MODELS, *UNICDR_MODELS]
+    every = [*RATING_MODELS, *RANKING_MODELS, *SEQUENCE_MODELS, *CDR_MODELS, *UNICDR_MODELS, *C2DSR_MODELS]
     parser.add_argument("--models", nargs="+", default=every, choices=every)
     parser.add_argument("--ptupcdr-ref", type=Path, help="checkout of easezyc/WSDM2022-PTUPCDR (outside this repository)")
     parser.add_argument("--ptupcdr-python", type=Path, help="its interpreter (torch, pandas, tqdm, tensorflow)")
     parser.add_argument("--recbole-python", type=Path, help="an interpreter with recbole==1.2.1 installed")
     parser.add_argument("--recbole-cdr-ref", type=Path, help="checkout of RUCAIBox/RecBole-CDR (outside this repository)")
     parser.add_argument("--recbole-cdr-python", type=Path, help="its interpreter (Python 3.9, recbole==1.0.1)")
+    parser.add_argument("--c2dsr-ref", type=Path, help="the folder holding the C2DSR authors' train_rec.py (outside this repository)")
+    parser.add_argument("--c2dsr-python", type=Path, help="its interpreter (torch, numpy, scipy, tqdm)")
+    parser.add_argument("--c2dsr-epochs", type=int, default=100, help="C2DSR's epochs, both sides (the authors' default: 100)")
     parser.add_argument("--cdr-epochs", type=int, default=300,
                         help="epochs per training phase for the RecBole-CDR models, both sides (RecBole-CDR's default: 300)")
     parser.add_argument("--ranking-epochs", type=int, default=300, help="LightGCN's epoch cap, both sides (RecBole's default)")
@@ -251,12 +260,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         problems.append("--unicdr-from-logs needs --workdir (where the reference runs write their logs)")
     if args.unicdr_ref is not None and args.unicdr_python is None:
         problems.append("--unicdr-ref needs --unicdr-python (its own interpreter)")
-    for flag in ("ptupcdr_ref", "ptupcdr_python", "recbole_python", "recbole_cdr_ref", "recbole_cdr_python", "unicdr_ref", "unicdr_python"):
+    if args.c2dsr_ref is not None and args.c2dsr_python is None:
+        problems.append("--c2dsr-ref needs --c2dsr-python (the authors' code's interpreter)")
+    for flag in ("ptupcdr_ref", "ptupcdr_python", "recbole_python", "recbole_cdr_ref", "recbole_cdr_python", "unicdr_ref", "unicdr_python",
+                 "c2dsr_ref", "c2dsr_python"):
         path = getattr(args, flag)
         if path is not None and not path.exists():
             problems.append(f"--{flag.replace('_', '-')} {path} does not exist")
     caps = (args.epochs, args.cdr_epochs, args.ranking_epochs, args.ranking_patience, args.sequence_epochs, args.unicdr_epochs,
-            args.unicdr_steps)
+            args.unicdr_steps, args.c2dsr_epochs)
     if min(args.threads, *caps) < 1 or not args.seeds:
         problems.append("--threads and every --*epochs and --*patience must be >= 1 and --seeds non-empty")
     if problems:
@@ -304,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
         from fidelity_unicdr import run as run_unicdr
 
         run_unicdr(args, results, source=SOURCE, target=TARGET)
+    if "c2dsr" in args.models and args.c2dsr_ref is None:
+        print("skipped c2dsr: no --c2dsr-ref (and --c2dsr-python) given")
+    elif "c2dsr" in args.models:
+        from fidelity_c2dsr import run_c2dsr
+
+        run_c2dsr(args, results)
     print(f"\nthreads per process: {args.threads}; seeds: {args.seeds}; epochs per phase (rating models): {args.epochs}")
     print_results(results)
     if args.json is not None:

@@ -51,8 +51,13 @@ def test_the_scores_are_the_standardised_sum(split: Split, tmp_path: Path) -> No
     assert model.describe()["hybrid"]["weight"] == 0.7
 
 
+def test_the_default_weight_is_one() -> None:
+    model = REGISTRY.get("recommenders", "lm-attention").factory()
+    assert isinstance(model, LmAttention) and model.describe()["hybrid"]["weight"] == 1.0
+
+
 def test_without_the_weight_there_is_no_item_item_term(split: Split, tmp_path: Path) -> None:
-    model = REGISTRY.get("recommenders", "lm-attention").factory(**SMALL)
+    model = REGISTRY.get("recommenders", "lm-attention").factory(**SMALL, item_item_weight=0.0)
     model.fit(split.fit_view(), env=RunEnv(registry=REGISTRY, seed=0, progress=False, cache_dir=tmp_path))
     assert model.item_item is None and "hybrid" not in model.describe()
 

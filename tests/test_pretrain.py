@@ -26,10 +26,11 @@ from crossbench_protocols import ColdStart
 from crossbench_synthetic import SyntheticDataset
 
 REGISTRY = Registry(get_plugin_manager())
-#: a small, fast lm-attention: ID item vectors (no language model), one Transformer layer
 #: the cold-start seed that holds out u6 (test) and u7 (validation) in :func:`hand_made`
 SEED_HOLDING_U6_U7 = 2
-SMALL = {"item_text": False, "dim": 16, "epochs": 2, "batch_size": 32, "history_length": 8}
+#: a small, fast lm-attention: ID item vectors (no language model), one Transformer layer, the
+#: neural model alone (no item-item term: pretraining concerns the neural part only)
+SMALL = {"item_item_weight": 0.0, "item_text": False, "dim": 16, "epochs": 2, "batch_size": 32, "history_length": 8}
 
 
 @pytest.fixture(scope="module")

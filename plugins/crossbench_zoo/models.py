@@ -108,7 +108,7 @@ def lm_attention(
     dropout: float = 0.0,
     scorer: ComponentRef | str = "dot",
     pretrain_epochs: int = 0,
-    item_item_weight: float = 0.0,
+    item_item_weight: float = 1.0,
     item_item_l2: float = 3000.0,
     config: TrainConfig,
 ) -> ComposedRecommender:
@@ -123,8 +123,9 @@ def lm_attention(
     catalogue (``loss="softmax"``: sampled, ``"bpr"``). With ``pretrain_epochs`` > 0 the item and
     user encoders of every domain first learn next-item prediction on the training sequences
     (:mod:`crossbench.train.pretrain`, weights cached by content hash), then the whole model is
-    fine-tuned as without it. With ``item_item_weight`` > 0 an EASE item-item term over every
-    domain's items is added to the standardised scores (:mod:`crossbench_zoo.hybrid`)."""
+    fine-tuned as without it. With ``item_item_weight`` > 0 (default 1, chosen on validation
+    users) an EASE item-item term over every domain's items is added to the standardised
+    scores (:mod:`crossbench_zoo.hybrid`); 0 leaves the neural model alone."""
     text = {"model_path": model_path, "n_experts": n_experts, "dropout": adapter_dropout}
     sequence = {"transformer": {"layers": layers, "heads": heads, "dropout": dropout}, "gru": {"layers": layers, "dropout": dropout}}
     if user_encoder not in (*sequence, "mean"):

@@ -69,3 +69,14 @@ def test_without_the_weight_there_is_no_item_item_term(split: Split, tmp_path: P
 def test_bad_hybrid_settings_are_refused(params: dict[str, float], message: str) -> None:
     with pytest.raises(CrossbenchError, match=message):
         REGISTRY.get("recommenders", "lm-attention").factory(**params)
+
+
+def test_a_catalogue_too_large_for_the_item_item_term_is_refused_with_the_way_out(
+    split: Split, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import crossbench_zoo.neighbours
+
+    monkeypatch.setattr(crossbench_zoo.neighbours, "MAX_COLUMNS", 50)  # the synthetic split has 2 x 30 items
+    model = REGISTRY.get("recommenders", "lm-attention").factory(**SMALL)
+    with pytest.raises(CrossbenchError, match=r"over all 60 items of every domain, above its limit of 50; pass item_item_weight=0"):
+        model.fit(split.fit_view(), env=RunEnv(registry=REGISTRY, seed=0, progress=False, cache_dir=tmp_path))

@@ -25,6 +25,7 @@ from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError
 from crossbench.plugin.interfaces import FitReport, RunEnv
 from crossbench.train.pretrain import PretrainedRecommender
+from crossbench_zoo import neighbours
 from crossbench_zoo.neighbours import EASE
 
 
@@ -54,23 +55,31 @@ class LmAttention(PretrainedRecommender):
                              "combination": "z(neural) + weight * z(item-item), per user over the target catalogue"}
         return out
 
+    def _fit_item_item(self, split: FitSplit, env: RunEnv) -> None:
+        """Fit the EASE term on ``split``'s training data (when the weight is on), refusing a catalogue
+        too large for its dense item-item matrix before any work."""
+        if self.item_item_weight == 0:
+            return
+        n_items = sum(split.train.domain(d).n_items for d in split.train.domain_names)
+        if n_items > neighbours.MAX_COLUMNS:
+            raise CrossbenchError(
+                f"lm-attention: the item-item term (item_item_weight={self.item_item_weight}) is a dense EASE over all "
+                f"{n_items} items of every domain, above its limit of {neighbours.MAX_COLUMNS}; pass item_item_weight=0"
+            )
+        self.item_item = EASE(l2=self.item_item_l2, domains="all")
+        self.item_item.fit(split, env=env)
+
     def fit(self, split: FitSplit, *, env: RunEnv) -> FitReport:
-        if self.item_item_weight > 0:
-            self.item_item = EASE(l2=self.item_item_l2, domains="all")
-            self.item_item.fit(split, env=env)
+        self._fit_item_item(split, env)
         return super().fit(split, env=env)
 
     def update(self, split: FitSplit, *, env: RunEnv) -> FitReport:
-        if self.item_item_weight > 0:
-            self.item_item = EASE(l2=self.item_item_l2, domains="all")
-            self.item_item.fit(split, env=env)
+        self._fit_item_item(split, env)
         return super().update(split, env=env)
 
     def load_checkpoint(self, path: Path, split: FitSplit, *, env: RunEnv) -> None:
         """The neural part's weights from ``path``; the item-item term (closed form) fitted again on ``split``."""
-        if self.item_item_weight > 0:
-            self.item_item = EASE(l2=self.item_item_l2, domains="all")
-            self.item_item.fit(split, env=env)
+        self._fit_item_item(split, env)
         super().load_checkpoint(path, split, env=env)
 
     def score(self, users: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:

@@ -115,6 +115,9 @@ def lm_attention(
     source_mean: bool = False,
     dropout: float = 0.0,
     scorer: ComponentRef | str = "dot",
+    pretrain_epochs: int = 0,
+    item_item_weight: float = 0.0,
+    item_item_l2: float = 3000.0,
     config: TrainConfig,
 ) -> ComposedRecommender:
     """The reference big model: frozen language-model item text embeddings through a whitening +
@@ -125,7 +128,12 @@ def lm_attention(
     scorer (``scorer``: any registered scorer, its hyperparameters set as ``scorer.NAME``, e.g.
     ``scorer="cosine"`` with ``scorer.temperature=0.05``), trained on all positions of every user sequence
     (``training="pairs"``: one interaction per sample) with softmax cross-entropy over the
-    catalogue (``loss="softmax"``: sampled, ``"bpr"``)."""
+    catalogue (``loss="softmax"``: sampled, ``"bpr"``). With ``pretrain_epochs`` > 0 the item and
+    user encoders of every domain first learn next-item prediction on the training sequences
+    (:mod:`crossbench.train.pretrain`, weights cached by content hash), then the whole model is
+    fine-tuned as without it. With ``item_item_weight`` > 0 (default 1, chosen on validation
+    users) an EASE item-item term over every domain's items is added to the standardised
+    scores (:mod:`crossbench_zoo.hybrid`); 0 leaves the neural model alone."""
     text = {"model_path": model_path, "n_experts": n_experts, "dropout": adapter_dropout}
     sequence = {"transformer": {"layers": layers, "heads": heads, "dropout": dropout}, "gru": {"layers": layers, "dropout": dropout}}
     if user_encoder not in (*sequence, "mean"):
@@ -141,9 +149,13 @@ def lm_attention(
     if not item_text and not item_ids:
         raise CrossbenchError("lm-attention: item_text=False and item_ids=False leave the items without any vector; keep one")
     item = ComponentRef("text-id" if item_ids else "text", text) if item_text else ComponentRef("id", {"init_std": 0.02})
-    return _composed(
+    from crossbench.train.pretrain import PretrainSettings
+    from crossbench_zoo.hybrid import LmAttention
+
+    return LmAttention(
         item_encoder=item, user_encoder=ComponentRef(user_encoder, sequence.get(user_encoder, {})),
-        fusion=fusions[fusion], scorer=scorer, config=config,
+        fusion=fusions[fusion], scorer=scorer, config=config, pretraining=PretrainSettings(epochs=pretrain_epochs),
+        item_item_weight=item_item_weight, item_item_l2=item_item_l2,
     )
 
 
@@ -172,6 +184,9 @@ LM_ATTENTION_MEANINGS = {
     "source_mean": "item-level fusion adds a projection of the mean of the user's source items to the query",
     "dropout": "dropout of the user encoder and the fusion",
     "scorer": "registered scorer of user x item vectors (its hyperparameters as scorer.NAME)",
+    "item_item_weight": "weight of the EASE item-item term added to the standardised scores (0 = none)",
+    "item_item_l2": "ridge weight of that EASE item-item term",
+    "pretrain_epochs": "epochs of next-item pretraining of every domain's item and user encoders before fine-tuning (0 = none)",
 }
 
 #: The training settings every ID composition tunes.

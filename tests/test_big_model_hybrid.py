@@ -51,9 +51,11 @@ def test_the_scores_are_the_standardised_sum(split: Split, tmp_path: Path) -> No
     assert model.describe()["hybrid"]["weight"] == 0.7
 
 
-def test_the_default_weight_is_one() -> None:
-    model = REGISTRY.get("recommenders", "lm-attention").factory()
-    assert isinstance(model, LmAttention) and model.describe()["hybrid"]["weight"] == 1.0
+def test_the_term_is_off_by_default_and_on_when_weighted() -> None:
+    model = REGISTRY.get("recommenders", "lm-attention").factory()  # the published rows' model
+    assert isinstance(model, LmAttention) and "hybrid" not in model.describe()
+    weighted = REGISTRY.get("recommenders", "lm-attention").factory(item_item_weight=1.0)
+    assert weighted.describe()["hybrid"]["weight"] == 1.0
 
 
 def test_without_the_weight_there_is_no_item_item_term(split: Split, tmp_path: Path) -> None:
@@ -77,6 +79,6 @@ def test_a_catalogue_too_large_for_the_item_item_term_is_refused_with_the_way_ou
     import crossbench_zoo.neighbours
 
     monkeypatch.setattr(crossbench_zoo.neighbours, "MAX_COLUMNS", 50)  # the synthetic split has 2 x 30 items
-    model = REGISTRY.get("recommenders", "lm-attention").factory(**SMALL)
+    model = REGISTRY.get("recommenders", "lm-attention").factory(**SMALL, item_item_weight=1.0)
     with pytest.raises(CrossbenchError, match=r"over all 60 items of every domain, above its limit of 50; pass item_item_weight=0"):
         model.fit(split.fit_view(), env=RunEnv(registry=REGISTRY, seed=0, progress=False, cache_dir=tmp_path))

@@ -86,6 +86,10 @@ def leaderboard(paths: tuple[Path, ...], output: Path | None, check: Path | None
         click.echo(f"{check} and its {len(files) - 1} companion file(s) are up to date")
         return
     if output is not None:
+        from crossbench.records.sources import write_sources
+
         write_artefacts(output.parent, files)
         write_artefacts(output.parent, curve_plots(records, folder="plots" if stem == "leaderboard" else f"{stem}-plots"))
+        if stem == "leaderboard":  # a table of results folders, kept elsewhere: `crossbench verify` finds them again
+            write_sources(output.parent, list(paths))
     click.echo(markdown)

@@ -105,19 +105,24 @@ def verify(folder: Path, no_data: bool) -> None:
     Every run record is checked against the schema; every mean is recomputed from its
     sha256-checked per-user file; dataset and split fingerprints are recomputed from the data
     where it is at hand; and the tables, CSV, JSON and plots in FOLDER are regenerated in
-    memory and compared with the files. Any disagreement is one line and exit status 2.
+    memory and compared with the files. A table built from several results folders
+    (`leaderboard A B --output FOLDER/leaderboard.md`) is checked against the records of the
+    folders its sources.json names. Any disagreement is one line and exit status 2.
     """
     from crossbench.evaluate.peruser import PerUserFiles
+    from crossbench.records.sources import read_sources
     from crossbench.records.store import load_records
     from crossbench.report.exports import artefacts, stale
 
-    manifest_line = check_manifest(folder)
+    sources = None if (folder / "runs").is_dir() else read_sources(folder)  # a table built from other results folders
+    manifest_lines = [f"{p}: {line}" if sources else line for p in (sources or [folder]) if (line := check_manifest(p))]
     per_user = PerUserFiles()  # each per-user file read once: verified here, then read by the tables
-    records = load_records([folder], files=per_user)
+    records = load_records(sources or [folder], files=per_user)
     n_users = sum(int(r["protocol"]["n_test_users"]) for r in records)
-    click.echo(f"{len(records)} run record(s): schema, per-user files and {n_users} users' values agree with every reported mean")
-    if manifest_line:
-        click.echo(manifest_line)
+    where = f" of {len(sources)} results folders ({', '.join(map(str, sources))})" if sources else ""
+    click.echo(f"{len(records)} run record(s){where}: schema, per-user files and {n_users} users' values agree with every reported mean")
+    for line in manifest_lines:
+        click.echo(line)
     if not no_data:
         notes = check_fingerprints(records, _registry())
         for line in notes:

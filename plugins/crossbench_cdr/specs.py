@@ -339,3 +339,4 @@ SEQUENTIAL_MODELS: tuple[ComponentSpec, ...] = (
 
 #: Every model of the plugin, in the order ``crossbench list models`` shows them.
 RECOMMENDERS: tuple[ComponentSpec, ...] = (*MAPPING_MODELS, *GRAPH_MODELS, *OTHER_MODELS, *DUAL_TARGET_MODELS, *SEQUENTIAL_MODELS)
+RECOMMENDERS += __import__("crossbench_cdr.specs_disencdr", fromlist=["DISENTANGLED_MODELS"]).DISENTANGLED_MODELS  # DisenCDR (own spec module)

@@ -178,3 +178,17 @@ def test_settings_are_checked_and_the_factory_keeps_the_defaults():
         DisenCDR(layers=0)
     assert disencdr().settings() == DisenCDR().settings()
     assert DisenCDR().settings()["dim"] == 128 and DisenCDR().settings()["warmup_epochs"] == 9
+
+
+def test_the_graph_convolution_and_its_gradient_match_a_dense_product():
+    from crossbench_cdr.disencdr_encoders import GraphConv
+
+    torch.manual_seed(0)
+    conv = GraphConv(3, 2, leaky=0.1)
+    p = row_normalised(torch.tensor([0, 0, 1, 2]), torch.tensor([1, 3, 0, 3]), (3, 4))
+    prop = (p.to_sparse_csr(), p.t().coalesce().to_sparse_csr())
+    x = torch.randn(4, 3, requires_grad=True)
+    conv(x, prop).pow(2).sum().backward()
+    x2 = x.detach().clone().requires_grad_(True)
+    F.leaky_relu(p.to_dense() @ (x2 @ conv.weight) + conv.bias, 0.1).pow(2).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)

@@ -69,6 +69,7 @@ Defaults (the authors' ``train_rec.py``): ``dim=128``, ``hidden=128``, ``layers=
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -81,7 +82,7 @@ from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError
 from crossbench.plugin.interfaces import RunEnv
 from crossbench.train.stages import EarlyStopping, Stage, StageData, StagedRecommender
-from crossbench_cdr.disencdr_encoders import CrossEncoder, SingleEncoder, gaussian_kl, row_normalised, sample
+from crossbench_cdr.disencdr_encoders import CrossEncoder, Prop, SingleEncoder, gaussian_kl, row_normalised, sample
 from crossbench_cdr.sources import Side, two_sides
 
 
@@ -96,8 +97,13 @@ class DisenCDRModule(nn.Module):
         self.register_buffer("rate", rate, persistent=False)
         for side in sides:
             users, items = torch.as_tensor(side.users), torch.as_tensor(side.items)
-            self.register_buffer(f"{side.name}_uv", row_normalised(users, items, (n_users, side.n_items)), persistent=False)
-            self.register_buffer(f"{side.name}_vu", row_normalised(items, users, (side.n_items, n_users)), persistent=False)
+            for key, prop in (("uv", row_normalised(users, items, (n_users, side.n_items))),
+                              ("vu", row_normalised(items, users, (side.n_items, n_users)))):
+                with warnings.catch_warnings():  # torch calls its CSR support beta; the products here are tested
+                    warnings.simplefilter("ignore", UserWarning)
+                    csr, csr_t = prop.to_sparse_csr(), prop.t().coalesce().to_sparse_csr()
+                self.register_buffer(f"{side.name}_{key}", csr, persistent=False)
+                self.register_buffer(f"{side.name}_{key}_t", csr_t, persistent=False)
         self.tables = nn.ModuleDict({
             **{f"{s.name}_users": nn.Embedding(n_users, dim) for s in sides},
             **{f"{s.name}_shared": nn.Embedding(n_users, dim) for s in sides},
@@ -108,10 +114,10 @@ class DisenCDRModule(nn.Module):
         self.shared_own = nn.ModuleDict({s.name: SingleEncoder(**settings) for s in sides})
         self.cross = CrossEncoder(**settings)
 
-    def graph(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        uv, vu = getattr(self, f"{name}_uv"), getattr(self, f"{name}_vu")
-        assert isinstance(uv, torch.Tensor) and isinstance(vu, torch.Tensor)
-        return uv, vu
+    def graph(self, name: str) -> tuple[Prop, Prop]:
+        """The domain's (``uv``, ``vu``) propagation matrices, each with its transpose."""
+        uv, uv_t, vu, vu_t = (getattr(self, f"{name}_{key}") for key in ("uv", "uv_t", "vu", "vu_t"))
+        return (uv, uv_t), (vu, vu_t)
 
     def forward(self, shared: bool = True) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
         """``({domain: (user vectors, item vectors)}, KL terms)``; ``shared=False`` is the warm-up (specific part only)."""

@@ -22,6 +22,7 @@ direction with its own weights, so it is not the same operation.)
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +55,23 @@ def sample(mean: torch.Tensor, log_scale: torch.Tensor, training: bool) -> tuple
     return mean + torch.randn_like(mean) * torch.exp(scale(log_scale)), kl
 
 
+#: a propagation matrix and its transpose, both sparse CSR (the transpose serves the backward pass)
+Prop = tuple[torch.Tensor, torch.Tensor]
+
+
+class _Product(torch.autograd.Function):
+    """``P @ x`` whose gradient with respect to ``x`` is ``P^T @ grad`` (``P^T`` kept ready, no sparse transpose per step)."""
+
+    @staticmethod
+    def forward(ctx: Any, prop: torch.Tensor, prop_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.prop_t = prop_t
+        return prop @ x
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, None, torch.Tensor]:
+        return None, None, ctx.prop_t @ grad.contiguous()
+
+
 class GraphConv(nn.Module):
     """``leaky_relu(P (x W) + b)``; ``W`` and ``b`` uniform in ``±1/sqrt(out)``."""
 
@@ -64,8 +82,8 @@ class GraphConv(nn.Module):
         self.bias = nn.Parameter(torch.empty(n_out).uniform_(-bound, bound))
         self.leaky = leaky
 
-    def forward(self, x: torch.Tensor, prop: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(torch.sparse.mm(prop, x @ self.weight) + self.bias, self.leaky)
+    def forward(self, x: torch.Tensor, prop: Prop) -> torch.Tensor:
+        return F.leaky_relu(_Product.apply(prop[0], prop[1], x @ self.weight) + self.bias, self.leaky)
 
 
 class _Side(nn.Module):
@@ -78,7 +96,7 @@ class _Side(nn.Module):
         self.second = nn.ModuleList(GraphConv(hidden, dim, leaky) for _ in range(branches))
         self.join = nn.ModuleList(nn.Linear(2 * dim, dim) for _ in range(branches))
 
-    def forward(self, x: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, first: Prop, second: Prop) -> list[torch.Tensor]:
         h = self.first(x, first)
         return [join(torch.cat([conv(h, second), x], 1)) for conv, join in zip(self.second, self.join)]
 
@@ -92,7 +110,7 @@ class SingleEncoder(nn.Module):
         self.users = nn.ModuleList(_Side(dim, hidden, leaky, 1 if k < layers - 1 else 2) for k in range(layers))
         self.items = nn.ModuleList(_Side(dim, hidden, leaky, 1 if k < layers - 1 else 2) for k in range(layers))
 
-    def forward(self, u: torch.Tensor, v: torch.Tensor, uv: torch.Tensor, vu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, u: torch.Tensor, v: torch.Tensor, uv: Prop, vu: Prop) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(user draws, item draws, their KL to the prior); dropout before every layer."""
         last = len(self.users) - 1
         for k in range(last):
@@ -106,7 +124,7 @@ class SingleEncoder(nn.Module):
         items, kl_v = sample(vm, vl, self.training)
         return users, items, kl_u + kl_v
 
-    def user_posterior(self, u: torch.Tensor, uv: torch.Tensor, vu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def user_posterior(self, u: torch.Tensor, uv: Prop, vu: Prop) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, log-scale) of the users through the user path only; dropout before every layer but the last."""
         last = len(self.users) - 1
         for k in range(last):
@@ -126,7 +144,7 @@ class CrossEncoder(nn.Module):
         self.target = nn.ModuleList(_Side(dim, hidden, leaky, 1 if k < layers - 1 else 2) for k in range(layers))
 
     def forward(
-        self, su: torch.Tensor, tu: torch.Tensor, graphs: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+        self, su: torch.Tensor, tu: torch.Tensor, graphs: tuple[Prop, Prop, Prop, Prop],
         rate: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, log-scale) of the shared users; ``graphs`` is (source uv, source vu, target uv, target vu)."""
@@ -142,7 +160,7 @@ class CrossEncoder(nn.Module):
 
 
 def row_normalised(rows: torch.Tensor, cols: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """The sparse ``shape`` matrix with a 1 at each distinct (row, col), each row divided by its count."""
+    """The sparse (COO) ``shape`` matrix with a 1 at each distinct (row, col), each row divided by its count."""
     n_cols = shape[1]
     keys = torch.unique(rows * n_cols + cols)
     r, c = keys // n_cols, keys % n_cols

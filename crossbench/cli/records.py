@@ -244,7 +244,10 @@ def reproduce(record: Path, tolerance: float | None, device: str | None, cache_d
     if rec["dataset"]["name"] != exp.dataset.name or dict(rec["dataset"]["params"]) != dict(exp.dataset.params):
         raise CrossbenchError(f"run record {record}: its dataset differs from the experiment kept beside it")
     kept = {k: v for k, v in rec["protocol"]["params"].items() if k not in ("seed", "target")}
-    if rec["protocol"]["name"] != exp.protocol.name or kept != dict(exp.protocol.params):
+    spec = _registry().get("protocols", exp.protocol.name) if rec["protocol"]["name"] == exp.protocol.name else None
+    defaults = spec.parameters() if spec is not None and hasattr(spec, "parameters") else {}
+    expected = {**{k: defaults[k] for k in kept if k in defaults}, **exp.protocol.params}  # a record also names defaults
+    if spec is None or kept != expected:
         raise CrossbenchError(f"run record {record}: its protocol {rec['protocol']['name']} {kept} differs from the experiment kept beside it")
     exp = replace(exp, models=(model,), seeds=(int(rec["seed"]),),
                   protocol=replace(exp.protocol, targets=(rec["protocol"]["target"],)))

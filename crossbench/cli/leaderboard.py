@@ -70,8 +70,12 @@ def leaderboard(paths: tuple[Path, ...], output: Path | None, check: Path | None
     from crossbench.report.curves import curve_plots
     from crossbench.report.exports import artefacts, stale, write_artefacts
 
+    from crossbench.records.sources import read_sources
+
     files_read = PerUserFiles()
-    records = load_records(paths, files=files_read)
+    # a combined table's folder (no runs/, a sources.json) stands for the results folders it was built from
+    expanded = [s for p in paths for s in ((read_sources(p) if p.is_dir() and not (p / "runs").is_dir() else None) or [p])]
+    records = load_records(expanded, files=files_read)
     commands = {r.get("command") for r in records if r.get("command")}
     command = commands.pop() if len(commands) == 1 else None
     target = check or output

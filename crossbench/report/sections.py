@@ -44,7 +44,7 @@ def group_records(records: Sequence[dict[str, Any]]) -> dict[Key, list[dict[str,
     for key, recs in groups.items():
         samples: dict[str, set[str | None]] = defaultdict(set)
         for rec in recs:
-            samples[rec["protocol"]["split_fingerprint"]].add(rec["evaluation"].get("sampling", {}).get("sha256"))
+            samples[rec["protocol"].get("split_fingerprint", "")].add(rec["evaluation"].get("sampling", {}).get("sha256"))
         one_per_split = all(len(shas) == 1 for shas in samples.values())
         for rec in recs:
             out.setdefault(key if one_per_split else _key(rec, sample=True), []).append(rec)

@@ -67,10 +67,9 @@ def leaderboard(paths: tuple[Path, ...], output: Path | None, check: Path | None
     of the tables in ROOT's folders.
     """
     from crossbench.evaluate.peruser import PerUserFiles
+    from crossbench.records.sources import read_sources
     from crossbench.report.curves import curve_plots
     from crossbench.report.exports import artefacts, stale, write_artefacts
-
-    from crossbench.records.sources import read_sources
 
     files_read = PerUserFiles()
     # a combined table's folder (no runs/, a sources.json) stands for the results folders it was built from

@@ -267,8 +267,10 @@ def process_group(device: torch.device) -> Iterator[Ranks]:
     except (RuntimeError, ValueError) as exc:
         raise CrossbenchError(f"rank {rank} of {world}: could not join the other ranks within {timeout:g} s "
                               f"({type(exc).__name__}: {_first_line(exc)}); check MASTER_ADDR and MASTER_PORT") from None
+    finished = False
     try:
         yield ranks()
+        finished = True
     except dist.DistError as exc:
         raise CrossbenchError(f"rank {rank} of {world}: lost contact with the other ranks "
                               f"({type(exc).__name__}: {_first_line(exc)}); a rank died or stalled past {timeout:g} s") from None
@@ -278,6 +280,8 @@ def process_group(device: torch.device) -> Iterator[Ranks]:
         raise CrossbenchError(f"rank {rank} of {world}: lost contact with the other ranks ({_first_line(exc)})") from None
     finally:
         try:
+            if finished:  # leave together: a rank tearing down while another still uses the group can abort it
+                dist.barrier()
             dist.destroy_process_group()
         except Exception:  # noqa: BLE001 - the group of a failed run may be broken already
             pass

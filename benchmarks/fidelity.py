@@ -277,20 +277,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help="also write every number to this file")
     args = parser.parse_args(argv)
     problems = []
-    if args.ptupcdr_ref is not None and args.ptupcdr_python is None:
-        problems.append("--ptupcdr-ref needs --ptupcdr-python (the reference's own interpreter)")
-    if args.disencdr_ref is not None and args.disencdr_python is None:
-        problems.append("--disencdr-ref needs --disencdr-python (the reference's own interpreter)")
-    if args.recbole_cdr_ref is not None and args.recbole_cdr_python is None:
-        problems.append("--recbole-cdr-ref needs --recbole-cdr-python (its Python 3.9 interpreter)")
+    for name in ("ptupcdr", "recbole_cdr", "unicdr", "c2dsr", "cdrib", "disencdr"):  # each reference runs with its own interpreter
+        if getattr(args, f"{name}_ref") is not None and getattr(args, f"{name}_python") is None:
+            flag = name.replace("_", "-")
+            problems.append(f"--{flag}-ref needs --{flag}-python (the reference's own interpreter)")
     if args.unicdr_from_logs and args.workdir is None:
         problems.append("--unicdr-from-logs needs --workdir (where the reference runs write their logs)")
-    if args.unicdr_ref is not None and args.unicdr_python is None:
-        problems.append("--unicdr-ref needs --unicdr-python (its own interpreter)")
-    if args.c2dsr_ref is not None and args.c2dsr_python is None:
-        problems.append("--c2dsr-ref needs --c2dsr-python (the authors' code's interpreter)")
-    if args.cdrib_ref is not None and args.cdrib_python is None:
-        problems.append("--cdrib-ref needs --cdrib-python (the reference's own interpreter)")
     for flag in ("ptupcdr_ref", "ptupcdr_python", "recbole_python", "recbole_cdr_ref", "recbole_cdr_python", "unicdr_ref", "unicdr_python",
                  "c2dsr_ref", "c2dsr_python", "cdrib_ref", "cdrib_python", "disencdr_ref", "disencdr_python"):
         path = getattr(args, flag)

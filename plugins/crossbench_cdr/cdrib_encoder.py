@@ -43,8 +43,9 @@ def mean_adjacency(users: np.ndarray, items: np.ndarray, *, n_users: int, n_item
     return rows_normalised(users, items, (n_users, n_items)), rows_normalised(items, users, (n_items, n_users))
 
 
-class GraphConv(nn.Module):
-    """``leaky_relu(adj @ (x @ W) + b)``: one hop from the nodes of ``x`` to the rows of ``adj``."""
+class GraphConvParams(nn.Module):
+    """The parameters both authors' graph convolutions (CDRIB's and DisenCDR's) share: ``W`` (in x out) and
+    ``b``, uniform in ``±1/sqrt(out)``, and the leaky ReLU's slope; subclasses say how a hop propagates."""
 
     def __init__(self, n_in: int, n_out: int, leaky: float) -> None:
         super().__init__()
@@ -52,6 +53,10 @@ class GraphConv(nn.Module):
         self.weight = nn.Parameter(torch.empty(n_in, n_out).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(n_out).uniform_(-bound, bound))
         self.leaky = leaky
+
+
+class GraphConv(GraphConvParams):
+    """``leaky_relu(adj @ (x @ W) + b)``: one hop from the nodes of ``x`` to the rows of ``adj``."""
 
     def forward(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(torch.sparse.mm(adj, x @ self.weight) + self.bias, self.leaky)

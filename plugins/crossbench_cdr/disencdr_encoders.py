@@ -21,12 +21,13 @@ direction with its own weights, so it is not the same operation.)
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from crossbench_cdr.cdrib_encoder import GraphConvParams
 
 #: the log-scale the prior is given as: its standard deviation is ``scale(1) ~ 3.60``
 PRIOR_LOG_SCALE = 1.0
@@ -72,15 +73,8 @@ class _Product(torch.autograd.Function):
         return None, None, ctx.prop_t @ grad.contiguous()
 
 
-class GraphConv(nn.Module):
-    """``leaky_relu(P (x W) + b)``; ``W`` and ``b`` uniform in ``±1/sqrt(out)``."""
-
-    def __init__(self, n_in: int, n_out: int, leaky: float) -> None:
-        super().__init__()
-        bound = 1.0 / math.sqrt(n_out)
-        self.weight = nn.Parameter(torch.empty(n_in, n_out).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(n_out).uniform_(-bound, bound))
-        self.leaky = leaky
+class GraphConv(GraphConvParams):
+    """``leaky_relu(P (x W) + b)``; ``W`` and ``b`` uniform in ``±1/sqrt(out)`` (CDRIB's initialisation, shared)."""
 
     def forward(self, x: torch.Tensor, prop: Prop) -> torch.Tensor:
         return F.leaky_relu(_Product.apply(prop[0], prop[1], x @ self.weight) + self.bias, self.leaky)

@@ -171,12 +171,31 @@ def _benchmarks():  # noqa: ANN202
 
 def test_the_authors_sampled_metrics_by_hand():
     bench = _benchmarks()
-    scores = np.array([[0.5, 0.9, 0.1, 0.5]])
-    # case 1: positive item 0 (0.5); only item 1 scores above it (the tie with item 3 counts for it): rank 1
+    scores = np.array([[0.5, 0.9, 0.1, 0.4]])
+    # case 1: positive item 0 (0.5); only item 1 scores above it: rank 1
     # case 2: positive item 1 (0.9), nothing above: rank 0
-    got = bench.sampled_metrics(scores, np.array([0, 0]), np.array([[0, 1, 2, 3], [1, 0, 2, 2]]))
-    assert got["mrr"] == pytest.approx(0.75) and got["hr@1"] == pytest.approx(0.5) and got["hr@5"] == pytest.approx(1.0)
-    assert got["ndcg@5"] == pytest.approx((1 / math.log2(3) + 1) / 2) and got["ndcg@10"] == got["ndcg@5"]
+    for ties in bench.TIES:
+        got = bench.sampled_metrics(scores, np.array([0, 0]), np.array([[0, 1, 2, 3], [1, 0, 2, 2]]), ties=ties)
+        assert got["mrr"] == pytest.approx(0.75) and got["hr@1"] == pytest.approx(0.5) and got["hr@5"] == pytest.approx(1.0)
+        assert got["ndcg@5"] == pytest.approx((1 / math.log2(3) + 1) / 2) and got["ndcg@10"] == got["ndcg@5"]
+    with pytest.raises(ValueError, match="ties must be one of"):
+        bench.sampled_metrics(scores, np.array([0]), np.array([[0, 1]]), ties="random")
+
+
+def test_ties_with_copies_of_the_positive_rank_as_the_authors_argsort_does():
+    bench = _benchmarks()
+    # the positive (column 0) tied with 999 copies of itself: "favour" gives rank 0 (MRR 1); the authors'
+    # argsort puts it wherever torch's unstable sort leaves it, between 0 and 999
+    tied = np.full((1, 1000), 0.5)
+    favour = bench.sampled_metrics(tied, np.array([0]), np.arange(1000)[None], ties="favour")
+    assert favour["mrr"] == 1.0 and favour["hr@1"] == 1.0
+    torch_rank = int((-torch.full((1000,), 0.5)).argsort().argsort()[0])
+    assert 0 <= torch_rank <= 999 and bench.authors_ranks(tied).tolist() == [torch_rank]
+    authors = bench.sampled_metrics(tied, np.array([0]), np.arange(1000)[None])
+    assert authors["mrr"] == pytest.approx(1 / (torch_rank + 1)) and authors["hr@10"] == float(torch_rank < 10)
+    # without ties the argsort rank is the count of candidates above the positive
+    scores = np.array([[0.3, 0.9, 0.8, 0.1]], dtype=np.float32)
+    assert bench.authors_ranks(scores).tolist() == [2]
 
 
 def test_the_authors_split_holds_out_a_tenth_of_the_common_users_per_direction(tmp_path):

@@ -126,12 +126,20 @@ class Ranks:
         self.same_weights(model)
         return self.generators(seed, device)
 
-    def local(self, batch: torch.Tensor) -> torch.Tensor:
-        """This rank's contiguous part of a global batch (the whole batch in one process)."""
+    def local(self, batch: torch.Tensor, work: torch.Tensor | None = None) -> torch.Tensor:
+        """This rank's part of a global batch (the whole batch in one process): its contiguous part, or,
+        given each sample's ``work`` (a sequence's number of targets), the samples dealt to it in
+        decreasing order of work, the ranks taking turns forwards then backwards, in batch order:
+        parts of equal size (to 1) and nearly equal work, so no rank waits long for the others."""
         if not self.active:
             return batch
         n = len(batch)
-        return batch[n * self.rank // self.world : n * (self.rank + 1) // self.world]
+        if work is None:
+            return batch[n * self.rank // self.world : n * (self.rank + 1) // self.world]
+        order = torch.sort(work.to("cpu"), descending=True, stable=True).indices
+        turn = torch.arange(n) % (2 * self.world)
+        dealt = torch.where(turn < self.world, turn, 2 * self.world - 1 - turn)  # 0 1 .. W-1 W-1 .. 1 0 0 1 ..
+        return batch[torch.sort(order[dealt == self.rank]).values.to(batch.device)]
 
     # -- the gradient -------------------------------------------------------------------------
 
@@ -155,19 +163,19 @@ class Ranks:
             return
         ref = params[0]
         flat, flags = [], []
-        weight = 1.0 if summed else float(n_local)
         for p in params:
             grad = p.grad if n_local > 0 or summed else None  # an empty part's mean loss is NaN: it adds nothing
             flags.append(0.0 if grad is None else 1.0)
-            flat.append(torch.zeros(p.numel(), device=ref.device) if grad is None else (grad.float() * weight).reshape(-1))
+            flat.append(torch.zeros(p.numel(), device=ref.device) if grad is None else (grad.float() if summed else grad.float() * n_local).reshape(-1))
         buffer = torch.cat([*flat, torch.tensor([*flags, float(n_local)], device=ref.device)])
         dist.all_reduce(buffer)
-        total = float(buffer[-1])
+        flags_after = buffer[-1 - len(params) :].tolist()
+        buffer /= max(flags_after[-1], 1.0)
         offset = 0
         for i, p in enumerate(params):
             size = p.numel()
-            if float(buffer[-1 - len(params) + i]) > 0:
-                p.grad = (buffer[offset : offset + size] / max(total, 1.0)).view_as(p).to(p.dtype)
+            if flags_after[i] > 0:
+                p.grad = buffer[offset : offset + size].view_as(p).to(p.dtype)
             offset += size
 
     def catalogues(self, encoders: Mapping[str, Any] | torch.nn.ModuleDict, domains: Sequence[str]) -> dict[str, torch.Tensor]:

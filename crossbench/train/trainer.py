@@ -219,7 +219,7 @@ class ComposedRecommender(Recommender):
             step_losses: list[torch.Tensor] = []  # kept on the device: no synchronisation per step
             with progress_bar(order, label=f"epoch {epoch}/{cfg.epochs}", enabled=env.progress) as bar:
                 for b in bar:
-                    d, idx = batches[b][0], dp.local(batches[b][1])  # this rank's part of the global batch
+                    d, idx = batches[b][0], dp.local(batches[b][1], work=(windows[batches[b][0]][1][batches[b][1]] >= 0).sum(1) if sequences else None)
                     with self._autocast():
                         if sequences:
                             loss, n_samples = self._sequence_step(model, d, windows[d][0][idx], windows[d][1][idx], log_probs, gen)

@@ -13,12 +13,15 @@ What the training loops do with more than one rank (the hooks they call):
 - **the same global batches as one process**: the batch order and the shuffle are drawn from a
   generator seeded alike on every rank (:meth:`Ranks.generators`), and each global batch is cut
   into contiguous per-rank parts (:meth:`Ranks.local`: rank ``r`` of ``W`` takes positions
-  ``[n*r//W, n*(r+1)//W)``), so a per-rank batch is the global one divided by ``W``; random
+  ``[n*r//W, n*(r+1)//W)``; batches of sequences are dealt by each one's number of targets),
+  so a per-rank batch is the global one divided by ``W``; random
   draws inside a step (negatives, dropout) come from a generator seeded per rank;
 - **the gradient of the global batch**: each rank's gradient of its own mean loss is weighted
   by its share of the batch's samples and summed over the ranks in one all-reduce
   (:meth:`Ranks.reduce_gradients`): the gradient of the mean loss over the global batch,
-  which is what ``DistributedDataParallel`` computes. A parameter no rank touched keeps no
+  which is what ``DistributedDataParallel`` computes (sequence training encodes the item
+  catalogues block-wise over the ranks, :meth:`Ranks.catalogues`, and sums the gradients of the
+  ranks' summed losses instead: the same gradient). A parameter no rank touched keeps no
   gradient (as in one process, where the optimiser then skips it). Clipping and the optimiser
   step then run identically on every rank, so the weights stay equal (they start equal: rank
   0's are broadcast first, :meth:`Ranks.same_weights`);

@@ -7,7 +7,10 @@ on synthetic data (cold-start, target ``movies``, 3 domains) and its test users 
 * 1 process with T threads, 2 processes with T/2 threads each (the same total thread count, T);
 * 1 process with 1 thread, 2 processes with 1 thread each.
 
-Each configuration runs in fresh processes (joined by gloo on 127.0.0.1 when there are 2).
+Each configuration runs in fresh processes (joined by gloo on 127.0.0.1 when there are 2);
+with ``--repeats R`` every configuration runs R times, in R rounds that each run all of them
+(so a slow spell of the machine touches every configuration alike), and the median of each
+time is reported (every run's times are in the JSON line).
 The training time is rank 0's ``FitReport.train_seconds`` (the epoch's steps; rank 0 waits for
 the other rank at every gradient all-reduce, so it is the epoch's wall time); the evaluation
 time is that of ``evaluate`` (1 process) or ``evaluate_sharded`` (2), from a barrier to the
@@ -19,7 +22,7 @@ the evaluation. Only ratios measured with an outside load near 0 measure the cod
 The item texts are encoded once beforehand into ``--cache-dir`` (every configuration reads them).
 
 Usage:
-    python benchmarks/distributed_speedup.py [--users 3000] [--items 400] [--total-threads 2]
+    python benchmarks/distributed_speedup.py [--users 3000] [--items 400] [--total-threads 2] [--repeats 1]
     python benchmarks/distributed_speedup.py --tiny       # a check of the script (seconds per configuration)
 Prints a table, the ratio lines, then one JSON line.
 """
@@ -30,6 +33,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -112,6 +116,18 @@ def configuration(args: argparse.Namespace, world: int, threads: int) -> dict[st
             "outside_cores": load.cores, "load": describe(load.cores)}
 
 
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One configuration's figures over its runs: the median time and outside load, every run's times beside them."""
+    out = dict(runs[0])
+    for key in ("train_s", "eval_s", "outside_cores"):
+        values = [r[key] for r in runs]
+        out[key] = None if None in values else float(statistics.median(values))
+        if key != "outside_cores":
+            out[f"{key}_runs"] = values
+    out["load"] = describe(out["outside_cores"])
+    return out
+
+
 def encode_texts(args: argparse.Namespace) -> float:
     """Fill the text-embedding cache once (every configuration then reads it); seconds taken."""
     from crossbench.plugin.build import make_recommender
@@ -133,6 +149,7 @@ def main() -> None:
     ap.add_argument("--interactions", type=float, default=30.0, help="mean interactions per user and domain")
     ap.add_argument("--total-threads", type=int, default=2, help="T: the thread count of the same-total comparison (even)")
     ap.add_argument("--cache-dir", type=Path, default=None)
+    ap.add_argument("--repeats", type=int, default=1, help="runs of each configuration (the median is reported)")
     ap.add_argument("--tiny", action="store_true", help="300 users, 60 items per domain")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -144,14 +161,20 @@ def main() -> None:
         return
     if args.total_threads < 2 or args.total_threads % 2:
         raise SystemExit("--total-threads must be an even number of at least 2")
+    if args.repeats < 1:
+        raise SystemExit("--repeats must be at least 1")
     with tempfile.TemporaryDirectory() as tmp:
         args.cache_dir = args.cache_dir or Path(tmp)
         text_s = encode_texts(args)
         t = args.total_threads
         plan = [(1, t), (2, t // 2)] + ([(1, 1), (2, 1)] if t != 2 else [(1, 1)])
-        rows = {(w, th): configuration(args, w, th) for w, th in plan}
+        runs: dict[tuple[int, int], list[dict[str, Any]]] = {key: [] for key in plan}
+        for _ in range(args.repeats):
+            for w, th in plan:
+                runs[(w, th)].append(configuration(args, w, th))
+        rows = {key: _median(found) for key, found in runs.items()}
     print(f"lm-attention, one epoch; {args.users} users, 3 domains x {args.items} items; text encoding {text_s:.1f} s; "
-          f"machine cores {os.cpu_count()}")
+          f"machine cores {os.cpu_count()}; median of {args.repeats} run(s) each")
     print(f"{'procs':>5} {'thr/proc':>8} {'total thr':>9} {'epoch s':>8} {'eval s':>7} {'outside cores':>13}")
     for r in rows.values():
         cores = "n/a" if r["outside_cores"] is None else f"{r['outside_cores']:.2f}"

@@ -170,3 +170,13 @@ def test_a_rank_takes_its_contiguous_part_of_each_global_batch() -> None:
     parts = [Ranks(rank=r, world=3).local(batch).tolist() for r in range(3)]
     assert parts == [[0, 1], [2, 3], [4, 5, 6]]
     assert [Ranks(rank=r, world=3).local(torch.arange(2)).tolist() for r in range(3)] == [[], [0], [1]]
+
+
+def test_a_rank_given_the_work_takes_an_equal_share_of_it() -> None:
+    batch = torch.tensor([10, 11, 12, 13, 14, 15, 16])
+    work = torch.tensor([5, 50, 20, 20, 1, 40, 30])
+    # decreasing work: 11 (50), 15 (40), 16 (30), 12 (20), 13 (20), 10 (5), 14 (1) dealt to ranks 0 1 1 0 0 1 1
+    parts = [Ranks(rank=r, world=2).local(batch, work).tolist() for r in range(2)]
+    assert parts == [[11, 12, 13], [10, 14, 15, 16]]
+    assert [sum(int(work[batch.tolist().index(i)]) for i in p) for p in parts] == [90, 76]
+    assert Ranks().local(batch, work) is batch

@@ -48,6 +48,12 @@ class ItemEncoder(nn.Module, abc.ABC):
         device = next(self.parameters()).device if any(True for _ in self.parameters()) else None
         return self.forward(torch.arange(n, device=device))
 
+    def block_items(self, start: int, stop: int) -> torch.Tensor:
+        """Vectors of items ``start`` to ``stop - 1``, ``[stop - start, dim]``: rows of :meth:`all_items`,
+        computed for those items alone (data-parallel training encodes one block of the catalogue per rank)."""
+        device = next(self.parameters()).device if any(True for _ in self.parameters()) else None
+        return self.forward(torch.arange(start, stop, device=device))
+
 
 class UserEncoder(nn.Module, abc.ABC):
     """Encodes a user's history in one domain into one vector."""

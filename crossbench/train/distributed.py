@@ -13,12 +13,15 @@ What the training loops do with more than one rank (the hooks they call):
 - **the same global batches as one process**: the batch order and the shuffle are drawn from a
   generator seeded alike on every rank (:meth:`Ranks.generators`), and each global batch is cut
   into contiguous per-rank parts (:meth:`Ranks.local`: rank ``r`` of ``W`` takes positions
-  ``[n*r//W, n*(r+1)//W)``), so a per-rank batch is the global one divided by ``W``; random
+  ``[n*r//W, n*(r+1)//W)``; batches of sequences are dealt by each one's number of targets),
+  so a per-rank batch is the global one divided by ``W``; random
   draws inside a step (negatives, dropout) come from a generator seeded per rank;
 - **the gradient of the global batch**: each rank's gradient of its own mean loss is weighted
   by its share of the batch's samples and summed over the ranks in one all-reduce
   (:meth:`Ranks.reduce_gradients`): the gradient of the mean loss over the global batch,
-  which is what ``DistributedDataParallel`` computes. A parameter no rank touched keeps no
+  which is what ``DistributedDataParallel`` computes (sequence training encodes the item
+  catalogues block-wise over the ranks, :meth:`Ranks.catalogues`, and sums the gradients of the
+  ranks' summed losses instead: the same gradient). A parameter no rank touched keeps no
   gradient (as in one process, where the optimiser then skips it). Clipping and the optimiser
   step then run identically on every rank, so the weights stay equal (they start equal: rank
   0's are broadcast first, :meth:`Ranks.same_weights`);
@@ -126,12 +129,20 @@ class Ranks:
         self.same_weights(model)
         return self.generators(seed, device)
 
-    def local(self, batch: torch.Tensor) -> torch.Tensor:
-        """This rank's contiguous part of a global batch (the whole batch in one process)."""
+    def local(self, batch: torch.Tensor, work: torch.Tensor | None = None) -> torch.Tensor:
+        """This rank's part of a global batch (the whole batch in one process): its contiguous part, or,
+        given each sample's ``work`` (a sequence's number of targets), the samples dealt to it in
+        decreasing order of work, the ranks taking turns forwards then backwards, in batch order:
+        parts of equal size (to 1) and nearly equal work, so no rank waits long for the others."""
         if not self.active:
             return batch
         n = len(batch)
-        return batch[n * self.rank // self.world : n * (self.rank + 1) // self.world]
+        if work is None:
+            return batch[n * self.rank // self.world : n * (self.rank + 1) // self.world]
+        order = torch.sort(work.to("cpu"), descending=True, stable=True).indices
+        turn = torch.arange(n) % (2 * self.world)
+        dealt = torch.where(turn < self.world, turn, 2 * self.world - 1 - turn)  # 0 1 .. W-1 W-1 .. 1 0 0 1 ..
+        return batch[torch.sort(order[dealt == self.rank]).values.to(batch.device)]
 
     # -- the gradient -------------------------------------------------------------------------
 
@@ -142,30 +153,72 @@ class Ranks:
         for tensor in [*module.parameters(), *module.buffers()]:
             dist.broadcast(tensor.data, src=0)
 
-    def reduce_gradients(self, params: Sequence[torch.nn.Parameter], n_local: int) -> None:
+    def reduce_gradients(self, params: Sequence[torch.nn.Parameter], n_local: int, *, summed: bool = False) -> None:
         """Replace each gradient by the gradient of the global batch's mean loss: ``sum_r n_r g_r / sum_r n_r``.
 
         ``n_local`` is the number of samples this rank's mean loss averaged over (0: this rank
         computed no loss). One all-reduce carries the weighted gradients, which parameters have
-        one on some rank, and the sample counts.
+        one on some rank, and the sample counts. ``summed``: the gradients are already those of
+        the rank's summed loss (the back-propagation went through :meth:`catalogues`), so they
+        are summed unweighted, an empty part's included, and divided by ``sum_r n_r``.
         """
         if not self.active or not params:
             return
         ref = params[0]
         flat, flags = [], []
         for p in params:
-            grad = p.grad if n_local > 0 else None  # an empty part's loss is NaN: it adds nothing
+            grad = p.grad if n_local > 0 or summed else None  # an empty part's mean loss is NaN: it adds nothing
             flags.append(0.0 if grad is None else 1.0)
-            flat.append(torch.zeros(p.numel(), device=ref.device) if grad is None else (grad.float() * n_local).reshape(-1))
+            flat.append(torch.zeros(p.numel(), device=ref.device) if grad is None else (grad.float() if summed else grad.float() * n_local).reshape(-1))
         buffer = torch.cat([*flat, torch.tensor([*flags, float(n_local)], device=ref.device)])
         dist.all_reduce(buffer)
-        total = float(buffer[-1])
+        flags_after = buffer[-1 - len(params) :].tolist()
+        buffer /= max(flags_after[-1], 1.0)
         offset = 0
         for i, p in enumerate(params):
             size = p.numel()
-            if float(buffer[-1 - len(params) + i]) > 0:
-                p.grad = (buffer[offset : offset + size] / max(total, 1.0)).view_as(p).to(p.dtype)
+            if flags_after[i] > 0:
+                p.grad = buffer[offset : offset + size].view_as(p).to(p.dtype)
             offset += size
+
+    def catalogues(self, encoders: Mapping[str, Any] | torch.nn.ModuleDict, domains: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Every domain's item vectors ``[n_items, dim]`` (``encoders[d].all_items()``), each rank encoding
+        one block of every catalogue (:meth:`ItemEncoder.block_items`, rank ``r`` items
+        ``[n*r//W, n*(r+1)//W)``) and the blocks gathered in one all-gather that back-propagates.
+
+        Why the gradients stay those of one process: rank ``r`` back-propagates its *summed* loss
+        ``S_r`` (``n_r`` times its mean loss) and :meth:`reduce_gradients` then sums over the ranks
+        (``summed=True``) and divides by ``N = sum_r n_r``. Write ``C_s`` for block ``s`` of the
+        catalogues (encoded on rank ``s`` from the parameters ``theta``, Jacobian ``J_s``). Rank
+        ``r``'s backward pass gives its direct gradient ``dS_r/dtheta`` (catalogues held fixed) and
+        ``G_rs = dS_r/dC_s`` for every block; the gather's backward sends ``G_rs`` to rank ``s``,
+        which back-propagates ``sum_r G_rs`` through its own encoding. So rank ``s`` holds
+        ``g_s = dS_s/dtheta + J_s^T sum_r G_rs``, and ``sum_s g_s = sum_r (dS_r/dtheta + sum_s
+        J_s^T G_rs) = sum_r (total derivative of S_r) = N * gradient of the global mean loss``:
+        by the chain rule, exactly what one process computes on the global batch, up to the
+        order of float sums (a block's rows are computed apart from the others).
+        Every rank must call this at every step (it is a collective) and back-propagate once.
+        """
+        item_encoders: dict[str, Any] = {d: encoders[d] for d in domains}  # ItemEncoder (not imported here)
+        if not self.active:
+            return {d: e.all_items() for d, e in item_encoders.items()}
+        parts, rows = [], []
+        for d, encoder in item_encoders.items():
+            n = int(encoder.n_items)
+            start, stop, width = n * self.rank // self.world, n * (self.rank + 1) // self.world, -(-n // self.world)
+            part = encoder.block_items(start, stop)
+            if stop - start < width:  # equal shapes for the gather: pad, dropped again below
+                part = torch.cat([part, part.new_zeros(width - (stop - start), *part.shape[1:])])
+            parts.append(part)
+            rows.append((d, n, width))
+        gathered = _GatherBlocks.apply(torch.cat(parts))  # [W * sum(width), dim]
+        blocks = gathered.view(self.world, -1, *gathered.shape[1:])
+        out, offset = {}, 0
+        for d, n, width in rows:
+            sizes = [n * (s + 1) // self.world - n * s // self.world for s in range(self.world)]
+            out[d] = torch.cat([blocks[s, offset : offset + size] for s, size in enumerate(sizes)])
+            offset += width
+        return out
 
     def total(self, value: int) -> int:
         """The sum of ``value`` over the ranks (``value`` in one process)."""
@@ -209,6 +262,26 @@ class Ranks:
                 raise Stopped(f"rank {stopped[0][0]} stopped the fit ({stopped[0][1]})")
 
         return hook
+
+
+class _GatherBlocks(torch.autograd.Function):
+    """All-gather of equal-shaped blocks ``[m, ...]`` into ``[W * m, ...]`` (rank order) that back-propagates:
+    each rank gets the sum over the ranks of the gradient of its own block (an all-to-all, then a
+    sum in rank order; gloo has no reduce-scatter)."""
+
+    @staticmethod
+    def forward(ctx: Any, block: torch.Tensor) -> torch.Tensor:
+        block = block.contiguous()
+        out = block.new_empty((dist.get_world_size() * block.shape[0], *block.shape[1:]))
+        gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor  # the newer name, where it exists
+        gather(out, block)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        received = torch.empty_like(grad)
+        dist.all_to_all_single(received, grad.contiguous())  # block r of every rank's gradient, in rank order
+        return received.view(dist.get_world_size(), -1, *grad.shape[1:]).sum(0)
 
 
 def ranks() -> Ranks:

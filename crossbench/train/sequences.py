@@ -78,6 +78,7 @@ def sequence_step(
     target_history: torch.Tensor,
     config: TrainConfig,
     generator: torch.Generator,
+    catalogues: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, int]:
     """The loss of one batch of sequences in ``target`` and the number of targets ranked.
 
@@ -85,16 +86,18 @@ def sequence_step(
     ``-1`` padding) and ``users`` ``[B]`` their users; ``histories[d]`` ``[n_users, L_d]`` the
     users' most recent items in the other domains; ``domains`` are the domains the fusion
     reads; ``item_log_probs[d]`` ``[n_items]`` the log training popularity of each item (for
-    popularity-sampled negatives).
+    popularity-sampled negatives); ``catalogues[d]``, when given, the item vectors of every
+    domain read (else each encoder's ``all_items()``: data-parallel training passes them
+    encoded block-wise over the ranks).
     """
     fused, labels = fused_positions(
         item_encoders=item_encoders, user_encoders=user_encoders, fusion=fusion, histories=histories,
         domains=domains, target=target, users=users, target_history=target_history,
-        dropout=config.target_history_dropout, generator=generator,
+        dropout=config.target_history_dropout, generator=generator, catalogues=catalogues,
     )
     if labels.numel() == 0:
         return fused.sum() * 0.0, 0
-    catalogue = item_encoders[target].all_items()
+    catalogue = item_encoders[target].all_items() if catalogues is None else catalogues[target]
     loss = ranking_loss(
         fused, labels, catalogue, scorer=scorer, config=config, log_probs=item_log_probs[target], generator=generator
     )
@@ -113,11 +116,13 @@ def fused_positions(
     target_history: torch.Tensor,
     dropout: float,
     generator: torch.Generator | None,
+    catalogues: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused user vectors ``[N, dim]`` before every target position that has an item, and those items ``[N]``."""
     hist = target_history  # [B, L]
     mask = hist >= 0
-    catalogues = {d: item_encoders[d].all_items() for d in domains}
+    if catalogues is None:
+        catalogues = {d: item_encoders[d].all_items() for d in domains}
     x = catalogues[target][hist.clamp(min=0)]  # [B, L, dim]
     states = user_encoders[target].forward_all(users, x, mask)  # state after each position
     b, length, dim = x.shape

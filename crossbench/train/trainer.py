@@ -219,15 +219,15 @@ class ComposedRecommender(Recommender):
             step_losses: list[torch.Tensor] = []  # kept on the device: no synchronisation per step
             with progress_bar(order, label=f"epoch {epoch}/{cfg.epochs}", enabled=env.progress) as bar:
                 for b in bar:
-                    d, idx = batches[b][0], dp.local(batches[b][1])  # this rank's part of the global batch
+                    d, idx = batches[b][0], dp.local(batches[b][1], work=(windows[batches[b][0]][1][batches[b][1]] >= 0).sum(1) if sequences else None)
                     with self._autocast():
                         if sequences:
                             loss, n_samples = self._sequence_step(model, d, windows[d][0][idx], windows[d][1][idx], log_probs, gen)
                         else:
                             loss, n_samples = pair_step(model, d, pairs[d][0][idx], pairs[d][1][idx], n_items[d], gen), len(idx)
                     if opt is not None and loss.requires_grad:
-                        backward_step(opt, params, loss, config=cfg, schedule=schedule, step=steps,
-                                      reduce=partial(dp.reduce_gradients, params, n_samples))
+                        backward_step(opt, params, loss * n_samples if sequences and dp.active else loss, config=cfg, schedule=schedule, step=steps,
+                                      reduce=partial(dp.reduce_gradients, params, n_samples, summed=sequences and dp.active))  # summed: block-wise catalogues
                         average.update(steps_per_epoch=len(batches))
                         step_losses.append(loss.detach())
                     samples, steps = samples + n_samples, steps + 1
@@ -320,8 +320,8 @@ class ComposedRecommender(Recommender):
         return sequence_step(
             item_encoders=model.item_encoders, user_encoders=model.user_encoders,  # type: ignore[arg-type]
             fusion=model.fusion, scorer=model.scorer, histories=self.histories, item_log_probs=log_probs,
-            domains=model.domains_for(domain), target=domain, users=users, target_history=target_history,
-            config=self.config, generator=gen,
+            domains=model.domains_for(domain), target=domain, users=users, target_history=target_history, config=self.config, generator=gen,
+            catalogues=ranks().catalogues(model.item_encoders, model.domains_for(domain)) if ranks().active else None,  # a block per rank
         )
 
     def _bpr_step(self, model: ComposedModel, domain: str, users: torch.Tensor, pos: torch.Tensor, n_items: int, gen: torch.Generator) -> torch.Tensor:

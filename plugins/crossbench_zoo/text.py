@@ -259,6 +259,12 @@ class TextItemEncoder(ItemEncoder):
         self._memo = (key, out)
         return out
 
+    def block_items(self, start: int, stop: int) -> torch.Tensor:
+        out = self.adapter(self.text[start:stop])  # the rows of all_items(), without adapting the rest
+        if self.id_embedding is not None:
+            out = out + self.id_embedding.weight[start:stop]
+        return out
+
     def train(self, mode: bool = True) -> TextItemEncoder:
         self._memo = None
         return super().train(mode)

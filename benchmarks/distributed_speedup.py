@@ -22,7 +22,7 @@ the evaluation. Only ratios measured with an outside load near 0 measure the cod
 The item texts are encoded once beforehand into ``--cache-dir`` (every configuration reads them).
 
 Usage:
-    python benchmarks/distributed_speedup.py [--users 3000] [--items 400] [--total-threads 2] [--repeats 1]
+    python benchmarks/distributed_speedup.py [--users 3000] [--items 400] [--total-threads 2] [--batch-size 512] [--repeats 1]
     python benchmarks/distributed_speedup.py --tiny       # a check of the script (seconds per configuration)
 Prints a table, the ratio lines, then one JSON line.
 """
@@ -74,7 +74,7 @@ def worker(args: argparse.Namespace) -> None:
         dist.init_process_group("gloo", init_method="env://", rank=rank, world_size=world)
     registry = Registry(get_plugin_manager())
     split = _data(args)
-    model = make_recommender(registry, "lm-attention", {"epochs": 1}, where="benchmark")
+    model = make_recommender(registry, "lm-attention", _params(args), where="benchmark")
     report = model.fit(split.fit_view(), env=RunEnv(registry=registry, seed=0, progress=False, cache_dir=args.cache_dir))
     kw: dict[str, Any] = {"n_items": split.train.domain(TARGET).n_items, "metrics": registry.metrics(["ndcg", "recall"]),
                           "ks": [10], "exclude": train_items(split.train, TARGET)}
@@ -92,6 +92,11 @@ def worker(args: argparse.Namespace) -> None:
         dist.destroy_process_group()
 
 
+def _params(args: argparse.Namespace) -> dict[str, Any]:
+    """lm-attention's hyperparameters here: one epoch, and the global batch when ``--batch-size`` names one."""
+    return {"epochs": 1} if args.batch_size is None else {"epochs": 1, "batch_size": args.batch_size}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -103,6 +108,7 @@ def configuration(args: argparse.Namespace, world: int, threads: int) -> dict[st
     port = _free_port()
     base = [sys.executable, __file__, "--worker", "--threads", str(threads), "--users", str(args.users), "--items",
             str(args.items), "--interactions", str(args.interactions), "--cache-dir", str(args.cache_dir)]
+    base += [] if args.batch_size is None else ["--batch-size", str(args.batch_size)]
     env = {**os.environ, "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
            "OMP_NUM_THREADS": str(threads)}
     with OutsideLoad() as load:
@@ -150,6 +156,8 @@ def main() -> None:
     ap.add_argument("--total-threads", type=int, default=2, help="T: the thread count of the same-total comparison (even)")
     ap.add_argument("--cache-dir", type=Path, default=None)
     ap.add_argument("--repeats", type=int, default=1, help="runs of each configuration (the median is reported)")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="lm-attention's global batch (sequences per step, shared out over the ranks; default: its default, 128)")
     ap.add_argument("--tiny", action="store_true", help="300 users, 60 items per domain")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -173,7 +181,8 @@ def main() -> None:
             for w, th in plan:
                 runs[(w, th)].append(configuration(args, w, th))
         rows = {key: _median(found) for key, found in runs.items()}
-    print(f"lm-attention, one epoch; {args.users} users, 3 domains x {args.items} items; text encoding {text_s:.1f} s; "
+    batch = "default" if args.batch_size is None else args.batch_size
+    print(f"lm-attention, one epoch, global batch {batch}; {args.users} users, 3 domains x {args.items} items; text encoding {text_s:.1f} s; "
           f"machine cores {os.cpu_count()}; median of {args.repeats} run(s) each")
     print(f"{'procs':>5} {'thr/proc':>8} {'total thr':>9} {'epoch s':>8} {'eval s':>7} {'outside cores':>13}")
     for r in rows.values():
@@ -185,7 +194,7 @@ def main() -> None:
         ratios[label] = {"train": a["train_s"] / b["train_s"], "eval": a["eval_s"] / b["eval_s"]}
         print(f"speed-up of 2 processes, {label} ({one[1]} vs {two[1]} per process): epoch {ratios[label]['train']:.2f}x, "
               f"evaluation {ratios[label]['eval']:.2f}x")
-    print(json.dumps({"users": args.users, "items": args.items, "text_encoding_s": text_s, "total_threads": t,
+    print(json.dumps({"users": args.users, "items": args.items, "batch_size": args.batch_size, "text_encoding_s": text_s, "total_threads": t,
                       "configurations": list(rows.values()), "speedups": ratios}))
 
 

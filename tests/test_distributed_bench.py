@@ -37,7 +37,8 @@ def test_device_check_without_cuda_reports_every_check_skipped_and_exits_0(capsy
 
 @pytest.mark.slow  # five processes, each loading torch
 def test_speedup_benchmark_tiny_prints_every_configuration_and_the_ratios() -> None:
-    out = subprocess.run([sys.executable, str(BENCHMARKS / "distributed_speedup.py"), "--tiny"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "distributed_speedup.py"), "--tiny", "--batch-size", "16"],
+                         capture_output=True, text=True,
                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -50,3 +51,4 @@ def test_speedup_benchmark_tiny_prints_every_configuration_and_the_ratios() -> N
     one, two = configs[(1, 1)], configs[(2, 1)]
     assert result["speedups"]["1 thread each"]["train"] == pytest.approx(one["train_s"] / two["train_s"])
     assert "speed-up of 2 processes, 1 thread each" in out.stdout and "outside cores" in out.stdout
+    assert result["batch_size"] == 16 and "global batch 16;" in out.stdout

@@ -15,10 +15,12 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 from hand_graphs import env, tiny_split
 
 from crossbench.errors import CrossbenchError
 from crossbench.testing.data import kit_data, kit_split
+from crossbench_cdr.bilinear import bilinear
 from crossbench_cdr.unicdr import Aggregator, UniCDR, UniCDRModule, _UniLoss, critic_loss
 from crossbench_cdr.unicdr_samples import eval_contexts, static_samples
 
@@ -152,6 +154,24 @@ def test_each_domains_loss_is_the_weighted_log_loss_plus_the_critic():
     critic = F.softplus(-crit(specific, shared)).mean() + F.softplus(crit(specific[other], shared)).mean()
     assert value.item() == pytest.approx((0.25 * rec + 0.75 * critic).item(), rel=1e-6)
     assert critic_loss(crit, specific[:1], shared[:1], gen).item() == 0.0  # one row: no other user to contrast
+
+
+@pytest.mark.parametrize("rows", [1, 16, 37])
+def test_the_row_blocked_bilinear_gives_torchs_scores_and_gradients_bit_for_bit(rows: int):
+    torch.manual_seed(3)
+    layer = nn.Bilinear(24, 24, 1)
+    x1, x2, g = torch.randn(rows, 24), torch.randn(rows, 24), torch.randn(rows, 1)
+    grads = []
+    for fn in (layer, lambda a, b: bilinear(layer, a, b)):
+        layer.zero_grad(set_to_none=True)
+        a, b = x1.clone().requires_grad_(), x2.clone().requires_grad_()
+        out = fn(a, b)
+        out.backward(g)
+        grads.append([out.detach(), a.grad, b.grad, layer.weight.grad, layer.bias.grad])
+    for want, got in zip(*grads):
+        assert torch.equal(want, got)
+    # the first input's gradient by hand: sum_j g_b W_ij x2_bj
+    torch.testing.assert_close(grads[1][1], (g[:, :, None, None] * layer.weight.detach() * x2[:, None, None, :]).sum((1, 3)))
 
 
 def test_fit_on_the_kit_data_is_deterministic():

@@ -75,6 +75,7 @@ from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.plugin.interfaces import RunEnv
 from crossbench.train.stages import EarlyStopping, Stage, StageData, StagedRecommender
+from crossbench_cdr.bilinear import bilinear
 from crossbench_cdr.unicdr_samples import DomainItems, domain_items, eval_contexts, static_samples
 
 AGGREGATORS = ("mean", "user_attention")
@@ -94,7 +95,9 @@ class Aggregator(nn.Module):
     def forward(self, ids: torch.Tensor, seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``ids [B, dim]``, ``seq [B, L, dim]``, ``mask [B, L]`` (True: a real item)."""
         if self.kind == "mean":
-            pooled = (seq * mask[..., None]).sum(1) / (mask.float().sum(1, keepdim=True) + 1e-12)
+            # a padded position's vector is the zero row (the item tables' padding row never trains), so summing
+            # ``seq`` is bit-for-bit summing ``seq * mask``, without a [B, L, dim] product each way
+            pooled = seq.sum(1) / (mask.float().sum(1, keepdim=True) + 1e-12)
         else:
             # as the authors' masked softmax: a padded position gets logit 0, so it still counts
             # exp(0) in the denominator while adding nothing (its vector is zero) to the sum
@@ -246,6 +249,6 @@ def critic_loss(critic: nn.Bilinear, specific: torch.Tensor, shared: torch.Tenso
         return torch.zeros((), device=specific.device)
     shift = int(torch.randint(1, b, (1,), generator=gen, device=gen.device).item())
     other = (torch.arange(b, device=specific.device) + shift) % b
-    pos, neg = critic(specific, shared).view(-1), critic(specific[other], shared).view(-1)
+    pos, neg = bilinear(critic, specific, shared).view(-1), bilinear(critic, specific[other], shared).view(-1)
     return F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos)) + \
         F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg))

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 from hand_graphs import env, tiny_split
+from torch import nn
 
 from crossbench.errors import CrossbenchError
 from crossbench.testing.data import kit_data, kit_split

@@ -20,7 +20,7 @@ from torch import nn
 
 from crossbench.errors import CrossbenchError
 from crossbench.testing.data import kit_data, kit_split
-from crossbench_cdr.bilinear import bilinear
+from crossbench_cdr.bilinear import BLOCK_FLOATS, bilinear
 from crossbench_cdr.unicdr import Aggregator, UniCDR, UniCDRModule, _UniLoss, critic_loss
 from crossbench_cdr.unicdr_samples import eval_contexts, static_samples
 
@@ -156,11 +156,12 @@ def test_each_domains_loss_is_the_weighted_log_loss_plus_the_critic():
     assert critic_loss(crit, specific[:1], shared[:1], gen).item() == 0.0  # one row: no other user to contrast
 
 
-@pytest.mark.parametrize("rows", [1, 16, 37])
+@pytest.mark.parametrize("rows", [1, 64, 150])
 def test_the_row_blocked_bilinear_gives_torchs_scores_and_gradients_bit_for_bit(rows: int):
     torch.manual_seed(3)
-    layer = nn.Bilinear(24, 24, 1)
-    x1, x2, g = torch.randn(rows, 24), torch.randn(rows, 24), torch.randn(rows, 1)
+    layer = nn.Bilinear(64, 64, 1)  # blocks of BLOCK_FLOATS // (64 * 64) = 64 rows: 150 rows make three blocks
+    assert BLOCK_FLOATS // 64**2 == 64
+    x1, x2, g = torch.randn(rows, 64), torch.randn(rows, 64), torch.randn(rows, 1)
     grads = []
     for fn in (layer, lambda a, b: bilinear(layer, a, b)):
         layer.zero_grad(set_to_none=True)

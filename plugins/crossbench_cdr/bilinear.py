@@ -9,9 +9,9 @@ than the rest of a training step.
 
 :func:`bilinear` returns what ``layer(x1, x2)`` returns, and on the CPU computes the gradients
 with the very kernels torch's own backward calls (``_trilinear`` with the same arguments), the
-costly one in blocks of :data:`ROWS` rows: each row's products and sums are the same whatever
-the block (the batched product treats rows independently), so every gradient is bit-for-bit
-torch's. On other devices it is ``layer(x1, x2)``.
+costly one in blocks of rows whose products fill about :data:`BLOCK_FLOATS` floats: each row's
+products and sums are the same whatever the block (the batched product treats rows
+independently), so every gradient is bit-for-bit torch's. On other devices it is ``layer(x1, x2)``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: rows per block of the first input's gradient: 16 x 128 x 128 floats (1 MiB) stay in the cache
-ROWS = 16
+#: floats of ``grad * weight`` products per block of rows of the first input's gradient (1 MiB: stays in the cache)
+BLOCK_FLOATS = 1 << 18
 
 
 class _RowBlockedBilinear(torch.autograd.Function):
@@ -41,8 +41,9 @@ class _RowBlockedBilinear(torch.autograd.Function):
         need = ctx.needs_input_grad
         g1 = g2 = gw = gb = None
         if need[0]:  # as torch: _trilinear(grad, weight, x2, sumdim, expand2, expand3, expand1), by row blocks
-            blocks = [torch._trilinear(grad[s : s + ROWS], weight, x2[s : s + ROWS], [2, 3], [0], [1, 2], [1, 3])
-                      for s in range(0, len(grad), ROWS)]
+            rows = max(1, BLOCK_FLOATS // weight.numel())
+            blocks = [torch._trilinear(grad[s : s + rows], weight, x2[s : s + rows], [2, 3], [0], [1, 2], [1, 3])
+                      for s in range(0, len(grad), rows)]
             g1 = torch.cat(blocks) if blocks else torch.zeros_like(x1)
         if need[1]:
             g2 = torch._trilinear(x1, weight, grad, [1, 3], [0], [2, 3], [1, 2])
@@ -61,4 +62,4 @@ def bilinear(layer: nn.Bilinear, x1: torch.Tensor, x2: torch.Tensor) -> torch.Te
     return out
 
 
-__all__ = ["ROWS", "bilinear"]
+__all__ = ["BLOCK_FLOATS", "bilinear"]

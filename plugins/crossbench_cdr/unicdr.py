@@ -117,6 +117,8 @@ class UniCDRModule(nn.Module):
         n_users, n_domains = has.shape
         #: ``[n_users, n_domains]`` bool: the user has training interactions in the domain
         self.register_buffer("has", has)
+        #: where each domain's item table starts in the tables stacked in domain order
+        self.item_offsets = torch.tensor([0, *np.cumsum([n + 1 for n in n_items])[:-1].tolist()])
         self.dropout = dropout
         self.users = nn.ModuleList(nn.Embedding(n_users, dim) for _ in range(n_domains))
         self.items = nn.ModuleList(nn.Embedding(n + 1, dim, padding_idx=0) for n in n_items)  # item i is row i + 1
@@ -130,9 +132,13 @@ class UniCDRModule(nn.Module):
         """(specific, shared) views in domain ``d``: ``context [B, L]`` the user's items of ``d`` (row ids,
         0 = padding), ``others[k] [B, L_k]`` their items of domain ``k`` for every domain, as the shared view reads."""
         specific = self.aggregators[d](self.users[d](users), self.items[d](context), context > 0)
-        seq = torch.cat([self.items[k](ctx) for k, ctx in enumerate(others)], 1)
-        mask = torch.cat([ctx > 0 for ctx in others], 1)
-        shared = self.shared_aggregator(self.shared_users(users), seq, mask)
+        # one lookup in the stacked item tables (every padding position reads row 0, table 0's zero padding row)
+        # gives the concatenation of the per-domain lookups, values and gradients alike, without copying it
+        offsets = self.item_offsets.tolist()
+        rows = torch.cat([torch.where(ctx > 0, ctx + off, 0) for ctx, off in zip(others, offsets)], 1)
+        stacked = torch.cat([table.weight for table in self.items])
+        seq = F.embedding(rows, stacked, padding_idx=0)
+        shared = self.shared_aggregator(self.shared_users(users), seq, rows > 0)
         p = self.dropout if self.training else 0.0
         return F.dropout(specific, p), F.dropout(shared, p)
 

@@ -64,7 +64,7 @@ Python API: ``UniCDR(**hyperparameters).fit(fit_split, env=RunEnv(registry=None,
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -136,7 +136,7 @@ class UniCDRModule(nn.Module):
         # gives the concatenation of the per-domain lookups, values and gradients alike, without copying it
         offsets = self.item_offsets.tolist()
         rows = torch.cat([torch.where(ctx > 0, ctx + off, 0) for ctx, off in zip(others, offsets)], 1)
-        stacked = torch.cat([table.weight for table in self.items])
+        stacked = torch.cat([cast(nn.Embedding, table).weight for table in self.items])
         seq = F.embedding(rows, stacked, padding_idx=0)
         shared = self.shared_aggregator(self.shared_users(users), seq, rows > 0)
         p = self.dropout if self.training else 0.0

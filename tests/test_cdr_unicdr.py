@@ -87,6 +87,27 @@ def test_a_cold_user_is_scored_through_the_shared_view_and_their_source_items():
         torch.testing.assert_close(model.score_users(m, torch.tensor([2])), torch.tensor([[2.0, 1.0]]))
 
 
+@pytest.mark.parametrize("aggregator", ["mean", "user_attention"])
+def test_the_shared_views_stacked_lookup_is_the_concatenation_of_the_domains_lookups_bit_for_bit(aggregator: str):
+    torch.manual_seed(0)
+    m = UniCDRModule(torch.ones(4, 3, dtype=torch.bool), [5, 3, 4], 8, aggregator, 0.5, 0.0).train()
+    users = torch.tensor([0, 1, 2, 3])
+    others = [torch.randint(0, n + 1, (4, 3)) for n in (5, 3, 4)]
+    others[1][2] = 0  # a user without items in the second domain
+    g = torch.randn(4, 8)
+    _, shared = m.views(0, users, torch.zeros(4, 3, dtype=torch.long), others)
+    (shared * g).sum().backward()
+    got = [shared.detach(), *(t.weight.grad.clone() for t in m.items), m.shared_users.weight.grad.clone()]
+    m.zero_grad()
+    seq = torch.cat([m.items[k](ctx) for k, ctx in enumerate(others)], 1)  # the per-domain lookups, concatenated
+    mask = torch.cat([ctx > 0 for ctx in others], 1)
+    want = m.shared_aggregator(m.shared_users(users), seq * mask[..., None], mask)
+    (want * g).sum().backward()
+    for a, b in zip(got, [want.detach(), *(t.weight.grad for t in m.items), m.shared_users.weight.grad]):
+        assert torch.equal(a, b)
+    assert all(t.weight[0].abs().sum() == 0 and t.weight.grad[0].abs().sum() == 0 for t in m.items)  # padding rows
+
+
 def test_the_shared_view_masks_the_own_domain_in_training_samples():
     split = tiny_split()
     model = UniCDR(dim=2, negatives=3, history_length=4, mask_rate=0.0)

@@ -16,9 +16,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hand_graphs import env, tiny_split
+from torch import nn
 
 from crossbench.errors import CrossbenchError
 from crossbench.testing.data import kit_data, kit_split
+from crossbench_cdr.bilinear import BLOCK_FLOATS, bilinear
 from crossbench_cdr.unicdr import Aggregator, UniCDR, UniCDRModule, _UniLoss, critic_loss
 from crossbench_cdr.unicdr_samples import eval_contexts, static_samples
 
@@ -83,6 +85,27 @@ def test_a_cold_user_is_scored_through_the_shared_view_and_their_source_items():
         torch.testing.assert_close(model.score_users(m, torch.tensor([2])), torch.tensor([[3.0, 2.0]]))
         m.shared_users.weight[2] = torch.tensor([0.0, 0.0])  # and so does their shared embedding
         torch.testing.assert_close(model.score_users(m, torch.tensor([2])), torch.tensor([[2.0, 1.0]]))
+
+
+@pytest.mark.parametrize("aggregator", ["mean", "user_attention"])
+def test_the_shared_views_stacked_lookup_is_the_concatenation_of_the_domains_lookups_bit_for_bit(aggregator: str):
+    torch.manual_seed(0)
+    m = UniCDRModule(torch.ones(4, 3, dtype=torch.bool), [5, 3, 4], 8, aggregator, 0.5, 0.0).train()
+    users = torch.tensor([0, 1, 2, 3])
+    others = [torch.randint(0, n + 1, (4, 3)) for n in (5, 3, 4)]
+    others[1][2] = 0  # a user without items in the second domain
+    g = torch.randn(4, 8)
+    _, shared = m.views(0, users, torch.zeros(4, 3, dtype=torch.long), others)
+    (shared * g).sum().backward()
+    got = [shared.detach(), *(t.weight.grad.clone() for t in m.items), m.shared_users.weight.grad.clone()]
+    m.zero_grad()
+    seq = torch.cat([m.items[k](ctx) for k, ctx in enumerate(others)], 1)  # the per-domain lookups, concatenated
+    mask = torch.cat([ctx > 0 for ctx in others], 1)
+    want = m.shared_aggregator(m.shared_users(users), seq * mask[..., None], mask)
+    (want * g).sum().backward()
+    for a, b in zip(got, [want.detach(), *(t.weight.grad for t in m.items), m.shared_users.weight.grad]):
+        assert torch.equal(a, b)
+    assert all(t.weight[0].abs().sum() == 0 and t.weight.grad[0].abs().sum() == 0 for t in m.items)  # padding rows
 
 
 def test_the_shared_view_masks_the_own_domain_in_training_samples():
@@ -152,6 +175,25 @@ def test_each_domains_loss_is_the_weighted_log_loss_plus_the_critic():
     critic = F.softplus(-crit(specific, shared)).mean() + F.softplus(crit(specific[other], shared)).mean()
     assert value.item() == pytest.approx((0.25 * rec + 0.75 * critic).item(), rel=1e-6)
     assert critic_loss(crit, specific[:1], shared[:1], gen).item() == 0.0  # one row: no other user to contrast
+
+
+@pytest.mark.parametrize("rows", [1, 64, 150])
+def test_the_row_blocked_bilinear_gives_torchs_scores_and_gradients_bit_for_bit(rows: int):
+    torch.manual_seed(3)
+    layer = nn.Bilinear(64, 64, 1)  # blocks of BLOCK_FLOATS // (64 * 64) = 64 rows: 150 rows make three blocks
+    assert BLOCK_FLOATS // 64**2 == 64
+    x1, x2, g = torch.randn(rows, 64), torch.randn(rows, 64), torch.randn(rows, 1)
+    grads = []
+    for fn in (layer, lambda a, b: bilinear(layer, a, b)):
+        layer.zero_grad(set_to_none=True)
+        a, b = x1.clone().requires_grad_(), x2.clone().requires_grad_()
+        out = fn(a, b)
+        out.backward(g)
+        grads.append([out.detach(), a.grad, b.grad, layer.weight.grad, layer.bias.grad])
+    for want, got in zip(*grads):
+        assert torch.equal(want, got)
+    # the first input's gradient by hand: sum_j g_b W_ij x2_bj
+    torch.testing.assert_close(grads[1][1], (g[:, :, None, None] * layer.weight.detach() * x2[:, None, None, :]).sum((1, 3)))
 
 
 def test_fit_on_the_kit_data_is_deterministic():

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from crossbench_cdr.bilinear import bilinear
+
 #: the authors' training loss reads the last 10 positions of each sequence only
 PREDICTED_POSITIONS = 10
 
@@ -121,10 +123,10 @@ class C2dsrNet(nn.Module):
         self.encoders = nn.ModuleDict({k: SequenceEncoder(dim=dim, maxlen=maxlen, blocks=blocks, heads=heads, dropout=dropout)
                                        for k in ("mixed", "x", "y")})
         self.discriminators = nn.ModuleDict({k: nn.Bilinear(dim, dim, 1) for k in ("x", "y")})
-        for bilinear in self.discriminators.values():
-            assert isinstance(bilinear, nn.Bilinear)
-            nn.init.xavier_uniform_(bilinear.weight)
-            nn.init.zeros_(bilinear.bias)
+        for layer in self.discriminators.values():
+            assert isinstance(layer, nn.Bilinear)
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
         self.out_x, self.out_y, self.out_pad = nn.Linear(dim, n_x), nn.Linear(dim, n_y), nn.Linear(dim, 1)
 
     def tables(self) -> dict[str, torch.Tensor]:
@@ -132,6 +134,7 @@ class C2dsrNet(nn.Module):
         out = {}
         for key, adj in (("mixed", self.mixed_adj), ("x", self.single_adj), ("y", self.single_adj)):
             table = self.items[key].weight
+            assert isinstance(table, torch.Tensor)
             out[key] = (self.graphs[key](table, adj) + table) * math.sqrt(table.shape[1])
         return out
 
@@ -182,9 +185,10 @@ def c2dsr_loss(net: C2dsrNet, batch: Mapping[str, torch.Tensor], lam: float) -> 
     r_x, r_y = _masked_mean(hx, xm), _masked_mean(hy, ym)
     mixed_x, mixed_y = _masked_mean(h, xm), _masked_mean(h, ym)
     d_x, d_y = net.discriminators["x"], net.discriminators["y"]
+    assert isinstance(d_x, nn.Bilinear) and isinstance(d_y, nn.Bilinear)
     infomax = torch.zeros((), device=h.device)
-    for logit, label in ((d_x(mixed_y, r_x), 1.0), (d_x(_masked_mean(fake_y, ym), r_x), 0.0),
-                         (d_y(mixed_x, r_y), 1.0), (d_y(_masked_mean(fake_x, xm), r_y), 0.0)):
+    for logit, label in ((bilinear(d_x, mixed_y, r_x), 1.0), (bilinear(d_x, _masked_mean(fake_y, ym), r_x), 0.0),
+                         (bilinear(d_y, mixed_x, r_y), 1.0), (bilinear(d_y, _masked_mean(fake_x, xm), r_y), 0.0)):
         infomax = infomax + F.binary_cross_entropy_with_logits(logit.float(), torch.full_like(logit.float(), label))
     k = PREDICTED_POSITIONS
     h, hx, hy = h[:, -k:], hx[:, -k:], hy[:, -k:]

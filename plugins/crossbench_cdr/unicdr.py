@@ -64,7 +64,7 @@ Python API: ``UniCDR(**hyperparameters).fit(fit_split, env=RunEnv(registry=None,
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -75,6 +75,7 @@ from crossbench.data.protocols import FitSplit
 from crossbench.errors import CrossbenchError, unknown_name_message
 from crossbench.plugin.interfaces import RunEnv
 from crossbench.train.stages import EarlyStopping, Stage, StageData, StagedRecommender
+from crossbench_cdr.bilinear import bilinear
 from crossbench_cdr.unicdr_samples import DomainItems, domain_items, eval_contexts, static_samples
 
 AGGREGATORS = ("mean", "user_attention")
@@ -94,7 +95,9 @@ class Aggregator(nn.Module):
     def forward(self, ids: torch.Tensor, seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``ids [B, dim]``, ``seq [B, L, dim]``, ``mask [B, L]`` (True: a real item)."""
         if self.kind == "mean":
-            pooled = (seq * mask[..., None]).sum(1) / (mask.float().sum(1, keepdim=True) + 1e-12)
+            # a padded position's vector is the zero row (the item tables' padding row never trains), so summing
+            # ``seq`` is bit-for-bit summing ``seq * mask``, without a [B, L, dim] product each way
+            pooled = seq.sum(1) / (mask.float().sum(1, keepdim=True) + 1e-12)
         else:
             # as the authors' masked softmax: a padded position gets logit 0, so it still counts
             # exp(0) in the denominator while adding nothing (its vector is zero) to the sum
@@ -114,6 +117,8 @@ class UniCDRModule(nn.Module):
         n_users, n_domains = has.shape
         #: ``[n_users, n_domains]`` bool: the user has training interactions in the domain
         self.register_buffer("has", has)
+        #: where each domain's item table starts in the tables stacked in domain order
+        self.item_offsets = torch.tensor([0, *np.cumsum([n + 1 for n in n_items])[:-1].tolist()])
         self.dropout = dropout
         self.users = nn.ModuleList(nn.Embedding(n_users, dim) for _ in range(n_domains))
         self.items = nn.ModuleList(nn.Embedding(n + 1, dim, padding_idx=0) for n in n_items)  # item i is row i + 1
@@ -127,9 +132,13 @@ class UniCDRModule(nn.Module):
         """(specific, shared) views in domain ``d``: ``context [B, L]`` the user's items of ``d`` (row ids,
         0 = padding), ``others[k] [B, L_k]`` their items of domain ``k`` for every domain, as the shared view reads."""
         specific = self.aggregators[d](self.users[d](users), self.items[d](context), context > 0)
-        seq = torch.cat([self.items[k](ctx) for k, ctx in enumerate(others)], 1)
-        mask = torch.cat([ctx > 0 for ctx in others], 1)
-        shared = self.shared_aggregator(self.shared_users(users), seq, mask)
+        # one lookup in the stacked item tables (every padding position reads row 0, table 0's zero padding row)
+        # gives the concatenation of the per-domain lookups, values and gradients alike, without copying it
+        offsets = self.item_offsets.tolist()
+        rows = torch.cat([torch.where(ctx > 0, ctx + off, 0) for ctx, off in zip(others, offsets)], 1)
+        stacked = torch.cat([cast(nn.Embedding, table).weight for table in self.items])
+        seq = F.embedding(rows, stacked, padding_idx=0)
+        shared = self.shared_aggregator(self.shared_users(users), seq, rows > 0)
         p = self.dropout if self.training else 0.0
         return F.dropout(specific, p), F.dropout(shared, p)
 
@@ -246,6 +255,6 @@ def critic_loss(critic: nn.Bilinear, specific: torch.Tensor, shared: torch.Tenso
         return torch.zeros((), device=specific.device)
     shift = int(torch.randint(1, b, (1,), generator=gen, device=gen.device).item())
     other = (torch.arange(b, device=specific.device) + shift) % b
-    pos, neg = critic(specific, shared).view(-1), critic(specific[other], shared).view(-1)
+    pos, neg = bilinear(critic, specific, shared).view(-1), bilinear(critic, specific[other], shared).view(-1)
     return F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos)) + \
         F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg))

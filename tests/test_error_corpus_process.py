@@ -31,11 +31,16 @@ def _console(args: list[str], tmp_path: Path, *, env: dict[str, str] | None = No
     if not script.is_file():
         pytest.skip("the console script is not installed beside this interpreter")
     full = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    # A terminal starts the command with SIGINT's default action; a test run started as a background job
+    # (`pytest ... &` from a script) has SIGINT ignored, which the child would inherit. A Python handler here
+    # becomes the default action in the child at exec.
+    disposition = signal.signal(signal.SIGINT, signal.default_int_handler)
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         return subprocess.Popen([str(script), *args], cwd=tmp_path, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.signal(signal.SIGINT, disposition)
 
 
 def _interrupted(proc) -> str:  # type: ignore[no-untyped-def]

@@ -131,7 +131,7 @@ def vector_scores(user_vec: np.ndarray, item_vec: np.ndarray) -> Any:
     return lambda u: uv[u] @ iv.T
 
 
-def run_crossbench(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def run_crossbench(name: str, args: argparse.Namespace, work: Path, seed: int) -> dict[str, Any]:
     import pandas as pd
     import torch
 
@@ -170,7 +170,7 @@ def run_crossbench(name: str, args: argparse.Namespace, work: Path) -> dict[str,
             loss="full-softmax", **args.sasrec_param,
         )
     with OutsideLoad() as load:
-        report = model.fit(split.fit_view(), env=RunEnv(registry=reg, seed=args.seed, progress=False))
+        report = model.fit(split.fit_view(), env=RunEnv(registry=reg, seed=seed, progress=False))
     rows = len(s["train_u"])
     cols = torch.as_tensor(item_index)
 
@@ -259,11 +259,11 @@ def sasrec_user_vectors(model: Any, work: Path, dataset: Any, history_length: in
     return u[starts], np.concatenate(out)
 
 
-def run_recbole(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def run_recbole(name: str, args: argparse.Namespace, work: Path, seed: int) -> dict[str, Any]:
     lr = args.lr if args.lr is not None else DEFAULT_LR[name]
     cmd = [args.recbole_python, __file__, "--recbole-worker", str(work), "--worker-model", name,
            "--recbole-python", args.recbole_python, "--threads", str(args.threads), "--dim", str(args.dim),
-           "--batch-size", str(args.batch_size), "--lr", str(lr), "--epochs", str(args.epochs), "--seed", str(args.seed),
+           "--batch-size", str(args.batch_size), "--lr", str(lr), "--epochs", str(args.epochs), "--seed", str(seed),
            "--layers", str(args.layers), "--heads", str(args.heads), "--dropout", str(args.dropout),
            "--history-length", str(args.history_length)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -314,7 +314,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=2048)
     ap.add_argument("--lr", type=float, default=None, help=f"learning rate (default: {DEFAULT_LR})")
     ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (and of training unless --seeds)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                    help="training seeds, each run by both libraries on the same data (--seed's); mean and std reported")
     ap.add_argument("--init-std", type=float, default=0.02, help="crossbench MF init (RecBole: Xavier normal, std ~0.02 here)")
     ap.add_argument("--layers", type=int, default=2, help="sasrec: Transformer blocks")
     ap.add_argument("--heads", type=int, default=2, help="sasrec: attention heads")
@@ -332,12 +334,69 @@ def parse_args() -> argparse.Namespace:
         ap.set_defaults(**TINY)
     args = ap.parse_args()
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    args.seeds = list(dict.fromkeys(args.seeds)) if args.seeds else [args.seed]
     # RecBole's block layout and initialisation unless told otherwise (sasrec's defaults keep the published model)
     args.sasrec_param = {"norm": "post", "init_std": 0.02, **dict(parse_param(p, ap) for p in args.sasrec_param)}
     unknown = [m for m in args.models if m not in MODELS]
     if unknown or not args.models:
         ap.error(f"--models {','.join(args.models)}: choose from {', '.join(MODELS)}")
     return args
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+
+
+def outside_load(runs: list[dict[str, Any]]) -> str:
+    """The largest outside load over ``runs``, in cores ("?" when one was not measured)."""
+    cores = [r["outside_cores_during"] for r in runs]
+    return "?" if None in cores else f"{max(cores):.2f}"
+
+
+def run_pair(name: str, args: argparse.Namespace, work: Path, skipped: str | None) -> dict[str, Any]:
+    """Both libraries at every training seed on the same data; prints the table and the ratio line."""
+    runs = []
+    for seed in args.seeds:
+        ours = run_crossbench(name, args, work, seed)
+        runs.append((seed, ours, None if skipped else run_recbole(name, args, work, seed)))
+    lr = args.lr if args.lr is not None else DEFAULT_LR[name]
+    extra = (f", softmax cross-entropy, {args.layers} blocks, {args.heads} heads, history {args.history_length}"
+             if name == "sasrec" else ", BPR with 1 negative")
+    print(f"{TITLES[name]}: {args.n_users} users, {runs[0][1]['train_interactions']} training interactions, dim {args.dim}, "
+          f"batch {args.batch_size} interactions, lr {lr}, {args.epochs} epochs{extra}, threads {args.threads}, "
+          f"{'validation' if args.validation else 'test'} split, data seed {args.seed}")
+    print(f"{'library':<12} {'seed':>5} {'interactions/s':>15} {'train s':>9} {'outside cores':>14} {'NDCG@10':>9}")
+    for seed, ours, theirs in runs:
+        for label, r in (("crossbench", ours), ("RecBole", theirs)):
+            if r is None:
+                print(f"{label:<12} skipped: {skipped}")
+                continue
+            load = "?" if r["outside_cores_during"] is None else f"{r['outside_cores_during']:.2f}"
+            print(f"{label:<12} {seed:>5} {r['interactions_per_s']:>15.0f} {r['train_s']:>9.2f} {load:>14} {r['ndcg@10']:>9.4f}")
+    ours_all = [r[1] for r in runs]
+    theirs_all = [r[2] for r in runs if r[2] is not None]
+    ndcg = {"crossbench": mean_std([r["ndcg@10"] for r in ours_all]),
+            "recbole": mean_std([r["ndcg@10"] for r in theirs_all]) if theirs_all else None}
+    # the ratio of the summed epoch times: every run trains the same interactions for the same epochs
+    ours_rate = sum(r["train_interactions"] * r["epochs"] for r in ours_all) / sum(r["train_s"] for r in ours_all)
+    theirs_rate = sum(r["train_interactions"] * r["epochs"] for r in theirs_all) / sum(r["train_s"] for r in theirs_all) if theirs_all else None
+    ratio = None if theirs_rate is None else ours_rate / theirs_rate
+    if len(runs) > 1:
+        line = " / ".join(f"{ndcg[k]['mean']:.4f} +- {ndcg[k]['std']:.4f}" for k in ("crossbench", "recbole") if ndcg[k])
+        print(f"{name}: NDCG@10 over seeds {','.join(map(str, args.seeds))} (mean +- sample std), crossbench{' / RecBole' if theirs_all else ''}: {line}")
+    threads = ours_all[0]["threads"]
+    if ratio is None:
+        print(f"{name}: crossbench {ours_rate:.0f} training interactions/s (threads {threads}, "
+              f"{describe(ours_all[0]['outside_cores_during'])}); no ratio: RecBole skipped", flush=True)
+    else:
+        loads = " / ".join(outside_load(rs) for rs in (ours_all, theirs_all))
+        print(f"{name}: throughput ratio crossbench / RecBole = {ratio:.2f} (threads {threads} / {theirs_all[0]['threads']}, "
+              f"outside load {loads} cores)", flush=True)
+    single = len(runs) == 1
+    return {"lr": lr, "seeds": args.seeds, "crossbench": ours_all[0] if single else ours_all,
+            "recbole": (theirs_all[0] if theirs_all else None) if single else (theirs_all or None), "ratio": ratio, "ndcg@10": ndcg}
 
 
 def main() -> None:
@@ -351,36 +410,13 @@ def main() -> None:
     report: dict[str, Any] = {"benchmark": "train_throughput", "split": "validation" if args.validation else "test",
                               "sasrec_params": args.sasrec_param, "threads": args.threads, "n_users": args.n_users,
                               "epochs": args.epochs, "dim": args.dim, "batch_size": args.batch_size, "recbole_skipped": skipped,
-                              "models": {}}
+                              "data_seed": args.seed, "seeds": args.seeds, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         make_split(args.n_users, args.seed, args.history_length, work, sequences="sasrec" in args.models and not skipped,
                    validation=args.validation)
         for name in args.models:
-            ours = run_crossbench(name, args, work)
-            theirs = None if skipped else run_recbole(name, args, work)
-            lr = args.lr if args.lr is not None else DEFAULT_LR[name]
-            extra = (f", softmax cross-entropy, {args.layers} blocks, {args.heads} heads, history {args.history_length}"
-                     if name == "sasrec" else ", BPR with 1 negative")
-            print(f"{TITLES[name]}: {args.n_users} users, {ours['train_interactions']} training interactions, dim {args.dim}, "
-                  f"batch {args.batch_size} interactions, lr {lr}, {args.epochs} epochs{extra}, threads {args.threads}, "
-                  f"{'validation' if args.validation else 'test'} split")
-            print(f"{'library':<12} {'interactions/s':>15} {'train s':>9} {'outside cores':>14} {'NDCG@10':>9}")
-            for label, r in (("crossbench", ours), ("RecBole", theirs)):
-                if r is None:
-                    print(f"{label:<12} skipped: {skipped}")
-                    continue
-                load = "?" if r["outside_cores_during"] is None else f"{r['outside_cores_during']:.2f}"
-                print(f"{label:<12} {r['interactions_per_s']:>15.0f} {r['train_s']:>9.2f} {load:>14} {r['ndcg@10']:>9.4f}")
-            ratio = None if theirs is None else ours["interactions_per_s"] / theirs["interactions_per_s"]
-            if ratio is None:
-                print(f"{name}: crossbench {ours['interactions_per_s']:.0f} training interactions/s (threads {ours['threads']}, "
-                      f"{describe(ours['outside_cores_during'])}); no ratio: RecBole skipped", flush=True)
-            else:
-                loads = " / ".join("?" if r["outside_cores_during"] is None else f"{r['outside_cores_during']:.2f}" for r in (ours, theirs))
-                print(f"{name}: throughput ratio crossbench / RecBole = {ratio:.2f} (threads {ours['threads']} / {theirs['threads']}, "
-                      f"outside load {loads} cores)", flush=True)
-            report["models"][name] = {"lr": lr, "crossbench": ours, "recbole": theirs, "ratio": ratio}
+            report["models"][name] = run_pair(name, args, work, skipped)
     print(json.dumps(report))
 
 

@@ -131,6 +131,24 @@ def vector_scores(user_vec: np.ndarray, item_vec: np.ndarray) -> Any:
     return lambda u: uv[u] @ iv.T
 
 
+def sequences_per_batch(users: np.ndarray, history_length: int, batch_size: int, *, by: str) -> int:
+    """Sequences (history windows) per batch that hold about ``batch_size`` training interactions.
+
+    ``by="items"``: the windows' mean number of items (the mean user's history, capped at
+    ``history_length``); ``by="targets"``: the windows' mean number of ranked targets, the items
+    after each window's first, i.e. RecBole's samples: with it both libraries take the same
+    number of steps per epoch of about the same number of ranked items each.
+    """
+    counts = np.bincount(users)
+    counts = counts[counts > 0]
+    if by == "targets":
+        windows = int(np.ceil(counts / history_length).sum())
+        per_window = (int(counts.sum()) - windows) / max(windows, 1)
+    else:
+        per_window = min(counts.sum() / max(len(counts), 1), history_length)
+    return max(1, round(batch_size / max(per_window, 1e-9)))
+
+
 def run_crossbench(name: str, args: argparse.Namespace, work: Path, seed: int) -> dict[str, Any]:
     import pandas as pd
     import torch
@@ -162,9 +180,7 @@ def run_crossbench(name: str, args: argparse.Namespace, work: Path, seed: int) -
     else:
         # all-position training: a batch holds whole sequences; as many as give about
         # --batch-size training interactions per step, the interactions in RecBole's batch
-        per_user = len(s["train_u"]) / max(len(np.unique(s["train_u"])), 1)
-        per_window = min(per_user, args.history_length)
-        common["batch_size"] = max(1, round(args.batch_size / per_window))
+        common["batch_size"] = sequences_per_batch(s["train_u"], args.history_length, args.batch_size, by=args.sequence_batch)
         model = reg.get("recommenders", "sasrec").factory(
             **common, layers=args.layers, heads=args.heads, dropout=args.dropout, history_length=args.history_length,
             loss="full-softmax", **args.sasrec_param,
@@ -322,6 +338,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--heads", type=int, default=2, help="sasrec: attention heads")
     ap.add_argument("--dropout", type=float, default=0.1, help="sasrec: dropout")
     ap.add_argument("--history-length", type=int, default=50, help="sasrec: most recent items read")
+    ap.add_argument("--sequence-batch", choices=("items", "targets"), default="items",
+                    help="sasrec: --batch-size counts the windows' items (default) or their ranked targets (RecBole's samples)")
     ap.add_argument("--validation", action="store_true",
                     help="score on the validation split (test items dropped, each user's last 20%% of the rest held out): choose settings here")
     ap.add_argument("--sasrec-param", action="append", default=[], metavar="KEY=VALUE",
@@ -355,26 +373,31 @@ def outside_load(runs: list[dict[str, Any]]) -> str:
     return "?" if None in cores else f"{max(cores):.2f}"
 
 
+def print_row(label: str, seed: int, r: dict[str, Any] | None, skipped: str | None) -> None:
+    if r is None:
+        print(f"{label:<12} skipped: {skipped}", flush=True)
+        return
+    load = "?" if r["outside_cores_during"] is None else f"{r['outside_cores_during']:.2f}"
+    print(f"{label:<12} {seed:>5} {r['interactions_per_s']:>15.0f} {r['train_s']:>9.2f} {load:>14} {r['ndcg@10']:>9.4f}", flush=True)
+
+
 def run_pair(name: str, args: argparse.Namespace, work: Path, skipped: str | None) -> dict[str, Any]:
     """Both libraries at every training seed on the same data; prints the table and the ratio line."""
-    runs = []
-    for seed in args.seeds:
-        ours = run_crossbench(name, args, work, seed)
-        runs.append((seed, ours, None if skipped else run_recbole(name, args, work, seed)))
     lr = args.lr if args.lr is not None else DEFAULT_LR[name]
     extra = (f", softmax cross-entropy, {args.layers} blocks, {args.heads} heads, history {args.history_length}"
              if name == "sasrec" else ", BPR with 1 negative")
-    print(f"{TITLES[name]}: {args.n_users} users, {runs[0][1]['train_interactions']} training interactions, dim {args.dim}, "
+    rows = len(np.load(work / "split.npz")["train_u"])
+    print(f"{TITLES[name]}: {args.n_users} users, {rows} training interactions, dim {args.dim}, "
           f"batch {args.batch_size} interactions, lr {lr}, {args.epochs} epochs{extra}, threads {args.threads}, "
           f"{'validation' if args.validation else 'test'} split, data seed {args.seed}")
-    print(f"{'library':<12} {'seed':>5} {'interactions/s':>15} {'train s':>9} {'outside cores':>14} {'NDCG@10':>9}")
-    for seed, ours, theirs in runs:
-        for label, r in (("crossbench", ours), ("RecBole", theirs)):
-            if r is None:
-                print(f"{label:<12} skipped: {skipped}")
-                continue
-            load = "?" if r["outside_cores_during"] is None else f"{r['outside_cores_during']:.2f}"
-            print(f"{label:<12} {seed:>5} {r['interactions_per_s']:>15.0f} {r['train_s']:>9.2f} {load:>14} {r['ndcg@10']:>9.4f}")
+    print(f"{'library':<12} {'seed':>5} {'interactions/s':>15} {'train s':>9} {'outside cores':>14} {'NDCG@10':>9}", flush=True)
+    runs = []
+    for seed in args.seeds:  # each row as soon as it is measured
+        ours = run_crossbench(name, args, work, seed)
+        print_row("crossbench", seed, ours, skipped)
+        theirs = None if skipped else run_recbole(name, args, work, seed)
+        print_row("RecBole", seed, theirs, skipped)
+        runs.append((seed, ours, theirs))
     ours_all = [r[1] for r in runs]
     theirs_all = [r[2] for r in runs if r[2] is not None]
     ndcg = {"crossbench": mean_std([r["ndcg@10"] for r in ours_all]),
@@ -410,7 +433,8 @@ def main() -> None:
     report: dict[str, Any] = {"benchmark": "train_throughput", "split": "validation" if args.validation else "test",
                               "sasrec_params": args.sasrec_param, "threads": args.threads, "n_users": args.n_users,
                               "epochs": args.epochs, "dim": args.dim, "batch_size": args.batch_size, "recbole_skipped": skipped,
-                              "data_seed": args.seed, "seeds": args.seeds, "models": {}}
+                              "data_seed": args.seed, "seeds": args.seeds,
+                              "sequence_batch": args.sequence_batch, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         make_split(args.n_users, args.seed, args.history_length, work, sequences="sasrec" in args.models and not skipped,

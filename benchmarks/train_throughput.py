@@ -185,8 +185,10 @@ def run_crossbench(name: str, args: argparse.Namespace, work: Path, seed: int) -
             **common, layers=args.layers, heads=args.heads, dropout=args.dropout, history_length=args.history_length,
             loss="full-softmax", **args.sasrec_param,
         )
+    cpu0 = time.process_time()
     with OutsideLoad() as load:
         report = model.fit(split.fit_view(), env=RunEnv(registry=reg, seed=seed, progress=False))
+    cpu_s = time.process_time() - cpu0  # the whole fit, its set-up included
     rows = len(s["train_u"])
     cols = torch.as_tensor(item_index)
 
@@ -195,7 +197,7 @@ def run_crossbench(name: str, args: argparse.Namespace, work: Path, seed: int) -
 
     return {"interactions_per_s": rows * report.epochs / report.train_seconds, "train_s": report.train_seconds,
             "fit_wall_s": load.wall_s, "epochs": report.epochs, "train_interactions": rows, "samples": report.train_samples,
-            "threads": report.threads, "outside_cores_during": load.cores, "ndcg@10": evaluate_scores(s, score)}
+            "threads": report.threads, "outside_cores_during": load.cores, "cpu_s": cpu_s, "ndcg@10": evaluate_scores(s, score)}
 
 
 def run_recbole_worker(args: argparse.Namespace, work: Path) -> None:
@@ -234,12 +236,13 @@ def run_recbole_worker(args: argparse.Namespace, work: Path) -> None:
     model = (BPR if name == "mf" else SASRec)(config, train_data._dataset).to("cpu")
     trainer = Trainer(config, model)
     torch.set_num_threads(args.threads)
-    seconds = 0.0
+    seconds = cpu_s = 0.0
     with OutsideLoad() as load:
         for epoch in range(args.epochs):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             trainer._train_epoch(train_data, epoch, show_progress=False)
             seconds += time.perf_counter() - t0
+            cpu_s += time.process_time() - c0
     i_tokens = dataset.field2id_token["item_id"]
     i_raw = np.array([int(t) for t in i_tokens[1:]])
     model.eval()
@@ -250,7 +253,7 @@ def run_recbole_worker(args: argparse.Namespace, work: Path) -> None:
         u_raw, u_emb = sasrec_user_vectors(model, work, dataset, args.history_length)
     np.savez(work / "recbole.npz", u_raw=u_raw, i_raw=i_raw, u_emb=u_emb, i_emb=model.item_embedding.weight.detach().numpy()[1:])
     print(json.dumps({"train_s": seconds, "samples": args.epochs * len(train_data._dataset), "threads": torch.get_num_threads(),
-                      "outside_cores_during": load.cores}))
+                      "outside_cores_during": load.cores, "cpu_s": cpu_s}))
 
 
 def sasrec_user_vectors(model: Any, work: Path, dataset: Any, history_length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -378,7 +381,8 @@ def print_row(label: str, seed: int, r: dict[str, Any] | None, skipped: str | No
         print(f"{label:<12} skipped: {skipped}", flush=True)
         return
     load = "?" if r["outside_cores_during"] is None else f"{r['outside_cores_during']:.2f}"
-    print(f"{label:<12} {seed:>5} {r['interactions_per_s']:>15.0f} {r['train_s']:>9.2f} {load:>14} {r['ndcg@10']:>9.4f}", flush=True)
+    cpu = f"{r['cpu_s']:.2f}" if "cpu_s" in r else "?"
+    print(f"{label:<12} {seed:>5} {r['interactions_per_s']:>15.0f} {r['train_s']:>9.2f} {cpu:>9} {load:>14} {r['ndcg@10']:>9.4f}", flush=True)
 
 
 def run_pair(name: str, args: argparse.Namespace, work: Path, skipped: str | None) -> dict[str, Any]:
@@ -390,7 +394,7 @@ def run_pair(name: str, args: argparse.Namespace, work: Path, skipped: str | Non
     print(f"{TITLES[name]}: {args.n_users} users, {rows} training interactions, dim {args.dim}, "
           f"batch {args.batch_size} interactions, lr {lr}, {args.epochs} epochs{extra}, threads {args.threads}, "
           f"{'validation' if args.validation else 'test'} split, data seed {args.seed}")
-    print(f"{'library':<12} {'seed':>5} {'interactions/s':>15} {'train s':>9} {'outside cores':>14} {'NDCG@10':>9}", flush=True)
+    print(f"{'library':<12} {'seed':>5} {'interactions/s':>15} {'train s':>9} {'CPU s':>9} {'outside cores':>14} {'NDCG@10':>9}", flush=True)
     runs = []
     for seed in args.seeds:  # each row as soon as it is measured
         ours = run_crossbench(name, args, work, seed)
@@ -406,6 +410,8 @@ def run_pair(name: str, args: argparse.Namespace, work: Path, skipped: str | Non
     ours_rate = sum(r["train_interactions"] * r["epochs"] for r in ours_all) / sum(r["train_s"] for r in ours_all)
     theirs_rate = sum(r["train_interactions"] * r["epochs"] for r in theirs_all) / sum(r["train_s"] for r in theirs_all) if theirs_all else None
     ratio = None if theirs_rate is None else ours_rate / theirs_rate
+    # on a loaded machine the wall-clock ratio measures the load; at one thread the CPU seconds do not
+    cpu_ratio = sum(r["cpu_s"] for r in theirs_all) / sum(r["cpu_s"] for r in ours_all) if theirs_all else None
     if len(runs) > 1:
         line = " / ".join(f"{ndcg[k]['mean']:.4f} +- {ndcg[k]['std']:.4f}" for k in ("crossbench", "recbole") if ndcg[k])
         print(f"{name}: NDCG@10 over seeds {','.join(map(str, args.seeds))} (mean +- sample std), crossbench{' / RecBole' if theirs_all else ''}: {line}")
@@ -417,9 +423,12 @@ def run_pair(name: str, args: argparse.Namespace, work: Path, skipped: str | Non
         loads = " / ".join(outside_load(rs) for rs in (ours_all, theirs_all))
         print(f"{name}: throughput ratio crossbench / RecBole = {ratio:.2f} (threads {threads} / {theirs_all[0]['threads']}, "
               f"outside load {loads} cores)", flush=True)
+        print(f"{name}: CPU-time ratio RecBole / crossbench = {cpu_ratio:.2f} (RecBole's epochs against crossbench's whole fit)",
+              flush=True)
     single = len(runs) == 1
     return {"lr": lr, "seeds": args.seeds, "crossbench": ours_all[0] if single else ours_all,
-            "recbole": (theirs_all[0] if theirs_all else None) if single else (theirs_all or None), "ratio": ratio, "ndcg@10": ndcg}
+            "recbole": (theirs_all[0] if theirs_all else None) if single else (theirs_all or None), "ratio": ratio,
+            "cpu_ratio": cpu_ratio, "ndcg@10": ndcg}
 
 
 def main() -> None:

@@ -16,12 +16,17 @@ weight decay, on CPU with the same thread count (``--models``, both by default):
   about ``--batch-size`` interactions. Both use softmax cross-entropy over the catalogue
   (RecBole's ``loss_type="CE"``, its default; crossbench's ``loss="full-softmax"``).
 
+``--sequence-batch targets`` sizes crossbench's batches by ranked targets instead (the
+items after each window's first, RecBole's samples), so that both take the same steps per epoch.
+
 Throughput is training interactions per second: the split's training interactions times the
 epochs run, over the seconds of the training epochs (RecBole's ``_train_epoch``, which
 includes its negative sampling; crossbench's training loop, likewise: ``FitReport.train_seconds``).
 Both libraries get the same numerator, so the ratio is the ratio of their epoch times. The
 outside load is the number of cores other processes kept busy while each library trained
-(``machine_load.py``); only a run with an outside load near 0 measures the code. Every model
+(``machine_load.py``); only a run with an outside load near 0 measures the code by the wall
+clock. The CPU seconds of the same spans (RecBole's epochs; crossbench's whole fit, its set-up
+included) are printed too: at one thread their ratio holds on a loaded machine. Every model
 is then scored by crossbench's full-ranking evaluator on the same held-out items (RecBole's
 vectors mapped back to crossbench's ids; SASRec's user vector is its state after the user's
 most recent training items), so the NDCG@10 values are directly comparable.
@@ -29,6 +34,8 @@ most recent training items), so the NDCG@10 values are directly comparable.
 Usage (RecBole in its own virtualenv; nothing of RecBole is imported by crossbench):
     python benchmarks/train_throughput.py --recbole-python PATH/TO/recbole-venv/bin/python [--threads 2] [--models mf,sasrec]
     python benchmarks/train_throughput.py --tiny [--recbole-python PATH]    # a check of the script in seconds
+    python benchmarks/train_throughput.py --models sasrec --threads 1 --seeds 0 1 2 --recbole-python PATH
+        # both libraries at three training seeds on the same data: per-seed rows, NDCG@10 mean and sample std
 Without ``--recbole-python`` only crossbench's half runs, and the RecBole half is reported as
 skipped. Prints a table and a ratio line per pair, then one final JSON line.
 """

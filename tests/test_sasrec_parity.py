@@ -63,3 +63,18 @@ def test_two_training_seeds_on_the_same_data() -> None:
                      done.stdout, re.MULTILINE)
     assert line, done.stdout
     assert float(line.group(1)) == pytest.approx(mean, abs=1e-4) and float(line.group(2)) == pytest.approx(std, abs=1e-4)
+
+
+def test_sequences_per_batch_by_items_and_by_targets() -> None:
+    bench = load_script()
+    import numpy as np
+
+    users = np.repeat(np.arange(3), [10, 60, 1])  # 71 interactions; windows of 50: 1 + 2 + 1
+    # by items: the mean user's 71 / 3 = 23.67 items (under the cap of 50): 100 / 23.67 = 4.2 -> 4
+    assert bench.sequences_per_batch(users, 50, 100, by="items") == 4
+    # by targets: 71 items - 4 window starts = 67 targets over 4 windows = 16.75: 100 / 16.75 = 5.97 -> 6
+    assert bench.sequences_per_batch(users, 50, 100, by="targets") == 6
+    # the cap: one user of 200 items counts 50 items per window; 4 windows hold 196 targets (49 each)
+    long = np.zeros(200, dtype=np.int64)
+    assert bench.sequences_per_batch(long, 50, 100, by="items") == 2
+    assert bench.sequences_per_batch(long, 50, 98, by="targets") == 2

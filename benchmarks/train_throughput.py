@@ -16,12 +16,17 @@ weight decay, on CPU with the same thread count (``--models``, both by default):
   about ``--batch-size`` interactions. Both use softmax cross-entropy over the catalogue
   (RecBole's ``loss_type="CE"``, its default; crossbench's ``loss="full-softmax"``).
 
+``--sequence-batch targets`` sizes crossbench's batches by ranked targets instead (the
+items after each window's first, RecBole's samples), so that both take the same steps per epoch.
+
 Throughput is training interactions per second: the split's training interactions times the
 epochs run, over the seconds of the training epochs (RecBole's ``_train_epoch``, which
 includes its negative sampling; crossbench's training loop, likewise: ``FitReport.train_seconds``).
 Both libraries get the same numerator, so the ratio is the ratio of their epoch times. The
 outside load is the number of cores other processes kept busy while each library trained
-(``machine_load.py``); only a run with an outside load near 0 measures the code. Every model
+(``machine_load.py``); only a run with an outside load near 0 measures the code by the wall
+clock. The CPU seconds of the same spans (RecBole's epochs; crossbench's whole fit, its set-up
+included) are printed too: at one thread their ratio holds on a loaded machine. Every model
 is then scored by crossbench's full-ranking evaluator on the same held-out items (RecBole's
 vectors mapped back to crossbench's ids; SASRec's user vector is its state after the user's
 most recent training items), so the NDCG@10 values are directly comparable.
@@ -29,6 +34,8 @@ most recent training items), so the NDCG@10 values are directly comparable.
 Usage (RecBole in its own virtualenv; nothing of RecBole is imported by crossbench):
     python benchmarks/train_throughput.py --recbole-python PATH/TO/recbole-venv/bin/python [--threads 2] [--models mf,sasrec]
     python benchmarks/train_throughput.py --tiny [--recbole-python PATH]    # a check of the script in seconds
+    python benchmarks/train_throughput.py --models sasrec --threads 1 --seeds 0 1 2 --recbole-python PATH
+        # both libraries at three training seeds on the same data: per-seed rows, NDCG@10 mean and sample std
 Without ``--recbole-python`` only crossbench's half runs, and the RecBole half is reported as
 skipped. Prints a table and a ratio line per pair, then one final JSON line.
 """
@@ -48,66 +55,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine_load import OutsideLoad, describe  # noqa: E402
+from throughput_data import make_split, sequences_per_batch  # noqa: E402
 
 MODELS = ("mf", "sasrec")
 TITLES = {"mf": "MF/BPR (crossbench mf, RecBole BPR)", "sasrec": "SASRec (crossbench sasrec, RecBole SASRec)"}
 DEFAULT_LR = {"mf": 5e-3, "sasrec": 2e-3}
 TINY = {"n_users": 300, "epochs": 1, "dim": 16, "batch_size": 512, "history_length": 10}
-
-
-def held_out(users: np.ndarray) -> np.ndarray:
-    """Each user's last 20% of rows (rows sorted by user, then time): rank >= ceil(0.8 * size)."""
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-    size = np.diff(np.r_[starts, len(users)])
-    rank = np.arange(len(users)) - np.repeat(starts, size)
-    return rank >= np.ceil(np.repeat(size, size) * 0.8)
-
-
-def make_split(n_users: int, seed: int, history_length: int, out: Path, *, sequences: bool, validation: bool = False) -> None:
-    """Write the train/test pairs of the synthetic target domain as ``.npz`` and as RecBole atomic files.
-
-    ``synth/`` holds the pairs (for BPR); ``synth_seq/`` holds, per training interaction after a
-    user's first, the ``history_length`` items before it (for SASRec), and per test user one
-    line with the most recent training items (RecBole needs valid and test files to load);
-    ``sequences=False`` skips ``synth_seq/``. With ``validation`` the test items are dropped
-    and each user's last 20% of the remaining training items is held out in their place (the
-    validation split, where settings are chosen without the test items).
-    """
-    from crossbench_synthetic import SyntheticDataset
-
-    data = SyntheticDataset(n_users=n_users, seed=seed).load()
-    inter = data.domain("movies").interactions.sort_values(["user", "timestamp"], kind="stable")
-    users, items = inter["user"].to_numpy(), inter["item"].to_numpy()
-    test = held_out(users)
-    if validation:
-        users, items = users[~test], items[~test]
-        test = held_out(users)
-    np.savez(out / "split.npz", train_u=users[~test], train_i=items[~test], test_u=users[test], test_i=items[test],
-             n_users=data.n_users, n_items=data.domain("movies").n_items)
-    atomic = out / "synth"
-    atomic.mkdir()
-    for part, rows in (("train", ~test), ("valid", test), ("test", test)):
-        lines = ["user_id:token\titem_id:token"] + [f"{u}\t{i}" for u, i in zip(users[rows], items[rows])]
-        (atomic / f"synth.{part}.inter").write_text("\n".join(lines) + "\n")
-    if not sequences:
-        return
-    seq = out / "synth_seq"
-    seq.mkdir()
-    header = "user_id:token\titem_id_list:token_seq\titem_id:token"
-    train_lines, held_lines = [header], [header]
-    train_u, train_i, test_u, test_i = users[~test], items[~test], users[test], items[test]
-    starts = np.flatnonzero(np.r_[True, train_u[1:] != train_u[:-1]])
-    for s, e in zip(starts, np.r_[starts[1:], len(train_u)]):
-        u, hist = train_u[s], train_i[s:e].tolist()
-        for j in range(1, len(hist)):
-            prefix = " ".join(map(str, hist[max(0, j - history_length) : j]))
-            train_lines.append(f"{u}\t{prefix}\t{hist[j]}")
-        first_test = np.flatnonzero(test_u == u)[:1]
-        if len(first_test):
-            held_lines.append(f"{u}\t{' '.join(map(str, hist[-history_length:]))}\t{test_i[first_test[0]]}")
-    (seq / "synth_seq.train.inter").write_text("\n".join(train_lines) + "\n")
-    for part in ("valid", "test"):
-        (seq / f"synth_seq.{part}.inter").write_text("\n".join(held_lines) + "\n")
 
 
 def evaluate_scores(split: dict[str, np.ndarray], score: Any) -> float:
@@ -131,7 +84,7 @@ def vector_scores(user_vec: np.ndarray, item_vec: np.ndarray) -> Any:
     return lambda u: uv[u] @ iv.T
 
 
-def run_crossbench(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def run_crossbench(name: str, args: argparse.Namespace, work: Path, seed: int) -> dict[str, Any]:
     import pandas as pd
     import torch
 
@@ -162,15 +115,15 @@ def run_crossbench(name: str, args: argparse.Namespace, work: Path) -> dict[str,
     else:
         # all-position training: a batch holds whole sequences; as many as give about
         # --batch-size training interactions per step, the interactions in RecBole's batch
-        per_user = len(s["train_u"]) / max(len(np.unique(s["train_u"])), 1)
-        per_window = min(per_user, args.history_length)
-        common["batch_size"] = max(1, round(args.batch_size / per_window))
+        common["batch_size"] = sequences_per_batch(s["train_u"], args.history_length, args.batch_size, by=args.sequence_batch)
         model = reg.get("recommenders", "sasrec").factory(
             **common, layers=args.layers, heads=args.heads, dropout=args.dropout, history_length=args.history_length,
             loss="full-softmax", **args.sasrec_param,
         )
+    cpu0 = time.process_time()
     with OutsideLoad() as load:
-        report = model.fit(split.fit_view(), env=RunEnv(registry=reg, seed=args.seed, progress=False))
+        report = model.fit(split.fit_view(), env=RunEnv(registry=reg, seed=seed, progress=False))
+    cpu_s = time.process_time() - cpu0  # the whole fit, its set-up included
     rows = len(s["train_u"])
     cols = torch.as_tensor(item_index)
 
@@ -179,7 +132,7 @@ def run_crossbench(name: str, args: argparse.Namespace, work: Path) -> dict[str,
 
     return {"interactions_per_s": rows * report.epochs / report.train_seconds, "train_s": report.train_seconds,
             "fit_wall_s": load.wall_s, "epochs": report.epochs, "train_interactions": rows, "samples": report.train_samples,
-            "threads": report.threads, "outside_cores_during": load.cores, "ndcg@10": evaluate_scores(s, score)}
+            "threads": report.threads, "outside_cores_during": load.cores, "cpu_s": cpu_s, "ndcg@10": evaluate_scores(s, score)}
 
 
 def run_recbole_worker(args: argparse.Namespace, work: Path) -> None:
@@ -218,12 +171,13 @@ def run_recbole_worker(args: argparse.Namespace, work: Path) -> None:
     model = (BPR if name == "mf" else SASRec)(config, train_data._dataset).to("cpu")
     trainer = Trainer(config, model)
     torch.set_num_threads(args.threads)
-    seconds = 0.0
+    seconds = cpu_s = 0.0
     with OutsideLoad() as load:
         for epoch in range(args.epochs):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             trainer._train_epoch(train_data, epoch, show_progress=False)
             seconds += time.perf_counter() - t0
+            cpu_s += time.process_time() - c0
     i_tokens = dataset.field2id_token["item_id"]
     i_raw = np.array([int(t) for t in i_tokens[1:]])
     model.eval()
@@ -234,7 +188,7 @@ def run_recbole_worker(args: argparse.Namespace, work: Path) -> None:
         u_raw, u_emb = sasrec_user_vectors(model, work, dataset, args.history_length)
     np.savez(work / "recbole.npz", u_raw=u_raw, i_raw=i_raw, u_emb=u_emb, i_emb=model.item_embedding.weight.detach().numpy()[1:])
     print(json.dumps({"train_s": seconds, "samples": args.epochs * len(train_data._dataset), "threads": torch.get_num_threads(),
-                      "outside_cores_during": load.cores}))
+                      "outside_cores_during": load.cores, "cpu_s": cpu_s}))
 
 
 def sasrec_user_vectors(model: Any, work: Path, dataset: Any, history_length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -259,11 +213,11 @@ def sasrec_user_vectors(model: Any, work: Path, dataset: Any, history_length: in
     return u[starts], np.concatenate(out)
 
 
-def run_recbole(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def run_recbole(name: str, args: argparse.Namespace, work: Path, seed: int) -> dict[str, Any]:
     lr = args.lr if args.lr is not None else DEFAULT_LR[name]
     cmd = [args.recbole_python, __file__, "--recbole-worker", str(work), "--worker-model", name,
            "--recbole-python", args.recbole_python, "--threads", str(args.threads), "--dim", str(args.dim),
-           "--batch-size", str(args.batch_size), "--lr", str(lr), "--epochs", str(args.epochs), "--seed", str(args.seed),
+           "--batch-size", str(args.batch_size), "--lr", str(lr), "--epochs", str(args.epochs), "--seed", str(seed),
            "--layers", str(args.layers), "--heads", str(args.heads), "--dropout", str(args.dropout),
            "--history-length", str(args.history_length)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -314,12 +268,16 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=2048)
     ap.add_argument("--lr", type=float, default=None, help=f"learning rate (default: {DEFAULT_LR})")
     ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the synthetic data (and of training unless --seeds)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                    help="training seeds, each run by both libraries on the same data (--seed's); mean and std reported")
     ap.add_argument("--init-std", type=float, default=0.02, help="crossbench MF init (RecBole: Xavier normal, std ~0.02 here)")
     ap.add_argument("--layers", type=int, default=2, help="sasrec: Transformer blocks")
     ap.add_argument("--heads", type=int, default=2, help="sasrec: attention heads")
     ap.add_argument("--dropout", type=float, default=0.1, help="sasrec: dropout")
     ap.add_argument("--history-length", type=int, default=50, help="sasrec: most recent items read")
+    ap.add_argument("--sequence-batch", choices=("items", "targets"), default="items",
+                    help="sasrec: --batch-size counts the windows' items (default) or their ranked targets (RecBole's samples)")
     ap.add_argument("--validation", action="store_true",
                     help="score on the validation split (test items dropped, each user's last 20%% of the rest held out): choose settings here")
     ap.add_argument("--sasrec-param", action="append", default=[], metavar="KEY=VALUE",
@@ -332,12 +290,80 @@ def parse_args() -> argparse.Namespace:
         ap.set_defaults(**TINY)
     args = ap.parse_args()
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    args.seeds = list(dict.fromkeys(args.seeds)) if args.seeds else [args.seed]
     # RecBole's block layout and initialisation unless told otherwise (sasrec's defaults keep the published model)
     args.sasrec_param = {"norm": "post", "init_std": 0.02, **dict(parse_param(p, ap) for p in args.sasrec_param)}
     unknown = [m for m in args.models if m not in MODELS]
     if unknown or not args.models:
         ap.error(f"--models {','.join(args.models)}: choose from {', '.join(MODELS)}")
     return args
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+
+
+def outside_load(runs: list[dict[str, Any]]) -> str:
+    """The largest outside load over ``runs``, in cores ("?" when one was not measured)."""
+    cores = [r["outside_cores_during"] for r in runs]
+    return "?" if None in cores else f"{max(cores):.2f}"
+
+
+def print_row(label: str, seed: int, r: dict[str, Any] | None, skipped: str | None) -> None:
+    if r is None:
+        print(f"{label:<12} skipped: {skipped}", flush=True)
+        return
+    load = "?" if r["outside_cores_during"] is None else f"{r['outside_cores_during']:.2f}"
+    cpu = f"{r['cpu_s']:.2f}" if "cpu_s" in r else "?"
+    print(f"{label:<12} {seed:>5} {r['interactions_per_s']:>15.0f} {r['train_s']:>9.2f} {cpu:>9} {load:>14} {r['ndcg@10']:>9.4f}", flush=True)
+
+
+def run_pair(name: str, args: argparse.Namespace, work: Path, skipped: str | None) -> dict[str, Any]:
+    """Both libraries at every training seed on the same data; prints the table and the ratio line."""
+    lr = args.lr if args.lr is not None else DEFAULT_LR[name]
+    extra = (f", softmax cross-entropy, {args.layers} blocks, {args.heads} heads, history {args.history_length}"
+             if name == "sasrec" else ", BPR with 1 negative")
+    rows = len(np.load(work / "split.npz")["train_u"])
+    print(f"{TITLES[name]}: {args.n_users} users, {rows} training interactions, dim {args.dim}, "
+          f"batch {args.batch_size} interactions, lr {lr}, {args.epochs} epochs{extra}, threads {args.threads}, "
+          f"{'validation' if args.validation else 'test'} split, data seed {args.seed}")
+    print(f"{'library':<12} {'seed':>5} {'interactions/s':>15} {'train s':>9} {'CPU s':>9} {'outside cores':>14} {'NDCG@10':>9}", flush=True)
+    runs = []
+    for seed in args.seeds:  # each row as soon as it is measured
+        ours = run_crossbench(name, args, work, seed)
+        print_row("crossbench", seed, ours, skipped)
+        theirs = None if skipped else run_recbole(name, args, work, seed)
+        print_row("RecBole", seed, theirs, skipped)
+        runs.append((seed, ours, theirs))
+    ours_all = [r[1] for r in runs]
+    theirs_all = [r[2] for r in runs if r[2] is not None]
+    ndcg = {"crossbench": mean_std([r["ndcg@10"] for r in ours_all]),
+            "recbole": mean_std([r["ndcg@10"] for r in theirs_all]) if theirs_all else None}
+    # the ratio of the summed epoch times: every run trains the same interactions for the same epochs
+    ours_rate = sum(r["train_interactions"] * r["epochs"] for r in ours_all) / sum(r["train_s"] for r in ours_all)
+    theirs_rate = sum(r["train_interactions"] * r["epochs"] for r in theirs_all) / sum(r["train_s"] for r in theirs_all) if theirs_all else None
+    ratio = None if theirs_rate is None else ours_rate / theirs_rate
+    # on a loaded machine the wall-clock ratio measures the load; at one thread the CPU seconds do not
+    cpu_ratio = sum(r["cpu_s"] for r in theirs_all) / sum(r["cpu_s"] for r in ours_all) if theirs_all else None
+    if len(runs) > 1:
+        line = " / ".join(f"{ndcg[k]['mean']:.4f} +- {ndcg[k]['std']:.4f}" for k in ("crossbench", "recbole") if ndcg[k])
+        print(f"{name}: NDCG@10 over seeds {','.join(map(str, args.seeds))} (mean +- sample std), crossbench{' / RecBole' if theirs_all else ''}: {line}")
+    threads = ours_all[0]["threads"]
+    if ratio is None:
+        print(f"{name}: crossbench {ours_rate:.0f} training interactions/s (threads {threads}, "
+              f"{describe(ours_all[0]['outside_cores_during'])}); no ratio: RecBole skipped", flush=True)
+    else:
+        loads = " / ".join(outside_load(rs) for rs in (ours_all, theirs_all))
+        print(f"{name}: throughput ratio crossbench / RecBole = {ratio:.2f} (threads {threads} / {theirs_all[0]['threads']}, "
+              f"outside load {loads} cores)", flush=True)
+        print(f"{name}: CPU-time ratio RecBole / crossbench = {cpu_ratio:.2f} (RecBole's epochs against crossbench's whole fit)",
+              flush=True)
+    single = len(runs) == 1
+    return {"lr": lr, "seeds": args.seeds, "crossbench": ours_all[0] if single else ours_all,
+            "recbole": (theirs_all[0] if theirs_all else None) if single else (theirs_all or None), "ratio": ratio,
+            "cpu_ratio": cpu_ratio, "ndcg@10": ndcg}
 
 
 def main() -> None:
@@ -351,36 +377,14 @@ def main() -> None:
     report: dict[str, Any] = {"benchmark": "train_throughput", "split": "validation" if args.validation else "test",
                               "sasrec_params": args.sasrec_param, "threads": args.threads, "n_users": args.n_users,
                               "epochs": args.epochs, "dim": args.dim, "batch_size": args.batch_size, "recbole_skipped": skipped,
-                              "models": {}}
+                              "data_seed": args.seed, "seeds": args.seeds,
+                              "sequence_batch": args.sequence_batch, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         make_split(args.n_users, args.seed, args.history_length, work, sequences="sasrec" in args.models and not skipped,
                    validation=args.validation)
         for name in args.models:
-            ours = run_crossbench(name, args, work)
-            theirs = None if skipped else run_recbole(name, args, work)
-            lr = args.lr if args.lr is not None else DEFAULT_LR[name]
-            extra = (f", softmax cross-entropy, {args.layers} blocks, {args.heads} heads, history {args.history_length}"
-                     if name == "sasrec" else ", BPR with 1 negative")
-            print(f"{TITLES[name]}: {args.n_users} users, {ours['train_interactions']} training interactions, dim {args.dim}, "
-                  f"batch {args.batch_size} interactions, lr {lr}, {args.epochs} epochs{extra}, threads {args.threads}, "
-                  f"{'validation' if args.validation else 'test'} split")
-            print(f"{'library':<12} {'interactions/s':>15} {'train s':>9} {'outside cores':>14} {'NDCG@10':>9}")
-            for label, r in (("crossbench", ours), ("RecBole", theirs)):
-                if r is None:
-                    print(f"{label:<12} skipped: {skipped}")
-                    continue
-                load = "?" if r["outside_cores_during"] is None else f"{r['outside_cores_during']:.2f}"
-                print(f"{label:<12} {r['interactions_per_s']:>15.0f} {r['train_s']:>9.2f} {load:>14} {r['ndcg@10']:>9.4f}")
-            ratio = None if theirs is None else ours["interactions_per_s"] / theirs["interactions_per_s"]
-            if ratio is None:
-                print(f"{name}: crossbench {ours['interactions_per_s']:.0f} training interactions/s (threads {ours['threads']}, "
-                      f"{describe(ours['outside_cores_during'])}); no ratio: RecBole skipped", flush=True)
-            else:
-                loads = " / ".join("?" if r["outside_cores_during"] is None else f"{r['outside_cores_during']:.2f}" for r in (ours, theirs))
-                print(f"{name}: throughput ratio crossbench / RecBole = {ratio:.2f} (threads {ours['threads']} / {theirs['threads']}, "
-                      f"outside load {loads} cores)", flush=True)
-            report["models"][name] = {"lr": lr, "crossbench": ours, "recbole": theirs, "ratio": ratio}
+            report["models"][name] = run_pair(name, args, work, skipped)
     print(json.dumps(report))
 
 

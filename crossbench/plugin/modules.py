@@ -44,9 +44,7 @@ class ItemEncoder(nn.Module, abc.ABC):
 
     def all_items(self) -> torch.Tensor:
         """Vectors of every item of the domain, ``[n_items, dim]``."""
-        n = int(self.n_items)
-        device = next(self.parameters()).device if any(True for _ in self.parameters()) else None
-        return self.forward(torch.arange(n, device=device))
+        return self.block_items(0, int(self.n_items))
 
     def block_items(self, start: int, stop: int) -> torch.Tensor:
         """Vectors of items ``start`` to ``stop - 1``, ``[stop - start, dim]``: rows of :meth:`all_items`,

@@ -253,9 +253,7 @@ class TextItemEncoder(ItemEncoder):
         key = (self.training, torch.is_grad_enabled(), torch.is_autocast_enabled(), *(p._version for p in self.parameters()))
         if self._memo is not None and self._memo[0] == key:
             return self._memo[1]
-        out = self.adapter(self.text)
-        if self.id_embedding is not None:
-            out = out + self.id_embedding.weight
+        out = self.block_items(0, self.n_items)
         self._memo = (key, out)
         return out
 

@@ -292,6 +292,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             args.unicdr_steps, args.c2dsr_epochs, args.cdrib_epochs, args.cdrib_jobs, args.cdrib_dim, args.disencdr_epochs)
     if min(args.threads, *caps) < 1 or not args.seeds:
         problems.append("--threads and every --*epochs and --*patience must be >= 1 and --seeds non-empty")
+    if "cdrib" in args.models and args.cdrib_epochs < 10:  # both sides keep the epoch the authors' code validates: 10, 15, ...
+        problems.append(f"--cdrib-epochs {args.cdrib_epochs}: CDRIB's reference validates at epochs 10, 15, ...; give at least 10")
     if problems:
         parser.exit(2, f"fidelity.py: {'; '.join(problems)}\n")
     return args

@@ -230,6 +230,12 @@ def test_cli_skips_models_without_a_reference_and_refuses_bad_input(capsys: pyte
     with pytest.raises(SystemExit) as stop:
         fidelity.main(["--ptupcdr-ref", "/nonexistent"])
     assert stop.value.code == 2
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        fidelity.main(["--models", "cdrib", "--cdrib-epochs", "5", "--seeds", "0"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "fidelity.py: --cdrib-epochs 5: CDRIB's reference validates at epochs 10, 15, ...; give at least 10")
 
 
 @pytest.mark.skipif(not (PTUPCDR_REF and PTUPCDR_PYTHON), reason="set CROSSBENCH_PTUPCDR_REF and CROSSBENCH_PTUPCDR_PYTHON")

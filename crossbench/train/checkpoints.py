@@ -22,7 +22,8 @@ CHECKPOINT_FORMAT = 1
 _CONFIGURATION = ("components", "training")
 #: training settings added after checkpoints were first written, with the value that reproduces
 #: the training before them: a checkpoint that lacks one was trained with that value
-ADDED_SETTINGS = {"warmup_epochs": 0.0, "lr_decay": "none", "min_lr_ratio": 0.0, "clip_norm": 0.0, "weight_decay": 0.0}
+ADDED_SETTINGS = {"warmup_epochs": 0.0, "lr_decay": "none", "min_lr_ratio": 0.0, "clip_norm": 0.0, "weight_decay": 0.0,
+                  "ema_epochs": 0.0, "target_groups": 1}
 
 
 def save_checkpoint(path: Path, *, state: Mapping[str, torch.Tensor], describe: Mapping[str, Any]) -> Path:

@@ -3,12 +3,14 @@
 Pair training reads each domain's (user, item) training interactions; sequence training
 reads each domain's history windows (:func:`crossbench.train.sequences.sequence_windows`),
 the indices its batches draw from, and the log training popularity of its items (for
-popularity-sampled negatives).
+popularity-sampled negatives). With ``target_groups`` above 1, each epoch deals every
+window's positions into groups (:func:`epoch_groups`) and a batch names (window, group)
+pairs (:func:`batch_windows`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -32,3 +34,46 @@ def sequence_data(
     pools = {d: torch.arange(len(windows[d][0]), device=device) for d in domains}
     log_probs = {d: torch.log(c.clamp(min=0.5) / c.clamp(min=0.5).sum()) for d, c in item_counts.items()}
     return windows, pools, log_probs
+
+
+def epoch_batches(
+    domains: list[str], pools: dict[str, torch.Tensor] | None, pairs: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+    batch_size: int, target_groups: int, gen: torch.Generator, device: torch.device,
+) -> list[tuple[str, torch.Tensor]]:
+    """Every domain's shuffled mini-batches of one epoch: indices of history windows (``pools``; with
+    ``target_groups`` k above 1, of (window, group) pairs ``window * k + group``, k times as many per
+    batch) or of pairs."""
+    batches = []
+    for d in domains:
+        k = target_groups if pools is not None else 1
+        n = (len(pools[d]) if pools is not None else len(pairs[d][0])) * k
+        perm = torch.randperm(n, generator=gen, device=device)
+        if pools is not None:
+            perm = pools[d][perm] if k == 1 else pools[d][perm // k] * k + perm % k
+        batches += [(d, perm[s : s + batch_size * k]) for s in range(0, n, batch_size * k)]
+    return batches
+
+
+def epoch_groups(windows: Mapping[str, list[torch.Tensor]], groups: int, gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    """Each domain's group of every window position for one epoch ``[W, L]``, uniform in ``0 .. groups - 1``
+    (drawn from ``gen``, the generator every rank shares for the batch order); empty when ``groups`` is 1."""
+    if groups == 1:
+        return {}
+    return {d: torch.randint(0, groups, tuple(w[1].shape), generator=gen, device=device) for d, w in windows.items()}
+
+
+def batch_windows(
+    batch: torch.Tensor, items: torch.Tensor, groups: torch.Tensor | None, k: int, local: Callable[..., torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """This rank's windows of one batch and the positions each trains (``None``: every position).
+
+    ``items`` ``[W, L]`` holds a domain's windows (``-1`` padding). Without ``groups`` the batch
+    lists windows. With them (``[W, L]``, values below ``k``) it lists ``window * k + group`` and
+    each window trains the positions of its group. ``local(batch, work=...)`` gives this rank's
+    share (:meth:`crossbench.train.distributed.Ranks.local`), dealt by each entry's targets."""
+    if groups is None:
+        return local(batch, work=(items[batch] >= 0).sum(1)), None
+    window = batch // k
+    train = (groups[window] == (batch % k).unsqueeze(1)) & (items[window] >= 0)
+    mine = local(torch.arange(len(batch), device=batch.device), work=train.sum(1))
+    return window[mine], train[mine]

@@ -79,6 +79,7 @@ def sequence_step(
     config: TrainConfig,
     generator: torch.Generator,
     catalogues: Mapping[str, torch.Tensor] | None = None,
+    targets: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int]:
     """The loss of one batch of sequences in ``target`` and the number of targets ranked.
 
@@ -88,12 +89,13 @@ def sequence_step(
     reads; ``item_log_probs[d]`` ``[n_items]`` the log training popularity of each item (for
     popularity-sampled negatives); ``catalogues[d]``, when given, the item vectors of every
     domain read (else each encoder's ``all_items()``: data-parallel training passes them
-    encoded block-wise over the ranks).
+    encoded block-wise over the ranks); ``targets`` ``[B, L]``, when given, the positions trained
+    (``target_groups``: the others are read as history only).
     """
     fused, labels = fused_positions(
         item_encoders=item_encoders, user_encoders=user_encoders, fusion=fusion, histories=histories,
         domains=domains, target=target, users=users, target_history=target_history,
-        dropout=config.target_history_dropout, generator=generator, catalogues=catalogues,
+        dropout=config.target_history_dropout, generator=generator, catalogues=catalogues, targets=targets,
     )
     if labels.numel() == 0:
         return fused.sum() * 0.0, 0
@@ -117,8 +119,10 @@ def fused_positions(
     dropout: float,
     generator: torch.Generator | None,
     catalogues: Mapping[str, torch.Tensor] | None = None,
+    targets: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fused user vectors ``[N, dim]`` before every target position that has an item, and those items ``[N]``."""
+    """Fused user vectors ``[N, dim]`` before every target position that has an item (of ``targets``
+    ``[B, L]`` only, when given), and those items ``[N]``."""
     hist = target_history  # [B, L]
     mask = hist >= 0
     if catalogues is None:
@@ -135,6 +139,8 @@ def fused_positions(
         t_mask = mask & ~hide.unsqueeze(1)
     queries = queries * q_present.unsqueeze(-1).to(queries.dtype)
     predict = mask if fusion.cross_domain else mask & q_present
+    if targets is not None:
+        predict = predict & targets
     vectors: dict[str, torch.Tensor] = {target: queries}
     present: dict[str, torch.Tensor] = {target: q_present}
     items: dict[str, torch.Tensor] = {target: x}

@@ -75,6 +75,13 @@ class TrainConfig:
     #: horizon, in epochs of optimiser steps, of the exponential moving average of the weights
     #: that validation scores and early stopping keeps (:mod:`crossbench.train.averaging`); 0 = off
     ema_epochs: float = 0.0
+    #: ``sequences`` training: each epoch deals every window's target positions at random into
+    #: this many groups, each group trained in a different batch beside other windows' groups. A
+    #: batch then holds ``batch_size * target_groups`` windows with about ``batch_size`` windows'
+    #: targets, so the steps per epoch and the targets per step stay, the targets of one step
+    #: come from that many times more users, and each window is encoded that many times per epoch
+    #: (its compute). 1: every window's targets in one batch (one pass per window and epoch)
+    target_groups: int = 1
 
     def check(self) -> None:
         """Raise a :class:`CrossbenchError` naming every out-of-range setting."""
@@ -87,7 +94,7 @@ class TrainConfig:
             problems.append(unknown_name_message("negative_sampling", self.negative_sampling, NEGATIVE_SAMPLING))
         if self.loss == "full-softmax" and self.training != "sequences":
             problems.append("loss 'full-softmax' needs training='sequences'")
-        for name in ("dim", "epochs", "batch_size", "history_length", "patience", "valid_k"):
+        for name in ("dim", "epochs", "batch_size", "history_length", "patience", "valid_k", "target_groups"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.negatives < 1 or self.sampled_negatives < 0:
@@ -150,6 +157,7 @@ TRAINING_MEANINGS: Mapping[str, str] = {
     "clip_norm": "largest global gradient norm of an optimiser step (0 = no clipping)",
     "weight_decay": "decoupled weight decay of AdamW (0 = plain Adam)",
     "ema_epochs": "horizon in epochs of the moving average of the weights that validation scores and the fit keeps (0 = off)",
+    "target_groups": "sequences training: each window's targets dealt over this many batches per epoch (targets per step kept, compute x this)",
 }
 
 #: The search range of each tunable training setting, shared by every composed model's search space.
@@ -168,6 +176,7 @@ TRAINING_RANGES: Mapping[str, Param] = {
         CategoricalParam("clip_norm", (0.0, 0.5, 1.0, 5.0)),
         CategoricalParam("weight_decay", (0.0, 1e-4, 1e-3, 1e-2)),
         CategoricalParam("ema_epochs", (0.0, 0.5, 1.0, 2.0)),
+        CategoricalParam("target_groups", (1, 2, 4)),
     )
 }
 

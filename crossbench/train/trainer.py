@@ -53,7 +53,7 @@ from crossbench.train.averaging import WeightAverage
 from crossbench.train.checkpoints import read_checkpoint, save_checkpoint
 from crossbench.train.composed import ComposedModel, StepSchedule, backward_step, build_histories, make_optimizer, reads_history
 from crossbench.train.distributed import ranks
-from crossbench.train.epoch_data import sequence_data, training_pairs
+from crossbench.train.epoch_data import batch_windows, epoch_batches, epoch_groups, sequence_data, training_pairs
 from crossbench.train.sequences import sequence_step
 from crossbench.train.settings import TrainConfig
 from crossbench.train.stages_validation import validation_score
@@ -211,18 +211,21 @@ class ComposedRecommender(Recommender):
         for epoch in range(1, cfg.epochs + 1):
             epochs_run = epoch
             average.training(model)
-            batches = self._epoch_batches(domains, pools if sequences else None, pairs, shuffle, env.device)
+            batches = epoch_batches(domains, pools if sequences else None, pairs, cfg.batch_size, cfg.target_groups, shuffle, env.device)
             order = torch.randperm(len(batches), generator=order_gen).tolist()
             schedule = StepSchedule.of(cfg, len(batches))  # every epoch has the same number of batches
+            groups = epoch_groups(windows, cfg.target_groups, shuffle, env.device) if sequences else {}
             _sync(env.device)
             t0 = time.perf_counter()
             step_losses: list[torch.Tensor] = []  # kept on the device: no synchronisation per step
             with progress_bar(order, label=f"epoch {epoch}/{cfg.epochs}", enabled=env.progress) as bar:
                 for b in bar:
-                    d, idx = batches[b][0], dp.local(batches[b][1], work=(windows[batches[b][0]][1][batches[b][1]] >= 0).sum(1) if sequences else None)
+                    d = batches[b][0]
+                    idx, targets = batch_windows(batches[b][1], windows[d][1], groups.get(d), cfg.target_groups, dp.local) if sequences \
+                        else (dp.local(batches[b][1]), None)
                     with self._autocast():
                         if sequences:
-                            loss, n_samples = self._sequence_step(model, d, windows[d][0][idx], windows[d][1][idx], log_probs, gen)
+                            loss, n_samples = self._sequence_step(model, d, windows[d][0][idx], windows[d][1][idx], log_probs, gen, targets)
                         else:
                             loss, n_samples = pair_step(model, d, pairs[d][0][idx], pairs[d][1][idx], n_items[d], gen), len(idx)
                     if opt is not None and loss.requires_grad:
@@ -266,20 +269,6 @@ class ComposedRecommender(Recommender):
             threads=torch.get_num_threads(), train_seconds=train_seconds, train_samples=dp.total(samples), warnings=tuple(warnings),
         )
 
-    def _epoch_batches(
-        self, domains: list[str], pools: dict[str, torch.Tensor] | None, pairs: dict[str, tuple[torch.Tensor, torch.Tensor]],
-        gen: torch.Generator, device: torch.device,
-    ) -> list[tuple[str, torch.Tensor]]:
-        """Every domain's shuffled mini-batches of one epoch: indices of history windows (``pools``) or of pairs."""
-        batches = []
-        for d in domains:
-            n = len(pools[d]) if pools is not None else len(pairs[d][0])
-            perm = torch.randperm(n, generator=gen, device=device)
-            if pools is not None:
-                perm = pools[d][perm]
-            batches += [(d, perm[s : s + self.config.batch_size]) for s in range(0, n, self.config.batch_size)]
-        return batches
-
     def _inputs(
         self, model: ComposedModel, domain: str, users: torch.Tensor, pos: torch.Tensor | None, gen: torch.Generator | None
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -315,13 +304,14 @@ class ComposedRecommender(Recommender):
 
     def _sequence_step(
         self, model: ComposedModel, domain: str, users: torch.Tensor, target_history: torch.Tensor,
-        log_probs: Mapping[str, torch.Tensor], gen: torch.Generator,
+        log_probs: Mapping[str, torch.Tensor], gen: torch.Generator, targets: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, int]:
         return sequence_step(
             item_encoders=model.item_encoders, user_encoders=model.user_encoders,  # type: ignore[arg-type]
             fusion=model.fusion, scorer=model.scorer, histories=self.histories, item_log_probs=log_probs,
             domains=model.domains_for(domain), target=domain, users=users, target_history=target_history, config=self.config, generator=gen,
             catalogues=ranks().catalogues(model.item_encoders, model.domains_for(domain)) if ranks().active else None,  # a block per rank
+            targets=targets,
         )
 
     def _bpr_step(self, model: ComposedModel, domain: str, users: torch.Tensor, pos: torch.Tensor, n_items: int, gen: torch.Generator) -> torch.Tensor:

@@ -12,9 +12,12 @@ weight decay, on CPU with the same thread count (``--models``, both by default):
   and attention dropout), the ``--history-length`` most recent training items. RecBole reads
   each training interaction with the items before it (its own augmentation, written here as
   its pre-split atomic files, batches of ``--batch-size`` interactions); crossbench trains
-  all positions of each sequence in one pass, with as many sequences per batch as hold
-  about ``--batch-size`` interactions. Both use softmax cross-entropy over the catalogue
-  (RecBole's ``loss_type="CE"``, its default; crossbench's ``loss="full-softmax"``).
+  all positions of each sequence at once, with as many sequences per batch as hold about
+  ``--batch-size`` interactions. By default it lists each sequence twice an epoch, each
+  listing training a random half of its positions (``target_groups=2``, chosen on the
+  validation split): a step then ranks about as many targets, drawn from twice as many users.
+  Both use softmax cross-entropy over the catalogue (RecBole's ``loss_type="CE"``, its
+  default; crossbench's ``loss="full-softmax"``).
 
 ``--sequence-batch targets`` sizes crossbench's batches by ranked targets instead (the
 items after each window's first, RecBole's samples), so that both take the same steps per epoch.
@@ -281,8 +284,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--validation", action="store_true",
                     help="score on the validation split (test items dropped, each user's last 20%% of the rest held out): choose settings here")
     ap.add_argument("--sasrec-param", action="append", default=[], metavar="KEY=VALUE",
-                    help="crossbench sasrec: set one more hyperparameter (default norm=post init_std=0.02, RecBole's layout; "
-                         "norm=pre init_std=0 is sasrec's own default); repeatable")
+                    help="crossbench sasrec: set one more hyperparameter (default norm=post init_std=0.02, RecBole's layout, and "
+                         "target_groups=2; norm=pre init_std=0 target_groups=1 are sasrec's own defaults); repeatable")
     ap.add_argument("--tiny", action="store_true", help=f"a check of the script in seconds: {TINY} unless given")
     ap.add_argument("--recbole-worker", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--worker-model", choices=MODELS, default="mf", help=argparse.SUPPRESS)
@@ -291,8 +294,9 @@ def parse_args() -> argparse.Namespace:
     args = ap.parse_args()
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     args.seeds = list(dict.fromkeys(args.seeds)) if args.seeds else [args.seed]
-    # RecBole's block layout and initialisation unless told otherwise (sasrec's defaults keep the published model)
-    args.sasrec_param = {"norm": "post", "init_std": 0.02, **dict(parse_param(p, ap) for p in args.sasrec_param)}
+    # RecBole's block layout and initialisation, and each sequence's targets spread over two listings (chosen on the
+    # validation split), unless told otherwise; sasrec's own defaults keep the published boards' model
+    args.sasrec_param = {"norm": "post", "init_std": 0.02, "target_groups": 2, **dict(parse_param(p, ap) for p in args.sasrec_param)}
     unknown = [m for m in args.models if m not in MODELS]
     if unknown or not args.models:
         ap.error(f"--models {','.join(args.models)}: choose from {', '.join(MODELS)}")

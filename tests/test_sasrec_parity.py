@@ -50,6 +50,8 @@ def test_two_training_seeds_on_the_same_data() -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["seeds"] == [0, 1] and report["data_seed"] == 0
+    # RecBole's layout, and each sequence listed twice an epoch (chosen on the validation split)
+    assert report["sasrec_params"] == {"norm": "post", "init_std": 0.02, "target_groups": 2}
     r = report["models"]["sasrec"]
     runs = r["crossbench"]
     assert len(runs) == 2 and runs[0]["train_interactions"] == runs[1]["train_interactions"] > 0  # the same rows

@@ -3,9 +3,9 @@
 Pair training reads each domain's (user, item) training interactions; sequence training
 reads each domain's history windows (:func:`crossbench.train.sequences.sequence_windows`),
 the indices its batches draw from, and the log training popularity of its items (for
-popularity-sampled negatives). With ``target_groups`` above 1, each epoch deals every
-window's positions into groups (:func:`epoch_groups`) and a batch names (window, group)
-pairs (:func:`batch_windows`).
+popularity-sampled negatives). With ``target_groups`` k above 1, an epoch lists each window k
+times (:func:`epoch_batches`) and each listing trains a random 1/k of its positions
+(:func:`batch_windows`).
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ def epoch_batches(
     batch_size: int, target_groups: int, gen: torch.Generator, device: torch.device,
 ) -> list[tuple[str, torch.Tensor]]:
     """Every domain's shuffled mini-batches of one epoch: indices of history windows (``pools``; with
-    ``target_groups`` k above 1, of (window, group) pairs ``window * k + group``, k times as many per
-    batch) or of pairs."""
+    ``target_groups`` k above 1, each window listed k times as ``window * k + copy``, k times as
+    many entries per batch) or of pairs."""
     batches = []
     for d in domains:
-        k = target_groups if pools is not None else 1
+        k = target_groups if pools is not None else 1  # each window's k listings: window * k + copy
         n = (len(pools[d]) if pools is not None else len(pairs[d][0])) * k
         perm = torch.randperm(n, generator=gen, device=device)
         if pools is not None:
@@ -54,26 +54,22 @@ def epoch_batches(
     return batches
 
 
-def epoch_groups(windows: Mapping[str, list[torch.Tensor]], groups: int, gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
-    """Each domain's group of every window position for one epoch ``[W, L]``, uniform in ``0 .. groups - 1``
-    (drawn from ``gen``, the generator every rank shares for the batch order); empty when ``groups`` is 1."""
-    if groups == 1:
-        return {}
-    return {d: torch.randint(0, groups, tuple(w[1].shape), generator=gen, device=device) for d, w in windows.items()}
-
-
 def batch_windows(
-    batch: torch.Tensor, items: torch.Tensor, groups: torch.Tensor | None, k: int, local: Callable[..., torch.Tensor],
+    batch: torch.Tensor, items: torch.Tensor, k: int, gen: torch.Generator, local: Callable[..., torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """This rank's windows of one batch and the positions each trains (``None``: every position).
 
-    ``items`` ``[W, L]`` holds a domain's windows (``-1`` padding). Without ``groups`` the batch
-    lists windows. With them (``[W, L]``, values below ``k``) it lists ``window * k + group`` and
-    each window trains the positions of its group. ``local(batch, work=...)`` gives this rank's
-    share (:meth:`crossbench.train.distributed.Ranks.local`), dealt by each entry's targets."""
-    if groups is None:
+    ``items`` ``[W, L]`` holds a domain's windows (``-1`` padding). With ``k`` 1 the batch lists
+    windows, each trained at every position. With ``k`` above 1 it lists ``window * k + copy``
+    (:func:`epoch_batches`: each window ``k`` times an epoch), and each entry trains a random
+    ``1/k`` of its window's positions, drawn afresh for every entry from ``gen`` (the generator
+    every rank shares for the batch order, so all ranks draw alike): each target is trained once
+    an epoch in expectation. ``local(batch, work=...)`` gives this rank's share
+    (:meth:`crossbench.train.distributed.Ranks.local`), dealt by each entry's targets."""
+    if k == 1:
         return local(batch, work=(items[batch] >= 0).sum(1)), None
     window = batch // k
-    train = (groups[window] == (batch % k).unsqueeze(1)) & (items[window] >= 0)
+    drawn = torch.randint(0, k, (len(batch), items.shape[1]), generator=gen, device=batch.device) == 0
+    train = drawn & (items[window] >= 0)
     mine = local(torch.arange(len(batch), device=batch.device), work=train.sum(1))
     return window[mine], train[mine]

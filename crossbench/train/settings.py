@@ -75,12 +75,13 @@ class TrainConfig:
     #: horizon, in epochs of optimiser steps, of the exponential moving average of the weights
     #: that validation scores and early stopping keeps (:mod:`crossbench.train.averaging`); 0 = off
     ema_epochs: float = 0.0
-    #: ``sequences`` training: each epoch deals every window's target positions at random into
-    #: this many groups, each group trained in a different batch beside other windows' groups. A
-    #: batch then holds ``batch_size * target_groups`` windows with about ``batch_size`` windows'
-    #: targets, so the steps per epoch and the targets per step stay, the targets of one step
-    #: come from that many times more users, and each window is encoded that many times per epoch
-    #: (its compute). 1: every window's targets in one batch (one pass per window and epoch)
+    #: ``sequences`` training: each epoch lists every window this many times, and each listing
+    #: trains a random ``1/target_groups`` of the window's targets (drawn afresh per listing: each
+    #: target is trained once an epoch in expectation). A batch then holds ``batch_size *
+    #: target_groups`` listings with about ``batch_size`` windows' targets, so the steps per epoch
+    #: and the targets per step stay, the targets of one step come from that many times more
+    #: users, and each window is encoded that many times per epoch (its compute). 1: every
+    #: window's targets in one batch (one pass per window and epoch)
     target_groups: int = 1
 
     def check(self) -> None:
@@ -157,7 +158,7 @@ TRAINING_MEANINGS: Mapping[str, str] = {
     "clip_norm": "largest global gradient norm of an optimiser step (0 = no clipping)",
     "weight_decay": "decoupled weight decay of AdamW (0 = plain Adam)",
     "ema_epochs": "horizon in epochs of the moving average of the weights that validation scores and the fit keeps (0 = off)",
-    "target_groups": "sequences training: each window's targets dealt over this many batches per epoch (targets per step kept, compute x this)",
+    "target_groups": "sequences training: each window listed this many times an epoch, each listing training a random 1/n of its targets (compute x n)",
 }
 
 #: The search range of each tunable training setting, shared by every composed model's search space.

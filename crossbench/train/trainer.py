@@ -53,7 +53,7 @@ from crossbench.train.averaging import WeightAverage
 from crossbench.train.checkpoints import read_checkpoint, save_checkpoint
 from crossbench.train.composed import ComposedModel, StepSchedule, backward_step, build_histories, make_optimizer, reads_history
 from crossbench.train.distributed import ranks
-from crossbench.train.epoch_data import batch_windows, epoch_batches, epoch_groups, sequence_data, training_pairs
+from crossbench.train.epoch_data import batch_windows, epoch_batches, sequence_data, training_pairs
 from crossbench.train.sequences import sequence_step
 from crossbench.train.settings import TrainConfig
 from crossbench.train.stages_validation import validation_score
@@ -214,14 +214,13 @@ class ComposedRecommender(Recommender):
             batches = epoch_batches(domains, pools if sequences else None, pairs, cfg.batch_size, cfg.target_groups, shuffle, env.device)
             order = torch.randperm(len(batches), generator=order_gen).tolist()
             schedule = StepSchedule.of(cfg, len(batches))  # every epoch has the same number of batches
-            groups = epoch_groups(windows, cfg.target_groups, shuffle, env.device) if sequences else {}
             _sync(env.device)
             t0 = time.perf_counter()
             step_losses: list[torch.Tensor] = []  # kept on the device: no synchronisation per step
             with progress_bar(order, label=f"epoch {epoch}/{cfg.epochs}", enabled=env.progress) as bar:
                 for b in bar:
                     d = batches[b][0]
-                    idx, targets = batch_windows(batches[b][1], windows[d][1], groups.get(d), cfg.target_groups, dp.local) if sequences \
+                    idx, targets = batch_windows(batches[b][1], windows[d][1], cfg.target_groups, shuffle, dp.local) if sequences \
                         else (dp.local(batches[b][1]), None)
                     with self._autocast():
                         if sequences:

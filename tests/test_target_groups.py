@@ -93,6 +93,9 @@ def test_grouped_fit_ranks_as_many_targets_and_one_group_is_the_one_pass_trainin
     assert any(not torch.equal(one[k], two[k]) for k in one)
 
 
-def test_target_groups_below_one_is_refused() -> None:
+def test_target_groups_below_one_or_with_pair_training_is_refused() -> None:
     with pytest.raises(CrossbenchError, match="target_groups must be at least 1, got 0"):
         TrainConfig(target_groups=0).check()
+    with pytest.raises(CrossbenchError, match=r"target_groups=2 needs training='sequences'"):
+        TrainConfig(target_groups=2).check()  # pair training, the default
+    TrainConfig(target_groups=2, training="sequences").check()

@@ -95,6 +95,8 @@ class TrainConfig:
             problems.append(unknown_name_message("negative_sampling", self.negative_sampling, NEGATIVE_SAMPLING))
         if self.loss == "full-softmax" and self.training != "sequences":
             problems.append("loss 'full-softmax' needs training='sequences'")
+        if self.target_groups > 1 and self.training != "sequences":
+            problems.append(f"target_groups={self.target_groups} needs training='sequences' (pairs are single targets already)")
         for name in ("dim", "epochs", "batch_size", "history_length", "patience", "valid_k", "target_groups"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -44,12 +44,12 @@ def epoch_batches(
     ``target_groups`` k above 1, each window listed k times as ``window * k + copy``, k times as
     many entries per batch) or of pairs."""
     batches = []
+    k = target_groups if pools is not None else 1  # each window's k listings: window * k + copy
     for d in domains:
-        k = target_groups if pools is not None else 1  # each window's k listings: window * k + copy
         n = (len(pools[d]) if pools is not None else len(pairs[d][0])) * k
         perm = torch.randperm(n, generator=gen, device=device)
         if pools is not None:
-            perm = pools[d][perm] if k == 1 else pools[d][perm // k] * k + perm % k
+            perm = pools[d][perm // k] * k + perm % k  # k = 1: pools[d][perm]
         batches += [(d, perm[s : s + batch_size * k]) for s in range(0, n, batch_size * k)]
     return batches
 

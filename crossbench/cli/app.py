@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import click
 
+from crossbench.cli.backfill import add_breakdowns
 from crossbench.cli.commands import list_, plugins, run, tune
 from crossbench.cli.common import CliState, check_numbers
 from crossbench.cli.data import data_group
@@ -33,7 +34,7 @@ def cli(ctx: click.Context) -> None:
         ctx.obj = CliState()
 
 
-for _command in (run, tune, list_, show, plugins, leaderboard, data_group, verify, reproduce, recommend_command, simulate_command):
+for _command in (run, tune, list_, show, plugins, leaderboard, data_group, verify, reproduce, add_breakdowns, recommend_command, simulate_command):
     cli.add_command(_command)
 check_numbers(cli)
 

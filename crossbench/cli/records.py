@@ -121,6 +121,10 @@ def verify(folder: Path, no_data: bool) -> None:
     n_users = sum(int(r["protocol"]["n_test_users"]) for r in records)
     where = f" of {len(sources)} results folders ({', '.join(map(str, sources))})" if sources else ""
     click.echo(f"{len(records)} run record(s){where}: schema, per-user files and {n_users} users' values agree with every reported mean")
+    added = [r["evaluation"]["breakdowns_added"].get("how") for r in records if isinstance(r["evaluation"].get("breakdowns_added"), dict)]
+    if added:
+        hows = ", ".join(f"{added.count(h)} from {h}" for h in sorted(set(map(str, added))))
+        click.echo(f"{len(added)} record(s) gained their breakdowns after their run (crossbench add-breakdowns; {hows})")
     for line in manifest_lines:
         click.echo(line)
     if not no_data:
@@ -209,6 +213,33 @@ def _kept_experiment(record_path: Path) -> Any:
     )
 
 
+def record_experiment(record: Path) -> tuple[dict[str, Any], Any]:
+    """A run record (schema-checked, verified against its per-user file and its folder's experiment) and
+    the experiment that reruns exactly its row: its model with the record's hyperparameters, its seed, its target."""
+    from crossbench.experiment.tomlfile import model_from_record
+    from crossbench.records.schema import MANIFEST, check_belongs, read_manifest, read_record, verify_record
+    from crossbench.records.store import SCHEMA_VERSION
+
+    rec = read_record(record, schema=SCHEMA_VERSION)
+    manifest = read_manifest(record.parent.parent / MANIFEST)
+    if manifest is not None and record.parent.name == "runs":
+        check_belongs(rec, manifest=manifest, where=f"run record {record}")
+    verify_record(rec, where=f"run record {record}")
+    exp = _kept_experiment(record)
+    model = model_from_record(rec["model"])
+    if rec["dataset"]["name"] != exp.dataset.name or dict(rec["dataset"]["params"]) != dict(exp.dataset.params):
+        raise CrossbenchError(f"run record {record}: its dataset differs from the experiment kept beside it")
+    kept = {k: v for k, v in rec["protocol"]["params"].items() if k not in ("seed", "target")}
+    spec = _registry().get("protocols", exp.protocol.name) if rec["protocol"]["name"] == exp.protocol.name else None
+    defaults = spec.parameters() if spec is not None and hasattr(spec, "parameters") else {}
+    expected = {**{k: defaults[k] for k in kept if k in defaults}, **exp.protocol.params}  # a record also names defaults
+    if spec is None or kept != expected:
+        raise CrossbenchError(f"run record {record}: its protocol {rec['protocol']['name']} {kept} differs from the experiment kept beside it")
+    exp = replace(exp, models=(model,), seeds=(int(rec["seed"]),),
+                  protocol=replace(exp.protocol, targets=(rec["protocol"]["target"],)))
+    return rec, exp
+
+
 @click.command()
 @click.argument("record", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--tolerance", type=float, help=f"Largest difference allowed (default: 0 with the record's versions and device, else {DEFAULT_TOLERANCE}).")
@@ -226,31 +257,12 @@ def reproduce(record: Path, tolerance: float | None, device: str | None, cache_d
     0: reproduced; 3: values differ (each difference listed); 2: bad input.
     """
     from crossbench.plugin.experiment import RunOptions
-    from crossbench.records.schema import MANIFEST, check_belongs, read_manifest, read_record, verify_record
-    from crossbench.records.store import SCHEMA_VERSION, environment, load_records
+    from crossbench.records.store import environment, load_records
     from crossbench.run.runner import run_experiment
 
     if tolerance is not None and not (math.isfinite(tolerance) and tolerance >= 0):
         raise CrossbenchError(f"--tolerance must be a finite number of at least 0, got {tolerance}")
-    rec = read_record(record, schema=SCHEMA_VERSION)
-    manifest = read_manifest(record.parent.parent / MANIFEST)
-    if manifest is not None and record.parent.name == "runs":
-        check_belongs(rec, manifest=manifest, where=f"run record {record}")
-    verify_record(rec, where=f"run record {record}")
-    exp = _kept_experiment(record)
-    from crossbench.experiment.tomlfile import model_from_record
-
-    model = model_from_record(rec["model"])
-    if rec["dataset"]["name"] != exp.dataset.name or dict(rec["dataset"]["params"]) != dict(exp.dataset.params):
-        raise CrossbenchError(f"run record {record}: its dataset differs from the experiment kept beside it")
-    kept = {k: v for k, v in rec["protocol"]["params"].items() if k not in ("seed", "target")}
-    spec = _registry().get("protocols", exp.protocol.name) if rec["protocol"]["name"] == exp.protocol.name else None
-    defaults = spec.parameters() if spec is not None and hasattr(spec, "parameters") else {}
-    expected = {**{k: defaults[k] for k in kept if k in defaults}, **exp.protocol.params}  # a record also names defaults
-    if spec is None or kept != expected:
-        raise CrossbenchError(f"run record {record}: its protocol {rec['protocol']['name']} {kept} differs from the experiment kept beside it")
-    exp = replace(exp, models=(model,), seeds=(int(rec["seed"]),),
-                  protocol=replace(exp.protocol, targets=(rec["protocol"]["target"],)))
+    rec, exp = record_experiment(record)
     run_device = device or ("cpu" if rec["device"] == "cpu" else "auto")
     here = environment()
     same = all(here[k] == rec["environment"].get(k) for k in ("torch", "numpy", "crossbench", "python"))

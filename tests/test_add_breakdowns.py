@@ -11,23 +11,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from test_verify_records import _cli, _one_line_error
 
-from crossbench.cli import CliState, cli
 from crossbench.files import file_sha256
 from crossbench.records.schema import record_seal
-
-
-def _cli(*args: str):
-    return CliRunner().invoke(cli, list(args), obj=CliState())
-
-
-def _one_line_error(out, code: int = 2) -> str:
-    assert out.exit_code == code, out.output
-    assert "Traceback" not in out.output
-    lines = [line for line in out.output.splitlines() if line.startswith("crossbench: error:")]
-    assert len(lines) == 1, out.output
-    return lines[0]
 
 
 def _run(root: Path, *extra: str) -> Path:

@@ -120,6 +120,20 @@ def test_a_refit_that_differs_leaves_the_record_as_it_was(full: Path, tmp_path: 
     assert _records(folder)["movies-popularity-seed0.json"]["evaluation"]["breakdowns"]  # the other record gained its own
 
 
+def test_without_refit_a_full_ranking_row_gets_its_source_history_alone(full: Path, tmp_path: Path):
+    folder = tmp_path / "old"
+    originals = _as_before_breakdowns(full, folder)
+    out = _cli("add-breakdowns", str(folder), "--no-refit")
+    assert out.exit_code == 0, out.output
+    assert "2 from their per-user values, 0 by a bit-identical refit" in out.output
+    for name, rec in _records(folder).items():
+        assert rec["evaluation"]["breakdowns"] == {"source_history": originals[name]["evaluation"]["breakdowns"]["source_history"]}
+        assert rec["evaluation"]["breakdowns_added"]["how"] == "per-user values, without refit (source history only)"
+    assert _cli("verify", str(folder)).exit_code == 0
+    table = (folder / "leaderboard.md").read_text()
+    assert "By item popularity: not recorded for these runs." in table
+
+
 def test_bad_input_is_one_line_before_any_work(full: Path, tmp_path: Path):
     assert "not a results folder" in _one_line_error(_cli("add-breakdowns", str(tmp_path)))
     folder = tmp_path / "old"

@@ -11,6 +11,8 @@ command derives them again without changing anything the record reports:
   as ``crossbench reproduce`` refits it, and its breakdowns are taken only when every metric and
   every per-user value of the refit is bit-identical to the record's (the record's library
   versions, device and thread count are required; a refit that differs is listed, exit status 3).
+  A row the current code no longer refits bit-identically (its model changed since) can still
+  get its source-history breakdown from its per-user values alone (``--no-refit``).
 
 The record then gains ``evaluation.breakdowns`` and ``evaluation.breakdowns_added`` (how they were
 derived, by which crossbench commit, when, and the record's seal before), and a new seal; its
@@ -167,14 +169,18 @@ def _rebuild_tables(folder: Any) -> int:
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--model", "models", multiple=True, help="Only this model's records (repeatable; default: every model).")
 @click.option("--seed", "seeds", multiple=True, type=int, help="Only this seed's records (repeatable; default: every seed).")
+@click.option("--no-refit", is_flag=True,
+              help="Full-ranking records too from their per-user values alone: the source-history breakdown, no popularity tiers "
+                   "(for rows the current code no longer refits bit-identically).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=Path(".crossbench-cache"), show_default=True,
               help="Cache for encoded item text (refits of text models).")
-def add_breakdowns(folder: Path, models: tuple[str, ...], seeds: tuple[int, ...], cache_dir: Path) -> None:
+def add_breakdowns(folder: Path, models: tuple[str, ...], seeds: tuple[int, ...], no_refit: bool, cache_dir: Path) -> None:
     """Add breakdowns by source-history length and item popularity to FOLDER's records that lack them.
 
     Sampled runs: from their per-user values and the rebuilt split. Full-ranking runs: from a
     refit of the row that must be bit-identical to the record (as `crossbench reproduce`), on
-    the record's thread count. Nothing a record reports changes; each gains its breakdowns and a
+    the record's thread count (with --no-refit: the source-history breakdown alone, from the
+    per-user values). Nothing a record reports changes; each gains its breakdowns and a
     note of how they were added (`evaluation.breakdowns_added`), and the tables are rebuilt.
     Exit status 0: every selected record has its breakdowns; 3: a refit differed (listed, that
     record left as it was); 2: bad input.
@@ -185,7 +191,7 @@ def add_breakdowns(folder: Path, models: tuple[str, ...], seeds: tuple[int, ...]
     if not (folder / "runs").is_dir():
         raise CrossbenchError(f"{folder}: not a results folder (no runs/ in it); name the folder a run or tune command wrote")
     todo = _pending(folder, models, seeds)
-    refits = [r for r in todo if r["evaluation"]["mode"] == "full"]
+    refits = [r for r in todo if r["evaluation"]["mode"] == "full" and not no_refit]
     for rec in refits:
         _check_refit(rec)
     results = ResultsFolder(folder)
@@ -196,7 +202,7 @@ def add_breakdowns(folder: Path, models: tuple[str, ...], seeds: tuple[int, ...]
     for i, rec in enumerate(todo, 1):
         name = Path(rec["_path"]).name
         t0 = time.perf_counter()
-        if rec["evaluation"]["mode"] == "full":
+        if rec["evaluation"]["mode"] == "full" and not no_refit:
             breakdowns, differences = _from_refit(rec, cache_dir)
             how = "bit-identical refit"
         else:
@@ -204,6 +210,8 @@ def add_breakdowns(folder: Path, models: tuple[str, ...], seeds: tuple[int, ...]
                 _, exp = record_experiment(Path(rec["_path"]))
                 data = _registry().get("datasets", exp.dataset.name).factory(**dataset_params(exp, _registry())).load()
             breakdowns, differences, how = _from_per_user(rec, data), [], "per-user values"
+            if rec["evaluation"]["mode"] == "full":
+                how = "per-user values, without refit (source history only)"
         if breakdowns is None:
             failed += 1
             for line in differences:

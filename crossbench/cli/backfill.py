@@ -34,13 +34,19 @@ from typing import Any
 
 import click
 
-from crossbench.cli.records import DIFFERS, _registry, compare_runs, record_experiment
+from crossbench.cli.records import DIFFERS, compare_runs, record_experiment
 from crossbench.errors import CrossbenchError
 
 #: how long a write waits for the folder's lock held by another process (a table rebuild, another share)
 LOCK_WAIT_S = 600.0
 #: the record's versions that a bit-identical refit needs
 _VERSIONS = ("torch", "numpy", "crossbench", "python")
+
+
+def _registry() -> Any:
+    from crossbench.cli.common import current_state
+
+    return current_state().registry
 
 
 @contextmanager

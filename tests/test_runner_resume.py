@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 from conftest import run_child
 
 from crossbench.cli import CliState, cli
+from crossbench.errors import CrossbenchError
 from crossbench.records.folder import ResultsFolder
 
 SMALL = ["--dataset-param", "n_users=400", "--dataset-param", "n_items=80", "--threads", "1", "-q"]
@@ -121,6 +123,29 @@ def test_a_second_concurrent_run_is_refused_and_leftovers_of_dead_runs_go(tmp_pa
     done = CliRunner().invoke(cli, args, obj=CliState())
     assert done.exit_code == 0, done.output
     assert not any(p.exists() for p in stale)
+
+
+def test_a_waiting_holder_gets_the_lock_once_the_first_lets_go(tmp_path):
+    folder = ResultsFolder(tmp_path / "busy")
+    got, failed = threading.Event(), []
+
+    def second() -> None:
+        try:
+            with ResultsFolder(folder.path).locked(wait_s=120):
+                got.set()
+        except Exception as exc:  # noqa: BLE001 - reported to the test below
+            failed.append(exc)
+
+    with folder.locked():
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        waiter.join(timeout=0.5)
+        assert not got.is_set() and not failed  # never while the first holds it, however the threads are scheduled
+        with pytest.raises(CrossbenchError, match="in use by another crossbench run"):
+            with ResultsFolder(folder.path).locked():  # no wait: refused at once
+                pass
+    waiter.join(timeout=120)
+    assert got.is_set() and not failed
 
 
 def test_command_line_runs_without_a_name_get_their_own_folders(tmp_path, monkeypatch):

@@ -27,15 +27,16 @@ import datetime as _dt
 import math
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from crossbench.cli.records import DIFFERS, compare_runs, record_experiment
 from crossbench.errors import CrossbenchError
+
+if TYPE_CHECKING:
+    from crossbench.records.folder import ResultsFolder
 
 #: how long a write waits for the folder's lock held by another process (a table rebuild, another share)
 LOCK_WAIT_S = 600.0
@@ -47,29 +48,6 @@ def _registry() -> Any:
     from crossbench.cli.common import current_state
 
     return current_state().registry
-
-
-@contextmanager
-def _waiting_lock(folder: Any) -> Iterator[None]:
-    """The results folder's lock, waiting up to :data:`LOCK_WAIT_S` for another holder to let go."""
-    deadline = time.monotonic() + LOCK_WAIT_S
-    while True:
-        try:
-            cm = folder.locked()
-            cm.__enter__()
-        except CrossbenchError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-            continue
-        break
-    try:
-        yield
-    except BaseException as exc:
-        if not cm.__exit__(type(exc), exc, exc.__traceback__):
-            raise
-    else:
-        cm.__exit__(None, None, None)
 
 
 def _pending(folder: Path, models: tuple[str, ...], seeds: tuple[int, ...]) -> list[dict[str, Any]]:
@@ -134,14 +112,14 @@ def _from_refit(rec: dict[str, Any], cache_dir: Path) -> tuple[dict[str, Any] | 
     return (None, result.differences) if result.differences else (new["evaluation"]["breakdowns"], [])
 
 
-def _write(folder: Any, rec: dict[str, Any], breakdowns: dict[str, Any], *, how: str) -> None:
+def _write(folder: ResultsFolder, rec: dict[str, Any], breakdowns: dict[str, Any], *, how: str) -> None:
     """Under the folder's lock: add ``breakdowns`` to the record on disk if it is still the one derived from."""
     from crossbench.records.schema import read_record
     from crossbench.records.store import SCHEMA_VERSION, git_commit, write_record
     from crossbench.version import __version__
 
     path = Path(rec["_path"])
-    with _waiting_lock(folder):
+    with folder.locked(wait_s=LOCK_WAIT_S):
         now = read_record(path, schema=SCHEMA_VERSION)
         if now.get("seal") != rec.get("seal") or now["evaluation"].get("breakdowns"):
             raise CrossbenchError(f"run record {path}: it changed while its breakdowns were derived; run the command again")
@@ -154,14 +132,14 @@ def _write(folder: Any, rec: dict[str, Any], breakdowns: dict[str, Any], *, how:
         write_record(path, now)
 
 
-def _rebuild_tables(folder: Any) -> int:
+def _rebuild_tables(folder: ResultsFolder) -> int:
     """Rebuild the folder's table, CSV, JSON and plots from its records (as a run does); return the file count."""
     from crossbench.evaluate.peruser import PerUserFiles
     from crossbench.records.store import load_records
     from crossbench.report.curves import curve_plots
     from crossbench.report.exports import artefacts, write_artefacts
 
-    with _waiting_lock(folder):
+    with folder.locked(wait_s=LOCK_WAIT_S):
         files_read = PerUserFiles()
         records = load_records([folder.path], files=files_read)
         commands = {r.get("command") for r in records if r.get("command")}

@@ -27,6 +27,7 @@ import fcntl
 import os
 import shutil
 import stat
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -124,8 +125,9 @@ class ResultsFolder:
     # -- while holding the lock ----------------------------------------------------------
 
     @contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the folder's lock; a second holder is refused with one line naming the first's pid.
+    def locked(self, *, wait_s: float = 0.0) -> Iterator[None]:
+        """Hold the folder's lock; a second holder is refused with one line naming the first's pid
+        (after waiting up to ``wait_s`` seconds for the first to let go).
 
         A folder this creates and that holds nothing but the lock when the block fails is removed again.
         """
@@ -133,18 +135,25 @@ class ResultsFolder:
         new_parents = [p for p in self.path.parents if not p.exists()]
         self.path.mkdir(parents=True, exist_ok=True)
         f = self._open_lock()
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            f.seek(0)
-            holder = f.read().strip() or "unknown"
-            f.close()
-            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise CrossbenchError(
-                    f"results folder {self.path} is in use by another crossbench run (pid {holder}); "
-                    "wait for it to finish, or choose another --output"
-                ) from None
-            raise
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                busy = exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)
+                if busy and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    continue
+                f.seek(0)
+                holder = f.read().strip() or "unknown"
+                f.close()
+                if busy:
+                    raise CrossbenchError(
+                        f"results folder {self.path} is in use by another crossbench run (pid {holder}); "
+                        "wait for it to finish, or choose another --output"
+                    ) from None
+                raise
         f.seek(0)
         f.truncate()
         f.write(f"{os.getpid()}\n")

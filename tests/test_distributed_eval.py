@@ -106,6 +106,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         else:
             assert result is None and everywhere is not None
             Path(f"{out}.{rank}").write_text(failure)
+        dist.barrier()  # leave together: a rank tearing down while another still uses the group can abort it
     finally:
         dist.destroy_process_group()
 

@@ -100,6 +100,7 @@ def _worker(rank: int, world: int, port: int, bert: str, cache: str, out: str) -
         got = {"step": _step_gradients(Path(bert), Path(cache), 64), "one": _step_gradients(Path(bert), Path(cache), 1),
                "fit": _fit_weights(Path(bert), Path(cache)), "fit2": _fit_weights(Path(bert), Path(cache), target_groups=2)}
         Path(f"{out}.{rank}").write_bytes(pickle.dumps(got))
+        dist.barrier()  # leave together: a rank tearing down while another still uses the group can abort it
     finally:
         dist.destroy_process_group()
 

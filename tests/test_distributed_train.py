@@ -119,6 +119,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         with open(f"{out}.{rank}", "wb") as f:
             pickle.dump({"fits": fits, "rank": (r.rank, r.world, r.backend), "stopped": stopped,
                          "total": r.total(rank + 1), "agree": r.agree(f"from {rank}")}, f)
+        dist.barrier()  # leave together: a rank tearing down while another still uses the group can abort it
     finally:
         dist.destroy_process_group()
 

@@ -23,6 +23,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import leave_quietly
 
 from crossbench.data.protocols import GroundTruth
 from crossbench.errors import CrossbenchError
@@ -106,9 +107,11 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         else:
             assert result is None and everywhere is not None
             Path(f"{out}.{rank}").write_text(failure)
-        dist.barrier()  # leave together: a rank tearing down while another still uses the group can abort it
-    finally:
+        dist.barrier()  # every rank's results are written
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    leave_quietly()
 
 
 def _free_port() -> int:

@@ -35,6 +35,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import leave_quietly
 
 from crossbench.plugin.build import make_recommender
 from crossbench.plugin.interfaces import RunEnv
@@ -100,9 +101,11 @@ def _worker(rank: int, world: int, port: int, bert: str, cache: str, out: str) -
         got = {"step": _step_gradients(Path(bert), Path(cache), 64), "one": _step_gradients(Path(bert), Path(cache), 1),
                "fit": _fit_weights(Path(bert), Path(cache)), "fit2": _fit_weights(Path(bert), Path(cache), target_groups=2)}
         Path(f"{out}.{rank}").write_bytes(pickle.dumps(got))
-        dist.barrier()  # leave together: a rank tearing down while another still uses the group can abort it
-    finally:
+        dist.barrier()  # every rank's results are written
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    leave_quietly()
 
 
 @pytest.mark.slow

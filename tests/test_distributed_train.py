@@ -31,6 +31,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from conftest import leave_quietly
 
 from crossbench.data.protocols import FitSplit, resolve_targets
 from crossbench.plugin.build import make_protocol, make_recommender
@@ -119,9 +120,11 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         with open(f"{out}.{rank}", "wb") as f:
             pickle.dump({"fits": fits, "rank": (r.rank, r.world, r.backend), "stopped": stopped,
                          "total": r.total(rank + 1), "agree": r.agree(f"from {rank}")}, f)
-        dist.barrier()  # leave together: a rank tearing down while another still uses the group can abort it
-    finally:
+        dist.barrier()  # every rank's results are written
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    leave_quietly()
 
 
 @pytest.mark.slow

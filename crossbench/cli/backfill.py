@@ -64,11 +64,8 @@ def _pending(folder: Path, models: tuple[str, ...], seeds: tuple[int, ...]) -> l
             and (not models or r["model"]["label"] in models) and (not seeds or int(r["seed"]) in seeds)]
 
 
-def _check_refit(rec: dict[str, Any]) -> None:
-    """Refuse a full-ranking record whose refit could not be bit-identical here."""
-    from crossbench.records.store import environment
-
-    here = environment()
+def _check_refit(rec: dict[str, Any], here: dict[str, Any]) -> None:
+    """Refuse a full-ranking record whose refit could not be bit-identical in this environment (``here``)."""
     differ = [f"{k} {rec['environment'].get(k)} (now {here[k]})" for k in _VERSIONS if here[k] != rec["environment"].get(k)]
     if differ or rec["device"] != "cpu":
         what = ", ".join(differ) if differ else f"device {rec['device']}"
@@ -76,7 +73,7 @@ def _check_refit(rec: dict[str, Any]) -> None:
                               f"{what}; add its breakdowns where those match (run the command with those versions)")
 
 
-def _from_per_user(rec: dict[str, Any], data: Any) -> dict[str, Any]:
+def _from_per_user(rec: dict[str, Any], exp: Any, data: Any) -> dict[str, Any]:
     """A sampled (or rating) record's breakdowns: its per-user values grouped by the rebuilt split's source histories."""
     from crossbench.evaluate.breakdowns import record_breakdowns
     from crossbench.evaluate.groups import item_popularity
@@ -84,7 +81,6 @@ def _from_per_user(rec: dict[str, Any], data: Any) -> dict[str, Any]:
     from crossbench.plugin.build import make_protocol
     from crossbench.records.schema import per_user_path
 
-    _, exp = record_experiment(Path(rec["_path"]))
     split = make_protocol(_registry(), exp.protocol.name, target=rec["protocol"]["target"], seed=int(rec["seed"]),
                           **exp.protocol.params).split(data)
     if split.fingerprint() != rec["protocol"]["split_fingerprint"]:
@@ -95,14 +91,13 @@ def _from_per_user(rec: dict[str, Any], data: Any) -> dict[str, Any]:
                              popularity=item_popularity(split.train, split.target), relevant_items=split.test.items)
 
 
-def _from_refit(rec: dict[str, Any], cache_dir: Path) -> tuple[dict[str, Any] | None, list[str]]:
+def _from_refit(rec: dict[str, Any], exp: Any, cache_dir: Path) -> tuple[dict[str, Any] | None, list[str]]:
     """A full-ranking record's breakdowns from a refit of its row, or ``None`` and the differences found."""
     from crossbench.plugin.experiment import RunOptions
     from crossbench.records.store import load_records
     from crossbench.run.runner import run_experiment
 
     record = Path(rec["_path"])
-    _, exp = record_experiment(record)
     with tempfile.TemporaryDirectory(prefix="crossbench-breakdowns-") as tmp:
         options = RunOptions(output_dir=Path(tmp) / "out", device="cpu", threads=int(rec["threads"]), progress=False,
                              cache_dir=cache_dir)
@@ -171,13 +166,15 @@ def add_breakdowns(folder: Path, models: tuple[str, ...], seeds: tuple[int, ...]
     """
     from crossbench.experiment.checks import dataset_params
     from crossbench.records.folder import ResultsFolder
+    from crossbench.records.store import environment
 
     if not (folder / "runs").is_dir():
         raise CrossbenchError(f"{folder}: not a results folder (no runs/ in it); name the folder a run or tune command wrote")
     todo = _pending(folder, models, seeds)
     refits = [r for r in todo if r["evaluation"]["mode"] == "full" and not no_refit]
+    here = environment()
     for rec in refits:
-        _check_refit(rec)
+        _check_refit(rec, here)
     results = ResultsFolder(folder)
     click.echo(f"{folder}: {len(todo)} record(s) without breakdowns: {len(todo) - len(refits)} from their per-user values, "
                f"{len(refits)} by a bit-identical refit")
@@ -186,14 +183,14 @@ def add_breakdowns(folder: Path, models: tuple[str, ...], seeds: tuple[int, ...]
     for i, rec in enumerate(todo, 1):
         name = Path(rec["_path"]).name
         t0 = time.perf_counter()
+        _, exp = record_experiment(Path(rec["_path"]))  # the experiment that reruns exactly this row
         if rec["evaluation"]["mode"] == "full" and not no_refit:
-            breakdowns, differences = _from_refit(rec, cache_dir)
+            breakdowns, differences = _from_refit(rec, exp, cache_dir)
             how = "bit-identical refit"
         else:
             if data is None:
-                _, exp = record_experiment(Path(rec["_path"]))
                 data = _registry().get("datasets", exp.dataset.name).factory(**dataset_params(exp, _registry())).load()
-            breakdowns, differences, how = _from_per_user(rec, data), [], "per-user values"
+            breakdowns, differences, how = _from_per_user(rec, exp, data), [], "per-user values"
             if rec["evaluation"]["mode"] == "full":
                 how = "per-user values, without refit (source history only)"
         if breakdowns is None:
